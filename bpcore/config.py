@@ -1,0 +1,174 @@
+"""Experiment configs: pydantic v2 models, YAML loading and ``--set`` overrides.
+
+A config file is YAML with a ``kind`` that names the experiment (``linreg``, ...). Every model
+forbids unknown keys, so a typo is an error rather than a silently ignored setting. Errors come
+out as one line naming the file, the dotted key, the bad value and the rule it broke.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bpcore.errors import ConfigError
+
+
+class Strict(BaseModel):
+    """Base for every config block: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LineData(Strict):
+    """Where the line fit's data comes from."""
+
+    path: str | None = Field(
+        None, description="CSV file; null trains on a generated noisy line (seeded by `seed`)"
+    )
+    rows: int = Field(100, ge=2, description="rows of the generated line (only when path is null)")
+    header: bool | None = Field(None, description="true/false, or null to detect it")
+    features: list[str | int] | None = Field(
+        None, min_length=1, description="feature columns by name or 0-based position; null = all but the target"
+    )
+    target: str | int = Field(-1, description="target column by name or position (-1 = last)")
+
+
+class LineTrainer(Strict):
+    """Gradient descent on mean squared error."""
+
+    learning_rate: float = Field(gt=0, allow_inf_nan=False)
+    iterations: int = Field(ge=1)
+    method: Literal["fast", "direct"] = Field(
+        "fast", description="fast: iterate on sufficient statistics; direct: touch the data every step"
+    )
+    divergence_factor: float = Field(
+        1e6, gt=1, allow_inf_nan=False,
+        description="diverged once the cost exceeds this multiple of the starting cost",
+    )
+
+
+class LinRegConfig(Strict):
+    """Linear regression by gradient descent (the seed's data.csv example)."""
+
+    kind: Literal["linreg"]
+    experiment: str = Field("linreg", min_length=1)
+    seed: int = Field(0, ge=0)
+    data: LineData = LineData()
+    trainer: LineTrainer
+
+
+Config = LinRegConfig
+KINDS: dict[str, type[Strict]] = {"linreg": LinRegConfig}
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config, apply ``KEY=VALUE`` overrides, validate. Raises ConfigError."""
+    raw = read_yaml(path)
+    for item in overrides:
+        apply_override(raw, item)
+    return validate(raw, source=str(path))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The config file as a dict; every failure is a ConfigError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: {where}invalid YAML: {problem}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: config file is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(raw).__name__}")
+    return raw
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one ``dotted.key=value`` in place; the value is parsed as a YAML scalar or list."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. trainer.learning_rate=0.0002")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: cannot parse value {text!r} as YAML") from None
+    node = raw
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: depth + 1])
+            raise ConfigError(f"--set {key}: {prefix} is a value ({child!r}), not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def validate(raw: dict[str, Any], source: str = "config") -> Config:
+    """Validate a raw dict into a config model; errors become one ConfigError line."""
+    kind = raw.get("kind")
+    if kind is None:
+        raise ConfigError(f"{source}: kind: required key is missing (one of: {', '.join(KINDS)})")
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise ConfigError(f"{source}: kind = {kind!r}: unknown experiment (one of: {', '.join(KINDS)})")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe(exc)}") from None
+
+
+def describe(exc: ValidationError) -> str:
+    """One line per pydantic error, joined: ``key = value: rule``."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "missing":
+            parts.append(f"{key}: required key is missing")
+        elif err["type"] == "extra_forbidden":
+            parts.append(f"{key}: unknown key (value {err['input']!r})")
+        else:
+            parts.append(f"{key} = {err['input']!r}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """The resolved config as plain JSON-able values (what config.yaml holds)."""
+    return config.model_dump(mode="json")
+
+
+def to_yaml(config: Config) -> str:
+    """The resolved config as YAML, keys in model order."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted leaves of a nested dict: ``{"trainer": {"learning_rate": 1}}`` -> ``trainer.learning_rate``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def digest(config: Config) -> str:
+    """sha256 of the resolved config's canonical JSON: equal configs, equal digests."""
+    canonical = json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()

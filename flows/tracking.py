@@ -1,0 +1,185 @@
+"""The MLflow layer: one place that knows run names, tags, batching and failure marking.
+
+It knows nothing of the maths: callers hand it configs, tables and numbers. Every run it
+opens ends FINISHED or FAILED (KILLED on Ctrl-C) with ``bp.status`` and, when it failed, the
+reason in ``bp.failure_reason``; no run is left RUNNING by an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from bpcore import config as cfgmod
+from bpcore.data import Table
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+MAX_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
+MAX_PARAM_CHARS = 6000
+
+
+class RunFailed(Exception):
+    """A tracked run ended FAILED; carries its MLflow run id, its bp.status and the reason."""
+
+    status = "failed"
+
+    def __init__(self, run_id: str, reason: str):
+        super().__init__(reason)
+        self.run_id = run_id
+        self.reason = reason
+
+
+class Diverged(RunFailed):
+    """Training stopped because the cost blew up; the run is FAILED with bp.status=diverged."""
+
+    status = "diverged"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def client(uri: str | None = None) -> MlflowClient:
+    uri = resolve_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+@contextmanager
+def tracked_run(config, table: Table, tracking_uri: str | None = None,
+                run_name: str | None = None) -> Iterator[str]:
+    """Open an MLflow run that records config and data; yield its id; always end it.
+
+    An exception inside the block marks the run FAILED (KILLED for Ctrl-C), tags the reason,
+    and is re-raised as RunFailed so the caller still learns the run id.
+    """
+    mc = client(tracking_uri)
+    mlflow.set_experiment(config.experiment)
+    tags = {
+        "bp.kind": config.kind,
+        "bp.config_digest": cfgmod.digest(config),
+        "bp.data_digest": table.digest,
+        "bp.data_source": table.source,
+        "bp.status": "running",
+        **git_tags(),
+    }
+    run = mlflow.start_run(run_name=run_name, tags=tags)
+    run_id = run.info.run_id
+    try:
+        log_params(mc, run_id, cfgmod.flatten(cfgmod.to_dict(config)))
+        mlflow.log_text(cfgmod.to_yaml(config), "config.yaml")
+        log_dataset(table)
+        yield run_id
+    except BaseException as exc:
+        if isinstance(exc, RunFailed):
+            bp_status, reason = exc.status, exc.reason
+        else:
+            bp_status, reason = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:5000]
+        _end(mc, run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED",
+             bp_status, reason)
+        if isinstance(exc, Exception) and not isinstance(exc, RunFailed):
+            raise RunFailed(run_id, reason) from exc
+        raise
+    else:
+        _end(mc, run_id, "FINISHED", "finished", None)
+
+
+def _end(mc: MlflowClient, run_id: str, run_status: str, bp_status: str,
+         reason: str | None) -> None:
+    """Tag the outcome, then end the run (even if tagging fails)."""
+    tags = {"bp.status": bp_status}
+    if reason is not None:
+        tags["bp.failure_reason"] = reason
+    try:
+        mc.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    finally:
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            mlflow.end_run(run_status)
+        else:
+            mc.set_terminated(run_id, run_status)
+
+
+def log_params(mc: MlflowClient, run_id: str, params: Mapping[str, object]) -> None:
+    """Log flattened params (lists as their YAML-ish text), in batches."""
+    items = [Param(k, _param_text(v)) for k, v in params.items()]
+    for start in range(0, len(items), 100):
+        mc.log_batch(run_id, params=items[start : start + 100])
+
+
+def _param_text(value: object) -> str:
+    text = "null" if value is None else str(value)
+    return text[:MAX_PARAM_CHARS]
+
+
+def log_history(mc: MlflowClient, run_id: str, key: str, values: Sequence[float],
+                first_step: int = 0, timestamp_ms: int | None = None) -> None:
+    """Log a metric's whole history, step = first_step + index, at most 1000 values per call.
+
+    One fixed timestamp for the whole history makes a retried call write the same rows again
+    rather than a second copy of the curve.
+    """
+    ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
+    values = np.asarray(values, dtype=float)
+    for start in range(0, values.size, MAX_BATCH):
+        chunk = values[start : start + MAX_BATCH]
+        metrics = [Metric(key, float(v), ts, first_step + start + i) for i, v in enumerate(chunk)]
+        mc.log_batch(run_id, metrics=metrics)
+
+
+def log_values(mc: MlflowClient, run_id: str, values: Mapping[str, float],
+               step: int = 0, timestamp_ms: int | None = None) -> None:
+    """Log single-valued metrics in one call."""
+    ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
+    mc.log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in values.items()])
+
+
+def log_dataset(table: Table, context: str = "training") -> None:
+    """Record the training data as an MLflow dataset input (name, source, our digest, schema)."""
+    if table.source.startswith("generated:"):
+        name, source = table.source.split("?")[0], CodeDatasetSource({"generator": table.source})
+    else:
+        name, source = Path(table.source).name, _file_source(table.source)
+    dataset = mlflow.data.from_pandas(table.to_frame(), source=source, name=name,
+                                      targets=table.target_name, digest=table.digest[:16])
+    mlflow.log_input(dataset, context=context)
+
+
+def _file_source(path: str):
+    # MLflow 3.17 registers its local-file source twice and warns that a path is ambiguous
+    # between the two (identical) classes; the resolution itself is right.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return resolve_dataset_source(Path(path).as_uri())
+
+
+def git_tags() -> dict[str, str]:
+    """The commit of the bp-pipeline checkout this code runs from, if it runs from one."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if not commit:
+        return {}
+    return {"mlflow.source.git.commit": commit, "bp.git_dirty": str(bool(dirty)).lower()}

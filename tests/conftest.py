@@ -1,0 +1,71 @@
+"""Shared fixtures: the seed's data, one MLflow SQLite store and one Prefect test server per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import flows  # noqa: F401  (sets the offline Prefect/MLflow defaults before either is imported)
+
+REPO = Path(__file__).resolve().parents[1]
+SEED_DATA = REPO.parent / "shared" / "data" / "data.csv"
+
+# The seed program's published figures: lr 0.0001, 1000 iterations from b = m = 0.
+SEED_START_COST = 5565.107834483211
+SEED_B = 0.08893651993741346
+SEED_M = 1.4777440851894448
+SEED_COST = 112.61481011613473
+
+
+@pytest.fixture(scope="session")
+def seed_csv() -> Path:
+    assert SEED_DATA.is_file(), f"the seed's data.csv is expected beside the checkout at {SEED_DATA}"
+    return SEED_DATA
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    """A session working directory holding mlflow.db and its mlruns/ artifacts."""
+    return tmp_path_factory.mktemp("bp-work")
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(workdir) -> str:
+    return f"sqlite:///{workdir / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A temporary Prefect API for the whole session (its first start creates a database: ~20 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def in_workdir(workdir, monkeypatch):
+    """Run the test from the session working directory (MLflow puts artifacts under ./mlruns)."""
+    monkeypatch.chdir(workdir)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return workdir
+
+
+def run_bp(argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run ``bp`` in this process; returns (exit code, stdout, stderr)."""
+    from flows.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def python_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
