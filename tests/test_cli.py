@@ -1,0 +1,80 @@
+"""The bp command's input handling: validate, and exit code 2 with one line before Prefect starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, run_bp
+
+LINREG = str(REPO / "configs" / "linreg.yaml")
+
+# Runs bp in a fresh interpreter and fails if Prefect or MLflow got imported.
+PROBE = """
+import sys
+from flows.cli import main
+code = main(sys.argv[1:])
+heavy = sorted(m for m in ("prefect", "mlflow") if m in sys.modules)
+if heavy:
+    print("imported:", heavy, file=sys.stderr)
+    sys.exit(99)
+sys.exit(code)
+"""
+
+
+def probe(*argv: str, cwd=REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def test_validate_prints_the_resolved_config_without_prefect_or_mlflow():
+    done = probe("validate", LINREG, "--set", "trainer.learning_rate=0.0002", "--set", "seed=4")
+    assert done.returncode == 0, done.stderr
+    assert "learning_rate: 0.0002" in done.stdout and "seed: 4" in done.stdout
+    assert "divergence_factor:" in done.stdout  # defaults are shown resolved
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["train", "missing.yaml"], "missing.yaml: no such config file"),
+        (["train", LINREG, "--set", "trainer.learning_rate=-1"], "trainer.learning_rate = -1"),
+        (["train", LINREG, "--set", "trainer.lr=1"], "trainer.lr: unknown key"),
+        (["train", LINREG, "--set", "data.path=/no/such.csv"], "/no/such.csv: no such data file"),
+        (["train", LINREG, "--set", "data.path=" + LINREG], "linreg.yaml: not a valid CSV file"),
+        (["validate", LINREG, "--set", "data.path=/no/such.csv"], "/no/such.csv: no such data file"),
+        (["train", LINREG, "--bogus"], "unrecognized arguments: --bogus"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_before_prefect(argv, expected):
+    done = probe(*argv)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert expected in lines[0] and "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("x,y\n1,2\n3,abc\n", "line 3, column 'y': not a number: 'abc'"),
+        ("x,y\n1,2\n", "needs at least 2 data rows, found 1"),
+        ("", "file is empty"),
+        ("x,y\n1,2\n3,inf\n", "line 3, column 'y': infinite value inf"),
+    ],
+)
+def test_bad_data_exits_2_naming_file_and_row(tmp_path, capsys, text, expected):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    code, out, err = run_bp(["train", LINREG, "--set", f"data.path={path}"], capsys)
+    assert code == 2 and out == ""
+    assert err.strip() == f"bp: {path}: {expected}" or (str(path) in err and expected in err)
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_console_script_is_installed():
+    done = subprocess.run(["bp", "validate", LINREG], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "kind: linreg" in done.stdout

@@ -1,0 +1,154 @@
+"""bp train end to end: Prefect flow on a test server, everything read back from MLflow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO, SEED_B, SEED_COST, SEED_M, SEED_START_COST, python_env, run_bp
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.usefixtures("prefect_server", "in_workdir")
+
+LINREG = str(REPO / "configs" / "linreg.yaml")
+REL = 1e-9
+
+
+def train(capsys, tracking_uri, *args):
+    code, out, err = run_bp(["train", LINREG, "--tracking-uri", tracking_uri, *args], capsys)
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    run_id = last.removeprefix("run_id: ") if last.startswith("run_id: ") else None
+    return code, run_id, err
+
+
+def history(mc, run_id, key):
+    points = sorted(mc.get_metric_history(run_id, key), key=lambda m: m.step)
+    return [p.step for p in points], np.array([p.value for p in points])
+
+
+def artifact_paths(mc, run_id, path=None):
+    out = []
+    for item in mc.list_artifacts(run_id, path):
+        out += artifact_paths(mc, run_id, item.path) if item.is_dir else [item.path]
+    return out
+
+
+def test_seed_figures_through_bp_train(capsys, tracking_uri, seed_csv):
+    code, run_id, err = train(capsys, tracking_uri, "--set", f"data.path={seed_csv}",
+                              "--experiment", "seed-figures")
+    assert code == 0, err
+    mc = MlflowClient(tracking_uri)
+    run = mc.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert mc.get_experiment(run.info.experiment_id).name == "seed-figures"
+
+    steps, cost = history(mc, run_id, "cost")
+    assert steps == list(range(1001))
+    assert cost[0] == pytest.approx(SEED_START_COST, rel=REL)
+    assert cost[-1] == pytest.approx(SEED_COST, rel=REL)
+    metrics = run.data.metrics
+    assert metrics["intercept"] == pytest.approx(SEED_B, rel=REL)
+    assert metrics["slope"] == pytest.approx(SEED_M, rel=REL)
+    assert metrics["final_cost"] == pytest.approx(SEED_COST, rel=REL)
+    assert metrics["max_stable_lr"] == pytest.approx(4.0e-4, rel=0.01)
+
+    params = run.data.params
+    assert params["trainer.learning_rate"] == "0.0001" and params["trainer.iterations"] == "1000"
+    assert params["data.path"] == str(seed_csv) and params["experiment"] == "seed-figures"
+
+    tags = run.data.tags
+    assert tags["bp.status"] == "finished"
+    assert len(tags["bp.config_digest"]) == 64
+    assert tags["bp.data_digest"] == __import__("hashlib").sha256(seed_csv.read_bytes()).hexdigest()
+    assert len(tags["mlflow.source.git.commit"]) == 40  # the tests run from a checkout
+
+    files = artifact_paths(mc, run_id)
+    assert {"config.yaml", "plots/cost.png", "plots/fit.png"} <= set(files)
+    config_text = (mc.download_artifacts(run_id, "config.yaml"))
+    assert f"path: {seed_csv}" in open(config_text).read()
+
+    inputs = run.inputs.dataset_inputs
+    assert len(inputs) == 1 and inputs[0].dataset.name == "data.csv"
+    assert inputs[0].dataset.digest == tags["bp.data_digest"][:16]
+
+
+def test_model_loads_in_a_fresh_process(capsys, tracking_uri, seed_csv, workdir):
+    code, run_id, err = train(capsys, tracking_uri, "--set", f"data.path={seed_csv}",
+                              "--set", "trainer.iterations=50")
+    assert code == 0, err
+    metrics = MlflowClient(tracking_uri).get_run(run_id).data.metrics
+    script = (
+        "import json, sys, mlflow, pandas as pd\n"
+        "model = mlflow.pyfunc.load_model(f'runs:/{sys.argv[1]}/model')\n"
+        "print(json.dumps([float(v) for v in model.predict(pd.DataFrame({'x': [0.0, 10.0, 32.5]}))]))\n"
+    )
+    env = python_env() | {"MLFLOW_TRACKING_URI": tracking_uri}
+    done = subprocess.run([sys.executable, "-c", script, run_id], capture_output=True, text=True,
+                          cwd=workdir, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    predictions = json.loads(done.stdout.strip().splitlines()[-1])
+    b, m = metrics["intercept"], metrics["slope"]
+    np.testing.assert_allclose(predictions, [b, b + 10 * m, b + 32.5 * m], rtol=1e-12)
+
+
+def test_divergence_exits_1_with_a_failed_run(capsys, tracking_uri, seed_csv):
+    code, run_id, err = train(capsys, tracking_uri, "--set", f"data.path={seed_csv}",
+                              "--set", "trainer.learning_rate=0.001")
+    assert code == 1
+    assert "diverged at iteration" in err.strip().splitlines()[-1]
+    mc = MlflowClient(tracking_uri)
+    run = mc.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["bp.status"] == "diverged"
+    assert run.data.tags["bp.failure_reason"].startswith("diverged at iteration ")
+    steps, cost = history(mc, run_id, "cost")
+    assert steps == list(range(len(steps))) and 1 < len(steps) < 20
+    assert np.all(np.isfinite(cost))
+    assert "final_cost" not in run.data.metrics and "slope" not in run.data.metrics
+    assert "plots/cost.png" in artifact_paths(mc, run_id)
+    assert not mc.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+
+
+def test_error_during_training_marks_the_run_failed(capsys, tracking_uri, monkeypatch):
+    import bpcore.linreg
+
+    def broken(*_args, **_kw):
+        raise FloatingPointError("simulated failure inside the trainer")
+
+    monkeypatch.setattr(bpcore.linreg, "fit", broken)
+    code, run_id, err = train(capsys, tracking_uri, "--set", "trainer.iterations=5")
+    assert code == 1 and run_id
+    run = MlflowClient(tracking_uri).get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["bp.status"] == "failed"
+    assert "simulated failure inside the trainer" in run.data.tags["bp.failure_reason"]
+    assert run.data.params["trainer.iterations"] == "5"  # what was logged before the failure stays
+
+
+def test_default_config_trains_on_the_generated_line(capsys, tracking_uri, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    code, out, err = run_bp(["train", LINREG], capsys)
+    assert code == 0, err
+    run_id = out.strip().splitlines()[-1].removeprefix("run_id: ")
+    run = MlflowClient(tracking_uri).get_run(run_id)
+    assert run.data.tags["bp.data_source"] == "generated:line?rows=100&seed=0"
+    assert run.data.params["data.path"] == "null"
+    assert 1.0 < run.data.metrics["slope"] < 1.6
+
+
+def test_multi_feature_csv(capsys, tracking_uri, tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = 3.0 + X @ [2.0, -1.0]
+    path = tmp_path / "two.csv"
+    path.write_text("a,b,target\n" + "\n".join(f"{a},{b},{t}" for (a, b), t in zip(X, y)))
+    code, run_id, err = train(capsys, tracking_uri, "--set", f"data.path={path}",
+                              "--set", "trainer.learning_rate=0.3", "--set", "trainer.iterations=400")
+    assert code == 0, err
+    metrics = MlflowClient(tracking_uri).get_run(run_id).data.metrics
+    assert metrics["slope.a"] == pytest.approx(2.0, abs=1e-6)
+    assert metrics["slope.b"] == pytest.approx(-1.0, abs=1e-6)
+    assert metrics["intercept"] == pytest.approx(3.0, abs=1e-6)
