@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
 from bpcore import linreg as gd
-from bpcore.config import LinRegConfig, LineTrainer
+from bpcore.config import LineTrainer, LinRegConfig
 from bpcore.data import Table, load_line_data
 from flows import plots, tracking
 from flows.models import log_line_model
