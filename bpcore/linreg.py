@@ -26,7 +26,7 @@ import numpy as np
 
 from bpcore.config import LineTrainer
 
-CHUNK_ROWS = 1 << 16
+CHUNK_ROWS = 1 << 14  # 128 KiB per column: chunks stay in cache (measured best here)
 
 
 @dataclass(frozen=True)
@@ -46,21 +46,28 @@ class Moments:
 
     @classmethod
     def of(cls, X: np.ndarray, y: np.ndarray, chunk: int = CHUNK_ROWS) -> Moments:
-        """One pass over X (n, d) and y (n,), chunk by chunk, merged pairwise (Chan et al.)."""
+        """One pass over X (n, d) and y (n,), chunk by chunk, merged pairwise (Chan et al.).
+
+        Each chunk is centred on its own mean (so no sum of squares of raw values ever cancels);
+        chunk statistics merge exactly: M = M_a + M_b + n_a n_b / n * delta delta^T.
+        """
         n_total, d = X.shape
-        count, mean, M = 0, np.zeros(d + 1), np.zeros((d + 1, d + 1))
+        count, mx, my = 0, np.zeros(d), 0.0
+        Mxx, mxy, myy = np.zeros((d, d)), np.zeros(d), 0.0
         for start in range(0, n_total, chunk):
-            Z = np.column_stack((X[start : start + chunk], y[start : start + chunk]))
-            n_b = Z.shape[0]
-            mean_b = Z.mean(axis=0)
-            Zc = Z - mean_b
-            delta = mean_b - mean
+            Xb, yb = X[start : start + chunk], y[start : start + chunk]
+            n_b = yb.size
+            bx, by = Xb.sum(axis=0) / n_b, yb.sum() / n_b
+            Xd, yd = Xb - bx, yb - by
+            dx, dy = bx - mx, by - my
             total = count + n_b
-            M += Zc.T @ Zc + np.outer(delta, delta) * (count * n_b / total)
-            mean += delta * (n_b / total)
+            weight = count * n_b / total
+            Mxx += Xd.T @ Xd + weight * np.outer(dx, dx)
+            mxy += Xd.T @ yd + weight * dx * dy
+            myy += yd @ yd + weight * dy * dy
+            mx, my = mx + dx * (n_b / total), my + dy * (n_b / total)
             count = total
-        C = M / count
-        return cls(count, mean[:d], float(mean[d]), C[:d, :d], C[:d, d], float(C[d, d]))
+        return cls(count, mx, float(my), Mxx / count, mxy / count, float(myy / count))
 
     def hessian(self) -> np.ndarray:
         """Hessian of the cost in (b, w): 2 [[1, x_mean^T], [x_mean, Sxx + x_mean x_mean^T]]."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
+import logging
 import sys
 import threading
 from pathlib import Path
@@ -82,9 +84,7 @@ def _train(config, tracking_uri: str | None) -> int:
     flow = getattr(importlib.import_module(module), name)
     from flows.tracking import RunFailed
 
-    # after the flow's imports: two threads importing one package at once can deadlock or
-    # see it half-initialised
-    threading.Thread(target=_prewarm, name="bp-prewarm", daemon=True).start()
+    _start_prewarm()
 
     state = flow(config, tracking_uri, return_state=True)
     if state.is_completed():
@@ -102,20 +102,55 @@ def _train(config, tracking_uri: str | None) -> int:
     return 1
 
 
-def _prewarm() -> None:
-    """Import what logging will need while the main thread waits for Prefect's server.
+class _OnMessage(logging.Filter):
+    """Sets an event when a log record's message starts with a given text."""
 
-    Worth two to three seconds on the first run of a process: MLflow's SQL store (imported when
-    the first run starts), matplotlib, and MLflow's scan of installed packages (done when a
-    model's requirements are checked).
+    def __init__(self, prefix: str, event: threading.Event):
+        super().__init__()
+        self.prefix, self.event = prefix, event
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith(self.prefix):
+            self.event.set()
+        return True
+
+
+def _start_prewarm() -> None:
+    """Warm up logging's imports in a thread while the main thread waits on Prefect's server.
+
+    Called after the flow module is imported (two threads importing one package at once can see
+    it half-initialised). With a temporary server, the warm-up waits until that server's process
+    is launched: until then the main thread is busy importing Prefect's server code, and a
+    warm-up competing with it for the GIL would only delay the start.
     """
+    from prefect.settings import get_current_settings
+
+    go = threading.Event()
+    if get_current_settings().api.url:
+        go.set()
+    else:
+        logging.getLogger("prefect").addFilter(_OnMessage("Starting temporary server", go))
+    threading.Thread(target=_prewarm, args=(go,), name="bp-prewarm", daemon=True).start()
+
+
+def _prewarm(go: threading.Event) -> None:
+    """Import and initialise what logging a run will need: about 2-3 s on a process's first run.
+
+    MLflow's SQL store (imported when the first run starts), matplotlib and its first figure
+    (fonts, the Agg renderer), mlflow.pyfunc, and MLflow's scan of installed packages (done when
+    a model's requirements are checked).
+    """
+    go.wait(timeout=30)
     try:
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.figure  # noqa: F401
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        import numpy as np
         from mlflow.utils import requirements_utils
 
+        import flows.models  # noqa: F401  (mlflow.pyfunc)
+        from flows import plots
+
         requirements_utils._init_packages_to_modules_map()
+        plots.cost_curve(np.array([2.0, 1.0]), "warm-up").savefig(io.BytesIO(), format="png")
     except Exception:  # an optimisation only: never let it break a run
         pass
 

@@ -19,8 +19,7 @@ from prefect.states import Failed
 from bpcore import linreg as gd
 from bpcore.config import LineTrainer, LinRegConfig
 from bpcore.data import Table, load_line_data
-from flows import plots, tracking
-from flows.models import log_line_model
+from flows import tracking
 
 
 @task(cache_policy=NO_CACHE)
@@ -56,6 +55,8 @@ def log_metrics(run_id: str, table: Table, fit: gd.LineFit, seconds: float, ts: 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def log_plots(table: Table, fit: gd.LineFit) -> None:
     """plots/cost.png, and plots/fit.png (the line through the data) when training finished."""
+    from flows import plots  # matplotlib costs ~1 s to import: bp's start-up prewarms it
+
     title = f"cost: {fit.status}, {fit.cost.size - 1} iterations"
     mlflow.log_figure(plots.cost_curve(fit.cost, title), "plots/cost.png")
     if fit.diverged:
@@ -71,6 +72,8 @@ def log_plots(table: Table, fit: gd.LineFit) -> None:
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def log_model(run_id: str, table: Table, fit: gd.LineFit) -> None:
     """The fitted line as a pyfunc model under ``model``."""
+    from flows.models import log_line_model  # mlflow.pyfunc's import is prewarmed by bp too
+
     with tempfile.TemporaryDirectory() as tmp:
         log_line_model(run_id, Path(tmp), table, fit.w, fit.b)
 
