@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"bp: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("bp: interrupted (an open MLflow run is marked KILLED)", file=sys.stderr)
+        return 130
 
 
 def _check_data_file(config) -> None:

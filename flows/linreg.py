@@ -37,9 +37,10 @@ def train(table: Table, trainer: LineTrainer) -> tuple[gd.LineFit, float]:
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def log_metrics(run_id: str, table: Table, fit: gd.LineFit, seconds: float, ts: int) -> None:
+def log_metrics(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit, seconds: float,
+                ts: int) -> None:
     """The cost history (batched), the weights and the diagnostics."""
-    mc = tracking.client()
+    mc = tracking.client(tracking_uri)
     tracking.log_history(mc, run_id, "cost", fit.cost, timestamp_ms=ts)
     values = {"lambda_max": fit.lambda_max, "max_stable_lr": fit.max_stable_lr,
               "train_seconds": seconds}
@@ -82,12 +83,13 @@ def log_model(run_id: str, table: Table, fit: gd.LineFit) -> None:
 def linreg(config: LinRegConfig, tracking_uri: str | None = None) -> str:
     """Fit a line by gradient descent and track it in MLflow; returns the MLflow run id."""
     logger = get_run_logger()
+    tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
     table = load_data(config)
     name = f"lr={config.trainer.learning_rate:g}"
     try:
         with tracking.tracked_run(config, table, tracking_uri, run_name=name) as run_id:
             fit, seconds = train(table, config.trainer)
-            log_metrics(run_id, table, fit, seconds, int(time.time() * 1000))
+            log_metrics(tracking_uri, run_id, table, fit, seconds, int(time.time() * 1000))
             log_plots(table, fit)
             if fit.diverged:
                 raise tracking.Diverged(run_id, fit.message)

@@ -53,6 +53,7 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
 
 
 def client(uri: str | None = None) -> MlflowClient:
+    """A client for ``uri`` (resolved as above), also made the fluent API's tracking URI."""
     uri = resolve_tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
     return MlflowClient(uri)

@@ -27,13 +27,14 @@ def seed_csv() -> Path:
 
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory) -> Path:
-    """A session working directory holding mlflow.db and its mlruns/ artifacts."""
+    """A session working directory holding the tracking database and its mlruns/ artifacts."""
     return tmp_path_factory.mktemp("bp-work")
 
 
 @pytest.fixture(scope="session")
 def tracking_uri(workdir) -> str:
-    return f"sqlite:///{workdir / 'mlflow.db'}"
+    # not ./mlflow.db, so a run that ignored --tracking-uri would not land in it by accident
+    return f"sqlite:///{workdir / 'tracking.db'}"
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,10 +37,11 @@ def artifact_paths(mc, run_id, path=None):
     return out
 
 
-def test_seed_figures_through_bp_train(capsys, tracking_uri, seed_csv):
+def test_seed_figures_through_bp_train(capsys, tracking_uri, seed_csv, workdir):
     code, run_id, err = train(capsys, tracking_uri, "--set", f"data.path={seed_csv}",
                               "--experiment", "seed-figures")
     assert code == 0, err
+    assert not (workdir / "mlflow.db").exists()  # --tracking-uri wins over the default
     mc = MlflowClient(tracking_uri)
     run = mc.get_run(run_id)
     assert run.info.status == "FINISHED"
@@ -75,7 +77,7 @@ def test_seed_figures_through_bp_train(capsys, tracking_uri, seed_csv):
     assert inputs[0].dataset.digest == tags["bp.data_digest"][:16]
 
 
-def test_model_loads_in_a_fresh_process(capsys, tracking_uri, seed_csv, workdir):
+def test_model_loads_in_a_fresh_process(capsys, tracking_uri, seed_csv, workdir, tmp_path):
     code, run_id, err = train(capsys, tracking_uri, "--set", f"data.path={seed_csv}",
                               "--set", "trainer.iterations=50")
     assert code == 0, err
@@ -92,6 +94,18 @@ def test_model_loads_in_a_fresh_process(capsys, tracking_uri, seed_csv, workdir)
     predictions = json.loads(done.stdout.strip().splitlines()[-1])
     b, m = metrics["intercept"], metrics["slope"]
     np.testing.assert_allclose(predictions, [b, b + 10 * m, b + 32.5 * m], rtol=1e-12)
+
+    # no pickle anywhere: the model is code plus an .npz that loads with allow_pickle=False
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(tmp_path)))
+    files = [p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()]
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".cloudpickle"))], files
+    (weights,) = [local / f for f in files if f.endswith(".npz")]
+    with np.load(weights, allow_pickle=False) as z:
+        assert float(z["b"]) == b and float(z["w"][0]) == m
+    assert "numpy==" in (local / "requirements.txt").read_text()
 
 
 def test_divergence_exits_1_with_a_failed_run(capsys, tracking_uri, seed_csv):
@@ -128,15 +142,24 @@ def test_error_during_training_marks_the_run_failed(capsys, tracking_uri, monkey
     assert run.data.params["trainer.iterations"] == "5"  # what was logged before the failure stays
 
 
-def test_default_config_trains_on_the_generated_line(capsys, tracking_uri, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
-    code, out, err = run_bp(["train", LINREG], capsys)
-    assert code == 0, err
-    run_id = out.strip().splitlines()[-1].removeprefix("run_id: ")
-    run = MlflowClient(tracking_uri).get_run(run_id)
-    assert run.data.tags["bp.data_source"] == "generated:line?rows=100&seed=0"
-    assert run.data.params["data.path"] == "null"
-    assert 1.0 < run.data.metrics["slope"] < 1.6
+def test_default_config_trains_on_the_generated_line_identically_twice(capsys, tracking_uri,
+                                                                       monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)  # no --tracking-uri: the variable wins
+    run_ids = []
+    for _ in range(2):
+        code, out, err = run_bp(["train", LINREG, "--experiment", "twice"], capsys)
+        assert code == 0, err
+        run_ids.append(out.strip().splitlines()[-1].removeprefix("run_id: "))
+    mc = MlflowClient(tracking_uri)
+    first, second = (mc.get_run(r) for r in run_ids)
+    assert first.data.tags["bp.data_source"] == "generated:line?rows=100&seed=0"
+    assert first.data.params["data.path"] == "null"
+    assert 1.0 < first.data.metrics["slope"] < 1.6
+    for key in ("bp.config_digest", "bp.data_digest"):
+        assert first.data.tags[key] == second.data.tags[key]
+    assert history(mc, run_ids[0], "cost")[1].tobytes() == history(mc, run_ids[1], "cost")[1].tobytes()
+    for key in ("intercept", "slope", "final_cost"):
+        assert first.data.metrics[key] == second.data.metrics[key]
 
 
 def test_multi_feature_csv(capsys, tracking_uri, tmp_path):
