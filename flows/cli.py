@@ -19,7 +19,7 @@ from bpcore.config import load_config, to_yaml
 from bpcore.errors import InputError
 
 # kind -> "module:flow" (imported only when a run starts)
-FLOWS = {"linreg": "flows.linreg:linreg"}
+FLOWS = {"linreg": "flows.linreg:linreg", "mnist": "flows.mnist:mnist", "chain": "flows.chain:chain"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,18 +68,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_data_file(config) -> None:
-    """Cheap check for validate: the data file exists and is readable (no pandas)."""
-    if getattr(config.data, "path", None) is not None:
-        from bpcore.data import check_file
+    """Cheap check for validate: the data path, if any, exists (no pandas, no reading)."""
+    path = getattr(config.data, "path", None)
+    if path is not None and not getattr(config.data, "download", False):
+        from bpcore.errors import DataError
 
-        check_file(Path(config.data.path).expanduser().resolve())
+        resolved = Path(path).expanduser().resolve()
+        if not resolved.exists():
+            raise DataError(f"{resolved}: no such data file or directory")
 
 
 def _preflight(config) -> None:
-    """Load the data now (cached for the flow), so bad data fails before Prefect starts."""
-    from bpcore.data import load_line_data
+    """Load the data now (cached per process for the flow), so bad data fails before Prefect starts."""
+    if config.kind == "linreg":
+        from bpcore.data import load_line_data
 
-    load_line_data(config.data, config.seed)
+        load_line_data(config.data, config.seed)
+    elif config.kind == "mnist":
+        from bpcore.mnist import load_mnist
+
+        load_mnist(config.data, config.seed, config.trainer.dtype)
 
 
 def _train(config, tracking_uri: str | None) -> int:

@@ -87,9 +87,10 @@ def linreg(config: LinRegConfig, tracking_uri: str | None = None) -> str:
     table = load_data(config)
     name = f"lr={config.trainer.learning_rate:g}"
     try:
-        with tracking.tracked_run(config, table, tracking_uri, run_name=name) as run_id:
+        dataset = tracking.table_dataset(table)
+        with tracking.tracked_run(config, table.source, table.digest, dataset, tracking_uri, name) as run_id:
             fit, seconds = train(table, config.trainer)
-            log_metrics(tracking_uri, run_id, table, fit, seconds, int(time.time() * 1000))
+            log_metrics(tracking_uri, run_id, table, fit, seconds, tracking.now_ms())
             log_plots(table, fit)
             if fit.diverged:
                 raise tracking.Diverged(run_id, fit.message)

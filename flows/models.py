@@ -12,9 +12,10 @@ from pathlib import Path
 import mlflow
 import numpy as np
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, Schema, TensorSpec
 
 from bpcore.data import Table
+from bpcore.network import Network
 
 MODEL_CODE = Path(__file__).resolve().parent / "model_code"
 
@@ -50,3 +51,30 @@ def _require_active(run_id: str) -> None:
     active = mlflow.active_run()
     if active is None or active.info.run_id != run_id:
         raise RuntimeError(f"expected MLflow run {run_id} to be active, found {active}")
+
+
+def log_network_model(run_id: str, workdir: Path, net: Network, example: np.ndarray,
+                      input_scale: float, output: str):
+    """Log a network as ``model``: input (n, sizes[0]) numbers, output digits or activations.
+
+    ``example``: a few raw input rows (the input example shown in the UI and checked at logging).
+    """
+    _require_active(run_id)
+    weights = workdir / "weights.npz"
+    net.save(weights)
+    with np.load(weights, allow_pickle=False) as z:  # add the serving metadata to the same file
+        arrays = dict(z)
+    np.savez(weights, **arrays, input_scale=np.float64(input_scale), output=np.array(output))
+    out_spec = (TensorSpec(np.dtype(np.int64), (-1,)) if output == "class"
+                else TensorSpec(np.dtype(np.float64), (-1, net.sizes[-1])))
+    # unnamed double columns, matched by position: MLflow then accepts any numeric array
+    # (uint8 pixels included) or DataFrame of that width; a float64 tensor spec would refuse uint8
+    signature = ModelSignature(inputs=Schema([ColSpec("double")] * net.sizes[0]), outputs=Schema([out_spec]))
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(MODEL_CODE / "network_model.py"),
+        artifacts={"weights": str(weights)},
+        signature=signature,
+        input_example=np.asarray(example, dtype=np.float64),
+        pip_requirements=requirements("mlflow", "numpy", "pandas"),
+    )

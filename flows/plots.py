@@ -49,3 +49,74 @@ def _figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=100)
     fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
     return fig
+
+
+def training_curves(epochs: list[int], cost: list[float], train_acc: list[float],
+                    val_acc: list[float | None]) -> Figure:
+    """Cost (log axis) and accuracies per epoch, side by side."""
+    fig = Figure(figsize=(10, 4), dpi=100)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.9, wspace=0.25)
+    ax_cost, ax_acc = fig.subplots(1, 2)
+    ax_cost.plot(epochs, cost, marker="o", ms=3)
+    if all(c > 0 for c in cost):
+        ax_cost.set_yscale("log")
+    ax_cost.set(xlabel="epoch", ylabel="cost", title="training cost")
+    ax_acc.plot(epochs, [100 * a for a in train_acc], marker="o", ms=3, label="train")
+    if any(v is not None for v in val_acc):
+        ax_acc.plot(epochs, [100 * v if v is not None else np.nan for v in val_acc], marker="o", ms=3,
+                    label="validation")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    ax_acc.legend(loc="lower right")
+    for ax in (ax_cost, ax_acc):
+        ax.grid(True, alpha=0.3)
+    return fig
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int = 10) -> Figure:
+    """Counts of (true, predicted) digit pairs; the diagonal is what it got right."""
+    counts = np.zeros((k, k), dtype=np.int64)
+    np.add.at(counts, (y_true, y_pred), 1)
+    fig = _figure(6, 5.5)
+    ax = fig.subplots()
+    image = ax.imshow(counts, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    for (i, j), c in np.ndenumerate(counts):
+        if c:
+            ax.text(j, i, str(c), ha="center", va="center", fontsize=7,
+                    color="white" if c > counts.max() / 2 else "black")
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true",
+           title=f"confusion matrix ({(y_true == y_pred).mean():.1%} correct of {len(y_true)})")
+    return fig
+
+
+def misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, limit: int = 36) -> Figure:
+    """Up to ``limit`` wrongly read digits (28x28 pixels 0-255), titled predicted / true."""
+    wrong = np.flatnonzero(y_true != y_pred)[:limit]
+    cols = 6
+    rows = max(1, int(np.ceil(len(wrong) / cols)))
+    fig = Figure(figsize=(cols * 1.3, rows * 1.5 + 0.4), dpi=100)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.4 / (rows * 1.5 + 0.4), hspace=0.5)
+    fig.suptitle(f"{len(np.flatnonzero(y_true != y_pred))} misclassified (predicted / true)")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, i in zip(axes, wrong):
+        ax.imshow(images[i].reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(f"{y_pred[i]} / {y_true[i]}", fontsize=9, color="C3")
+    return fig
+
+
+def chain_partials(history: list[dict[str, float]]) -> Figure:
+    """Every dC/dw(l) and dC/db(l) against the step: the gradient shrinking layer by layer."""
+    fig = Figure(figsize=(10, 4), dpi=100)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.9, wspace=0.25)
+    ax_w, ax_b = fig.subplots(1, 2)
+    steps = np.arange(len(history))
+    for ax, kind in ((ax_w, "w"), (ax_b, "b")):
+        for key in sorted(k for k in history[0] if k.startswith(f"dC_d{kind}")):
+            ax.plot(steps, [h[key] for h in history], label=key.replace("dC_d", "dC/d"))
+        ax.axhline(0, color="gray", lw=0.8)
+        ax.set(xlabel="step", title=f"partial derivatives by {kind}")
+        ax.legend(loc="best", fontsize=8)
+        ax.grid(True, alpha=0.3)
+    return fig

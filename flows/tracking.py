@@ -18,6 +18,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.dataset import Dataset
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
@@ -60,9 +61,12 @@ def client(uri: str | None = None) -> MlflowClient:
 
 
 @contextmanager
-def tracked_run(config, table: Table, tracking_uri: str | None = None,
-                run_name: str | None = None) -> Iterator[str]:
+def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None,
+                tracking_uri: str | None = None, run_name: str | None = None) -> Iterator[str]:
     """Open an MLflow run that records config and data; yield its id; always end it.
+
+    ``source`` and ``digest`` identify the training data (its path and sha256); ``dataset`` is
+    logged as the run's training input.
 
     An exception inside the block marks the run FAILED (KILLED for Ctrl-C), tags the reason,
     and is re-raised as RunFailed so the caller still learns the run id.
@@ -72,8 +76,8 @@ def tracked_run(config, table: Table, tracking_uri: str | None = None,
     tags = {
         "bp.kind": config.kind,
         "bp.config_digest": cfgmod.digest(config),
-        "bp.data_digest": table.digest,
-        "bp.data_source": table.source,
+        "bp.data_digest": digest,
+        "bp.data_source": source,
         "bp.status": "running",
         **git_tags(),
     }
@@ -82,7 +86,8 @@ def tracked_run(config, table: Table, tracking_uri: str | None = None,
     try:
         log_params(mc, run_id, cfgmod.flatten(cfgmod.to_dict(config)))
         mlflow.log_text(cfgmod.to_yaml(config), "config.yaml")
-        log_dataset(table)
+        if dataset is not None:
+            mlflow.log_input(dataset, context="training")
         yield run_id
     except BaseException as exc:
         if isinstance(exc, RunFailed):
@@ -133,7 +138,7 @@ def log_history(mc: MlflowClient, run_id: str, key: str, values: Sequence[float]
     One fixed timestamp for the whole history makes a retried call write the same rows again
     rather than a second copy of the curve.
     """
-    ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
+    ts = timestamp_ms if timestamp_ms is not None else now_ms()
     values = np.asarray(values, dtype=float)
     for start in range(0, values.size, MAX_BATCH):
         chunk = values[start : start + MAX_BATCH]
@@ -141,30 +146,55 @@ def log_history(mc: MlflowClient, run_id: str, key: str, values: Sequence[float]
         mc.log_batch(run_id, metrics=metrics)
 
 
+def now_ms() -> int:
+    """Milliseconds since the epoch: MLflow's metric timestamp."""
+    return int(time.time() * 1000)
+
+
+def with_retries(fn, attempts: int = 3, delay: float = 1.0):
+    """Call ``fn()``; on an exception try again, up to ``attempts`` calls, ``delay`` s apart.
+
+    For tracking calls made from inside a long task (per-epoch metrics), where retrying the
+    whole Prefect task would retrain the network.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception:
+            if attempt == attempts:
+                raise
+            time.sleep(delay)
+
+
 def log_values(mc: MlflowClient, run_id: str, values: Mapping[str, float],
                step: int = 0, timestamp_ms: int | None = None) -> None:
     """Log single-valued metrics in one call."""
-    ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
+    ts = timestamp_ms if timestamp_ms is not None else now_ms()
     mc.log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in values.items()])
 
 
-def log_dataset(table: Table, context: str = "training") -> None:
-    """Record the training data as an MLflow dataset input (name, source, our digest, schema)."""
-    if table.source.startswith("generated:"):
-        name, source = table.source.split("?")[0], CodeDatasetSource({"generator": table.source})
-    else:
-        name, source = Path(table.source).name, _file_source(table.source)
-    dataset = mlflow.data.from_pandas(table.to_frame(), source=source, name=name,
-                                      targets=table.target_name, digest=table.digest[:16])
-    mlflow.log_input(dataset, context=context)
+def table_dataset(table: Table) -> Dataset:
+    """A regression table as an MLflow dataset (name, source, our digest, schema, targets)."""
+    name, source = _dataset_source(table.source)
+    return mlflow.data.from_pandas(table.to_frame(), source=source, name=name,
+                                   targets=table.target_name, digest=table.digest[:16])
 
 
-def _file_source(path: str):
+def array_dataset(X: np.ndarray, y: np.ndarray, source: str, digest: str) -> Dataset:
+    """Feature and label arrays as an MLflow dataset, named and sourced like a table."""
+    name, src = _dataset_source(source)
+    return mlflow.data.from_numpy(X, source=src, targets=y, name=name, digest=digest[:16])
+
+
+def _dataset_source(source: str):
+    """(name, DatasetSource) for a file or directory path, or for a ``scheme:...`` description."""
+    if not Path(source).is_absolute():  # generated:..., bundled:...
+        return source.split("?")[0], CodeDatasetSource({"source": source})
     # MLflow 3.17 registers its local-file source twice and warns that a path is ambiguous
     # between the two (identical) classes; the resolution itself is right.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return resolve_dataset_source(Path(path).as_uri())
+        return Path(source).name, resolve_dataset_source(Path(source).as_uri())
 
 
 def git_tags() -> dict[str, str]:

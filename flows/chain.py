@@ -1,0 +1,74 @@
+"""The one-neuron-per-layer chain as a Prefect flow: watch the chain rule descend in MLflow.
+
+Entrypoint ``flows/chain.py:chain``. Every step logs the cost, each activation, weight and bias,
+and every partial derivative (``dC_dw3``, ``dC_db3``, ``dC_da2``, ...), so the MLflow UI can plot
+any of them against the step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from bpcore.chain import Chain, descend
+from bpcore.config import ChainConfig
+from bpcore.network import Network
+from flows import tracking
+
+
+@task(cache_policy=NO_CACHE)
+def train(config: ChainConfig) -> tuple[Chain, list[dict[str, float]]]:
+    """Gradient descent on the chain's one example; one record of every partial per step."""
+    chain = Chain.create(config.trainer.layers, np.random.default_rng(config.seed))
+    history = descend(chain, config.data.x, config.data.y, config.trainer.learning_rate,
+                      config.trainer.iterations)
+    return chain, history
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def log_history(tracking_uri: str, run_id: str, history: list[dict[str, float]], ts: int) -> None:
+    """Every recorded quantity as a metric with step = iteration (batched, 1000 per call)."""
+    mc = tracking.client(tracking_uri)
+    for key in history[0]:
+        tracking.log_history(mc, run_id, key, [h[key] for h in history], timestamp_ms=ts)
+    tracking.log_values(mc, run_id, {"final_cost": history[-1]["cost"]}, step=len(history) - 1,
+                        timestamp_ms=ts)
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def log_artifacts(run_id: str, chain: Chain, history: list[dict[str, float]]) -> None:
+    """plots/cost.png, plots/partials.png, and the chain as a pyfunc model (x -> a(L))."""
+    from flows import plots
+    from flows.models import log_network_model
+
+    cost = np.array([h["cost"] for h in history])
+    mlflow.log_figure(plots.cost_curve(cost, "chain: cost (a(L) - y)^2"), "plots/cost.png")
+    mlflow.log_figure(plots.chain_partials(history), "plots/partials.png")
+    L = len(chain.w)
+    net = Network((1,) * (L + 1), "sigmoid", "quadratic",
+                  [np.array([[w]]) for w in chain.w], [np.array([b]) for b in chain.b])
+    with tempfile.TemporaryDirectory() as tmp:
+        log_network_model(run_id, Path(tmp), net, np.array([[history[0]["a0"]]]), 1.0, "activation")
+
+
+@flow(name="chain", log_prints=False)
+def chain(config: ChainConfig, tracking_uri: str | None = None) -> str:
+    """Descend the chain on one example and track every partial derivative; returns the run id."""
+    tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
+    example = json.dumps({"x": config.data.x, "y": config.data.y}, sort_keys=True)
+    source, digest = f"chain:{example}", hashlib.sha256(example.encode()).hexdigest()
+    with tracking.tracked_run(config, source, digest, None, tracking_uri,
+                              f"lr={config.trainer.learning_rate:g}") as run_id:
+        trained, history = train(config)
+        log_history(tracking_uri, run_id, history, tracking.now_ms())
+        log_artifacts(run_id, trained, history)
+    get_run_logger().info("cost %.6g -> %.6g over %d steps (MLflow run %s)", history[0]["cost"],
+                          history[-1]["cost"], len(history) - 1, run_id)
+    return run_id
