@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bpcore.cache import LoadCache
 from bpcore.config import LineData
 from bpcore.errors import DataError
 
@@ -46,8 +46,7 @@ class Table:
         return df
 
 
-_CACHE: OrderedDict[tuple, Table] = OrderedDict()
-_CACHE_SIZE = 4
+_CACHE: LoadCache[Table] = LoadCache(4)
 
 
 def load_line_data(cfg: LineData, seed: int = 0) -> Table:
@@ -60,11 +59,7 @@ def load_line_data(cfg: LineData, seed: int = 0) -> Table:
         key = (str(path), stat.st_size, stat.st_mtime_ns, cfg.model_dump_json(exclude={"rows"}))
     table = _CACHE.get(key)
     if table is None:
-        table = generated_line(cfg.rows, seed) if cfg.path is None else read_csv(path, cfg)
-        _CACHE[key] = table
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    _CACHE.move_to_end(key)
+        table = _CACHE.put(key, generated_line(cfg.rows, seed) if cfg.path is None else read_csv(path, cfg))
     return table
 
 
@@ -143,10 +138,11 @@ def _has_header(path: Path) -> bool:
     with open(path, encoding="utf-8", errors="replace") as fh:
         first = fh.readline()
     cells = [c.strip() for c in first.split(",")]
-    return bool(first.strip()) and not any(_is_number(c) for c in cells)
+    return bool(first.strip()) and not any(is_number(c) for c in cells)
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether a CSV cell parses as a float."""
     try:
         float(text)
     except ValueError:

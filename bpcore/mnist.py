@@ -19,18 +19,17 @@ import os
 import re
 import struct
 import tempfile
-import threading
 import urllib.error
 import urllib.request
 import zlib
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bpcore.cache import LoadCache
 from bpcore.config import MnistData
-from bpcore.data import check_file
+from bpcore.data import check_file, is_number
 from bpcore.errors import DataError
 
 MNIST_FILES: dict[str, str] = {
@@ -216,7 +215,7 @@ def _parse_csv(path: Path, data: bytes, label_col: int) -> tuple[np.ndarray, np.
         raise DataError(f"{path}: file is empty")
     end = data.find(b"\n")
     cells = data[: end if end >= 0 else len(data)].decode("utf-8", errors="replace").split(",")
-    header = not all(_is_number(cell) for cell in cells)
+    header = not all(is_number(cell) for cell in cells)
     if len(cells) != COLUMNS:
         raise DataError(f"{path}: line 1: expected {COLUMNS} columns ({_layout(label_col)}), found {len(cells)}")
     first_line = 2 if header else 1
@@ -307,14 +306,6 @@ def _cell(col: int, label_col: int) -> str:
     if col == label_col:
         return f"column {col + 1} (label)"
     return f"column {col + 1} (pixel {col - 1 if label_col == 0 else col})"
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _fmt(value) -> str:
@@ -457,9 +448,7 @@ def scale(images: np.ndarray, dtype=np.float32) -> np.ndarray:
 
 # ---------------------------------------------------------------- load_mnist and its cache
 
-_CACHE: OrderedDict[tuple, MnistSplits] = OrderedDict()
-_CACHE_SIZE = 2  # full MNIST in float32 is about 220 MB a copy
-_LOCK = threading.Lock()
+_CACHE: LoadCache[MnistSplits] = LoadCache(2)  # full MNIST in float32 is about 220 MB a copy
 
 
 def load_mnist(cfg: MnistData, seed: int, dtype: str = "float32") -> MnistSplits:
@@ -471,17 +460,12 @@ def load_mnist(cfg: MnistData, seed: int, dtype: str = "float32") -> MnistSplits
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise ValueError(f"dtype must be a floating type, not {dtype}")
-    with _LOCK:
-        splits = _CACHE.get(_cache_key(cfg, seed, dtype))
+    splits = _CACHE.get(_cache_key(cfg, seed, dtype))
     if splits is not None:
         return splits
     train, test = _load_sources(cfg)
-    splits = _split(train, test, cfg, seed, dtype)
-    with _LOCK:
-        _CACHE[_cache_key(cfg, seed, dtype)] = splits  # the files as they are now: a download may have added them
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return splits
+    # keyed on the files as they are now: a download may have added them
+    return _CACHE.put(_cache_key(cfg, seed, dtype), _split(train, test, cfg, seed, dtype))
 
 
 def _load_sources(cfg: MnistData) -> tuple[Digits, Digits | None]:
