@@ -68,6 +68,22 @@ def test_mnist_run_logs_epochs_plots_and_tags(mnist_run, tracking_uri):
     assert "config.yaml" in {a.path for a in mc.list_artifacts(mnist_run)}
 
 
+def test_mnist_run_leaves_a_finished_progress_artifact_in_prefect(mnist_run):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def latest():
+        async with get_client() as client:
+            return await client.read_latest_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["mnist-training"])))
+
+    (artifact,) = asyncio.run(latest())
+    assert artifact.type == "progress" and float(artifact.data) == 100.0
+    assert mnist_run in artifact.description
+
+
 def digits_sample(n=20):
     digits = load_bundled()
     idx = np.random.default_rng(1).choice(len(digits.labels), n, replace=False)
