@@ -40,14 +40,13 @@ def steps_and_values(mc, run_id, key):
 @pytest.fixture(scope="module")
 def mnist_run(tracking_uri, prefect_server, workdir):
     """One 2-epoch run of the shipped MNIST config, shared by the tests below."""
-    os.chdir(workdir)
     import io
-    from contextlib import redirect_stdout
+    from contextlib import chdir, redirect_stdout
 
     from flows.cli import main
 
     buf = io.StringIO()
-    with redirect_stdout(buf):
+    with chdir(workdir), redirect_stdout(buf):
         code = main(["train", MNIST, "--tracking-uri", tracking_uri, "--set", "trainer.epochs=2"])
     assert code == 0
     return buf.getvalue().strip().splitlines()[-1].removeprefix("run_id: ")
