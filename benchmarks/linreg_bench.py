@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import statistics
 import subprocess
@@ -22,7 +21,6 @@ import sys
 import tempfile
 import textwrap
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -30,32 +28,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 SEED_DATA = REPO.parent / "shared" / "data" / "data.csv"
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import best_of, peak_bytes  # noqa: E402
 
 from bpcore.config import LineData, LineTrainer  # noqa: E402
 from bpcore.data import load_line_data  # noqa: E402
 from bpcore.linreg import _direct_steps, fit  # noqa: E402
-
-
-def best_of(fn, repeats: int) -> float:
-    """Fastest wall time of ``repeats`` calls (the least disturbed by a noisy machine)."""
-    times = []
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def peak_bytes(fn) -> int:
-    """Peak traced allocation of one call (NumPy reports its buffers to tracemalloc)."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def seed_loop(points, lr: float, iterations: int):

@@ -46,6 +46,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import best_of  # noqa: E402
 
 from bpcore.config import NetTrainer  # noqa: E402
 from bpcore.mnist import load_bundled, scale  # noqa: E402
@@ -60,16 +63,6 @@ SETTLE = 0.25  # seconds idle before each epoch: OpenBLAS's workers stop spinnin
 
 # ---------------------------------------------------------------- timing and data
 
-
-def best_of(fn, repeats: int) -> float:
-    """Fastest wall time of ``repeats`` calls."""
-    times = []
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def load_digits(tile: int) -> tuple[np.ndarray, np.ndarray]:

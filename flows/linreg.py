@@ -14,12 +14,12 @@ import mlflow
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed
 
 from bpcore import linreg as gd
 from bpcore.config import LineTrainer, LinRegConfig
 from bpcore.data import Table, load_line_data
 from flows import tracking
+from flows.outcome import diverged_state
 
 
 @task(cache_policy=NO_CACHE)
@@ -96,8 +96,7 @@ def linreg(config: LinRegConfig, tracking_uri: str | None = None) -> str:
                 raise tracking.Diverged(run_id, fit.message)
             log_model(run_id, table, fit)
     except tracking.Diverged as exc:
-        logger.error("%s (MLflow run %s)", exc.reason, exc.run_id)
-        return Failed(message=exc.reason, data=exc)
+        return diverged_state(exc)
     logger.info("finished: cost %.10g, b = %.10g, w = %s (MLflow run %s)",
                 fit.cost[-1], fit.b, np.array2string(fit.w, precision=10), run_id)
     return run_id

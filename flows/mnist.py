@@ -14,12 +14,12 @@ import mlflow
 from mlflow.entities import Metric
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed
 
 from bpcore.config import MnistConfig
 from bpcore.mnist import MnistSplits, load_mnist
 from bpcore.training import EpochStats, NetFit, fit_network
 from flows import tracking
+from flows.outcome import diverged_state
 from flows.progress import EpochBar, PrefectProgress
 
 
@@ -106,8 +106,7 @@ def mnist(config: MnistConfig, tracking_uri: str | None = None) -> str:
                 raise tracking.Diverged(run_id, fit.message)
             log_model(run_id, splits, fit)
     except tracking.Diverged as exc:
-        logger.error("%s (MLflow run %s)", exc.reason, exc.run_id)
-        return Failed(message=exc.reason, data=exc)
+        return diverged_state(exc)
     last = fit.epochs[-1]
     val = f", validation accuracy {last.val_accuracy:.2%}" if last.val_accuracy is not None else ""
     logger.info("finished %d epochs in %.1f s: cost %.4f%s (MLflow run %s)", last.epoch, last.train_seconds,
