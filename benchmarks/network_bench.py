@@ -305,6 +305,11 @@ def part_targets(rows: int, peak: float, t32: dict[str, float], t128: dict[str, 
     print(f"(4) ours at batch 128: {flops / 1e9:.2f} GFLOP of matrix products per epoch "
           f"({flops_per_sample():,} per sample) in {t128[OURS]:.3f} s")
     print(f"    {rate:.1f} GFLOP/s = {rate / peak:.1%} of the {peak:.1f} GFLOP/s matmul peak")
+    weights = sum(m * n for m, n in zip(SIZES[:-1], SIZES[1:]))
+    model_rate = 6 * weights * rows / t128[OURS] / 1e9
+    print(f"    (by the model-FLOPs convention, 6 x {weights:,} weights per sample for forward + backward "
+          f"as if the input delta were formed: {model_rate:.1f} GFLOP/s = {model_rate / peak:.1%}; "
+          "the target below counts only the products ours executes)")
     print("Targets")
     if TORCH in t32:
         speedup = t32[TORCH] / t32[OURS]
