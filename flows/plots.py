@@ -55,7 +55,7 @@ def training_curves(epochs: list[int], cost: list[float], train_acc: list[float]
                     val_acc: list[float | None]) -> Figure:
     """Cost (log axis) and accuracies per epoch, side by side."""
     fig = Figure(figsize=(10, 4), dpi=100)
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.9, wspace=0.25)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.13, top=0.9, wspace=0.25)
     ax_cost, ax_acc = fig.subplots(1, 2)
     ax_cost.plot(epochs, cost, marker="o", ms=3)
     if all(c > 0 for c in cost):
@@ -77,6 +77,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int = 10) -> Fig
     counts = np.zeros((k, k), dtype=np.int64)
     np.add.at(counts, (y_true, y_pred), 1)
     fig = _figure(6, 5.5)
+    fig.subplots_adjust(right=0.9)  # room for the colour bar's labels
     ax = fig.subplots()
     image = ax.imshow(counts, cmap="Blues")
     fig.colorbar(image, ax=ax, fraction=0.046)
@@ -94,8 +95,8 @@ def misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, li
     wrong = np.flatnonzero(y_true != y_pred)[:limit]
     cols = 6
     rows = max(1, int(np.ceil(len(wrong) / cols)))
-    fig = Figure(figsize=(cols * 1.3, rows * 1.5 + 0.4), dpi=100)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.4 / (rows * 1.5 + 0.4), hspace=0.5)
+    fig = Figure(figsize=(cols * 1.3, rows * 1.5 + 0.6), dpi=100)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.6 / (rows * 1.5 + 0.6), hspace=0.5)
     fig.suptitle(f"{len(np.flatnonzero(y_true != y_pred))} misclassified (predicted / true)")
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax in axes:
