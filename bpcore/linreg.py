@@ -79,8 +79,14 @@ class Moments:
         return 2.0 * H
 
     def least_squares(self) -> tuple[np.ndarray, float, float]:
-        """The exact minimiser (w, b) and its cost, from the normal equations."""
-        w = np.linalg.solve(self.Sxx, self.sxy)
+        """The exact minimiser (w, b) and its cost, from the normal equations Sxx w = sxy.
+
+        Solved in the least-squares sense, so a constant or repeated feature (singular Sxx)
+        gives the minimum-norm minimiser rather than an error.
+        """
+        if not (np.isfinite(self.Sxx).all() and np.isfinite(self.sxy).all()):  # overflowed data
+            return np.full_like(self.sxy, np.nan), float("nan"), float("nan")
+        w = np.linalg.lstsq(self.Sxx, self.sxy, rcond=None)[0]
         b = self.y_mean - self.x_mean @ w
         return w, float(b), float(self.syy - self.sxy @ w)
 
@@ -92,7 +98,8 @@ class LineFit:
     w: (d,) slopes; b: intercept; cost: (k+1,) cost before any update (index 0) and after
     each of the k updates run. When ``status == "diverged"`` w and b are the last iterate whose
     cost was finite and within bound, and ``message`` says at which iteration it broke.
-    ``lambda_max`` is the largest Hessian eigenvalue; ``max_stable_lr = 2 / lambda_max``.
+    ``lambda_max`` is the largest Hessian eigenvalue; ``max_stable_lr = 2 / lambda_max``;
+    ``optimum_cost`` the least-squares minimum that gradient descent approaches.
     """
 
     w: np.ndarray
@@ -102,10 +109,16 @@ class LineFit:
     message: str
     lambda_max: float
     max_stable_lr: float
+    optimum_cost: float
 
     @property
     def diverged(self) -> bool:
         return self.status == "diverged"
+
+    @property
+    def excess_cost(self) -> np.ndarray:
+        """cost - optimum_cost per step, floored at 0 (rounding can dip a hair below)."""
+        return np.maximum(self.cost - self.optimum_cost, 0.0)
 
 
 def fit(X: np.ndarray, y: np.ndarray, trainer: LineTrainer) -> LineFit:
@@ -114,16 +127,17 @@ def fit(X: np.ndarray, y: np.ndarray, trainer: LineTrainer) -> LineFit:
     with np.errstate(over="ignore", invalid="ignore"):
         moments = Moments.of(X, y)
         lam = float(np.linalg.eigvalsh(moments.hessian())[-1])
+        optimum = moments.least_squares()[2]
         step = _fast_steps(moments) if trainer.method == "fast" else _direct_steps(X, y)
         w, b, cost, broke = _descend(step, X.shape[1], trainer)
     b = float(b)
     if broke is None:
-        return LineFit(w, b, cost, "finished", "finished", lam, 2.0 / lam)
+        return LineFit(w, b, cost, "finished", "finished", lam, 2.0 / lam, optimum)
     message = (
         f"diverged at iteration {broke}: cost {cost[-1]:.6g} "
         f"(learning rate {trainer.learning_rate:g}; largest stable is {2.0 / lam:.4g})"
     )
-    return LineFit(w, b, cost[np.isfinite(cost)], "diverged", message, lam, 2.0 / lam)
+    return LineFit(w, b, cost[np.isfinite(cost)], "diverged", message, lam, 2.0 / lam, optimum)
 
 
 def _descend(step, d: int, trainer: LineTrainer):

@@ -42,8 +42,11 @@ def log_metrics(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit, s
     """The cost history (batched), the weights and the diagnostics."""
     mc = tracking.client(tracking_uri)
     tracking.log_history(mc, run_id, "cost", fit.cost, timestamp_ms=ts)
+    # cost minus the least-squares optimum: on a log axis, learning rates that all flatten
+    # near the same cost still differ by orders of magnitude
+    tracking.log_history(mc, run_id, "excess_cost", fit.excess_cost, timestamp_ms=ts)
     values = {"lambda_max": fit.lambda_max, "max_stable_lr": fit.max_stable_lr,
-              "train_seconds": seconds}
+              "least_squares_cost": fit.optimum_cost, "train_seconds": seconds}
     if not fit.diverged:
         values.update(final_cost=fit.cost[-1], intercept=fit.b)
         if fit.w.size == 1:

@@ -86,6 +86,7 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None
     try:
         log_params(mc, run_id, cfgmod.flatten(cfgmod.to_dict(config)))
         mlflow.log_text(cfgmod.to_yaml(config), "config.yaml")
+        mlflow.log_dict(environment(), "environment.json")
         if dataset is not None:
             mlflow.log_input(dataset, context="training")
         yield run_id
@@ -195,6 +196,43 @@ def _dataset_source(source: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return Path(source).name, resolve_dataset_source(Path(source).as_uri())
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE")
+PACKAGES = ("bp-pipeline", "numpy", "pandas", "pydantic", "mlflow", "prefect", "matplotlib")
+
+
+def environment() -> dict:
+    """What a re-run must match to give the same numbers: interpreter, packages, BLAS, threads."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "packages": {name: installed(name) for name in PACKAGES},
+        "blas": {key: blas.get(key) for key in ("name", "version", "openblas configuration")},
+        "thread_pools": _thread_pools(),
+        "thread_variables": {name: os.environ.get(name) for name in THREAD_VARIABLES},
+    }
+
+
+def _thread_pools() -> list[dict] | None:
+    """BLAS/OpenMP pools and their thread counts, when threadpoolctl is installed."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return None
+    keys = ("user_api", "internal_api", "version", "num_threads")
+    return [{k: pool.get(k) for k in keys} for pool in threadpoolctl.threadpool_info()]
 
 
 def git_tags() -> dict[str, str]:

@@ -96,6 +96,20 @@ def test_multi_feature_converges_to_lstsq():
     np.testing.assert_allclose(result.w, coef[1:], atol=1e-8)
     _, _, best_cost = Moments.of(X, y).least_squares()
     assert result.cost[-1] == pytest.approx(best_cost, rel=1e-10)
+    residual = y - A @ coef
+    assert result.optimum_cost == pytest.approx(residual @ residual / len(y), rel=1e-10)
+    assert result.excess_cost[0] > 1 and result.excess_cost[-1] < 1e-9 and result.excess_cost.min() >= 0
+
+
+def test_least_squares_with_a_repeated_feature():
+    """A singular normal matrix still has a least-squares optimum (the minimum-norm one)."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=200)
+    X = np.column_stack([x, x])
+    y = 3 * x + 1 + 0.1 * rng.normal(size=200)
+    w, b, cost = Moments.of(X, y).least_squares()
+    assert w[0] == pytest.approx(w[1]) and w.sum() == pytest.approx(np.polyfit(x, y, 1)[0], rel=1e-9)
+    assert cost == pytest.approx(np.mean((y - np.polyval(np.polyfit(x, y, 1), x)) ** 2), rel=1e-9)
 
 
 def test_largest_stable_learning_rate(seed_table):

@@ -56,6 +56,13 @@ def test_seed_figures_through_bp_train(capsys, tracking_uri, seed_csv, workdir):
     assert metrics["slope"] == pytest.approx(SEED_M, rel=REL)
     assert metrics["final_cost"] == pytest.approx(SEED_COST, rel=REL)
     assert metrics["max_stable_lr"] == pytest.approx(4.0e-4, rel=0.01)
+    xy = np.loadtxt(seed_csv, delimiter=",")
+    A = np.column_stack([np.ones(len(xy)), xy[:, 0]])
+    residual = xy[:, 1] - A @ np.linalg.lstsq(A, xy[:, 1], rcond=None)[0]
+    assert metrics["least_squares_cost"] == pytest.approx(residual @ residual / len(xy), rel=1e-9)
+    excess_steps, excess = history(mc, run_id, "excess_cost")
+    assert excess_steps == steps
+    np.testing.assert_allclose(excess, cost - metrics["least_squares_cost"], rtol=1e-9, atol=1e-9)
 
     params = run.data.params
     assert params["trainer.learning_rate"] == "0.0001" and params["trainer.iterations"] == "1000"
@@ -68,7 +75,10 @@ def test_seed_figures_through_bp_train(capsys, tracking_uri, seed_csv, workdir):
     assert len(tags["mlflow.source.git.commit"]) == 40  # the tests run from a checkout
 
     files = artifact_paths(mc, run_id)
-    assert {"config.yaml", "plots/cost.png", "plots/fit.png"} <= set(files)
+    assert {"config.yaml", "environment.json", "plots/cost.png", "plots/fit.png"} <= set(files)
+    env = json.loads(open(mc.download_artifacts(run_id, "environment.json")).read())
+    assert env["packages"]["numpy"] == np.__version__ and env["python"].count(".") == 2
+    assert env["cpu_count"] >= 1 and "thread_variables" in env
     config_text = (mc.download_artifacts(run_id, "config.yaml"))
     assert f"path: {seed_csv}" in open(config_text).read()
 
