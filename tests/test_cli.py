@@ -9,6 +9,8 @@ import pytest
 from conftest import REPO, run_bp
 
 LINREG = str(REPO / "configs" / "linreg.yaml")
+MNIST = str(REPO / "configs" / "mnist.yaml")
+CHAIN = str(REPO / "configs" / "chain.yaml")
 
 # Runs bp in a fresh interpreter and fails if Prefect or MLflow got imported.
 PROBE = """
@@ -45,6 +47,13 @@ def test_validate_prints_the_resolved_config_without_prefect_or_mlflow():
         (["train", LINREG, "--set", "data.path=" + LINREG], "linreg.yaml: not a valid CSV file"),
         (["validate", LINREG, "--set", "data.path=/no/such.csv"], "/no/such.csv: no such data file"),
         (["train", LINREG, "--bogus"], "unrecognized arguments: --bogus"),
+        (["train", MNIST, "--set", "trainer.hidden=[0]"], "trainer.hidden.0 = 0: Input should be greater than"),
+        (["train", MNIST, "--set", "trainer.activation=softsign"], "trainer.activation = 'softsign'"),
+        (["train", MNIST, "--set", "data.path=/no/such/dir"], "/no/such/dir"),
+        (["train", MNIST, "--set", f"data.path={REPO}"], "train-images-idx3-ubyte"),
+        (["train", MNIST, "--set", "data.download=true", "--set", "data.mirror=http://127.0.0.1:9/",
+          "--set", "data.cache_dir=/tmp/bp-test-no-mirror"], "http://127.0.0.1:9/"),
+        (["train", CHAIN, "--set", "data.y=1.5"], "data.y = 1.5: Input should be less than 1"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
