@@ -139,12 +139,14 @@ def _start_prewarm() -> None:
     go = threading.Event()
     if get_current_settings().api.url:
         go.set()
+        watch = None
     else:
-        logging.getLogger("prefect").addFilter(_OnMessage("Starting temporary server", go))
-    threading.Thread(target=_prewarm, args=(go,), name="bp-prewarm", daemon=True).start()
+        watch = _OnMessage("Starting temporary server", go)
+        logging.getLogger("prefect").addFilter(watch)
+    threading.Thread(target=_prewarm, args=(go, watch), name="bp-prewarm", daemon=True).start()
 
 
-def _prewarm(go: threading.Event) -> None:
+def _prewarm(go: threading.Event, watch: logging.Filter | None = None) -> None:
     """Import and initialise what logging a run will need: about 2-3 s on a process's first run.
 
     MLflow's SQL store (imported when the first run starts), matplotlib and its first figure
@@ -152,6 +154,8 @@ def _prewarm(go: threading.Event) -> None:
     a model's requirements are checked).
     """
     go.wait(timeout=30)
+    if watch is not None:
+        logging.getLogger("prefect").removeFilter(watch)
     try:
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
         import numpy as np
