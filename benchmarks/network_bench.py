@@ -98,7 +98,25 @@ def part_peak(repeats: int, blas: dict) -> float:
           f"{blas['num_threads']} threads")
     print("    " + "   ".join(f"{n}: {g:6.1f} GFLOP/s" for n, g in rates.items()))
     print(f"    peak {peak:.1f} GFLOP/s (the baseline for (4))")
+    shaped = shaped_gflops(repeats)
+    print("    at this network's own batch-128 shapes (what its big products can reach at best): "
+          + ", ".join(f"{name} {g:.1f} GFLOP/s ({g / peak:.0%})" for name, g in shaped.items()))
     return peak
+
+
+def shaped_gflops(repeats: int, n: int = 128) -> dict[str, float]:
+    """The two large products of a batch-n step, alone: forward X @ W1 and the gradient X.T @ delta1."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, SIZES[0]), dtype=np.float32)
+    W = rng.standard_normal((SIZES[0], SIZES[1]), dtype=np.float32)
+    D = rng.standard_normal((n, SIZES[1]), dtype=np.float32)
+    flops, calls = 2 * n * SIZES[0] * SIZES[1], 50  # back to back, as in training: BLAS threads stay awake
+
+    def rate(product) -> float:
+        return calls * flops / best_of(lambda: [product() for _ in range(calls)], repeats) / 1e9
+
+    return {f"X@W1 ({n}x{SIZES[0]}x{SIZES[1]})": rate(lambda: X @ W),
+            f"X.T@delta1 ({SIZES[0]}x{n}x{SIZES[1]})": rate(lambda: X.T @ D)}
 
 
 # ---------------------------------------------------------------- ours
