@@ -128,9 +128,14 @@ def fit(X: np.ndarray, y: np.ndarray, trainer: LineTrainer) -> LineFit:
         moments = Moments.of(X, y)
         lam = float(np.linalg.eigvalsh(moments.hessian())[-1])
         optimum = moments.least_squares()[2]
-        step = _fast_steps(moments) if trainer.method == "fast" else _direct_steps(X, y)
-        w, b, cost, broke = _descend(step, X.shape[1], trainer)
-    b = float(b)
+        if trainer.method == "direct":
+            step, w0 = _direct_steps(X, y), np.zeros(X.shape[1])
+        elif X.shape[1] == 1:
+            step, w0 = _fast_scalar_steps(moments), 0.0
+        else:
+            step, w0 = _fast_steps(moments), np.zeros(X.shape[1])
+        w, b, cost, broke = _descend(step, w0, trainer)
+    w, b = np.atleast_1d(np.asarray(w, dtype=np.float64)), float(b)
     if broke is None:
         return LineFit(w, b, cost, "finished", "finished", lam, 2.0 / lam, optimum)
     message = (
@@ -140,13 +145,14 @@ def fit(X: np.ndarray, y: np.ndarray, trainer: LineTrainer) -> LineFit:
     return LineFit(w, b, cost[np.isfinite(cost)], "diverged", message, lam, 2.0 / lam, optimum)
 
 
-def _descend(step, d: int, trainer: LineTrainer):
-    """Run the iterations. ``step(w, b) -> (cost, grad_w, grad_b)`` at the current point.
+def _descend(step, w0, trainer: LineTrainer):
+    """Run the iterations from (w0, b = 0). ``step(w, b) -> (cost, grad_w, grad_b)`` at the
+    current point; w is whatever ``step`` works on (an array, or a float for one feature).
 
     Returns (w, b, cost history, iteration at which it diverged or None).
     """
     lr = trainer.learning_rate
-    w, b = np.zeros(d), 0.0
+    w, b = w0, 0.0
     cost = np.empty(trainer.iterations + 1)
     bound = None
     w_prev, b_prev = w, b
@@ -188,5 +194,18 @@ def _fast_steps(m: Moments):
         Sw = m.Sxx @ w
         c = m.syy - 2.0 * (w @ m.sxy) + w @ Sw + e * e
         return c, -2.0 * (m.sxy - Sw + m.x_mean * e), -2.0 * e
+
+    return step
+
+
+def _fast_scalar_steps(m: Moments):
+    """``_fast_steps`` for one feature on Python floats: the same operations in the same order
+    (so the same iterates), without NumPy's per-call overhead on 1-element arrays."""
+    x_mean, y_mean, sxx, sxy, syy = float(m.x_mean[0]), m.y_mean, float(m.Sxx[0, 0]), float(m.sxy[0]), m.syy
+
+    def step(w, b):
+        e = y_mean - x_mean * w - b
+        sw = sxx * w
+        return syy - 2.0 * (w * sxy) + w * sw + e * e, -2.0 * (sxy - sw + x_mean * e), -2.0 * e
 
     return step

@@ -148,3 +148,14 @@ def test_bit_identical_reruns(seed_table):
     b = fit(seed_table.X, seed_table.y, trainer())
     assert a.cost.tobytes() == b.cost.tobytes()
     assert a.w.tobytes() == b.w.tobytes() and a.b == b.b
+
+
+def test_one_feature_fast_path_is_the_vector_fast_path_bit_for_bit(seed_table):
+    """One feature runs on Python floats; it must give exactly the array version's iterates."""
+    from bpcore.linreg import _descend, _fast_steps
+
+    cfg = trainer()
+    scalar = fit(seed_table.X, seed_table.y, cfg)
+    w, b, cost, broke = _descend(_fast_steps(Moments.of(seed_table.X, seed_table.y)), np.zeros(1), cfg)
+    assert broke is None
+    assert scalar.cost.tobytes() == cost.tobytes() and scalar.w.tobytes() == w.tobytes() and scalar.b == b
