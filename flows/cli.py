@@ -43,12 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
                        "else sqlite:///mlflow.db)")
     with_config("validate", "check a config and print it resolved")
+    again = sub.add_parser("reproduce", help="train a recorded run again and compare",
+                           description="train a recorded run again from its MLflow record and compare metrics "
+                                       "and weights; exit 0 when identical, 1 when not")
+    again.add_argument("run_id", help="the MLflow run id to reproduce")
+    again.add_argument("--tracking-uri", help="MLflow tracking URI holding the run")
+    again.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="re-run with this change to the recorded config (differences are then expected)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "reproduce":
+            return _reproduce(args.run_id, args.tracking_uri, args.overrides)
         overrides = list(args.overrides)
         if getattr(args, "experiment", None):
             overrides.append(f"experiment={args.experiment}")
@@ -58,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             print(to_yaml(config), end="")
             return 0
         _preflight(config)
-        return _train(config, args.tracking_uri)
+        return _run_flow(config, args.tracking_uri)[0]
     except InputError as exc:
         print(f"bp: {exc}", file=sys.stderr)
         return 2
@@ -78,39 +87,68 @@ def _check_data_file(config) -> None:
             raise DataError(f"{resolved}: no such data file or directory")
 
 
-def _preflight(config) -> None:
-    """Load the data now (cached per process for the flow), so bad data fails before Prefect starts."""
+def _preflight(config) -> tuple[str | None, str | None]:
+    """Load the data now (cached per process for the flow), so bad data fails before Prefect starts.
+
+    Returns the data's (source, sha256 digest), or (None, None) for an experiment without a data file.
+    """
     if config.kind == "linreg":
         from bpcore.data import load_line_data
 
-        load_line_data(config.data, config.seed)
-    elif config.kind == "mnist":
+        table = load_line_data(config.data, config.seed)
+        return table.source, table.digest
+    if config.kind == "mnist":
         from bpcore.mnist import load_mnist
 
-        load_mnist(config.data, config.seed, config.trainer.dtype)
+        splits = load_mnist(config.data, config.seed, config.trainer.dtype)
+        return splits.source, splits.digest
+    return None, None
 
 
-def _train(config, tracking_uri: str | None) -> int:
+def _reproduce(run_id: str, tracking_uri: str | None, overrides: list[str]) -> int:
+    """Re-run a recorded run (tagged bp.reproduces=<run_id>) and print what differs."""
+    from flows import reproduce
+
+    config, record = reproduce.recorded_config(run_id, tracking_uri, overrides)
+    reproduce.check_data(record, *_preflight(config))
+    code, new_id = _run_flow(config, tracking_uri, {"bp.reproduces": run_id}, quiet=True)
+    if new_id is None:
+        return code
+    found = reproduce.differences(run_id, new_id, tracking_uri)
+    print("identical" if not found else "\n".join(found))
+    print(f"run_id: {new_id}")
+    return 0 if not found else 1
+
+
+def _run_flow(config, tracking_uri: str | None, tags: dict[str, str] | None = None,
+              quiet: bool = False) -> tuple[int, str | None]:
+    """Run the config's flow; returns (exit code, MLflow run id or None).
+
+    Prints ``run_id: <id>`` as the last line unless ``quiet`` (the caller prints more after it).
+    """
     module, _, name = FLOWS[config.kind].partition(":")
     flow = getattr(importlib.import_module(module), name)
     from flows.tracking import RunFailed
 
     _start_prewarm()
 
-    state = flow(config, tracking_uri, return_state=True)
+    state = flow(config, tracking_uri, tags, return_state=True)
     if state.is_completed():
-        print(f"run_id: {state.result()}")
-        return 0
-    exc = state.result(raise_on_failure=False)
-    if isinstance(exc, InputError):
-        print(f"bp: {exc}", file=sys.stderr)
-        return 2
-    if isinstance(exc, RunFailed):
+        run_id = state.result()
+        code = 0
+    else:
+        exc = state.result(raise_on_failure=False)
+        if isinstance(exc, InputError):
+            print(f"bp: {exc}", file=sys.stderr)
+            return 2, None
+        if not isinstance(exc, RunFailed):
+            print(f"bp: flow {state.name.lower()}: {state.message or exc}", file=sys.stderr)
+            return 1, None
         print(f"bp: run {exc.status}: {exc.reason}", file=sys.stderr)
-        print(f"run_id: {exc.run_id}")
-        return 1
-    print(f"bp: flow {state.name.lower()}: {state.message or exc}", file=sys.stderr)
-    return 1
+        run_id, code = exc.run_id, 1
+    if not quiet:
+        print(f"run_id: {run_id}")
+    return code, run_id
 
 
 class _OnMessage(logging.Filter):

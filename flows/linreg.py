@@ -83,7 +83,7 @@ def log_model(run_id: str, table: Table, fit: gd.LineFit) -> None:
 
 
 @flow(name="linreg", log_prints=False)
-def linreg(config: LinRegConfig, tracking_uri: str | None = None) -> str:
+def linreg(config: LinRegConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None) -> str:
     """Fit a line by gradient descent and track it in MLflow; returns the MLflow run id."""
     logger = get_run_logger()
     tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
@@ -91,7 +91,7 @@ def linreg(config: LinRegConfig, tracking_uri: str | None = None) -> str:
     name = f"lr={config.trainer.learning_rate:g}"
     try:
         dataset = tracking.table_dataset(table)
-        with tracking.tracked_run(config, table.source, table.digest, dataset, tracking_uri, name) as run_id:
+        with tracking.tracked_run(config, table.source, table.digest, dataset, tracking_uri, name, tags) as run_id:
             fit, seconds = train(table, config.trainer)
             log_metrics(tracking_uri, run_id, table, fit, seconds, tracking.now_ms())
             log_plots(table, fit)

@@ -91,7 +91,7 @@ def log_model(run_id: str, splits: MnistSplits, fit: NetFit) -> None:
 
 
 @flow(name="mnist", log_prints=False)
-def mnist(config: MnistConfig, tracking_uri: str | None = None) -> str:
+def mnist(config: MnistConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None) -> str:
     """Train a backpropagation network on MNIST digits and track it in MLflow; returns the run id."""
     logger = get_run_logger()
     tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
@@ -99,7 +99,7 @@ def mnist(config: MnistConfig, tracking_uri: str | None = None) -> str:
     name = f"lr={config.trainer.learning_rate:g}"
     try:
         dataset = tracking.array_dataset(splits.train_X, splits.train_y, splits.source, splits.digest)
-        with tracking.tracked_run(config, splits.source, splits.digest, dataset, tracking_uri, name) as run_id:
+        with tracking.tracked_run(config, splits.source, splits.digest, dataset, tracking_uri, name, tags) as run_id:
             fit = train(splits, config, tracking_uri, run_id)
             log_results(tracking_uri, run_id, splits, fit)
             if fit.diverged:

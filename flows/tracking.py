@@ -62,11 +62,12 @@ def client(uri: str | None = None) -> MlflowClient:
 
 @contextmanager
 def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None,
-                tracking_uri: str | None = None, run_name: str | None = None) -> Iterator[str]:
+                tracking_uri: str | None = None, run_name: str | None = None,
+                extra_tags: dict[str, str] | None = None) -> Iterator[str]:
     """Open an MLflow run that records config and data; yield its id; always end it.
 
     ``source`` and ``digest`` identify the training data (its path and sha256); ``dataset`` is
-    logged as the run's training input.
+    logged as the run's training input; ``extra_tags`` (e.g. ``bp.reproduces``) are added.
 
     An exception inside the block marks the run FAILED (KILLED for Ctrl-C), tags the reason,
     and is re-raised as RunFailed so the caller still learns the run id.
@@ -80,6 +81,7 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None
         "bp.data_source": source,
         "bp.status": "running",
         **git_tags(),
+        **(extra_tags or {}),
     }
     run = mlflow.start_run(run_name=run_name, tags=tags)
     run_id = run.info.run_id

@@ -168,3 +168,11 @@ def test_chain_logs_every_partial_per_step(capsys, tracking_uri):
         assert steps == list(range(31)), key
         np.testing.assert_allclose(values, [h[key] for h in expected], rtol=1e-12, atol=1e-300)
     assert {"plots/cost.png", "plots/partials.png"} <= {a.path for a in mc.list_artifacts(run_id, "plots")}
+
+
+def test_mnist_run_reproduces_bit_for_bit(capsys, tracking_uri):
+    code, run_id, err = train(capsys, tracking_uri, MNIST, "--set", "trainer.epochs=2", "--set", "data.limit=600")
+    assert code == 0, err
+    code, out, err = run_bp(["reproduce", run_id, "--tracking-uri", tracking_uri], capsys)
+    assert code == 0, (out, err)
+    assert out.strip().splitlines()[-2] == "identical"

@@ -185,3 +185,69 @@ def test_multi_feature_csv(capsys, tracking_uri, tmp_path):
     assert metrics["slope.a"] == pytest.approx(2.0, abs=1e-6)
     assert metrics["slope.b"] == pytest.approx(-1.0, abs=1e-6)
     assert metrics["intercept"] == pytest.approx(3.0, abs=1e-6)
+
+
+def reproduce(capsys, tracking_uri, run_id, *args):
+    code, out, err = run_bp(["reproduce", run_id, "--tracking-uri", tracking_uri, *args], capsys)
+    lines = out.strip().splitlines()
+    new_id = lines[-1].removeprefix("run_id: ") if lines and lines[-1].startswith("run_id: ") else None
+    return code, lines[:-1], new_id, err
+
+
+@pytest.fixture
+def own_csv(tmp_path, seed_csv):
+    """A private copy of the seed data, free to be changed by the test."""
+    path = tmp_path / "points.csv"
+    path.write_bytes(seed_csv.read_bytes())
+    return path
+
+
+def test_reproduce_is_identical_and_tagged(capsys, tracking_uri, own_csv):
+    code, run_id, err = train(capsys, tracking_uri, "--set", f"data.path={own_csv}", "--set", "trainer.iterations=300")
+    assert code == 0, err
+    code, report, new_id, err = reproduce(capsys, tracking_uri, run_id)
+    assert code == 0, (report, err)
+    assert report == ["identical"]
+    new = MlflowClient(tracking_uri).get_run(new_id)
+    assert new.data.tags["bp.reproduces"] == run_id and new.data.params["trainer.iterations"] == "300"
+
+
+def test_reproduce_refuses_changed_data(capsys, tracking_uri, own_csv):
+    code, run_id, err = train(capsys, tracking_uri, "--set", f"data.path={own_csv}", "--set", "trainer.iterations=50")
+    assert code == 0, err
+    recorded = MlflowClient(tracking_uri).get_run(run_id).data.tags["bp.data_digest"]
+    own_csv.write_text(own_csv.read_text().rstrip("\n") + "\n50.0,70.0\n")  # one more row
+    code, report, new_id, err = reproduce(capsys, tracking_uri, run_id)
+    assert code == 2 and new_id is None
+    line = err.strip()
+    assert line.startswith(f"bp: {own_csv}: data changed since run {run_id}") and recorded in line
+    assert len(line.splitlines()) == 1
+
+
+def test_reproduce_reports_changed_code_and_config(capsys, tracking_uri, own_csv, monkeypatch):
+    code, run_id, err = train(capsys, tracking_uri, "--set", f"data.path={own_csv}", "--set", "trainer.iterations=50")
+    assert code == 0, err
+    code, report, _, _ = reproduce(capsys, tracking_uri, run_id, "--set", "trainer.iterations=60")
+    assert code == 1
+    assert any(r.startswith("metric cost: 51 values recorded, 61 now") for r in report)
+    assert any(r.startswith("config: digest") for r in report)
+
+    import bpcore.linreg
+
+    real = bpcore.linreg._fast_scalar_steps
+
+    def nudged(moments):  # "changed code": the same maths, one rounding different
+        step = real(moments)
+        return lambda w, b: (lambda c, gw, gb: (c * (1 + 1e-12), gw, gb))(*step(w, b))
+
+    monkeypatch.setattr(bpcore.linreg, "_fast_scalar_steps", nudged)
+    code, report, _, _ = reproduce(capsys, tracking_uri, run_id)
+    assert code == 1
+    assert any(r.startswith("metric cost: max |difference|") for r in report), report
+    assert not any(r.startswith("config:") for r in report)
+
+
+def test_reproduce_unknown_run_is_bad_input(capsys, tracking_uri):
+    code, report, new_id, err = reproduce(capsys, tracking_uri, "0123456789abcdef0123456789abcdef")
+    assert code == 2 and new_id is None
+    assert "run 0123456789abcdef0123456789abcdef: cannot read its record" in err

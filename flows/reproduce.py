@@ -1,0 +1,105 @@
+"""``bp reproduce``: train a recorded run again from what MLflow holds, and compare the two.
+
+The record is the run's ``config.yaml`` artifact and its ``bp.data_source`` / ``bp.data_digest``
+tags. The data must still have the recorded digest (else the re-run is refused: it would train
+on something else); the comparison covers every metric's full history (wall times excepted)
+and the model's weights, bit for bit.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import yaml
+from mlflow.exceptions import MlflowException
+
+from bpcore.config import apply_override, validate
+from bpcore.errors import DataError, InputError
+from flows import tracking
+
+TIMINGS = {"train_seconds"}  # wall-clock figures: never expected to repeat
+
+
+def recorded_config(run_id: str, tracking_uri: str | None, overrides=()):
+    """The run's resolved config (data path pinned to the file it read), with ``overrides``."""
+    mc = tracking.client(tracking_uri)
+    try:
+        run = mc.get_run(run_id)
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = yaml.safe_load(Path(mc.download_artifacts(run_id, "config.yaml", tmp)).read_text())
+    except (MlflowException, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"run {run_id}: cannot read its record at {tracking.resolve_tracking_uri(tracking_uri)}: "
+                         f"{reason}") from None
+    source = run.data.tags.get("bp.data_source", "")
+    data = raw.get("data") or {}
+    if data.get("path") is not None and not data.get("download") and Path(source).is_absolute():
+        data["path"] = source  # the recorded absolute path, wherever the re-run starts from
+    for item in overrides:
+        apply_override(raw, item)
+    return validate(raw, source=f"run {run_id} config.yaml"), run
+
+
+def check_data(run, source: str | None, digest: str | None) -> None:
+    """Refuse to re-run on data whose digest differs from the record."""
+    recorded = run.data.tags.get("bp.data_digest")
+    if recorded and digest and digest != recorded:
+        raise DataError(f"{source}: data changed since run {run.info.run_id}: "
+                        f"recorded sha256 {recorded}, now {digest}")
+
+
+def differences(original_id: str, new_id: str, tracking_uri: str | None) -> list[str]:
+    """Human-readable differences between two runs' metric histories and model weights."""
+    mc = tracking.client(tracking_uri)
+    runs = [mc.get_run(original_id), mc.get_run(new_id)]
+    out = []
+    keys = sorted((set(runs[0].data.metrics) | set(runs[1].data.metrics)) - TIMINGS)
+    for key in keys:
+        a, b = (_history(mc, run_id, key) for run_id in (original_id, new_id))
+        if len(a) != len(b):
+            out.append(f"metric {key}: {len(a)} values recorded, {len(b)} now")
+        elif not np.array_equal(a, b, equal_nan=True):
+            diff = np.abs(a - b)
+            step = int(np.flatnonzero(diff != 0)[0]) if np.any(diff != 0) else 0
+            out.append(f"metric {key}: max |difference| {np.nanmax(diff):.3g} "
+                       f"(relative {np.nanmax(diff / np.maximum(np.abs(a), 1e-300)):.3g}), first at value {step}")
+    out += _weight_differences(original_id, new_id)
+    commits = [r.data.tags.get("mlflow.source.git.commit") for r in runs]
+    configs = [r.data.tags.get("bp.config_digest") for r in runs]
+    if configs[0] != configs[1]:
+        out.append(f"config: digest {configs[0]} recorded, {configs[1]} now")
+    if out and commits[0] != commits[1]:
+        out.append(f"code: commit {commits[0]} recorded, {commits[1]} now")
+    return out
+
+
+def _history(mc, run_id: str, key: str) -> np.ndarray:
+    points = sorted(mc.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+    return np.array([p.value for p in points], dtype=np.float64)
+
+
+def _weights(run_id: str) -> dict[str, np.ndarray] | None:
+    """The arrays in a run's model weights, or None when the run logged no model."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=tmp))
+            (path,) = local.rglob("weights.npz")
+            with np.load(path, allow_pickle=False) as z:
+                return {name: z[name] for name in z.files}
+    except (MlflowException, OSError, ValueError):
+        return None
+
+
+def _weight_differences(original_id: str, new_id: str) -> list[str]:
+    a, b = _weights(original_id), _weights(new_id)
+    if a is None and b is None:
+        return []
+    if a is None or b is None:
+        return [f"model: {'none' if a is None else 'logged'} recorded, {'none' if b is None else 'logged'} now"]
+    changed = [name for name in sorted(set(a) | set(b))
+               if name not in a or name not in b or a[name].shape != b[name].shape
+               or a[name].tobytes() != b[name].tobytes()]
+    return [f"model weights differ: {', '.join(changed)}"] if changed else []
