@@ -44,11 +44,6 @@ class NetFit:
         return self.status == "diverged"
 
 
-def one_hot(labels: np.ndarray, k: int, dtype) -> np.ndarray:
-    """(n,) int labels -> (n, k) rows of the identity."""
-    return np.eye(k, dtype=dtype)[labels]
-
-
 def accuracy(net: Network, X: np.ndarray, y: np.ndarray) -> float | None:
     """Fraction of rows whose predicted digit is the label (None for an empty set)."""
     return float((net.predict(X) == y).mean()) if len(y) else None

@@ -63,7 +63,7 @@ def differences(original_id: str, new_id: str, tracking_uri: str | None) -> list
             out.append(f"metric {key}: {len(a)} values recorded, {len(b)} now")
         elif not np.array_equal(a, b, equal_nan=True):
             diff = np.abs(a - b)
-            step = int(np.flatnonzero(diff != 0)[0]) if np.any(diff != 0) else 0
+            step = int(np.flatnonzero(diff != 0)[0])  # not equal, so some entry differs (NaN != 0 too)
             out.append(f"metric {key}: max |difference| {np.nanmax(diff):.3g} "
                        f"(relative {np.nanmax(diff / np.maximum(np.abs(a), 1e-300)):.3g}), first at value {step}")
     out += _weight_differences(original_id, new_id)
