@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bpcore.errors import ConfigError
 
@@ -52,6 +52,49 @@ class LineTrainer(Strict):
     )
 
 
+class Sweep(Strict):
+    """A grid of runs: ``bp sweep`` trains the Cartesian product of ``grid``'s value lists."""
+
+    grid: dict[str, list[Any]] = Field(
+        min_length=1, description="dotted config key -> list of values, e.g. trainer.learning_rate: [1e-4, 2e-4]"
+    )
+    metric: str | None = Field(
+        None, min_length=1, description="what picks the best child; null = final_cost (line fit, chain) "
+        "or best_val_accuracy (network)"
+    )
+    goal: Literal["minimize", "maximize"] | None = Field(
+        None, description="null = maximize for accuracies, minimize otherwise"
+    )
+    model_name: str | None = Field(
+        None, min_length=1, description="register the best child's model under this name and move the "
+        "alias `champion` to it when it beats the current champion; null = no registry"
+    )
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _dotted(cls, grid: Any) -> Any:
+        """Nested sections (as ``--set sweep.grid.trainer.learning_rate=[...]`` writes) become dotted keys."""
+        if not isinstance(grid, dict):
+            return grid
+        flat: dict[str, Any] = {}
+        for key, value in grid.items():
+            if isinstance(value, dict) and value:
+                flat.update({f"{key}.{k}": v for k, v in cls._dotted(value).items()})
+            else:
+                flat[str(key)] = value
+        return flat
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in grid.items():
+            if not values:
+                raise ValueError(f"{key}: needs at least one value")
+            if key.split(".")[0] in ("kind", "experiment", "sweep"):
+                raise ValueError(f"{key}: cannot be swept (a sweep is one experiment of one kind)")
+        return grid
+
+
 class LinRegConfig(Strict):
     """Linear regression by gradient descent (the seed's data.csv example)."""
 
@@ -60,6 +103,7 @@ class LinRegConfig(Strict):
     seed: int = Field(0, ge=0)
     data: LineData = LineData()
     trainer: LineTrainer
+    sweep: Sweep | None = None
 
 
 MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
@@ -103,6 +147,7 @@ class MnistConfig(Strict):
     seed: int = Field(0, ge=0)
     data: MnistData = MnistData()
     trainer: NetTrainer
+    sweep: Sweep | None = None
 
 
 class ChainData(Strict):
@@ -128,6 +173,7 @@ class ChainConfig(Strict):
     seed: int = Field(0, ge=0)
     data: ChainData = ChainData()
     trainer: ChainTrainer
+    sweep: Sweep | None = None
 
 
 Config = LinRegConfig | MnistConfig | ChainConfig
@@ -209,14 +255,16 @@ def describe(exc: ValidationError) -> str:
             parts.append(f"{key}: required key is missing")
         elif err["type"] == "extra_forbidden":
             parts.append(f"{key}: unknown key (value {err['input']!r})")
+        elif err["type"] == "value_error":  # our validators' messages start with the sub-key at fault
+            parts.append(f"{key}.{err['msg'].removeprefix('Value error, ')}")
         else:
             parts.append(f"{key} = {err['input']!r}: {err['msg']}")
     return "; ".join(parts)
 
 
 def to_dict(config: Config) -> dict[str, Any]:
-    """The resolved config as plain JSON-able values (what config.yaml holds)."""
-    return config.model_dump(mode="json")
+    """The resolved config as plain JSON-able values (what config.yaml holds); no ``sweep`` when it has none."""
+    return config.model_dump(mode="json", exclude={"sweep"} if config.sweep is None else None)
 
 
 def to_yaml(config: Config) -> str:

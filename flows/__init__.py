@@ -9,3 +9,20 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")  # offline by default: no usage pings from the clients either
+# For the temporary (SQLite) server this process starts: record task runs in batches. One write
+# transaction per task-run event collides with the API's own writes, which then answer 503
+# ("database is locked") and the client retries only after about 2 s; batched, that almost never
+# happens. The final batch is flushed when the server stops.
+os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "500")
+os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE", "500")
+
+# experiment kind -> its flow's entrypoint "module:function" (imported only when a run starts)
+FLOWS = {"linreg": "flows.linreg:linreg", "mnist": "flows.mnist:mnist", "chain": "flows.chain:chain"}
+
+
+def flow_for(kind: str):
+    """The Prefect flow that trains one run of ``kind``."""
+    import importlib
+
+    module, _, name = FLOWS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)

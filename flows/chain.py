@@ -59,13 +59,14 @@ def log_artifacts(run_id: str, chain: Chain, history: list[dict[str, float]]) ->
 
 
 @flow(name="chain", log_prints=False)
-def chain(config: ChainConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None) -> str:
+def chain(config: ChainConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
+          run_name: str | None = None) -> str:
     """Descend the chain on one example and track every partial derivative; returns the run id."""
     tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
     example = json.dumps({"x": config.data.x, "y": config.data.y}, sort_keys=True)
     source, digest = f"chain:{example}", hashlib.sha256(example.encode()).hexdigest()
     with tracking.tracked_run(config, source, digest, None, tracking_uri,
-                              f"lr={config.trainer.learning_rate:g}", tags) as run_id:
+                              run_name or f"lr={config.trainer.learning_rate:g}", tags) as run_id:
         trained, history = train(config)
         log_history(tracking_uri, run_id, history, tracking.now_ms())
         log_artifacts(run_id, trained, history)

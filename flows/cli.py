@@ -1,4 +1,4 @@
-"""The ``bp`` command: ``bp train``, ``bp validate``.
+"""The ``bp`` command: ``bp train``, ``bp sweep``, ``bp validate``, ``bp reproduce``.
 
 Configs and data are checked before Prefect or MLflow is imported, so a typo costs a second,
 not the 10-20 s start of Prefect's temporary server. Exit codes: 0 finished, 1 the run failed
@@ -8,7 +8,6 @@ not the 10-20 s start of Prefect's temporary server. Exit codes: 0 finished, 1 t
 from __future__ import annotations
 
 import argparse
-import importlib
 import io
 import logging
 import sys
@@ -17,9 +16,8 @@ from pathlib import Path
 
 from bpcore.config import load_config, to_yaml
 from bpcore.errors import InputError
-
-# kind -> "module:flow" (imported only when a run starts)
-FLOWS = {"linreg": "flows.linreg:linreg", "mnist": "flows.mnist:mnist", "chain": "flows.chain:chain"}
+from bpcore.sweep import expand
+from flows import flow_for
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,10 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a dotted config key (repeatable), e.g. trainer.learning_rate=0.0002")
         return p
 
-    train = with_config("train", "run one training flow")
-    train.add_argument("--experiment", help="MLflow experiment name (overrides the config's)")
-    train.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
+    def tracked(name: str, help: str) -> argparse.ArgumentParser:
+        p = with_config(name, help)
+        p.add_argument("--experiment", help="MLflow experiment name (overrides the config's)")
+        p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
                        "else sqlite:///mlflow.db)")
+        return p
+
+    tracked("train", "run one training flow (a config's sweep section is ignored)")
+    sweep = tracked("sweep", "train every point of the config's sweep.grid as nested MLflow runs")
+    sweep.add_argument("--parallel", type=_positive, metavar="N",
+                       help="children trained at once (default: the number of cores)")
     with_config("validate", "check a config and print it resolved")
     again = sub.add_parser("reproduce", help="train a recorded run again and compare",
                            description="train a recorded run again from its MLflow record and compare metrics "
@@ -64,8 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, overrides)
         if args.command == "validate":
             _check_data_file(config)
+            if config.sweep is not None:
+                print(f"bp: {len(expand(config, args.config))} grid points", file=sys.stderr)
             print(to_yaml(config), end="")
             return 0
+        if args.command == "sweep":
+            return _sweep(config, args.config, args.tracking_uri, args.parallel)
+        if config.sweep is not None:
+            print(f"bp: {args.config}: training the base config; its sweep.grid runs with bp sweep", file=sys.stderr)
+            config = config.model_copy(update={"sweep": None})
         _preflight(config)
         return _run_flow(config, args.tracking_uri)[0]
     except InputError as exc:
@@ -74,6 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bp: interrupted (an open MLflow run is marked KILLED)", file=sys.stderr)
         return 130
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _check_data_file(config) -> None:
@@ -92,26 +114,23 @@ def _preflight(config) -> tuple[str | None, str | None]:
 
     Returns the data's (source, sha256 digest), or (None, None) for an experiment without a data file.
     """
-    if config.kind == "linreg":
-        from bpcore.data import load_line_data
+    from bpcore.loading import fingerprint
 
-        table = load_line_data(config.data, config.seed)
-        return table.source, table.digest
-    if config.kind == "mnist":
-        from bpcore.mnist import load_mnist
-
-        splits = load_mnist(config.data, config.seed, config.trainer.dtype)
-        return splits.source, splits.digest
-    return None, None
+    return fingerprint(config)
 
 
 def _reproduce(run_id: str, tracking_uri: str | None, overrides: list[str]) -> int:
-    """Re-run a recorded run (tagged bp.reproduces=<run_id>) and print what differs."""
+    """Re-run a recorded run (tagged bp.reproduces=<run_id>) and print what differs.
+
+    The BLAS thread count is set to the recorded one: a product split differently between
+    threads may round differently.
+    """
     from flows import reproduce
 
     config, record = reproduce.recorded_config(run_id, tracking_uri, overrides)
     reproduce.check_data(record, *_preflight(config))
-    code, new_id = _run_flow(config, tracking_uri, {"bp.reproduces": run_id}, quiet=True)
+    with reproduce.recorded_threads(record):
+        code, new_id = _run_flow(config, tracking_uri, {"bp.reproduces": run_id}, quiet=True)
     if new_id is None:
         return code
     found = reproduce.differences(run_id, new_id, tracking_uri)
@@ -120,35 +139,65 @@ def _reproduce(run_id: str, tracking_uri: str | None, overrides: list[str]) -> i
     return 0 if not found else 1
 
 
+def _sweep(config, source: str, tracking_uri: str | None, parallel: int | None) -> int:
+    """Run the grid (every point validated and its data loaded first); print the results table."""
+    points = expand(config, source)
+    for point in points:
+        _preflight(point.config)
+    import flows.sweep
+
+    code, parent_id = _launch(flows.sweep.sweep, config, tracking_uri, None, Path(source).stem, parallel)
+    if parent_id is not None:
+        print(flows.sweep.results_text(parent_id, tracking_uri))
+        print(f"run_id: {parent_id}")
+    return code
+
+
 def _run_flow(config, tracking_uri: str | None, tags: dict[str, str] | None = None,
               quiet: bool = False) -> tuple[int, str | None]:
     """Run the config's flow; returns (exit code, MLflow run id or None).
 
     Prints ``run_id: <id>`` as the last line unless ``quiet`` (the caller prints more after it).
     """
-    module, _, name = FLOWS[config.kind].partition(":")
-    flow = getattr(importlib.import_module(module), name)
+    code, run_id = _launch(flow_for(config.kind), config, tracking_uri, tags)
+    if run_id is not None and not quiet:
+        print(f"run_id: {run_id}")
+    return code, run_id
+
+
+def _launch(flow, *args) -> tuple[int, str | None]:
+    """Call a flow (its module already imported); returns (exit code, MLflow run id or None)."""
     from flows.tracking import RunFailed
 
     _start_prewarm()
-
-    state = flow(config, tracking_uri, tags, return_state=True)
+    with _local_settings():
+        state = flow(*args, return_state=True)
     if state.is_completed():
-        run_id = state.result()
-        code = 0
-    else:
-        exc = state.result(raise_on_failure=False)
-        if isinstance(exc, InputError):
-            print(f"bp: {exc}", file=sys.stderr)
-            return 2, None
-        if not isinstance(exc, RunFailed):
-            print(f"bp: flow {state.name.lower()}: {state.message or exc}", file=sys.stderr)
-            return 1, None
-        print(f"bp: run {exc.status}: {exc.reason}", file=sys.stderr)
-        run_id, code = exc.run_id, 1
-    if not quiet:
-        print(f"run_id: {run_id}")
-    return code, run_id
+        return 0, state.result()
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, InputError):
+        print(f"bp: {exc}", file=sys.stderr)
+        return 2, None
+    if not isinstance(exc, RunFailed):
+        print(f"bp: flow {state.name.lower()}: {state.message or exc}", file=sys.stderr)
+        return 1, None
+    print(f"bp: run {exc.status}: {exc.reason}", file=sys.stderr)
+    return 1, exc.run_id
+
+
+def _local_settings():
+    """Without a Prefect server (PREFECT_API_URL), switch off flow-run heartbeats.
+
+    Heartbeats let a long-lived server notice crashed runs; a temporary server dies with this
+    process, and each flow run's end waits up to a second for its heartbeat thread to stop.
+    """
+    from contextlib import nullcontext
+
+    from prefect.settings import get_current_settings, temporary_settings
+
+    if get_current_settings().api.url:
+        return nullcontext()
+    return temporary_settings(updates={"flows.heartbeat_frequency": None})
 
 
 class _OnMessage(logging.Filter):
@@ -206,7 +255,6 @@ def _prewarm(go: threading.Event, watch: logging.Filter | None = None) -> None:
         plots.cost_curve(np.array([2.0, 1.0]), "warm-up").savefig(io.BytesIO(), format="png")
     except Exception:  # an optimisation only: never let it break a run
         pass
-
 
 if __name__ == "__main__":
     sys.exit(main())

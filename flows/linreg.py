@@ -83,12 +83,13 @@ def log_model(run_id: str, table: Table, fit: gd.LineFit) -> None:
 
 
 @flow(name="linreg", log_prints=False)
-def linreg(config: LinRegConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None) -> str:
+def linreg(config: LinRegConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
+           run_name: str | None = None) -> str:
     """Fit a line by gradient descent and track it in MLflow; returns the MLflow run id."""
     logger = get_run_logger()
     tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
     table = load_data(config)
-    name = f"lr={config.trainer.learning_rate:g}"
+    name = run_name or f"lr={config.trainer.learning_rate:g}"
     try:
         dataset = tracking.table_dataset(table)
         with tracking.tracked_run(config, table.source, table.digest, dataset, tracking_uri, name, tags) as run_id:

@@ -30,10 +30,10 @@ def load_digits(config: MnistConfig) -> MnistSplits:
 
 
 @task(cache_policy=NO_CACHE)
-def train(splits: MnistSplits, config: MnistConfig, tracking_uri: str, run_id: str) -> NetFit:
+def train(splits: MnistSplits, config: MnistConfig, tracking_uri: str, run_id: str, in_sweep: bool) -> NetFit:
     """Mini-batch SGD; every epoch's figures go to MLflow as soon as the epoch ends."""
     mc = tracking.client(tracking_uri)
-    bar = EpochBar(config.trainer.epochs)
+    bar = EpochBar(config.trainer.epochs, quiet=in_sweep)
     progress = PrefectProgress(config.trainer.epochs, key="mnist-training",
                                description=f"MLflow run {run_id}: epochs done")
 
@@ -91,16 +91,17 @@ def log_model(run_id: str, splits: MnistSplits, fit: NetFit) -> None:
 
 
 @flow(name="mnist", log_prints=False)
-def mnist(config: MnistConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None) -> str:
+def mnist(config: MnistConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
+          run_name: str | None = None) -> str:
     """Train a backpropagation network on MNIST digits and track it in MLflow; returns the run id."""
     logger = get_run_logger()
     tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
     splits = load_digits(config)
-    name = f"lr={config.trainer.learning_rate:g}"
+    name = run_name or f"lr={config.trainer.learning_rate:g}"
     try:
         dataset = tracking.array_dataset(splits.train_X, splits.train_y, splits.source, splits.digest)
         with tracking.tracked_run(config, splits.source, splits.digest, dataset, tracking_uri, name, tags) as run_id:
-            fit = train(splits, config, tracking_uri, run_id)
+            fit = train(splits, config, tracking_uri, run_id, "mlflow.parentRunId" in (tags or {}))
             log_results(tracking_uri, run_id, splits, fit)
             if fit.diverged:
                 raise tracking.Diverged(run_id, fit.message)

@@ -10,13 +10,14 @@ from bpcore.training import EpochStats
 class EpochBar:
     """``epoch 3/30 [#####.....] cost 0.1234 train 95.10% val 94.00%`` redrawn in place on stderr.
 
-    Silent when stderr is not a terminal (logs, CI, pipes).
+    Silent when stderr is not a terminal (logs, CI, pipes), or when ``quiet`` (a sweep's children
+    train side by side: their bars would overwrite each other).
     """
 
-    def __init__(self, total: int, stream=None, width: int = 24):
+    def __init__(self, total: int, stream=None, width: int = 24, quiet: bool = False):
         self.total, self.width = total, width
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty()
+        self.enabled = self.stream.isatty() and not quiet
 
     def update(self, stats: EpochStats) -> None:
         if not self.enabled:

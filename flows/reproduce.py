@@ -43,6 +43,22 @@ def recorded_config(run_id: str, tracking_uri: str | None, overrides=()):
     return validate(raw, source=f"run {run_id} config.yaml"), run
 
 
+def recorded_threads(run):
+    """A context that sets the BLAS thread count the run recorded in environment.json (if it did)."""
+    from contextlib import nullcontext
+
+    from threadpoolctl import threadpool_limits
+
+    try:
+        env = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/environment.json")
+    except (MlflowException, OSError, ValueError):
+        return nullcontext()
+    counts = {pool.get("num_threads") for pool in env.get("thread_pools") or [] if pool.get("user_api") == "blas"}
+    if len(counts) != 1 or not isinstance(next(iter(counts)), int):
+        return nullcontext()
+    return threadpool_limits(limits=counts.pop(), user_api="blas")
+
+
 def check_data(run, source: str | None, digest: str | None) -> None:
     """Refuse to re-run on data whose digest differs from the record."""
     recorded = run.data.tags.get("bp.data_digest")

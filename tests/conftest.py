@@ -40,9 +40,12 @@ def tracking_uri(workdir) -> str:
 @pytest.fixture(scope="session")
 def prefect_server():
     """A temporary Prefect API for the whole session (its first start creates a database: ~20 s)."""
+    from prefect.settings import temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=180):
+    # as bp does with a temporary server: no heartbeat thread, whose stop costs each flow run up to 1 s
+    with prefect_test_harness(server_startup_timeout=180), \
+            temporary_settings(updates={"flows.heartbeat_frequency": None}):
         yield
 
 

@@ -1,0 +1,127 @@
+"""Sweeps: a config's ``sweep.grid`` expanded into one validated child config per grid point.
+
+Pure config work (no Prefect, no MLflow): the flow in ``flows/sweep.py`` runs the children.
+Every point is validated before anything runs, so a bad value in the grid is one error naming
+the key and value, not a sweep that fails half-way.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from bpcore.config import Config, to_dict, validate
+from bpcore.errors import ConfigError
+
+# short names for the keys swept most, as they appear in child run names ("lr=0.0002")
+SHORT = {"trainer.learning_rate": "lr"}
+HIGHER_IS_BETTER = ("accuracy",)  # metric names containing these are maximised by default
+DEFAULT_METRIC = {"linreg": "final_cost", "mnist": "best_val_accuracy", "chain": "final_cost"}
+# single-valued metrics each kind's finished runs log: what a sweep can rank children by
+METRICS = {
+    "linreg": ("final_cost", "intercept", "slope", "train_seconds"),
+    "mnist": ("best_val_accuracy", "final_cost", "val_accuracy", "train_accuracy", "test_accuracy", "train_seconds"),
+    "chain": ("final_cost",),
+}
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One child of a sweep: its name, the swept values, and the full child config (no ``sweep``)."""
+
+    index: int
+    name: str
+    values: dict[str, Any]
+    config: Config
+
+
+def expand(config: Config, source: str = "config") -> list[GridPoint]:
+    """The Cartesian product of ``config.sweep.grid``, in grid order, each point a validated config.
+
+    Raises ConfigError naming ``source`` and the key when the config has no sweep, or when a
+    grid value makes an invalid config.
+    """
+    if config.sweep is None:
+        raise ConfigError(f"{source}: sweep.grid: required key is missing (bp sweep needs a grid of values)")
+    objective(config, source)
+    base = to_dict(config)
+    base.pop("sweep")
+    keys = list(config.sweep.grid)
+    names = _short_names(keys)
+    points = []
+    for index, combo in enumerate(itertools.product(*(config.sweep.grid[k] for k in keys))):
+        raw = _copy(base)
+        for key, value in zip(keys, combo):
+            _set(raw, key, value, source)
+        try:
+            child = validate(raw, source=source)
+        except ConfigError as exc:
+            where = ", ".join(f"{k}={v!r}" for k, v in zip(keys, combo))
+            raise ConfigError(f"{exc} (sweep.grid point {where})") from None
+        resolved = to_dict(child)  # names show values as validated: "1e-4" in YAML is a string until then
+        values = {k: _get(resolved, k) for k in keys}
+        name = ", ".join(f"{names[k]}={_text(v)}" for k, v in values.items())
+        points.append(GridPoint(index, name, values, child))
+    return points
+
+
+def objective(config: Config, source: str = "config") -> tuple[str, str]:
+    """(metric, goal) that picks a sweep's best child: goal is ``minimize`` or ``maximize``."""
+    sweep = config.sweep
+    metric = (sweep.metric if sweep is not None else None) or DEFAULT_METRIC[config.kind]
+    if metric not in METRICS[config.kind]:
+        raise ConfigError(f"{source}: sweep.metric = {metric!r}: not a metric a {config.kind} run logs "
+                          f"(one of: {', '.join(METRICS[config.kind])})")
+    goal = sweep.goal if sweep is not None else None
+    if goal is None:
+        goal = "maximize" if any(word in metric for word in HIGHER_IS_BETTER) else "minimize"
+    return metric, goal
+
+
+def better(a: float, b: float | None, goal: str) -> bool:
+    """Is ``a`` strictly better than ``b`` (None: nothing to beat)?"""
+    if b is None:
+        return True
+    return a > b if goal == "maximize" else a < b
+
+
+def _set(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """Set a dotted key that must already exist in the resolved config (a typo is an error)."""
+    *sections, leaf = key.split(".")
+    node: Any = raw
+    for depth, part in enumerate([*sections, leaf]):
+        if not isinstance(node, dict) or part not in node:
+            prefix = ".".join(key.split(".")[: depth + 1])
+            raise ConfigError(f"{source}: sweep.grid.{key}: unknown key {prefix!r} in the config")
+        if depth < len(sections):
+            node = node[part]
+    node[leaf] = _copy({"v": value})["v"]
+
+
+def _get(tree: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        tree = tree[part]
+    return tree
+
+
+def _short_names(keys: list[str]) -> dict[str, str]:
+    """``trainer.learning_rate`` -> ``lr``; otherwise the last part, or the whole key if that clashes."""
+    last = [SHORT.get(k, k.split(".")[-1]) for k in keys]
+    return {k: (short if last.count(short) == 1 else k) for k, short in zip(keys, last)}
+
+
+def _text(value: Any) -> str:
+    """A grid value as it reads in a run name: ``0.0002``, ``[128, 64]``, ``relu``."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | dict):
+        return yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
+    return str(value)
+
+
+def _copy(tree: dict[str, Any]) -> dict[str, Any]:
+    return {k: _copy(v) if isinstance(v, dict) else (list(v) if isinstance(v, list) else v) for k, v in tree.items()}
+
