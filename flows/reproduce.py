@@ -34,6 +34,11 @@ def recorded_config(run_id: str, tracking_uri: str | None, overrides=()):
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"run {run_id}: cannot read its record at {tracking.resolve_tracking_uri(tracking_uri)}: "
                          f"{reason}") from None
+    if run.data.tags.get("bp.sweep") == "parent":
+        best = run.data.tags.get("bp.best_child")
+        hint = f" (its best child is {best})" if best else ""
+        raise InputError(f"run {run_id} is a sweep's parent: it trained nothing itself; reproduce one of its "
+                         f"children{hint}, or run the sweep again with bp sweep")
     source = run.data.tags.get("bp.data_source", "")
     data = raw.get("data") or {}
     if data.get("path") is not None and not data.get("download") and Path(source).is_absolute():

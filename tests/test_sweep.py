@@ -217,3 +217,23 @@ def test_mnist_sweep_child_reproduces_bit_for_bit(capsys, tracking_uri):
     again = mc.get_run(out.strip().splitlines()[-1].removeprefix("run_id: "))
     assert again.data.tags["bp.reproduces"] == good.info.run_id
     assert "mlflow.parentRunId" not in again.data.tags  # a reproduction stands on its own
+
+
+def test_reproducing_a_parent_is_refused_with_a_pointer_to_its_children(full_sweep, capsys, sweep_db):
+    _, parent, _, _, _ = full_sweep
+    code, out, err = run_bp(["reproduce", parent, "--tracking-uri", sweep_db], capsys)
+    best = MlflowClient(sweep_db).get_run(parent).data.tags["bp.best_child"]
+    assert code == 2 and out == ""
+    assert err.strip() == (f"bp: run {parent} is a sweep's parent: it trained nothing itself; reproduce one of its "
+                           f"children (its best child is {best}), or run the sweep again with bp sweep")
+
+
+def test_bp_train_on_a_sweep_config_trains_the_base_values_once(capsys, tracking_uri):
+    code, out, err = run_bp(["train", LINREG_SWEEP, "--tracking-uri", tracking_uri, "--set", "trainer.iterations=5",
+                             "--set", "experiment=sweep-config-trained"], capsys)
+    assert code == 0, err
+    assert "training the base config; its sweep.grid runs with bp sweep" in err
+    run = MlflowClient(tracking_uri).get_run(out.strip().splitlines()[-1].removeprefix("run_id: "))
+    assert run.data.params["trainer.learning_rate"] == "0.0001"
+    assert not any(key.startswith("sweep") for key in run.data.params)
+    assert "mlflow.parentRunId" not in run.data.tags

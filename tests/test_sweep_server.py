@@ -17,7 +17,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from conftest import REPO, python_env, run_bp
+from conftest import REPO, python_env
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "in_workdir")
 
