@@ -60,11 +60,6 @@ def load_once(configs: list[Config]) -> tuple[str | None, str | None]:
 _STARTING = threading.Lock()
 
 
-# Children start one at a time: on SQLite, Prefect's API answers concurrent subflow
-# creations with 503 "database is locked", which its client retries only after about 2 s.
-_STARTING = threading.Lock()
-
-
 @task(cache_policy=NO_CACHE, task_run_name="child {name}")
 def run_child(index: int, name: str, values: dict, config: Config, tracking_uri: str,
               tags: dict[str, str]) -> Child:
@@ -163,7 +158,7 @@ def _csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE)  # no retries: a retry after the version was created would register it twice
 def register_best(tracking_uri: str, parent_id: str, name: str, best: Child, metric: str, goal: str) -> bool:
     """Register the best child's model under ``name``; move ``champion`` to it only if it beats the champion.
 
