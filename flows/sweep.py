@@ -1,7 +1,7 @@
 """A sweep as a Prefect flow: one parent MLflow run, one nested child run per grid point.
 
-Entrypoint ``flows/sweep.py:sweep``. Each child is the experiment's own flow run as a subflow
-(a complete run: params, histories, model, plots, tags) tagged ``mlflow.parentRunId``. Children
+Entrypoint ``flows/sweep.py:sweep``. Each child runs the experiment's own flow code in a task
+(a complete MLflow run: params, histories, model, plots, tags) tagged ``mlflow.parentRunId``. Children
 run side by side on threads: the data is loaded once into the per-process cache, which every
 child then reads, and the BLAS thread count is divided between them so they don't fight over
 cores. The parent run holds the comparison (table, curves, best child) and registers the best
@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import threading
 from dataclasses import dataclass
 
 import mlflow
@@ -21,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from threadpoolctl import threadpool_limits
 
@@ -55,29 +55,22 @@ def load_once(configs: list[Config]) -> tuple[str | None, str | None]:
     return prints[0]
 
 
-# Children start one at a time: on SQLite, Prefect's API answers concurrent subflow creations
-# with 503 "database is locked", which its client retries only after about 2 s.
-_STARTING = threading.Lock()
-
-
 @task(cache_policy=NO_CACHE, task_run_name="child {name}")
 def run_child(index: int, name: str, values: dict, config: Config, tracking_uri: str,
               tags: dict[str, str]) -> Child:
-    """Train one grid point as the experiment's own flow (a subflow); never raises for a failed child."""
-    running = threading.Event()
+    """Train one grid point with the experiment's own flow code; never raises for a failed child.
 
-    def started(*_) -> None:  # the child's flow run exists and is Running: the next may start
-        if not running.is_set():
-            running.set()
-            _STARTING.release()
-
-    _STARTING.acquire()
+    The flow's body runs inside this task (its tasks nest under it), not as a subflow run: on
+    SQLite, Prefect's API answers concurrent subflow creations with 503 "database is locked",
+    retried only after about 2 s, which cost a line-fit sweep more than its children's training.
+    """
     try:
-        child_flow = flow_for(config.kind).with_options(on_running=[started])
-        state = child_flow(config, tracking_uri, tags, name, return_state=True)
-    finally:
-        started()
-    return outcome(state, index, name, values)
+        result = flow_for(config.kind).fn(config, tracking_uri, tags, name)
+    except tracking.RunFailed as exc:
+        return Child(index, name, values, exc.run_id, exc.status, exc.reason)
+    except Exception as exc:  # a child's crash is that child's outcome, not the sweep's
+        return Child(index, name, values, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0])
+    return outcome(result, index, name, values)
 
 
 def blas_threads(workers: int) -> int:
@@ -85,14 +78,14 @@ def blas_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def outcome(state, index: int, name: str, values: dict) -> Child:
-    """A child flow run's final Prefect state as the sweep sees it."""
-    if state.is_completed():
-        return Child(index, name, values, state.result(), "finished")
-    exc = state.result(raise_on_failure=False)
+def outcome(result, index: int, name: str, values: dict) -> Child:
+    """What a child's flow body returned: its MLflow run id, or a Failed state carrying RunFailed."""
+    if isinstance(result, str):
+        return Child(index, name, values, result, "finished")
+    exc = result.result(raise_on_failure=False) if isinstance(result, State) else result
     if isinstance(exc, tracking.RunFailed):
         return Child(index, name, values, exc.run_id, exc.status, exc.reason)
-    return Child(index, name, values, None, "failed", state.message or str(exc))
+    return Child(index, name, values, None, "failed", str(exc))
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)

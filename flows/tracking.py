@@ -90,7 +90,9 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None
         mlflow.log_text(cfgmod.to_yaml(config), "config.yaml")
         mlflow.log_dict(environment(), "environment.json")
         if dataset is not None:
-            mlflow.log_input(dataset, context="training")
+            # MLflow checks for the dataset, then inserts it: runs logging the same new dataset at
+            # once (a sweep's children) can hit its UNIQUE constraint; by the retry it exists
+            with_retries(lambda: mlflow.log_input(dataset, context="training"), delay=0.2)
         yield run_id
     except BaseException as exc:
         if isinstance(exc, RunFailed):
