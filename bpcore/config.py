@@ -221,13 +221,18 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         raise ConfigError(f"--set {key}: cannot parse value {text!r} as YAML") from None
+    set_key(raw, key, value, f"--set {key}")
+
+
+def set_key(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Set a dotted key in place, making missing sections; ``where`` prefixes the error."""
     node = raw
     parts = key.split(".")
     for depth, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             prefix = ".".join(parts[: depth + 1])
-            raise ConfigError(f"--set {key}: {prefix} is a value ({child!r}), not a section")
+            raise ConfigError(f"{where}: {prefix} is a value ({child!r}), not a section")
         node = child
     node[parts[-1]] = value
 

@@ -7,13 +7,14 @@ the key and value, not a sweep that fails half-way.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from bpcore.config import Config, to_dict, validate
+from bpcore.config import Config, set_key, to_dict, validate
 from bpcore.errors import ConfigError
 
 # short names for the keys swept most, as they appear in child run names ("lr=0.0002")
@@ -53,7 +54,7 @@ def expand(config: Config, source: str = "config") -> list[GridPoint]:
     names = _short_names(keys)
     points = []
     for index, combo in enumerate(itertools.product(*(config.sweep.grid[k] for k in keys))):
-        raw = _copy(base)
+        raw = copy.deepcopy(base)
         for key, value in zip(keys, combo):
             _set(raw, key, value, source)
         try:
@@ -90,15 +91,14 @@ def better(a: float, b: float | None, goal: str) -> bool:
 
 def _set(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
     """Set a dotted key that must already exist in the resolved config (a typo is an error)."""
-    *sections, leaf = key.split(".")
+    parts = key.split(".")
     node: Any = raw
-    for depth, part in enumerate([*sections, leaf]):
+    for depth, part in enumerate(parts):
         if not isinstance(node, dict) or part not in node:
-            prefix = ".".join(key.split(".")[: depth + 1])
+            prefix = ".".join(parts[: depth + 1])
             raise ConfigError(f"{source}: sweep.grid.{key}: unknown key {prefix!r} in the config")
-        if depth < len(sections):
-            node = node[part]
-    node[leaf] = _copy({"v": value})["v"]
+        node = node[part]
+    set_key(raw, key, copy.deepcopy(value), f"{source}: sweep.grid.{key}")
 
 
 def _get(tree: dict[str, Any], key: str) -> Any:
@@ -120,8 +120,3 @@ def _text(value: Any) -> str:
     if isinstance(value, list | dict):
         return yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
     return str(value)
-
-
-def _copy(tree: dict[str, Any]) -> dict[str, Any]:
-    return {k: _copy(v) if isinstance(v, dict) else (list(v) if isinstance(v, list) else v) for k, v in tree.items()}
-

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bpcore.config import load_config, to_yaml
 from bpcore.errors import InputError
+from bpcore.loading import fingerprint
 from bpcore.sweep import expand
 from flows import flow_for
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if config.sweep is not None:
             print(f"bp: {args.config}: training the base config; its sweep.grid runs with bp sweep", file=sys.stderr)
             config = config.model_copy(update={"sweep": None})
-        _preflight(config)
+        fingerprint(config)  # load the data now (cached for the flow): bad data fails before Prefect starts
         return _run_flow(config, args.tracking_uri)[0]
     except InputError as exc:
         print(f"bp: {exc}", file=sys.stderr)
@@ -109,16 +110,6 @@ def _check_data_file(config) -> None:
             raise DataError(f"{resolved}: no such data file or directory")
 
 
-def _preflight(config) -> tuple[str | None, str | None]:
-    """Load the data now (cached per process for the flow), so bad data fails before Prefect starts.
-
-    Returns the data's (source, sha256 digest), or (None, None) for an experiment without a data file.
-    """
-    from bpcore.loading import fingerprint
-
-    return fingerprint(config)
-
-
 def _reproduce(run_id: str, tracking_uri: str | None, overrides: list[str]) -> int:
     """Re-run a recorded run (tagged bp.reproduces=<run_id>) and print what differs.
 
@@ -128,7 +119,7 @@ def _reproduce(run_id: str, tracking_uri: str | None, overrides: list[str]) -> i
     from flows import reproduce
 
     config, record = reproduce.recorded_config(run_id, tracking_uri, overrides)
-    reproduce.check_data(record, *_preflight(config))
+    reproduce.check_data(record, *fingerprint(config))
     with reproduce.recorded_threads(record):
         code, new_id = _run_flow(config, tracking_uri, {"bp.reproduces": run_id}, quiet=True)
     if new_id is None:
@@ -143,7 +134,7 @@ def _sweep(config, source: str, tracking_uri: str | None, parallel: int | None) 
     """Run the grid (every point validated and its data loaded first); print the results table."""
     points = expand(config, source)
     for point in points:
-        _preflight(point.config)
+        fingerprint(point.config)
     import flows.sweep
 
     code, parent_id = _launch(flows.sweep.sweep, config, tracking_uri, None, Path(source).stem, parallel)
@@ -255,6 +246,7 @@ def _prewarm(go: threading.Event, watch: logging.Filter | None = None) -> None:
         plots.cost_curve(np.array([2.0, 1.0]), "warm-up").savefig(io.BytesIO(), format="png")
     except Exception:  # an optimisation only: never let it break a run
         pass
+
 
 if __name__ == "__main__":
     sys.exit(main())

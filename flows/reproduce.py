@@ -79,7 +79,7 @@ def differences(original_id: str, new_id: str, tracking_uri: str | None) -> list
     out = []
     keys = sorted((set(runs[0].data.metrics) | set(runs[1].data.metrics)) - TIMINGS)
     for key in keys:
-        a, b = (_history(mc, run_id, key) for run_id in (original_id, new_id))
+        a, b = (tracking.history(mc, run_id, key) for run_id in (original_id, new_id))
         if len(a) != len(b):
             out.append(f"metric {key}: {len(a)} values recorded, {len(b)} now")
         elif not np.array_equal(a, b, equal_nan=True):
@@ -95,11 +95,6 @@ def differences(original_id: str, new_id: str, tracking_uri: str | None) -> list
     if out and commits[0] != commits[1]:
         out.append(f"code: commit {commits[0]} recorded, {commits[1]} now")
     return out
-
-
-def _history(mc, run_id: str, key: str) -> np.ndarray:
-    points = sorted(mc.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
-    return np.array([p.value for p in points], dtype=np.float64)
 
 
 def _weights(run_id: str) -> dict[str, np.ndarray] | None:

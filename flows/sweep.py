@@ -128,10 +128,9 @@ def log_comparison(tracking_uri: str, parent_id: str, kind: str, children: list[
     mlflow.log_table({key: [row[key] for row in rows] for key in rows[0]}, artifact_file="sweep/results.json")
     mlflow.log_text(_csv(rows), "sweep/results.csv")
     key, xlabel = CURVE[kind]
-    curves = [(c.name, _history(mc, c.run_id, key), c.status) for c in children if c.run_id]
+    curves = [(c.name, tracking.history(mc, c.run_id, key), c.status) for c in children if c.run_id]
     mlflow.log_figure(plots.sweep_curves(curves, key, xlabel), "plots/sweep.png")
-    counts = {status: sum(c.status == status for c in children) for status in ("finished", "diverged", "failed")}
-    values = {"children": len(children), **counts}
+    values = {"children": len(children), **_counts(children)}
     if best is not None:
         values[f"best_{metric}"] = best.score
         mc.set_tag(parent_id, "bp.best_child", best.run_id)
@@ -139,8 +138,9 @@ def log_comparison(tracking_uri: str, parent_id: str, kind: str, children: list[
     tracking.log_values(mc, parent_id, values)
 
 
-def _history(mc, run_id: str, key: str) -> list[float]:
-    return [m.value for m in sorted(mc.get_metric_history(run_id, key), key=lambda m: m.step)]
+def _counts(children: list[Child]) -> dict[str, int]:
+    """How many children finished, diverged and failed."""
+    return {status: sum(c.status == status for c in children) for status in ("finished", "diverged", "failed")}
 
 
 def _csv(rows: list[dict]) -> str:
@@ -222,14 +222,14 @@ def sweep(config: Config, tracking_uri: str | None = None, tags: dict[str, str] 
 
 
 def _no_winner(children: list[Child]) -> str:
-    counts = {s: sum(c.status == s for c in children) for s in ("diverged", "failed", "finished")}
+    counts = _counts(children)
     return (f"no child finished with a score: {counts['diverged']} diverged, {counts['failed']} failed, "
             f"{counts['finished']} finished without the metric")
 
 
-
 def results_text(parent_id: str, tracking_uri: str | None = None) -> str:
     """The parent's results table as aligned text (what ``bp sweep`` prints)."""
+    tracking.client(tracking_uri)  # the store the runs:/ URI below is read from
     text = mlflow.artifacts.load_text(f"runs:/{parent_id}/sweep/results.csv")
     rows = list(csv.reader(io.StringIO(text)))
     keep = [i for i, head in enumerate(rows[0]) if head != "reason"]

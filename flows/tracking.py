@@ -151,6 +151,12 @@ def log_history(mc: MlflowClient, run_id: str, key: str, values: Sequence[float]
         mc.log_batch(run_id, metrics=metrics)
 
 
+def history(mc: MlflowClient, run_id: str, key: str) -> np.ndarray:
+    """A metric's whole history as float64 values in step order (ties by timestamp)."""
+    points = sorted(mc.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+    return np.array([p.value for p in points], dtype=np.float64)
+
+
 def now_ms() -> int:
     """Milliseconds since the epoch: MLflow's metric timestamp."""
     return int(time.time() * 1000)

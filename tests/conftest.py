@@ -69,6 +69,14 @@ def run_bp(argv: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
+def history(mc, run_id: str, key: str):
+    """A metric's (steps, values as an array) in step order, as MLflow holds them."""
+    import numpy as np
+
+    points = sorted(mc.get_metric_history(run_id, key), key=lambda m: m.step)
+    return [p.step for p in points], np.array([p.value for p in points])
+
+
 def python_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)

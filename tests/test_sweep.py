@@ -11,7 +11,7 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
 import pytest
-from conftest import REPO, python_env, run_bp
+from conftest import REPO, history, python_env, run_bp
 from mlflow.tracking import MlflowClient
 
 import bpcore.data
@@ -33,11 +33,6 @@ def children(mc, parent):
     run = mc.get_run(parent)
     found = mc.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'", max_results=100)
     return {r.info.run_name: r for r in found}
-
-
-def history(mc, run_id, key):
-    points = sorted(mc.get_metric_history(run_id, key), key=lambda m: m.step)
-    return [p.step for p in points], np.array([p.value for p in points])
 
 
 @pytest.fixture(scope="module")
