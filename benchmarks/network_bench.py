@@ -9,7 +9,8 @@ Every trainer fits [784, 128, 10]: sigmoid hidden layer, softmax + cross-entropy
 SGD with momentum 0.9 and learning rate 0.1, reshuffled every epoch, float32.
 
 (1) Matrix-multiply peak: best-of-R GFLOP/s of ``np.matmul`` on float32 square matrices
-    (512, 1024, 2048); the best is the named baseline for (4). BLAS and threads from threadpoolctl.
+    (512, 1024, 2048); the named baseline for (4), which re-measures it beside every epoch.
+    BLAS and threads from threadpoolctl.
 (2) Batch 32, seconds per epoch (best of R epochs after one warm-up epoch each, the contenders'
     epochs taken in turn so that a drifting machine slows them alike, each after 0.25 s idle so
     that no BLAS thread left spinning by the one before competes), each as a ratio against
@@ -27,7 +28,8 @@ SGD with momentum 0.9 and learning rate 0.1, reshuffled every epoch, float32.
 (3) The same at batch 128.
 (4) Ours' effective FLOP rate at batch 128: the matrix products of one epoch (forward, both weight
     gradients, the delta from layer 2 to layer 1; the input layer's delta is never formed) over
-    its epoch time, against the peak of (1).
+    its epoch time, against the 2048-square matmul peak measured just before that epoch (the
+    machine drifts: see part_flop_rate); 2R + 1 such rounds, the verdict on their median.
 Targets: batch 32 at least 2x faster than PyTorch eager; batch 128 at least half the matmul peak.
 torch and scikit-learn are optional: a missing one is reported as skipped.
 """
@@ -97,7 +99,7 @@ def part_peak(repeats: int, blas: dict) -> float:
     print(f"(1) float32 np.matmul peak, best of {repeats}; BLAS {blas['internal_api']} {blas.get('version', '?')}, "
           f"{blas['num_threads']} threads")
     print("    " + "   ".join(f"{n}: {g:6.1f} GFLOP/s" for n, g in rates.items()))
-    print(f"    peak {peak:.1f} GFLOP/s (the baseline for (4))")
+    print(f"    peak {peak:.1f} GFLOP/s (the baseline for (4), measured again beside each of its epochs)")
     shaped = shaped_gflops(repeats)
     print("    at this network's own batch-128 shapes (what its big products can reach at best): "
           + ", ".join(f"{name} {g:.1f} GFLOP/s ({g / peak:.0%})" for name, g in shaped.items()))
@@ -317,24 +319,78 @@ def flops_per_sample(sizes=SIZES) -> int:
     return 2 * (sum(products) + sum(products) + sum(products[1:]))
 
 
-def part_targets(rows: int, peak: float, t32: dict[str, float], t128: dict[str, float]) -> None:
+def products_epoch(X: np.ndarray, n: int = 128):
+    """A callable: only the matrix products of one batch-n epoch, on contiguous batches into
+    preallocated outputs (no gather, no activation, no update), returning its seconds. What any
+    NumPy trainer of this network spends at the least: the ceiling of (4)."""
+    rng = np.random.default_rng(0)
+    W1 = rng.standard_normal((SIZES[0], SIZES[1]), dtype=np.float32) / 28
+    W2 = rng.standard_normal((SIZES[1], SIZES[2]), dtype=np.float32) / 12
+    A1, D1 = (np.empty((n, SIZES[1]), np.float32) for _ in range(2))
+    A2 = rng.standard_normal((n, SIZES[2]), dtype=np.float32)
+    G1, G2 = np.empty_like(W1), np.empty_like(W2)
+
+    def epoch() -> float:
+        start = time.perf_counter()
+        for lo in range(0, len(X) - n + 1, n):
+            Xb = X[lo : lo + n]
+            np.matmul(Xb, W1, out=A1)
+            np.matmul(A1, W2, out=A2)
+            np.matmul(A1.T, A2, out=G2)
+            np.matmul(A2, W2.T, out=D1)
+            np.matmul(Xb.T, D1, out=G1)
+        return (time.perf_counter() - start) * len(X) / (len(X) - len(X) % n)
+
+    return epoch
+
+
+def part_flop_rate(X, y, repeats: int) -> list[float]:
+    """(4) Ours' batch-128 epochs, each right after a fresh 2048-square matmul peak measurement.
+
+    This machine's speed drifts by a third within a minute (a whole run's peak has come out
+    anywhere from 96 to 143 GFLOP/s), so a ratio of numbers taken a minute apart measures the
+    drift as much as the trainer. Each round pairs one epoch with the peak measured just before
+    it; the verdict is the median of the rounds' ratios. Each round also times ``products_epoch``,
+    the products alone: no trainer that computes them with NumPy can do better.
+    """
+    epoch, products = ours_epoch(X, y, 128), products_epoch(X)
+    settled(epoch), settled(products)  # warm-ups
+    flops = flops_per_sample() * len(y)
+    ratios, ceilings = [], []
+    print(f"(4) ours at batch 128: {flops / 1e9:.2f} GFLOP of matrix products per epoch "
+          f"({flops_per_sample():,} per sample), each epoch against the peak measured just before it;\n"
+          "    beside it the ceiling: the same products alone (contiguous batches, nothing else)")
+    for r in range(repeats):
+        peak = matmul_gflops(max(MATMUL_SIZES), 3)
+        rate = flops / settled(epoch) / 1e9
+        ceiling = flops / settled(products) / 1e9
+        ratios.append(rate / peak)
+        ceilings.append(ceiling / peak)
+        print(f"    round {r + 1}: peak {peak:6.1f} GFLOP/s, ours {rate:5.1f} GFLOP/s = {rate / peak:5.1%}, "
+              f"products alone {ceiling:5.1f} GFLOP/s = {ceiling / peak:5.1%}")
+    print(f"    medians: ours {np.median(ratios):.1%}, products alone {np.median(ceilings):.1%} of the peak")
+    return ratios
+
+
+def part_targets(rows: int, peak: float, t32: dict[str, float], t128: dict[str, float],
+                 ratios: list[float]) -> None:
     flops = flops_per_sample() * rows
     rate = flops / t128[OURS] / 1e9
-    print(f"(4) ours at batch 128: {flops / 1e9:.2f} GFLOP of matrix products per epoch "
-          f"({flops_per_sample():,} per sample) in {t128[OURS]:.3f} s")
-    print(f"    {rate:.1f} GFLOP/s = {rate / peak:.1%} of the {peak:.1f} GFLOP/s matmul peak")
+    print(f"    (3)'s best batch-128 epoch against (1)'s peak: {rate:.1f} GFLOP/s = {rate / peak:.1%}")
     weights = sum(m * n for m, n in zip(SIZES[:-1], SIZES[1:]))
     model_rate = 6 * weights * rows / t128[OURS] / 1e9
     print(f"    (by the model-FLOPs convention, 6 x {weights:,} weights per sample for forward + backward "
           f"as if the input delta were formed: {model_rate:.1f} GFLOP/s = {model_rate / peak:.1%}; "
           "the target below counts only the products ours executes)")
+    median = float(np.median(ratios))
     print("Targets")
     if TORCH in t32:
         speedup = t32[TORCH] / t32[OURS]
         print(f"    batch 32: ours {speedup:.2f}x faster than PyTorch eager (target >= 2x): {verdict(speedup >= 2)}")
     else:
         print("    batch 32: skipped (PyTorch not importable)")
-    print(f"    batch 128: {rate / peak:.1%} of the matmul peak (target >= 50%): {verdict(rate >= peak / 2)}")
+    print(f"    batch 128: median {median:.1%} of the matmul peak over {len(ratios)} paired rounds "
+          f"(range {min(ratios):.1%}-{max(ratios):.1%}; target >= 50%): {verdict(median >= 0.5)}")
 
 
 def verdict(ok: bool) -> str:
@@ -385,7 +441,8 @@ def main() -> None:
         warnings.simplefilter("ignore")
         t32 = part_epochs("(2)", X, y, 32, repeats, threads, subset)
         t128 = part_epochs("(3)", X, y, 128, repeats, threads, subset)
-    part_targets(len(y), peak, t32, t128)
+    ratios = part_flop_rate(X, y, 2 * repeats + 1)
+    part_targets(len(y), peak, t32, t128, ratios)
 
 
 if __name__ == "__main__":
