@@ -1,15 +1,23 @@
 """Tabular data for the line fit: CSV files read with pandas, or a generated noisy line.
 
 Every failure is a DataError whose one line names the file and, where there is one, the line
-and column at fault. Loaded tables are cached per process (keyed by the file's path, size and
-modification time), so the command line's pre-flight check and the flow's load task read a
-file once between them.
+and column at fault. A file compressed with gzip, bzip2, xz, zip or zstd (told by its leading
+bytes, not its name) reads as the same table as the plain file. Loaded tables are cached per
+process (keyed by the file's path, size and modification time), so the command line's
+pre-flight check and the flow's load task read a file once between them.
 """
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
 import hashlib
+import io
+import lzma
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +62,7 @@ def load_line_data(cfg: LineData, seed: int = 0) -> Table:
     if cfg.path is None:
         key: tuple = ("generated", cfg.rows, seed)
     else:
-        path = Path(cfg.path).expanduser().resolve()
-        stat = check_file(path)
+        path, stat = _checked(cfg.path)
         key = (str(path), stat.st_size, stat.st_mtime_ns, cfg.model_dump_json(exclude={"rows"}))
     table = _CACHE.get(key)
     if table is None:
@@ -78,24 +85,31 @@ def read_csv(path: Path, cfg: LineData) -> Table:
     """Read a numeric CSV; columns chosen by name or position per ``cfg``."""
     import pandas as pd
 
-    header = cfg.header if cfg.header is not None else _has_header(path)
+    compression = _compression(path)
+    header = cfg.header if cfg.header is not None else _has_header(path, compression)
     try:
-        df = pd.read_csv(path, header=0 if header else None, skip_blank_lines=False)
+        df = pd.read_csv(path, header=0 if header else None, skip_blank_lines=False, compression=compression)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty") from None
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: not a valid CSV file: {str(exc).strip()}") from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a text CSV file (cannot decode it as UTF-8)") from None
+    except _DECOMPRESS_ERRORS as exc:  # a damaged archive may only show past the first line
+        raise _unreadable(path, compression, exc) from None
     first_line = 2 if header else 1
     if not header:
         df.columns = _default_names(df.shape[1])
+    _check_separator(path, df)
     columns = [str(c) for c in df.columns]
     target = _column(path, columns, cfg.target, "target")
     if cfg.features is None:
         features = [c for c in columns if c != target]
     else:
         features = [_column(path, columns, f, "feature") for f in cfg.features]
+        twice = next((f for i, f in enumerate(features) if f in features[:i]), None)
+        if twice is not None:  # pandas would hand back a frame for the name and fail on it
+            raise DataError(f"{path}: column {twice!r} is listed twice in data.features")
     if not features:
         raise DataError(f"{path}: no feature columns (the file has only the target column {target!r})")
     if target in features:
@@ -110,12 +124,25 @@ def read_csv(path: Path, cfg: LineData) -> Table:
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB blocks."""
-    sha = hashlib.sha256()
+    """sha256 of a file's bytes as stored (compressed files are hashed compressed)."""
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def check_path(path: str | Path) -> Path:
+    """The line fit's CSV path, resolved, or a DataError saying why it cannot be read.
+
+    Cheap enough for ``bp validate``: a stat and an access check; it reads nothing and imports
+    no pandas.
+    """
+    return _checked(path)[0]
+
+
+def _checked(path: str | Path) -> tuple[Path, os.stat_result]:
+    resolved = Path(path).expanduser().resolve()
+    if resolved.is_dir():
+        raise DataError(f"{resolved}: is a directory, not a CSV file")
+    return resolved, check_file(resolved)
 
 
 def check_file(path: Path) -> os.stat_result:
@@ -133,12 +160,83 @@ def check_file(path: Path) -> os.stat_result:
     return stat
 
 
-def _has_header(path: Path) -> bool:
+def _has_header(path: Path, compression: str | None) -> bool:
     """A header is a first line none of whose cells parses as a number."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        first = fh.readline()
+    first = _first_line(path, compression).decode("utf-8", errors="replace")
     cells = [c.strip() for c in first.split(",")]
     return bool(first.strip()) and not any(is_number(c) for c in cells)
+
+
+# Leading bytes of the compressed formats pandas reads, and pandas' names for them. Sniffing
+# the bytes (rather than letting pandas go by the name) means the header check and pandas
+# always decompress the same way.
+_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "zip", b"\x28\xb5\x2f\xfd": "zstd"}
+_DECOMPRESS_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile)
+
+
+def _compression(path: Path) -> str | None:
+    """pandas' name for the file's compression (from its first bytes), or None for plain text."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    return next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
+
+
+def _first_line(path: Path, compression: str | None) -> bytes:
+    """The first line of the file's content, decompressed as pandas will decompress it."""
+    try:
+        with contextlib.ExitStack() as stack:
+            if compression == "zip":
+                archive = stack.enter_context(zipfile.ZipFile(path))
+                names = archive.namelist()
+                if len(names) != 1:  # pandas reads a zip only when it holds one file
+                    raise DataError(f"{path}: a zip file must hold exactly one CSV file; it holds {len(names)}")
+                fh = stack.enter_context(archive.open(names[0]))
+            elif compression == "zstd":
+                fh = stack.enter_context(_zstd_open(path))
+            else:
+                opener = {None: open, "gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[compression]
+                fh = stack.enter_context(opener(path, "rb"))
+            line = fh.readline()
+    except _DECOMPRESS_ERRORS as exc:
+        raise _unreadable(path, compression, exc) from None
+    except Exception as exc:  # zstandard.ZstdError, whose module may not be importable
+        if type(exc).__name__ != "ZstdError":
+            raise
+        raise _unreadable(path, compression, exc) from None
+    if line[257:262] == b"ustar" and b"\0" in line[:257]:  # a tar archive's first "line" is a header block
+        raise DataError(f"{path}: a tar archive; give the CSV file itself (compressed or not)")
+    return line
+
+
+def _zstd_open(path: Path):
+    """A binary reader of the decompressed file (zstandard is optional, as it is for pandas)."""
+    try:
+        import zstandard
+    except ImportError:
+        raise DataError(f"{path}: zstd-compressed; reading it needs the zstandard package") from None
+    return io.BufferedReader(zstandard.open(path, "rb"))  # zstandard's own reader has no readline
+
+
+def _unreadable(path: Path, compression: str | None, exc: Exception) -> DataError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if compression is None:
+        return DataError(f"{path}: cannot read data file: {reason}")
+    return DataError(f"{path}: corrupt {compression} data: {reason}")
+
+
+def _check_separator(path: Path, df) -> None:
+    """A file that parses as one column whose cells hold ';' or tabs was written with another
+    separator: say so, rather than complain later about a lone target column."""
+    if df.shape[1] != 1:
+        return
+    sample = [str(df.columns[0])] + [v for v in df.iloc[:100, 0] if isinstance(v, str)]
+    counts = {sep: sum(text.count(sep) for text in sample) for sep in (";", "\t")}
+    sep = max(counts, key=counts.get)
+    if counts[sep]:
+        shown = "';'" if sep == ";" else "a tab"
+        raise DataError(
+            f"{path}: the separator looks like {shown}, but only ',' is read (the file parses as a single column)"
+        )
 
 
 def is_number(text: str) -> bool:
@@ -189,7 +287,38 @@ def _numeric(path: Path, df, first_line: int) -> np.ndarray:
         cell = values[row, col]
         what = "missing or NaN value" if np.isnan(cell) else f"infinite value {cell}"
         raise DataError(f"{path}: line {row + first_line}, column {df.columns[col]!r}: {what}")
+    _check_magnitude(path, list(df.columns), values, first_line)
     return values
+
+
+# Beyond this a value's square is inf in float64 (about 1.34e154).
+_SQUARE_MAX = float(np.sqrt(np.finfo(np.float64).max))
+
+
+def _check_magnitude(path: Path, names: list[str], values: np.ndarray, first_line: int) -> None:
+    """DataError naming the first cell whose square overflows, or the largest cell of a column
+    whose sum of squares does: the fit's moments and starting cost would be inf, and it would
+    report that as divergence at iteration 0. values: (n, d), all finite."""
+    peak = np.maximum(values.max(axis=0), -values.min(axis=0))  # (d,), no (n, d) temporary
+    with np.errstate(over="ignore"):
+        bound = values.shape[0] * peak * peak
+    if np.isfinite(bound).all():
+        return  # the common case: even n times the largest square fits
+    big = np.argwhere(np.abs(values) > _SQUARE_MAX)
+    if big.size:
+        row, col = big[0]
+        why = "its square overflows float64"
+    else:
+        with np.errstate(over="ignore"):
+            sums = np.einsum("ij,ij->j", values, values)
+        if np.isfinite(sums).all():
+            return
+        col = int(np.flatnonzero(~np.isfinite(sums))[0])
+        row = int(np.argmax(np.abs(values[:, col])))
+        why = "the column's sum of squares overflows float64"
+    raise DataError(
+        f"{path}: line {row + first_line}, column {names[col]!r}: value {values[row, col]:g} is too large: {why}"
+    )
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

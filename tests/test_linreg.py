@@ -159,3 +159,15 @@ def test_one_feature_fast_path_is_the_vector_fast_path_bit_for_bit(seed_table):
     w, b, cost, broke = _descend(_fast_steps(Moments.of(seed_table.X, seed_table.y)), np.zeros(1), cfg)
     assert broke is None
     assert scalar.cost.tobytes() == cost.tobytes() and scalar.w.tobytes() == w.tobytes() and scalar.b == b
+
+
+@pytest.mark.parametrize("method", ["fast", "direct"])
+def test_huge_values_whose_squares_fit_still_train(tmp_path, method):
+    # 1e100 squared is 1e200, well inside float64: such data is fine, only the step must be tiny
+    path = tmp_path / "big.csv"
+    path.write_text("x,y\n1e100,3e100\n2e100,5e100\n3e100,7e100\n")
+    table = load_line_data(LineData(path=str(path)))
+    stable = fit(table.X, table.y, trainer(iterations=1)).max_stable_lr
+    result = fit(table.X, table.y, trainer(learning_rate=stable / 2, iterations=200, method=method))
+    assert result.status == "finished" and np.isfinite(result.cost).all()
+    assert result.cost[-1] < 0.1 * result.cost[0]  # the slope fits; b (curvature 2, not 1e200) barely moves
