@@ -108,8 +108,8 @@ def part_c(rounds: int) -> None:
         splits = load_mnist(c.data, c.seed, c.trainer.dtype)
 
         def train(point, splits=splits) -> None:
-            fit_network(splits.train_X, splits.train_y, splits.val_X, splits.val_y, point.config.trainer,
-                        point.config.seed, None)
+            fit_network(splits.train_X, splits.train_y, splits.val_X, splits.val_y, point.validated().trainer,
+                        point.validated().seed, None)
 
         serial, threaded = [], []
         for _ in range(rounds):

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from bpcore.errors import ConfigError
 
@@ -24,29 +25,54 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _not_bool(value: Any) -> Any:
+    # pydantic's lax mode reads true as 1 and 1.0: a boolean where a number belongs is a mistake
+    if isinstance(value, bool):
+        raise PydanticCustomError("bool_not_number", "a boolean is not a number")
+    return value
+
+
+def _whole(value: Any) -> Any:
+    value = _not_bool(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # so 1.0e+23 meets the bound (and its limit) rather than pydantic's integer-size error
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_not_bool)]
+Whole = Annotated[int, BeforeValidator(_whole)]
+# Upper bounds keep a typo (1e23 iterations, 10^11 generated rows) a config error with the limit
+# in the message, not a MemoryError or an hour of logging half-way through a run.
+MAX_ITERATIONS = 1_000_000  # the line fit logs 2 metrics per step: 2,000 batches of 1,000 at most
+MAX_ROWS = 10_000_000
+MAX_EPOCHS = 10_000
+MAX_UNITS = 100_000
+MAX_CHAIN_ITERATIONS = 100_000  # the chain logs about 5 metrics per layer per step
+
+
 class LineData(Strict):
     """Where the line fit's data comes from."""
 
     path: str | None = Field(
         None, description="CSV file; null trains on a generated noisy line (seeded by `seed`)"
     )
-    rows: int = Field(100, ge=2, description="rows of the generated line (only when path is null)")
+    rows: Whole = Field(100, ge=2, le=MAX_ROWS, description="rows of the generated line (only when path is null)")
     header: bool | None = Field(None, description="true/false, or null to detect it")
-    features: list[str | int] | None = Field(
+    features: list[str | Whole] | None = Field(
         None, min_length=1, description="feature columns by name or 0-based position; null = all but the target"
     )
-    target: str | int = Field(-1, description="target column by name or position (-1 = last)")
+    target: str | Whole = Field(-1, description="target column by name or position (-1 = last)")
 
 
 class LineTrainer(Strict):
     """Gradient descent on mean squared error."""
 
-    learning_rate: float = Field(gt=0, allow_inf_nan=False)
-    iterations: int = Field(ge=1)
+    learning_rate: Number = Field(gt=0, allow_inf_nan=False)
+    iterations: Whole = Field(ge=1, le=MAX_ITERATIONS)
     method: Literal["fast", "direct"] = Field(
         "fast", description="fast: iterate on sufficient statistics; direct: touch the data every step"
     )
-    divergence_factor: float = Field(
+    divergence_factor: Number = Field(
         1e6, gt=1, allow_inf_nan=False,
         description="diverged once the cost exceeds this multiple of the starting cost",
     )
@@ -95,15 +121,25 @@ class Sweep(Strict):
         return grid
 
 
-class LinRegConfig(Strict):
+class ExperimentConfig(Strict):
+    """What every experiment's config has: subclasses narrow ``kind`` to a Literal and add data/trainer."""
+
+    kind: str
+    experiment: str = Field(min_length=1, description="MLflow experiment name")
+    seed: Whole = Field(0, ge=0)
+    sweep: Sweep | None = None
+
+
+Config = ExperimentConfig
+
+
+class LinRegConfig(ExperimentConfig):
     """Linear regression by gradient descent (the seed's data.csv example)."""
 
     kind: Literal["linreg"]
     experiment: str = Field("linreg", min_length=1)
-    seed: int = Field(0, ge=0)
     data: LineData = LineData()
     trainer: LineTrainer
-    sweep: Sweep | None = None
 
 
 MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
@@ -118,66 +154,59 @@ class MnistData(Strict):
     download: bool = Field(False, description="fetch missing IDX files from `mirror` into `path` (or cache_dir)")
     mirror: str = Field(MNIST_MIRROR, min_length=1)
     cache_dir: str = Field("~/.cache/bp-pipeline/mnist", description="download target when path is null")
-    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="stratified, seeded hold-out of the training set")
-    limit: int | None = Field(None, ge=10, description="use only this many training digits (stratified)")
+    val_fraction: Number = Field(0.1, ge=0.0, lt=1.0, description="stratified, seeded hold-out of the training set")
+    limit: Whole | None = Field(None, ge=10, description="use only this many training digits (stratified)")
 
 
 class NetTrainer(Strict):
     """Mini-batch SGD on a fully connected network."""
 
-    hidden: list[Annotated[int, Field(ge=1)]] = Field([128], description="hidden layer sizes")
+    hidden: list[Annotated[Whole, Field(ge=1, le=MAX_UNITS)]] = Field(
+        [128], max_length=16, description="hidden layer sizes")
     activation: Literal["sigmoid", "tanh", "relu"] = "relu"
     cost: Literal["quadratic", "cross_entropy"] = Field(
         "cross_entropy", description="quadratic (sigmoid outputs, as in the derivation) or softmax + cross-entropy"
     )
-    learning_rate: float = Field(gt=0, allow_inf_nan=False)
-    epochs: int = Field(ge=1)
-    batch_size: int = Field(32, ge=1)
-    momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    l2: float = Field(0.0, ge=0.0, allow_inf_nan=False, description="weight decay on weights (not biases)")
+    learning_rate: Number = Field(gt=0, allow_inf_nan=False)
+    epochs: Whole = Field(ge=1, le=MAX_EPOCHS)
+    batch_size: Whole = Field(32, ge=1, le=MAX_ROWS)
+    momentum: Number = Field(0.0, ge=0.0, lt=1.0)
+    l2: Number = Field(0.0, ge=0.0, allow_inf_nan=False, description="weight decay on weights (not biases)")
     dtype: Literal["float32", "float64"] = "float32"
-    augment_shift: int = Field(0, ge=0, le=4, description="random shifts of up to this many pixels per epoch")
+    augment_shift: Whole = Field(0, ge=0, le=4, description="random shifts of up to this many pixels per epoch")
 
 
-class MnistConfig(Strict):
+class MnistConfig(ExperimentConfig):
     """A backpropagation network that reads MNIST digits."""
 
     kind: Literal["mnist"]
     experiment: str = Field("mnist", min_length=1)
-    seed: int = Field(0, ge=0)
     data: MnistData = MnistData()
     trainer: NetTrainer
-    sweep: Sweep | None = None
 
 
 class ChainData(Strict):
     """The chain's single training example."""
 
-    x: float = Field(1.0, allow_inf_nan=False)
-    y: float = Field(0.25, gt=0.0, lt=1.0, description="target for the sigmoid output, in (0, 1)")
+    x: Number = Field(1.0, allow_inf_nan=False)
+    y: Number = Field(0.25, gt=0.0, lt=1.0, description="target for the sigmoid output, in (0, 1)")
 
 
 class ChainTrainer(Strict):
     """Gradient descent on one neuron per layer."""
 
-    layers: int = Field(4, ge=2, le=16, description="neurons in the chain, the input included")
-    learning_rate: float = Field(gt=0, allow_inf_nan=False)
-    iterations: int = Field(ge=1)
+    layers: Whole = Field(4, ge=2, le=16, description="neurons in the chain, the input included")
+    learning_rate: Number = Field(gt=0, allow_inf_nan=False)
+    iterations: Whole = Field(ge=1, le=MAX_CHAIN_ITERATIONS)
 
 
-class ChainConfig(Strict):
+class ChainConfig(ExperimentConfig):
     """The one-neuron-per-layer chain: the chain rule, one partial derivative at a time."""
 
     kind: Literal["chain"]
     experiment: str = Field("chain", min_length=1)
-    seed: int = Field(0, ge=0)
     data: ChainData = ChainData()
     trainer: ChainTrainer
-    sweep: Sweep | None = None
-
-
-Config = LinRegConfig | MnistConfig | ChainConfig
-KINDS: dict[str, type[Strict]] = {"linreg": LinRegConfig, "mnist": MnistConfig, "chain": ChainConfig}
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -198,7 +227,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeys)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -209,6 +238,20 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(raw).__name__}")
     return raw
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error, not last-wins."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (a later value would silently win)", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -239,14 +282,16 @@ def set_key(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
 
 def validate(raw: dict[str, Any], source: str = "config") -> Config:
     """Validate a raw dict into a config model; errors become one ConfigError line."""
+    from bpcore import kinds  # it imports this module's models
+
     kind = raw.get("kind")
     if kind is None:
-        raise ConfigError(f"{source}: kind: required key is missing (one of: {', '.join(KINDS)})")
-    model = KINDS.get(kind) if isinstance(kind, str) else None
-    if model is None:
-        raise ConfigError(f"{source}: kind = {kind!r}: unknown experiment (one of: {', '.join(KINDS)})")
+        raise ConfigError(f"{source}: kind: required key is missing (one of: {', '.join(kinds.names())})")
+    declared = kinds.get(kind) if isinstance(kind, str) else None
+    if declared is None:
+        raise ConfigError(f"{source}: kind = {kind!r}: unknown experiment (one of: {', '.join(kinds.names())})")
     try:
-        return model.model_validate(raw)
+        return declared.config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {describe(exc)}") from None
 

@@ -9,34 +9,37 @@ from __future__ import annotations
 
 import copy
 import itertools
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict
 
+from bpcore import kinds
 from bpcore.config import Config, set_key, to_dict, validate
 from bpcore.errors import ConfigError
 
 # short names for the keys swept most, as they appear in child run names ("lr=0.0002")
 SHORT = {"trainer.learning_rate": "lr"}
-HIGHER_IS_BETTER = ("accuracy",)  # metric names containing these are maximised by default
-DEFAULT_METRIC = {"linreg": "final_cost", "mnist": "best_val_accuracy", "chain": "final_cost"}
-# single-valued metrics each kind's finished runs log: what a sweep can rank children by
-METRICS = {
-    "linreg": ("final_cost", "intercept", "slope", "train_seconds"),
-    "mnist": ("best_val_accuracy", "final_cost", "val_accuracy", "train_accuracy", "test_accuracy", "train_seconds"),
-    "chain": ("final_cost",),
-}
+HIGHER_IS_BETTER = ("accuracy",)  # other metric names containing these are maximised by default
 
 
-@dataclass(frozen=True)
-class GridPoint:
-    """One child of a sweep: its name, the swept values, and the full child config (no ``sweep``)."""
+class GridPoint(BaseModel):
+    """One child of a sweep: its name, the swept values, and the full child config (no ``sweep``).
+
+    Plain JSON values throughout, so a point can be a flow run's parameter; ``config`` is the
+    child's resolved config as a dict (``validate`` gives the model back).
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     index: int
     name: str
     values: dict[str, Any]
-    config: Config
+    config: dict[str, Any]
+
+    def validated(self) -> Config:
+        """The child's config as its kind's model."""
+        return validate(self.config, source=f"sweep.grid point {self.name}")
 
 
 def expand(config: Config, source: str = "config") -> list[GridPoint]:
@@ -65,19 +68,21 @@ def expand(config: Config, source: str = "config") -> list[GridPoint]:
         resolved = to_dict(child)  # names show values as validated: "1e-4" in YAML is a string until then
         values = {k: _get(resolved, k) for k in keys}
         name = ", ".join(f"{names[k]}={_text(v)}" for k, v in values.items())
-        points.append(GridPoint(index, name, values, child))
+        points.append(GridPoint(index=index, name=name, values=values, config=resolved))
     return points
 
 
 def objective(config: Config, source: str = "config") -> tuple[str, str]:
     """(metric, goal) that picks a sweep's best child: goal is ``minimize`` or ``maximize``."""
-    sweep = config.sweep
-    metric = (sweep.metric if sweep is not None else None) or DEFAULT_METRIC[config.kind]
-    if metric not in METRICS[config.kind]:
+    sweep, kind = config.sweep, kinds.get(config.kind)
+    metric = (sweep.metric if sweep is not None else None) or kind.metric
+    if metric not in kind.metrics:
         raise ConfigError(f"{source}: sweep.metric = {metric!r}: not a metric a {config.kind} run logs "
-                          f"(one of: {', '.join(METRICS[config.kind])})")
+                          f"(one of: {', '.join(kind.metrics)})")
     goal = sweep.goal if sweep is not None else None
-    if goal is None:
+    if goal is None and metric == kind.metric:
+        goal = kind.goal
+    elif goal is None:
         goal = "maximize" if any(word in metric for word in HIGHER_IS_BETTER) else "minimize"
     return metric, goal
 

@@ -16,13 +16,19 @@ os.environ.setdefault("DO_NOT_TRACK", "1")  # offline by default: no usage pings
 os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "500")
 os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE", "500")
 
-# experiment kind -> its flow's entrypoint "module:function" (imported only when a run starts)
-FLOWS = {"linreg": "flows.linreg:linreg", "mnist": "flows.mnist:mnist", "chain": "flows.chain:chain"}
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default, in the working directory
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def flow_for(kind: str):
-    """The Prefect flow that trains one run of ``kind``."""
+    """The Prefect flow that trains one run of ``kind`` (its declared entrypoint, imported on first use)."""
     import importlib
 
-    module, _, name = FLOWS[kind].partition(":")
+    from bpcore import kinds
+
+    module, _, name = kinds.get(kind).flow.partition(":")
     return getattr(importlib.import_module(module), name)

@@ -7,20 +7,19 @@ any of them against the step.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tempfile
 from pathlib import Path
 
 import mlflow
 import numpy as np
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from bpcore.chain import Chain, descend
 from bpcore.config import ChainConfig
 from bpcore.network import Network
 from flows import tracking
+from flows.experiment import RunResult, Trained, tracked_training
 
 
 @task(cache_policy=NO_CACHE)
@@ -33,13 +32,14 @@ def train(config: ChainConfig) -> tuple[Chain, list[dict[str, float]]]:
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def log_history(tracking_uri: str, run_id: str, history: list[dict[str, float]], ts: int) -> None:
+def log_history(tracking_uri: str, run_id: str, history: list[dict[str, float]], ts: int) -> dict[str, float]:
     """Every recorded quantity as a metric with step = iteration (batched, 1000 per call)."""
     mc = tracking.client(tracking_uri)
     for key in history[0]:
         tracking.log_history(mc, run_id, key, [h[key] for h in history], timestamp_ms=ts)
-    tracking.log_values(mc, run_id, {"final_cost": history[-1]["cost"]}, step=len(history) - 1,
-                        timestamp_ms=ts)
+    final = {"final_cost": history[-1]["cost"]}
+    tracking.log_values(mc, run_id, final, step=len(history) - 1, timestamp_ms=ts)
+    return final
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -58,18 +58,16 @@ def log_artifacts(run_id: str, chain: Chain, history: list[dict[str, float]]) ->
         log_network_model(run_id, Path(tmp), net, np.array([[history[0]["a0"]]]), 1.0, "activation")
 
 
+def descend_and_log(config: ChainConfig, example, tracking_uri: str, run_id: str, tags: dict) -> Trained:
+    """Descend, then log every partial's history, the plots and the chain as a model."""
+    trained, history = train(config)
+    final = log_history(tracking_uri, run_id, history, tracking.now_ms())
+    log_artifacts(run_id, trained, history)
+    return Trained(metrics=final, histories={"cost": [h["cost"] for h in history]})
+
+
 @flow(name="chain", log_prints=False)
 def chain(config: ChainConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
-          run_name: str | None = None) -> str:
-    """Descend the chain on one example and track every partial derivative; returns the run id."""
-    tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
-    example = json.dumps({"x": config.data.x, "y": config.data.y}, sort_keys=True)
-    source, digest = f"chain:{example}", hashlib.sha256(example.encode()).hexdigest()
-    with tracking.tracked_run(config, source, digest, None, tracking_uri,
-                              run_name or f"lr={config.trainer.learning_rate:g}", tags) as run_id:
-        trained, history = train(config)
-        log_history(tracking_uri, run_id, history, tracking.now_ms())
-        log_artifacts(run_id, trained, history)
-    get_run_logger().info("cost %.6g -> %.6g over %d steps (MLflow run %s)", history[0]["cost"],
-                          history[-1]["cost"], len(history) - 1, run_id)
-    return run_id
+          run_name: str | None = None, data_digest: str | None = None) -> RunResult:
+    """Descend the chain on one example and track every partial derivative; returns the run's id and outcome."""
+    return tracked_training(config, tracking_uri, tags, run_name, data_digest, descend_and_log)

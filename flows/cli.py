@@ -1,24 +1,23 @@
-"""The ``bp`` command: ``bp train``, ``bp sweep``, ``bp validate``, ``bp reproduce``.
+"""The ``bp`` command: parse, check the input, call one flow, turn its final state into the exit code.
 
-Configs and data are checked before Prefect or MLflow is imported, so a typo costs a second,
-not the 10-20 s start of Prefect's temporary server. Exit codes: 0 finished, 1 the run failed
-(its MLflow run is FAILED with the reason), 2 bad input (one line on stderr).
+Configs, data and the tracking store are checked before Prefect is imported, so a typo costs a
+second, not the 10-20 s start of Prefect's temporary server. Exit codes: 0 finished, 1 the run
+failed (its MLflow run is FAILED with the reason), 2 bad input (one line on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import logging
+import os
 import sys
-import threading
 from pathlib import Path
 
-from bpcore.config import load_config, to_yaml
+from bpcore.config import load_config, to_dict, to_yaml
 from bpcore.errors import InputError
 from bpcore.loading import fingerprint
 from bpcore.sweep import expand
-from flows import flow_for
+from flows import DEFAULT_TRACKING_URI, resolve_tracking_uri
+from flows.launch import signals_as_exit
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,18 +29,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bp", description="Gradient-descent experiments as tracked Prefect + MLflow runs.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=description or help)
+        p.add_argument("--verbose", action="store_true", help="show Prefect's full log, tracebacks included")
+        return p
+
     def with_config(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+        p = command(name, help)
         p.add_argument("config", help="YAML experiment config, e.g. configs/linreg.yaml")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a dotted config key (repeatable), e.g. trainer.learning_rate=0.0002")
+        _overrides(p)
         return p
 
     def tracked(name: str, help: str) -> argparse.ArgumentParser:
         p = with_config(name, help)
         p.add_argument("--experiment", help="MLflow experiment name (overrides the config's)")
-        p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
-                       "else sqlite:///mlflow.db)")
+        _tracking_uri(p)
         return p
 
     tracked("train", "run one training flow (a config's sweep section is ignored)")
@@ -49,44 +51,43 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--parallel", type=_positive, metavar="N",
                        help="children trained at once (default: the number of cores)")
     with_config("validate", "check a config and print it resolved")
-    again = sub.add_parser("reproduce", help="train a recorded run again and compare",
-                           description="train a recorded run again from its MLflow record and compare metrics "
-                                       "and weights; exit 0 when identical, 1 when not")
+    again = command("reproduce", "train a recorded run again and compare",
+                    "train a recorded run again from its MLflow record and compare metrics and weights; "
+                    "exit 0 when identical, 1 when not")
     again.add_argument("run_id", help="the MLflow run id to reproduce")
-    again.add_argument("--tracking-uri", help="MLflow tracking URI holding the run")
-    again.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="re-run with this change to the recorded config (differences are then expected)")
+    _tracking_uri(again)
+    _overrides(again, "re-run with this change to the recorded config (differences are then expected)")
+    runs = command("runs", "look after the runs in the tracking store",
+                   "mark FAILED the RUNNING runs whose process on this host is gone (bp train and bp sweep "
+                   "do this at start as well)")
+    runs.add_argument("--reap", action="store_true", required=True, help="mark orphaned runs FAILED")
+    _tracking_uri(runs)
     return parser
+
+
+def _overrides(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=help or "override a dotted config key (repeatable), e.g. trainer.learning_rate=0.0002")
+
+
+def _tracking_uri(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                   f"{DEFAULT_TRACKING_URI})")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "reproduce":
-            return _reproduce(args.run_id, args.tracking_uri, args.overrides)
-        overrides = list(args.overrides)
-        if getattr(args, "experiment", None):
-            overrides.append(f"experiment={args.experiment}")
-        config = load_config(args.config, overrides)
-        if args.command == "validate":
-            _check_data_file(config)
-            if config.sweep is not None:
-                print(f"bp: {len(expand(config, args.config))} grid points", file=sys.stderr)
-            print(to_yaml(config), end="")
-            return 0
-        if args.command == "sweep":
-            return _sweep(config, args.config, args.tracking_uri, args.parallel)
-        if config.sweep is not None:
-            print(f"bp: {args.config}: training the base config; its sweep.grid runs with bp sweep", file=sys.stderr)
-            config = config.model_copy(update={"sweep": None})
-        fingerprint(config)  # load the data now (cached for the flow): bad data fails before Prefect starts
-        return _run_flow(config, args.tracking_uri)[0]
-    except InputError as exc:
-        print(f"bp: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("bp: interrupted (an open MLflow run is marked KILLED)", file=sys.stderr)
-        return 130
+    # before MLflow is imported: its INFO lines (table creation, "Validating input example") are noise here
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if args.verbose else "WARNING")
+    with signals_as_exit():
+        try:
+            return COMMANDS[args.command](args)
+        except InputError as exc:
+            print(f"bp: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("bp: interrupted", file=sys.stderr)
+            return 130
 
 
 def _positive(text: str) -> int:
@@ -99,153 +100,131 @@ def _positive(text: str) -> int:
     return value
 
 
-def _check_data_file(config) -> None:
-    """Cheap check for validate: the data path, if any, exists (no pandas, no reading)."""
-    path = getattr(config.data, "path", None)
-    if path is not None and not getattr(config.data, "download", False):
+def _config(args):
+    """The command's config, ``--experiment`` applied; bad input raises InputError."""
+    overrides = list(args.overrides)
+    experiment = getattr(args, "experiment", None)
+    if experiment is not None:
+        if not experiment.strip():
+            raise InputError("--experiment: the experiment name must not be empty")
+        overrides.append(f"experiment={experiment}")
+    return load_config(args.config, overrides)
+
+
+def _validate(args) -> int:
+    config = _config(args)
+    _check_data_path(config)
+    if config.sweep is not None:
+        print(f"bp: {len(expand(config, args.config))} grid points", file=sys.stderr)
+    print(to_yaml(config), end="")
+    return 0
+
+
+def _check_data_path(config) -> None:
+    """Cheap check for validate: the data path, if any, is there (no pandas, no reading)."""
+    path = getattr(getattr(config, "data", None), "path", None)
+    if path is None or getattr(config.data, "download", False):
+        return
+    if config.kind == "linreg":
+        from bpcore.data import check_path
+
+        check_path(path)
+    elif not Path(path).expanduser().exists():
         from bpcore.errors import DataError
 
-        resolved = Path(path).expanduser().resolve()
-        if not resolved.exists():
-            raise DataError(f"{resolved}: no such data file or directory")
+        raise DataError(f"{Path(path).expanduser().resolve()}: no such data file or directory")
 
 
-def _reproduce(run_id: str, tracking_uri: str | None, overrides: list[str]) -> int:
-    """Re-run a recorded run (tagged bp.reproduces=<run_id>) and print what differs.
+def _train(args) -> int:
+    config = _config(args)
+    if config.sweep is not None:
+        print(f"bp: {args.config}: training the base config; its sweep.grid runs with bp sweep", file=sys.stderr)
+        config = config.model_copy(update={"sweep": None})
+    fingerprint(config)  # load the data now (cached for the flow): bad data fails before Prefect starts
+    uri = _prepare_store(args.tracking_uri)
+    from flows import flow_for
 
-    The BLAS thread count is set to the recorded one: a product split differently between
-    threads may round differently.
-    """
-    from flows import reproduce
-
-    config, record = reproduce.recorded_config(run_id, tracking_uri, overrides)
-    reproduce.check_data(record, *fingerprint(config))
-    with reproduce.recorded_threads(record):
-        code, new_id = _run_flow(config, tracking_uri, {"bp.reproduces": run_id}, quiet=True)
-    if new_id is None:
-        return code
-    found = reproduce.differences(run_id, new_id, tracking_uri)
-    print("identical" if not found else "\n".join(found))
-    print(f"run_id: {new_id}")
-    return 0 if not found else 1
+    return _launch(args, flow_for(config.kind), None, config=config, tracking_uri=uri)
 
 
-def _sweep(config, source: str, tracking_uri: str | None, parallel: int | None) -> int:
-    """Run the grid (every point validated and its data loaded first); print the results table."""
-    points = expand(config, source)
-    for point in points:
-        fingerprint(point.config)
+def _sweep(args) -> int:
+    config = _config(args)
+    points = expand(config, args.config)
+    for point in points:  # every point's data loaded (and cached) now: bad data fails before Prefect starts
+        fingerprint(point.validated())
+    uri = _prepare_store(args.tracking_uri)
     import flows.sweep
 
-    code, parent_id = _launch(flows.sweep.sweep, config, tracking_uri, None, Path(source).stem, parallel)
-    if parent_id is not None:
-        print(flows.sweep.results_text(parent_id, tracking_uri))
-        print(f"run_id: {parent_id}")
-    return code
+    return _launch(args, flows.sweep.sweep, _show_sweep, config=to_dict(config), tracking_uri=uri,
+                   run_name=Path(args.config).stem, parallel=args.parallel, points=points)
 
 
-def _run_flow(config, tracking_uri: str | None, tags: dict[str, str] | None = None,
-              quiet: bool = False) -> tuple[int, str | None]:
-    """Run the config's flow; returns (exit code, MLflow run id or None).
+def _reproduce(args) -> int:
+    uri = _prepare_store(args.tracking_uri)
+    from flows import reproduce
 
-    Prints ``run_id: <id>`` as the last line unless ``quiet`` (the caller prints more after it).
-    """
-    code, run_id = _launch(flow_for(config.kind), config, tracking_uri, tags)
-    if run_id is not None and not quiet:
-        print(f"run_id: {run_id}")
-    return code, run_id
+    config, record = reproduce.recorded_config(args.run_id, uri, args.overrides)  # fails fast on a bad id
+    reproduce.check_data(record, *fingerprint(config))
+    return _launch(args, reproduce.reproduce, _show_differences, run_id=args.run_id, tracking_uri=uri,
+                   overrides=args.overrides)
 
 
-def _launch(flow, *args) -> tuple[int, str | None]:
-    """Call a flow (its module already imported); returns (exit code, MLflow run id or None)."""
-    from flows.tracking import RunFailed
+def _runs(args) -> int:
+    from flows import store
 
-    _start_prewarm()
-    with _local_settings():
-        state = flow(*args, return_state=True)
-    if state.is_completed():
-        return 0, state.result()
-    exc = state.result(raise_on_failure=False)
-    if isinstance(exc, InputError):
-        print(f"bp: {exc}", file=sys.stderr)
-        return 2, None
-    if not isinstance(exc, RunFailed):
-        print(f"bp: flow {state.name.lower()}: {state.message or exc}", file=sys.stderr)
-        return 1, None
-    print(f"bp: run {exc.status}: {exc.reason}", file=sys.stderr)
-    return 1, exc.run_id
+    uri = resolve_tracking_uri(args.tracking_uri)
+    reaped = store.reap(uri)
+    for run_id, reason in reaped:
+        print(f"{run_id}  FAILED  {reason}")
+    print(f"bp: {len(reaped)} orphaned run(s) marked FAILED in {uri}", file=sys.stderr)
+    return 0
 
 
-def _local_settings():
-    """Without a Prefect server (PREFECT_API_URL), switch off flow-run heartbeats.
+def _prepare_store(uri: str | None) -> str:
+    """The tracking URI, checked (exit 2 within seconds if unusable), created once, and cleared of orphans."""
+    from flows import store
 
-    Heartbeats let a long-lived server notice crashed runs; a temporary server dies with this
-    process, and each flow run's end waits up to a second for its heartbeat thread to stop.
-    """
-    from contextlib import nullcontext
-
-    from prefect.settings import get_current_settings, temporary_settings
-
-    if get_current_settings().api.url:
-        return nullcontext()
-    return temporary_settings(updates={"flows.heartbeat_frequency": None})
+    uri = resolve_tracking_uri(uri)
+    store.check_store(uri)
+    store.ensure_store(uri)
+    for run_id, reason in store.reap(uri):
+        print(f"bp: run {run_id} marked FAILED: {reason}", file=sys.stderr)
+    return uri
 
 
-class _OnMessage(logging.Filter):
-    """Sets an event when a log record's message starts with a given text."""
+def _launch(args, flow, render, **params) -> int:
+    from flows.launch import launch
 
-    def __init__(self, prefix: str, event: threading.Event):
-        super().__init__()
-        self.prefix, self.event = prefix, event
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage().startswith(self.prefix):
-            self.event.set()
-        return True
+    return launch(flow, render, verbose=args.verbose, **params)
 
 
-def _start_prewarm() -> None:
-    """Warm up logging's imports in a thread while the main thread waits on Prefect's server.
+def _show_sweep(result) -> int:
+    """The children as a table (grid point, status, the sweep's metric, run id) on stdout."""
+    from rich.console import Console
+    from rich.table import Table
 
-    Called after the flow module is imported (two threads importing one package at once can see
-    it half-initialised). With a temporary server, the warm-up waits until that server's process
-    is launched: until then the main thread is busy importing Prefect's server code, and a
-    warm-up competing with it for the GIL would only delay the start.
-    """
-    from prefect.settings import get_current_settings
-
-    go = threading.Event()
-    if get_current_settings().api.url:
-        go.set()
-        watch = None
-    else:
-        watch = _OnMessage("Starting temporary server", go)
-        logging.getLogger("prefect").addFilter(watch)
-    threading.Thread(target=_prewarm, args=(go, watch), name="bp-prewarm", daemon=True).start()
+    columns = [key for key in result.rows[0] if key != "reason"]
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for key in columns:
+        table.add_column(key)
+    for row in result.rows:
+        table.add_row(*(_text(row[key]) for key in columns))
+    Console(width=200, soft_wrap=True).print(table)
+    if result.registry:
+        print(result.registry)
+    return 0
 
 
-def _prewarm(go: threading.Event, watch: logging.Filter | None = None) -> None:
-    """Import and initialise what logging a run will need: about 2-3 s on a process's first run.
+def _text(value) -> str:
+    return "" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
 
-    MLflow's SQL store (imported when the first run starts), matplotlib and its first figure
-    (fonts, the Agg renderer), mlflow.pyfunc, and MLflow's scan of installed packages (done when
-    a model's requirements are checked).
-    """
-    go.wait(timeout=30)
-    if watch is not None:
-        logging.getLogger("prefect").removeFilter(watch)
-    try:
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-        import numpy as np
-        from mlflow.utils import requirements_utils
 
-        import flows.models  # noqa: F401  (mlflow.pyfunc)
-        from flows import plots
+def _show_differences(result) -> int:
+    print("identical" if not result.differences else "\n".join(result.differences))
+    return 0 if not result.differences else 1
 
-        requirements_utils._init_packages_to_modules_map()
-        plots.cost_curve(np.array([2.0, 1.0]), "warm-up").savefig(io.BytesIO(), format="png")
-    except Exception:  # an optimisation only: never let it break a run
-        pass
+
+COMMANDS = {"train": _train, "sweep": _sweep, "validate": _validate, "reproduce": _reproduce, "runs": _runs}
 
 
 if __name__ == "__main__":

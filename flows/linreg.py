@@ -11,21 +11,14 @@ import time
 from pathlib import Path
 
 import mlflow
-import numpy as np
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from bpcore import linreg as gd
 from bpcore.config import LineTrainer, LinRegConfig
-from bpcore.data import Table, load_line_data
+from bpcore.data import Table
 from flows import tracking
-from flows.outcome import diverged_state
-
-
-@task(cache_policy=NO_CACHE)
-def load_data(config: LinRegConfig) -> Table:
-    """Load the table the config names."""
-    return load_line_data(config.data, config.seed)
+from flows.experiment import RunResult, Trained, tracked_training
 
 
 @task(cache_policy=NO_CACHE)
@@ -38,8 +31,8 @@ def train(table: Table, trainer: LineTrainer) -> tuple[gd.LineFit, float]:
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def log_metrics(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit, seconds: float,
-                ts: int) -> None:
-    """The cost history (batched), the weights and the diagnostics."""
+                ts: int) -> dict[str, float]:
+    """The cost history (batched), the weights and the diagnostics; returns the single values logged."""
     mc = tracking.client(tracking_uri)
     tracking.log_history(mc, run_id, "cost", fit.cost, timestamp_ms=ts)
     # cost minus the least-squares optimum: on a log axis, learning rates that all flatten
@@ -54,6 +47,7 @@ def log_metrics(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit, s
         else:
             values.update({f"slope.{name}": w for name, w in zip(table.feature_names, fit.w)})
     tracking.log_values(mc, run_id, values, step=fit.cost.size - 1, timestamp_ms=ts)
+    return {key: float(value) for key, value in values.items()}
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -82,25 +76,22 @@ def log_model(run_id: str, table: Table, fit: gd.LineFit) -> None:
         log_line_model(run_id, Path(tmp), table, fit.w, fit.b)
 
 
+def fit_and_log(config: LinRegConfig, table: Table, tracking_uri: str, run_id: str, tags: dict) -> Trained:
+    """Train, log the histories and plots, and the model when training finished."""
+    fit, seconds = train(table, config.trainer)
+    values = log_metrics(tracking_uri, run_id, table, fit, seconds, tracking.now_ms())
+    log_plots(table, fit)
+    if not fit.diverged:
+        log_model(run_id, table, fit)
+    return Trained(status=fit.status, reason=fit.message if fit.diverged else None, metrics=values,
+                   histories={"cost": fit.cost.tolist(), "excess_cost": fit.excess_cost.tolist()})
+
+
 @flow(name="linreg", log_prints=False)
 def linreg(config: LinRegConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
-           run_name: str | None = None) -> str:
-    """Fit a line by gradient descent and track it in MLflow; returns the MLflow run id."""
-    logger = get_run_logger()
-    tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
-    table = load_data(config)
-    name = run_name or f"lr={config.trainer.learning_rate:g}"
-    try:
-        dataset = tracking.table_dataset(table)
-        with tracking.tracked_run(config, table.source, table.digest, dataset, tracking_uri, name, tags) as run_id:
-            fit, seconds = train(table, config.trainer)
-            log_metrics(tracking_uri, run_id, table, fit, seconds, tracking.now_ms())
-            log_plots(table, fit)
-            if fit.diverged:
-                raise tracking.Diverged(run_id, fit.message)
-            log_model(run_id, table, fit)
-    except tracking.Diverged as exc:
-        return diverged_state(exc)
-    logger.info("finished: cost %.10g, b = %.10g, w = %s (MLflow run %s)",
-                fit.cost[-1], fit.b, np.array2string(fit.w, precision=10), run_id)
-    return run_id
+           run_name: str | None = None, data_digest: str | None = None) -> RunResult:
+    """Fit a line by gradient descent and track it in MLflow; returns the run's id and outcome.
+
+    ``data_digest``: when given, the data read must have this sha256 (else the flow fails, naming the file).
+    """
+    return tracked_training(config, tracking_uri, tags, run_name, data_digest, fit_and_log, tracking.table_dataset)

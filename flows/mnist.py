@@ -12,21 +12,15 @@ from pathlib import Path
 
 import mlflow
 from mlflow.entities import Metric
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from bpcore.config import MnistConfig
-from bpcore.mnist import MnistSplits, load_mnist
+from bpcore.mnist import MnistSplits
 from bpcore.training import EpochStats, NetFit, fit_network
 from flows import tracking
-from flows.outcome import diverged_state
+from flows.experiment import RunResult, Trained, tracked_training
 from flows.progress import EpochBar, PrefectProgress
-
-
-@task(cache_policy=NO_CACHE)
-def load_digits(config: MnistConfig) -> MnistSplits:
-    """Load, split and scale the digits the config names."""
-    return load_mnist(config.data, config.seed, config.trainer.dtype)
 
 
 @task(cache_policy=NO_CACHE)
@@ -56,8 +50,8 @@ def train(splits: MnistSplits, config: MnistConfig, tracking_uri: str, run_id: s
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def log_results(tracking_uri: str, run_id: str, splits: MnistSplits, fit: NetFit) -> None:
-    """Final figures and plots: curves, confusion matrix, misclassified digits."""
+def log_results(tracking_uri: str, run_id: str, splits: MnistSplits, fit: NetFit) -> dict[str, float]:
+    """Final figures and plots: curves, confusion matrix, misclassified digits; returns the final values."""
     from flows import plots  # matplotlib: prewarmed by bp while Prefect's server starts
 
     mc = tracking.client(tracking_uri)
@@ -67,7 +61,7 @@ def log_results(tracking_uri: str, run_id: str, splits: MnistSplits, fit: NetFit
                                                 [e.train_accuracy for e in epochs],
                                                 [e.val_accuracy for e in epochs]), "plots/curves.png")
     if fit.diverged or not epochs:
-        return
+        return {}
     final = {"final_cost": epochs[-1].cost}
     if splits.test_X is not None and len(splits.test_y):
         final["test_accuracy"] = float((fit.net.predict(splits.test_X) == splits.test_y).mean())
@@ -78,6 +72,7 @@ def log_results(tracking_uri: str, run_id: str, splits: MnistSplits, fit: NetFit
         mlflow.log_figure(plots.misclassified(splits.val_images, splits.val_y, predicted),
                           "plots/misclassified.png")
     tracking.log_values(mc, run_id, final, step=epochs[-1].epoch)
+    return final
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -90,26 +85,31 @@ def log_model(run_id: str, splits: MnistSplits, fit: NetFit) -> None:
         log_network_model(run_id, Path(tmp), fit.net, example, input_scale=1 / 255, output="class")
 
 
+def fit_and_log(config: MnistConfig, splits: MnistSplits, tracking_uri: str, run_id: str, tags: dict) -> Trained:
+    """Train (logging each epoch as it ends), then the final figures, plots and, unless it diverged, the model."""
+    fit = train(splits, config, tracking_uri, run_id, "mlflow.parentRunId" in tags)
+    final = log_results(tracking_uri, run_id, splits, fit)
+    if not fit.diverged:
+        log_model(run_id, splits, fit)
+    epochs, last = fit.epochs, {}
+    if epochs:  # the last epoch's figures: what a sweep can rank by besides the final ones
+        last = {"train_accuracy": epochs[-1].train_accuracy, "train_seconds": epochs[-1].train_seconds}
+        if epochs[-1].val_accuracy is not None:
+            last["val_accuracy"] = epochs[-1].val_accuracy
+    histories = {"cost": [e.cost for e in epochs], "train_accuracy": [e.train_accuracy for e in epochs]}
+    return Trained(status=fit.status, reason=fit.message if fit.diverged else None,
+                   metrics={**last, **final}, histories=histories)
+
+
 @flow(name="mnist", log_prints=False)
 def mnist(config: MnistConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
-          run_name: str | None = None) -> str:
-    """Train a backpropagation network on MNIST digits and track it in MLflow; returns the run id."""
-    logger = get_run_logger()
-    tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
-    splits = load_digits(config)
-    name = run_name or f"lr={config.trainer.learning_rate:g}"
-    try:
-        dataset = tracking.array_dataset(splits.train_X, splits.train_y, splits.source, splits.digest)
-        with tracking.tracked_run(config, splits.source, splits.digest, dataset, tracking_uri, name, tags) as run_id:
-            fit = train(splits, config, tracking_uri, run_id, "mlflow.parentRunId" in (tags or {}))
-            log_results(tracking_uri, run_id, splits, fit)
-            if fit.diverged:
-                raise tracking.Diverged(run_id, fit.message)
-            log_model(run_id, splits, fit)
-    except tracking.Diverged as exc:
-        return diverged_state(exc)
-    last = fit.epochs[-1]
-    val = f", validation accuracy {last.val_accuracy:.2%}" if last.val_accuracy is not None else ""
-    logger.info("finished %d epochs in %.1f s: cost %.4f%s (MLflow run %s)", last.epoch, last.train_seconds,
-                last.cost, val, run_id)
-    return run_id
+          run_name: str | None = None, data_digest: str | None = None) -> RunResult:
+    """Train a backpropagation network on MNIST digits and track it in MLflow; returns the run's id and outcome.
+
+    ``data_digest``: when given, the digits read must have this sha256 (else the flow fails, naming the file).
+    """
+    return tracked_training(config, tracking_uri, tags, run_name, data_digest, fit_and_log, _dataset)
+
+
+def _dataset(splits: MnistSplits):
+    return tracking.array_dataset(splits.train_X, splits.train_y, splits.source, splits.digest)

@@ -1,4 +1,6 @@
-"""``bp reproduce``: train a recorded run again from what MLflow holds, and compare the two.
+"""``bp reproduce`` as a Prefect flow: train a recorded run again from what MLflow holds, and compare.
+
+Entrypoint ``flows/reproduce.py:reproduce``.
 
 The record is the run's ``config.yaml`` artifact and its ``bp.data_source`` / ``bp.data_digest``
 tags. The data must still have the recorded digest (else the re-run is refused: it would train
@@ -15,10 +17,14 @@ import mlflow
 import numpy as np
 import yaml
 from mlflow.exceptions import MlflowException
+from prefect import flow
+from pydantic import BaseModel
 
 from bpcore.config import apply_override, validate
 from bpcore.errors import DataError, InputError
-from flows import tracking
+from bpcore.loading import fingerprint
+from flows import flow_for, tracking
+from flows.experiment import RunResult
 
 TIMINGS = {"train_seconds"}  # wall-clock figures: never expected to repeat
 
@@ -119,3 +125,31 @@ def _weight_differences(original_id: str, new_id: str) -> list[str]:
                if name not in a or name not in b or a[name].shape != b[name].shape
                or a[name].tobytes() != b[name].tobytes()]
     return [f"model weights differ: {', '.join(changed)}"] if changed else []
+
+
+class ReproduceResult(BaseModel):
+    """The new run, the run it reproduces, and every difference found (none: identical)."""
+
+    run_id: str
+    original: str
+    differences: list[str]
+
+
+@flow(name="reproduce", log_prints=False)
+def reproduce(run_id: str, tracking_uri: str | None = None, overrides: list[str] | None = None) -> ReproduceResult:
+    """Train run ``run_id`` again from its record (tagged ``bp.reproduces``) and compare the two.
+
+    Refuses (DataError) when the data's digest no longer matches the record. The recorded BLAS
+    thread count is set for the re-run: a product split differently between threads may round
+    differently. A re-run that diverges is compared all the same (the original may have too).
+    """
+    config, record = recorded_config(run_id, tracking_uri, overrides or [])
+    check_data(record, *fingerprint(config))
+    with recorded_threads(record):
+        state = flow_for(config.kind)(config=config, tracking_uri=tracking_uri, tags={"bp.reproduces": run_id},
+                                      return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    if not isinstance(outcome, RunResult | tracking.RunFailed):
+        raise outcome
+    found = differences(run_id, outcome.run_id, tracking_uri)
+    return ReproduceResult(run_id=outcome.run_id, original=run_id, differences=found)

@@ -1,11 +1,12 @@
 """A sweep as a Prefect flow: one parent MLflow run, one nested child run per grid point.
 
-Entrypoint ``flows/sweep.py:sweep``. Each child runs the experiment's own flow code in a task
-(a complete MLflow run: params, histories, model, plots, tags) tagged ``mlflow.parentRunId``. Children
-run side by side on threads: the data is loaded once into the per-process cache, which every
-child then reads, and the BLAS thread count is divided between them so they don't fight over
-cores. The parent run holds the comparison (table, curves, best child) and registers the best
-child's model.
+Entrypoint ``flows/sweep.py:sweep``. Each child runs its kind's own flow code in a task (a
+complete MLflow run: params, histories, model, plots, tags) tagged ``mlflow.parentRunId``, and
+hands its outcome (run id, status, metrics, curve) back to the parent: nothing is read back from
+MLflow. Children run side by side on threads: the data is loaded once into the per-process
+cache, each child checks it against the digest the parent recorded, and the BLAS thread count
+is divided between them so they don't fight over cores. The parent run holds the comparison
+(table, curves, best child) and registers the best child's model when it beats the champion.
 """
 
 from __future__ import annotations
@@ -13,89 +14,104 @@ from __future__ import annotations
 import csv
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.states import State
+from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel
 from threadpoolctl import threadpool_limits
 
+from bpcore import kinds
 from bpcore import sweep as grid
-from bpcore.config import Config
+from bpcore.config import validate
 from bpcore.loading import fingerprint
+from bpcore.sweep import GridPoint
 from flows import flow_for, tracking
+from flows.experiment import RunResult
 
 CHAMPION = "champion"
-# the curve each kind's children are compared by: the line fit's cost flattens near the same
-# value for every stable learning rate, its excess over the least-squares optimum does not
-CURVE = {"linreg": ("excess_cost", "iteration"), "mnist": ("cost", "epoch"), "chain": ("cost", "iteration")}
 
 
 @dataclass
 class Child:
-    """What a sweep learns of one child: its grid point, MLflow run and outcome."""
+    """What a sweep learns of one child: its grid point and the outcome its flow handed back."""
 
-    index: int
-    name: str
-    values: dict
+    point: GridPoint
     run_id: str | None
     status: str  # finished / diverged / failed
     reason: str | None = None
-    score: float | None = None  # the sweep's metric, when the child logged it
+    score: float | None = None  # the sweep's metric, when the child finished and logged it
+    curve: list[float] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, point: GridPoint, result: RunResult, metric: str) -> Child:
+        score = result.metrics.get(metric) if result.status == "finished" else None
+        return cls(point, result.run_id, result.status, result.reason, score, result.curve)
+
+
+class ChildFailed(Exception):
+    """A child that did not finish: its task ends Failed carrying this, and the parent reads ``child`` off it."""
+
+    def __init__(self, child: Child):
+        super().__init__(f"{child.point.name}: {child.status}: {child.reason}")
+        self.child = child
+
+    def __repr__(self) -> str:  # what Prefect shows of the failed state: not the whole curve
+        return f"ChildFailed({str(self)!r})"
+
+
+class SweepResult(BaseModel):
+    """What the sweep flow hands back: the parent run, one row per child, and what became of the best."""
+
+    run_id: str
+    metric: str
+    goal: str
+    rows: list[dict[str, Any]]
+    best: str | None = None
+    registry: str | None = None
 
 
 @task(cache_policy=NO_CACHE)
-def load_once(configs: list[Config]) -> tuple[str | None, str | None]:
-    """Load every distinct dataset the children need into the process cache; the first one's fingerprint."""
-    prints = [fingerprint(c) for c in configs]
-    return prints[0]
+def load_once(points: list[GridPoint]) -> list[tuple[str, str]]:
+    """Load every distinct dataset the children need into the process cache; each point's (source, digest)."""
+    return [fingerprint(p.validated()) for p in points]
 
 
-@task(cache_policy=NO_CACHE, task_run_name="child {name}")
-def run_child(index: int, name: str, values: dict, config: Config, tracking_uri: str,
-              tags: dict[str, str]) -> Child:
-    """Train one grid point with the experiment's own flow code; never raises for a failed child.
+@task(cache_policy=NO_CACHE, task_run_name="child {point.name}")
+def run_child(point: GridPoint, tracking_uri: str, tags: dict[str, str], data_digest: str,
+              metric: str) -> Child | State:
+    """Train one grid point with its kind's own flow code; a child that did not finish ends this task Failed.
 
     The flow's body runs inside this task (its tasks nest under it), not as a subflow run: on
     SQLite, Prefect's API answers concurrent subflow creations with 503 "database is locked",
     retried only after about 2 s, which cost a line-fit sweep more than its children's training.
     """
     try:
-        result = flow_for(config.kind).fn(config, tracking_uri, tags, name)
+        config = point.validated()
+        result = flow_for(config.kind).fn(config=config, tracking_uri=tracking_uri, tags=tags,
+                                          run_name=point.name, data_digest=data_digest)
     except tracking.RunFailed as exc:
-        return Child(index, name, values, exc.run_id, exc.status, exc.reason)
+        child = Child(point, exc.run_id, exc.status, exc.reason)
     except Exception as exc:  # a child's crash is that child's outcome, not the sweep's
-        return Child(index, name, values, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0])
-    return outcome(result, index, name, values)
+        child = Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0])
+    else:
+        if isinstance(result, RunResult):
+            return Child.of(point, result, metric)
+        failure = result.result(raise_on_failure=False)  # a Failed state carrying Diverged and its RunResult
+        child = Child.of(point, failure.result, metric)
+    failed = ChildFailed(child)
+    return Failed(message=str(failed), data=failed)
 
 
 def blas_threads(workers: int) -> int:
     """BLAS threads per child: the cores shared out, at least one each."""
     return max(1, (os.cpu_count() or 1) // workers)
-
-
-def outcome(result, index: int, name: str, values: dict) -> Child:
-    """What a child's flow body returned: its MLflow run id, or a Failed state carrying RunFailed."""
-    if isinstance(result, str):
-        return Child(index, name, values, result, "finished")
-    exc = result.result(raise_on_failure=False) if isinstance(result, State) else result
-    if isinstance(exc, tracking.RunFailed):
-        return Child(index, name, values, exc.run_id, exc.status, exc.reason)
-    return Child(index, name, values, None, "failed", str(exc))
-
-
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def score_children(tracking_uri: str, children: list[Child], metric: str) -> list[Child]:
-    """Each finished child's value of the sweep's metric, read back from MLflow."""
-    mc = tracking.client(tracking_uri)
-    for child in children:
-        if child.run_id is not None and child.status == "finished":
-            child.score = mc.get_run(child.run_id).data.metrics.get(metric)
-    return children
 
 
 def best_child(children: list[Child], goal: str) -> Child | None:
@@ -108,8 +124,8 @@ def best_child(children: list[Child], goal: str) -> Child | None:
 
 
 def table(children: list[Child], metric: str) -> list[dict]:
-    """One row per child: grid point, swept values, status, the metric, run id."""
-    return [{"point": c.name, **{k: _cell(v) for k, v in c.values.items()}, "status": c.status,
+    """One row per child: grid point, swept values, status, the metric, run id, reason."""
+    return [{"point": c.point.name, **{k: _cell(v) for k, v in c.point.values.items()}, "status": c.status,
              metric: c.score, "run_id": c.run_id or "", "reason": c.reason or ""} for c in children]
 
 
@@ -127,14 +143,14 @@ def log_comparison(tracking_uri: str, parent_id: str, kind: str, children: list[
     rows = table(children, metric)
     mlflow.log_table({key: [row[key] for row in rows] for key in rows[0]}, artifact_file="sweep/results.json")
     mlflow.log_text(_csv(rows), "sweep/results.csv")
-    key, xlabel = CURVE[kind]
-    curves = [(c.name, tracking.history(mc, c.run_id, key), c.status) for c in children if c.run_id]
+    key, xlabel = kinds.get(kind).curve
+    curves = [(c.point.name, c.curve, c.status) for c in children if c.curve]
     mlflow.log_figure(plots.sweep_curves(curves, key, xlabel), "plots/sweep.png")
     values = {"children": len(children), **_counts(children)}
     if best is not None:
         values[f"best_{metric}"] = best.score
         mc.set_tag(parent_id, "bp.best_child", best.run_id)
-        mc.set_tag(parent_id, "bp.best_point", best.name)
+        mc.set_tag(parent_id, "bp.best_point", best.point.name)
     tracking.log_values(mc, parent_id, values)
 
 
@@ -152,28 +168,32 @@ def _csv(rows: list[dict]) -> str:
 
 
 @task(cache_policy=NO_CACHE)  # no retries: a retry after the version was created would register it twice
-def register_best(tracking_uri: str, parent_id: str, name: str, best: Child, metric: str, goal: str) -> bool:
-    """Register the best child's model under ``name``; move ``champion`` to it only if it beats the champion.
+def register_best(tracking_uri: str, parent_id: str, name: str, best: Child, metric: str, goal: str) -> str:
+    """Register the best child's model under ``name`` as the new champion, only if it beats the champion.
 
     The champion's score is its run's value of the same metric; a champion whose run lacks that
-    metric is beaten by any score. Returns whether the alias moved.
+    metric is beaten by any score. Returns one line saying what happened.
     """
     mc = tracking.client(tracking_uri)
-    version = mlflow.register_model(_model_uri(mc, best.run_id), name,
-                                    tags={"bp.sweep": parent_id, f"bp.{metric}": str(best.score)})
     try:
         current = mc.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:  # no champion yet
         current = None
     previous = mc.get_run(current.run_id).data.metrics.get(metric) if current is not None else None
     moved = grid.better(best.score, previous, goal)
-    if moved:
-        mc.set_registered_model_alias(name, CHAMPION, version.version)
-    mc.set_tag(parent_id, "bp.registered_model", f"{name}/{version.version}")
     mc.set_tag(parent_id, "bp.champion_moved", str(moved).lower())
-    get_run_logger().info("registered %s version %s (%s %s); champion %s", name, version.version, metric,
-                          best.score, "moved to it" if moved else f"kept (its {metric}: {previous})")
-    return moved
+    if not moved:
+        note = (f"not registered: {best.point.name} ({metric} {best.score:.6g}) does not beat "
+                f"{name}@{CHAMPION}, version {current.version} ({metric} {previous:.6g})")
+    else:
+        version = mlflow.register_model(_model_uri(mc, best.run_id), name,
+                                        tags={"bp.sweep": parent_id, f"bp.{metric}": str(best.score)})
+        mc.set_registered_model_alias(name, CHAMPION, version.version)
+        mc.set_tag(parent_id, "bp.registered_model", f"{name}/{version.version}")
+        note = f"registered {name} version {version.version} as {CHAMPION} ({metric} {best.score:.6g})"
+    mc.set_tag(parent_id, "bp.registry", note)
+    get_run_logger().info(note)
+    return note
 
 
 def _model_uri(mc, run_id: str) -> str:
@@ -183,56 +203,61 @@ def _model_uri(mc, run_id: str) -> str:
     return f"models:/{models[0].model_id}" if models else f"runs:/{run_id}/model"
 
 
-@flow(name="sweep", log_prints=False)
-def sweep(config: Config, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
-          run_name: str | None = None, parallel: int | None = None) -> str:
-    """Train every grid point of ``config.sweep`` as a nested MLflow run; returns the parent run id.
+def run_children(points: list[GridPoint], digests: list[str], tracking_uri: str, tags: dict[str, str],
+                 metric: str, workers: int) -> list[Child]:
+    """Every grid point on a pool of ``workers`` threads, BLAS threads shared out; outcomes in grid order."""
+    with threadpool_limits(limits=blas_threads(workers), user_api="blas"), \
+            ThreadPoolTaskRunner(max_workers=workers) as runner:
+        futures = [runner.submit(run_child, {"point": p, "tracking_uri": tracking_uri, "tags": tags,
+                                             "data_digest": digest, "metric": metric})
+                   for p, digest in zip(points, digests)]
+        for future in futures:
+            future.wait()
+        outcomes = [future.state.result(raise_on_failure=False) for future in futures]
+    # a child that did not finish ended its task Failed, carrying its Child all the same
+    return [o.child if isinstance(o, ChildFailed) else o for o in outcomes]
 
-    ``parallel``: children trained at once (default: the number of cores).
+
+@flow(name="sweep", log_prints=False)
+def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[str, str] | None = None,
+          run_name: str | None = None, parallel: int | None = None,
+          points: list[GridPoint] | None = None) -> SweepResult:
+    """Train every grid point of the config's ``sweep`` as a nested MLflow run; returns the parent's outcome.
+
+    ``config``: the resolved sweep config as plain values; ``parallel``: children trained at once
+    (default: the number of cores); ``points``: the grid as already expanded by the caller (else
+    it is expanded here).
     """
     logger = get_run_logger()
+    model = validate(config, source="sweep config")
     tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
-    points = grid.expand(config)
-    metric, goal = grid.objective(config)
+    points = points or grid.expand(model)
+    metric, goal = grid.objective(model)
     workers = max(1, min(parallel or os.cpu_count() or 1, len(points)))
-    source, digest = load_once([p.config for p in points])
+    prints = load_once(points)
     parent_tags = {**(tags or {}), "bp.sweep": "parent"}
-    with tracking.tracked_run(config, source or "none", digest or "", None, tracking_uri,
+    with tracking.tracked_run(model, prints[0][0], prints[0][1], None, tracking_uri,
                               run_name or f"sweep of {len(points)}", parent_tags) as parent_id:
         child_tags = {**(tags or {}), "mlflow.parentRunId": parent_id, "bp.sweep": "child"}
-        threads = blas_threads(workers)
         logger.info("%d children, %d at a time, %d BLAS thread(s) each (MLflow run %s)",
-                    len(points), workers, threads, parent_id)
-        with threadpool_limits(limits=threads, user_api="blas"), ThreadPoolTaskRunner(max_workers=workers) as runner:
-            futures = [runner.submit(run_child, {"index": p.index, "name": p.name, "values": p.values,
-                                                 "config": p.config, "tracking_uri": tracking_uri,
-                                                 "tags": child_tags}) for p in points]
-            children = [f.result() for f in futures]
-        children = score_children(tracking_uri, children, metric)
+                    len(points), workers, blas_threads(workers), parent_id)
+        children = run_children(points, [d for _, d in prints], tracking_uri, child_tags, metric, workers)
         best = best_child(children, goal)
-        log_comparison(tracking_uri, parent_id, config.kind, children, metric, best)
-        create_table_artifact(table=table(children, metric), key="sweep-results",
+        log_comparison(tracking_uri, parent_id, model.kind, children, metric, best)
+        rows = table(children, metric)
+        create_table_artifact(table=rows, key="sweep-results",
                               description=f"sweep {parent_id}: {metric} ({goal}) per grid point")
+        result = SweepResult(run_id=parent_id, metric=metric, goal=goal, rows=rows,
+                             best=best.point.name if best else None)
         if best is None:
-            raise tracking.RunFailed(parent_id, _no_winner(children))
-        if config.sweep.model_name:
-            register_best(tracking_uri, parent_id, config.sweep.model_name, best, metric, goal)
-    logger.info("best: %s (%s %s, MLflow run %s)", best.name, metric, best.score, best.run_id)
-    return parent_id
+            raise tracking.RunFailed(parent_id, _no_winner(children), result)
+        if model.sweep.model_name:
+            result.registry = register_best(tracking_uri, parent_id, model.sweep.model_name, best, metric, goal)
+    logger.info("best: %s (%s %s, MLflow run %s)", best.point.name, metric, best.score, best.run_id)
+    return result
 
 
 def _no_winner(children: list[Child]) -> str:
     counts = _counts(children)
     return (f"no child finished with a score: {counts['diverged']} diverged, {counts['failed']} failed, "
             f"{counts['finished']} finished without the metric")
-
-
-def results_text(parent_id: str, tracking_uri: str | None = None) -> str:
-    """The parent's results table as aligned text (what ``bp sweep`` prints)."""
-    tracking.client(tracking_uri)  # the store the runs:/ URI below is read from
-    text = mlflow.artifacts.load_text(f"runs:/{parent_id}/sweep/results.csv")
-    rows = list(csv.reader(io.StringIO(text)))
-    keep = [i for i, head in enumerate(rows[0]) if head != "reason"]
-    rows = [[row[i] for i in keep] for row in rows]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)

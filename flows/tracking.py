@@ -8,6 +8,7 @@ reason in ``bp.failure_reason``; no run is left RUNNING by an exception.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 import warnings
@@ -25,32 +26,29 @@ from mlflow.tracking import MlflowClient
 
 from bpcore import config as cfgmod
 from bpcore.data import Table
+from flows import resolve_tracking_uri
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 MAX_PARAM_CHARS = 6000
 
 
 class RunFailed(Exception):
-    """A tracked run ended FAILED; carries its MLflow run id, its bp.status and the reason."""
+    """A tracked run ended FAILED; carries its MLflow run id, its bp.status, the reason, and what it
+    produced before it failed (``result``: the flow's result object, when there is one)."""
 
     status = "failed"
 
-    def __init__(self, run_id: str, reason: str):
+    def __init__(self, run_id: str, reason: str, result=None):
         super().__init__(reason)
         self.run_id = run_id
         self.reason = reason
+        self.result = result
 
 
 class Diverged(RunFailed):
     """Training stopped because the cost blew up; the run is FAILED with bp.status=diverged."""
 
     status = "diverged"
-
-
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """--tracking-uri, else MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def client(uri: str | None = None) -> MlflowClient:
@@ -80,6 +78,7 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None
         "bp.data_digest": digest,
         "bp.data_source": source,
         "bp.status": "running",
+        "bp.worker": worker(),
         **git_tags(),
         **(extra_tags or {}),
     }
@@ -106,6 +105,11 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None
         raise
     else:
         _end(mc, run_id, "FINISHED", "finished", None)
+
+
+def worker() -> str:
+    """``host:pid`` of this process: where a RUNNING run can be checked for a live owner."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _end(mc: MlflowClient, run_id: str, run_status: str, bp_status: str,

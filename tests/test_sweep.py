@@ -159,14 +159,18 @@ def test_champion_moves_only_to_a_better_model(full_sweep, capsys, sweep_db, own
     champion = mc.get_model_version_by_alias(MODEL, "champion")
     assert champion.run_id == mc.get_run(parent).data.tags["bp.best_child"]
 
-    # a worse sweep registers its best, but the champion stays
-    code, worse, _, err = sweep(capsys, sweep_db, "--set", f"data.path={own_csv}", "--set", f"sweep.model_name={MODEL}",
-                                "--set", "sweep.grid.trainer.learning_rate=[1.0e-5]")
+    # a worse sweep registers nothing (no new version each time), says why, and the champion stays
+    code, worse, out, err = sweep(capsys, sweep_db, "--set", f"data.path={own_csv}", "--set",
+                                  f"sweep.model_name={MODEL}", "--set", "sweep.grid.trainer.learning_rate=[1.0e-5]")
     assert code == 0, err
     versions = mc.search_model_versions(f"name = '{MODEL}'")
-    assert len(versions) == 2
+    assert len(versions) == 1
     assert mc.get_model_version_by_alias(MODEL, "champion").version == champion.version
-    assert mc.get_run(worse).data.tags["bp.champion_moved"] == "false"
+    tags = mc.get_run(worse).data.tags
+    assert tags["bp.champion_moved"] == "false" and "bp.registered_model" not in tags
+    note = tags["bp.registry"]
+    assert note.startswith("not registered: lr=1e-05 (final_cost ") and "does not beat" in note
+    assert tags["bp.registry"] in out  # printed with the results table
     assert mc.get_run(parent).data.tags["bp.champion_moved"] == "true"
 
     # the champion loads by alias in a fresh process

@@ -16,16 +16,16 @@ LINREG = str(REPO / "configs" / "linreg.yaml")
 
 def test_shipped_linreg_sweep_is_eight_learning_rates_up_to_5e_4():
     points = expand(load_config(LINREG_SWEEP))
-    rates = [p.config.trainer.learning_rate for p in points]
+    rates = [p.validated().trainer.learning_rate for p in points]
     assert len(points) == 8 and min(rates) == 1e-5 and max(rates) == 5e-4
     assert [p.name for p in points][:2] == ["lr=1e-05", "lr=2e-05"] and points[4].name == "lr=0.0002"
-    assert all(p.config.sweep is None and "sweep" not in to_dict(p.config) for p in points)
+    assert all(p.validated().sweep is None and "sweep" not in p.config for p in points)
     assert objective(load_config(LINREG_SWEEP)) == ("final_cost", "minimize")
 
 
 def test_shipped_mnist_sweep_spans_two_orders_of_magnitude_and_maximises_accuracy():
     config = load_config(MNIST_SWEEP)
-    rates = [p.config.trainer.learning_rate for p in expand(config)]
+    rates = [p.validated().trainer.learning_rate for p in expand(config)]
     assert max(rates) / min(rates) >= 100
     assert objective(config) == ("best_val_accuracy", "maximize")
     assert config.sweep.model_name
@@ -35,7 +35,7 @@ def test_grid_is_the_cartesian_product_in_key_order_with_nested_keys_flattened()
     config = load_config(LINREG_SWEEP, ["sweep.grid.trainer.learning_rate=[1e-4, 2e-4]",
                                         "sweep.grid.seed=[1, 2, 3]"])
     points = expand(config)
-    assert [(p.config.trainer.learning_rate, p.config.seed) for p in points] == [
+    assert [(p.validated().trainer.learning_rate, p.validated().seed) for p in points] == [
         (1e-4, 1), (1e-4, 2), (1e-4, 3), (2e-4, 1), (2e-4, 2), (2e-4, 3)]
     assert points[1].name == "lr=0.0001, seed=2" and points[1].values == {"trainer.learning_rate": 1e-4, "seed": 2}
     assert [p.index for p in points] == list(range(6))
@@ -47,7 +47,7 @@ def test_points_are_named_by_short_keys_and_compact_values(tmp_path):
                     "sweep: {grid: {trainer.l2: [0.0], data.limit: [100], trainer.hidden: [[16, 8]]}}\n")
     (point,) = expand(load_config(path))
     assert point.name == "l2=0, limit=100, hidden=[16, 8]"
-    assert point.config.trainer.hidden == [16, 8]
+    assert point.validated().trainer.hidden == [16, 8]
 
 
 @pytest.mark.parametrize(

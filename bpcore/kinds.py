@@ -1,0 +1,121 @@
+"""Experiment kinds: one declaration per kind holds everything the pipeline looks up by ``kind``.
+
+A kind names its config model, its data loader, the entrypoint of its training flow, the
+metrics a sweep can rank its runs by (with the default metric and goal), and the curve a
+sweep's comparison plot draws. ``bp validate``, ``bp train``, ``bp sweep`` and ``bp reproduce``
+find all of it here: adding a kind is one ``register(Kind(...))`` call, in any module that is
+imported before the config is read.
+
+The flow is named by entrypoint (``module:function``) so that this module, like the rest of
+bpcore, never imports Prefect or MLflow, and so that a worker can import the flow on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel
+
+Goal = Literal["minimize", "maximize"]
+
+
+class Data(Protocol):
+    """What a loader returns: anything with the data's ``source`` (path or description) and sha256 ``digest``."""
+
+    source: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One experiment kind.
+
+    name: the config's ``kind``; config: its pydantic model (with ``kind: Literal[name]``);
+    load: config -> Data (per-process cached where loading is costly, raising DataError);
+    flow: its training flow's entrypoint, ``"package.module:function"``;
+    metrics: the single-valued metrics its finished runs log, the default sweep metric first;
+    goal: whether the default metric is minimised or maximised;
+    curve: (metric whose history a sweep plots per child, label of its step axis).
+    """
+
+    name: str
+    config: type[BaseModel]
+    load: Callable[[Any], Data]
+    flow: str
+    metrics: tuple[str, ...]
+    goal: Goal
+    curve: tuple[str, str]
+
+    @property
+    def metric(self) -> str:
+        """The default metric a sweep ranks children by."""
+        return self.metrics[0]
+
+
+_REGISTRY: dict[str, Kind] = {}
+
+
+def register(kind: Kind) -> Kind:
+    """Declare a kind (again: the new declaration replaces the old one)."""
+    _REGISTRY[kind.name] = kind
+    return kind
+
+
+def get(name: str) -> Kind | None:
+    """The kind called ``name``, or None."""
+    return _REGISTRY.get(name)
+
+
+def names() -> list[str]:
+    """Every declared kind's name, in declaration order."""
+    return list(_REGISTRY)
+
+
+@dataclass(frozen=True)
+class Inline:
+    """Data that lives in the config itself (the chain's one example): its JSON is the source."""
+
+    values: dict[str, Any]
+
+    @property
+    def source(self) -> str:
+        return "inline:" + json.dumps(self.values, sort_keys=True)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.source.removeprefix("inline:").encode()).hexdigest()
+
+
+def _load_line(config):
+    from bpcore.data import load_line_data
+
+    return load_line_data(config.data, config.seed)
+
+
+def _load_digits(config):
+    from bpcore.mnist import load_mnist
+
+    return load_mnist(config.data, config.seed, config.trainer.dtype)
+
+
+def _load_example(config):
+    return Inline(config.data.model_dump(mode="json"))
+
+
+def _declare_builtin() -> None:
+    from bpcore.config import ChainConfig, LinRegConfig, MnistConfig
+
+    register(Kind("linreg", LinRegConfig, _load_line, "flows.linreg:linreg",
+                  ("final_cost", "intercept", "slope", "train_seconds"), "minimize", ("excess_cost", "iteration")))
+    register(Kind("mnist", MnistConfig, _load_digits, "flows.mnist:mnist",
+                  ("best_val_accuracy", "final_cost", "val_accuracy", "train_accuracy", "test_accuracy",
+                   "train_seconds"), "maximize", ("cost", "epoch")))
+    register(Kind("chain", ChainConfig, _load_example, "flows.chain:chain",
+                  ("final_cost",), "minimize", ("cost", "iteration")))
+
+
+_declare_builtin()

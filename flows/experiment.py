@@ -1,0 +1,110 @@
+"""The tracked-training skeleton every experiment's flow shares.
+
+Resolve the tracking URI, load the data (checking it against a digest the caller recorded),
+open the MLflow run, hand over to the kind's own training-and-logging body, and turn a
+divergence into a Failed flow state that still carries the run id and what was logged. A kind's
+flow keeps only what is particular to it: its tasks and its body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed, State
+from pydantic import BaseModel
+
+from bpcore import kinds, loading
+from bpcore.config import Config
+from bpcore.errors import DataError
+from flows import tracking
+
+
+class RunResult(BaseModel):
+    """What a training flow hands back: the MLflow run and its outcome, without reading MLflow again.
+
+    metrics: the single-valued metrics the run logged (what a sweep ranks by); curve: the history
+    of its kind's comparison metric, in step order.
+    """
+
+    run_id: str | None = None
+    status: str = "finished"  # finished / diverged / failed
+    reason: str | None = None
+    metrics: dict[str, float] = {}
+    curve: list[float] = []
+
+
+class Trained(BaseModel):
+    """What a kind's body returns: status, the single-valued metrics it logged, its metric histories."""
+
+    status: str = "finished"
+    reason: str | None = None
+    metrics: dict[str, float] = {}
+    histories: dict[str, list[float]] = {}
+
+
+# body(config, data, tracking_uri, run_id, tags) -> Trained; runs inside the open MLflow run
+Body = Callable[[Any, Any, str, str, dict[str, str]], Trained]
+
+
+@task(cache_policy=NO_CACHE)
+def load_data(config: Config) -> Any:
+    """Load the data the config names (through its kind's per-process cache)."""
+    return loading.load(config)
+
+
+def check_digest(data, expected: str | None) -> None:
+    """Refuse data whose sha256 differs from the one the caller recorded (a sweep's parent, a reproduction)."""
+    if expected and data.digest != expected:
+        raise DataError(f"{data.source}: data differs from what was recorded: expected sha256 {expected}, "
+                        f"read {data.digest}")
+
+
+def default_name(config: Config) -> str:
+    """``lr=0.0002`` when the config has a learning rate, else the kind."""
+    rate = getattr(getattr(config, "trainer", None), "learning_rate", None)
+    return f"lr={rate:g}" if isinstance(rate, float | int) else config.kind
+
+
+def run_tags(tags: dict[str, str] | None) -> dict[str, str]:
+    """The caller's tags, plus ``bp.deployment`` when a Prefect deployment started this flow run."""
+    from prefect.runtime import deployment
+
+    name = deployment.name
+    return {**({"bp.deployment": name} if name else {}), **(tags or {})}
+
+
+def tracked_training(config: Config, tracking_uri: str | None, tags: dict[str, str] | None,
+                     run_name: str | None, data_digest: str | None, body: Body,
+                     dataset: Callable[[Any], Any] | None = None) -> RunResult | State:
+    """One tracked training run of ``config``: the shared part of every kind's flow.
+
+    Returns the RunResult, or a Failed state carrying a Diverged (with its RunResult) when the
+    body reports divergence; any other error inside the run marks it FAILED and is raised as
+    RunFailed. Bad data raises DataError before any run opens.
+    """
+    tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
+    data = load_data(config)
+    check_digest(data, data_digest)
+    kind = kinds.get(config.kind)
+    try:
+        with tracking.tracked_run(config, data.source, data.digest, dataset(data) if dataset else None,
+                                  tracking_uri, run_name or default_name(config), run_tags(tags)) as run_id:
+            trained = body(config, data, tracking_uri, run_id, tags or {})
+            result = RunResult(run_id=run_id, status=trained.status, reason=trained.reason,
+                               metrics=trained.metrics, curve=trained.histories.get(kind.curve[0], []))
+            if trained.status == "diverged":
+                raise tracking.Diverged(run_id, trained.reason or "diverged", result)
+    except tracking.Diverged as exc:
+        return diverged_state(exc)
+    shown = ", ".join(f"{k} {v:.6g}" for k, v in trained.metrics.items() if k in kind.metrics)
+    get_run_logger().info("finished: %s (MLflow run %s)", shown, run_id)
+    return result
+
+
+def diverged_state(exc: tracking.Diverged) -> State:
+    """Log the reason once and end the flow run Failed, carrying the exception (and its run id)."""
+    get_run_logger().warning("%s (MLflow run %s)", exc.reason, exc.run_id)
+    return Failed(message=exc.reason, data=exc)

@@ -1,0 +1,226 @@
+"""How ``bp`` runs one flow in this process and turns its final state into an exit code.
+
+Also what makes that quiet and safe on a terminal: Prefect's console output without tracebacks
+(they stay in the Prefect and MLflow records, and come back with ``--verbose``), signals turned
+into an orderly exit (so the temporary Prefect server is stopped, never orphaned), and the
+warm-up of logging's imports while the temporary server starts.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+from bpcore.errors import InputError
+
+# render(result) prints what a command shows before the ``run_id:`` line; returns the exit code
+Render = Callable[[Any], int]
+
+
+def launch(flow, render: Render | None = None, verbose: bool = False, **params) -> int:
+    """Call ``flow(**params)`` here; print its outcome, then ``run_id: <id>`` last; return the exit code."""
+    from prefect.settings import get_current_settings
+
+    if not verbose:
+        _quiet_console()
+    _start_prewarm()
+    with _local_settings():
+        state = flow(**params, return_state=True)
+        if not get_current_settings().api.url:
+            _stop_temporary_server()  # now, so nothing of its shutdown is printed after the run_id line
+    return finish(state, render)
+
+
+def finish(state, render: Render | None = None) -> int:
+    """The exit code of a flow's final state; prints what ``render`` shows and then the ``run_id:`` line.
+
+    0 completed (or what ``render`` says); 1 the run failed, its MLflow run FAILED with the reason;
+    2 bad input found inside the flow (one line naming it).
+    """
+    from flows.tracking import RunFailed
+
+    if state.is_completed():
+        result = state.result()
+        code = render(result) if render else 0
+        print(f"run_id: {result.run_id}")
+        return code
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, InputError):
+        print(f"bp: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(exc, RunFailed):
+        print(f"bp: flow {state.name.lower()}: {state.message or exc}", file=sys.stderr)
+        return 1
+    print(f"bp: run {exc.status}: {exc.reason}", file=sys.stderr)
+    if render and exc.result is not None:
+        render(exc.result)
+    print(f"run_id: {exc.run_id}")
+    return 1
+
+
+@contextmanager
+def signals_as_exit() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise SystemExit(128 + n) in the main thread, as Ctrl-C raises KeyboardInterrupt.
+
+    The default action would end the process at once: the MLflow run left RUNNING and Prefect's
+    temporary server (a child process stopped only at exit) orphaned, listening. Unwinding
+    instead marks the run and runs the exit handlers that stop the server.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_temporary_server() -> None:
+    """Send the logs and events still queued for the temporary Prefect server, then stop it.
+
+    It would be stopped at exit anyway, but by then its messages and any error of a late flush
+    come after the ``run_id:`` line, which must be the last one.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for worker in (APILogWorker, EventsWorker):
+        try:
+            worker.drain_all(timeout=5)
+        except Exception:  # best effort: the run's outcome is already decided and recorded
+            pass
+    for server in list(SubprocessASGIServer._instances.values()):
+        server.stop()
+
+
+def _local_settings():
+    """Without a Prefect server (PREFECT_API_URL), switch off flow-run heartbeats.
+
+    Heartbeats let a long-lived server notice crashed runs; a temporary server dies with this
+    process, and each flow run's end waits up to a second for its heartbeat thread to stop.
+    """
+    from prefect.settings import get_current_settings, temporary_settings
+
+    if get_current_settings().api.url:
+        return nullcontext()
+    return temporary_settings(updates={"flows.heartbeat_frequency": None})
+
+
+class _Quiet(logging.Filter):
+    """None of the temporary server's start and stop chatter ("See https://...")."""
+
+    CHATTER = ("Starting temporary server", "Stopping temporary server")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno < logging.WARNING and str(record.msg).startswith(self.CHATTER))
+
+
+class _NoTraceback(logging.Formatter):
+    """Formats as the handler's own formatter would, minus tracebacks and stacks.
+
+    A failed run's detail stays in the flow run's logs on the Prefect server and in the MLflow
+    run's ``bp.failure_reason``; bp prints one ``bp:`` line for it. The record is copied, not
+    changed: other handlers (Prefect's API log handler) still get the traceback.
+    """
+
+    def __init__(self, inner: logging.Formatter | None):
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None,
+                                            "stack_info": None})
+        return self.inner.format(record)
+
+
+def _quiet_console() -> None:
+    """Prefect's console handlers without tracebacks or chatter, MLflow's INFO lines off, for this process.
+
+    For the rest of the process, not a block: the temporary server may still say goodbye at exit.
+    """
+    from prefect.logging.handlers import PrefectConsoleHandler
+    from prefect.logging.loggers import get_logger
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Validating input example ..." per model
+    get_logger()  # make sure Prefect's logging config is applied before looking for its handlers
+    for name in [None, *logging.root.manager.loggerDict]:
+        for handler in _handlers(name):
+            if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, _NoTraceback):
+                handler.addFilter(_Quiet())
+                handler.setFormatter(_NoTraceback(handler.formatter))
+
+
+def _handlers(name: str | None) -> list[logging.Handler]:
+    logger = logging.getLogger(name)
+    return list(getattr(logger, "handlers", []))
+
+
+class _OnMessage(logging.Filter):
+    """Sets an event when a log record's message starts with a given text."""
+
+    def __init__(self, prefix: str, event: threading.Event):
+        super().__init__()
+        self.prefix, self.event = prefix, event
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith(self.prefix):
+            self.event.set()
+        return True
+
+
+def _start_prewarm() -> None:
+    """Warm up logging's imports in a thread while the main thread waits on Prefect's server.
+
+    Called after the flow module is imported (two threads importing one package at once can see
+    it half-initialised). With a temporary server, the warm-up waits until that server's process
+    is launched: until then the main thread is busy importing Prefect's server code, and a
+    warm-up competing with it for the GIL would only delay the start.
+    """
+    from prefect.settings import get_current_settings
+
+    go = threading.Event()
+    if get_current_settings().api.url:
+        go.set()
+        watch = None
+    else:
+        watch = _OnMessage("Starting temporary server", go)
+        logging.getLogger("prefect").addFilter(watch)
+    threading.Thread(target=_prewarm, args=(go, watch), name="bp-prewarm", daemon=True).start()
+
+
+def _prewarm(go: threading.Event, watch: logging.Filter | None = None) -> None:
+    """Import and initialise what logging a run will need: about 2-3 s on a process's first run.
+
+    MLflow's SQL store (imported when the first run starts), matplotlib and its first figure
+    (fonts, the Agg renderer), mlflow.pyfunc, and MLflow's scan of installed packages (done when
+    a model's requirements are checked).
+    """
+    go.wait(timeout=30)
+    if watch is not None:
+        logging.getLogger("prefect").removeFilter(watch)
+    try:
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        import numpy as np
+        from mlflow.utils import requirements_utils
+
+        import flows.models  # noqa: F401  (mlflow.pyfunc)
+        from flows import plots
+
+        requirements_utils._init_packages_to_modules_map()
+        plots.cost_curve(np.array([2.0, 1.0]), "warm-up").savefig(io.BytesIO(), format="png")
+    except Exception:  # an optimisation only: never let it break a run
+        pass
