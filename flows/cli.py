@@ -17,7 +17,7 @@ from bpcore.errors import InputError
 from bpcore.loading import fingerprint
 from bpcore.sweep import expand
 from flows import DEFAULT_TRACKING_URI, resolve_tracking_uri
-from flows.launch import signals_as_exit
+from flows.launch import Stopped, signals_as_exit
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("bp: interrupted", file=sys.stderr)
             return 130
+        except Stopped as exc:
+            print(f"bp: {exc}", file=sys.stderr)
+            return exc.code
 
 
 def _positive(text: str) -> int:

@@ -64,9 +64,20 @@ def finish(state, render: Render | None = None) -> int:
     return 1
 
 
+class Stopped(SystemExit):
+    """Raised in the main thread by SIGTERM or SIGHUP; exits with 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signal = signal.Signals(signum).name
+
+    def __str__(self) -> str:
+        return f"stopped by {self.signal}"
+
+
 @contextmanager
 def signals_as_exit() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise SystemExit(128 + n) in the main thread, as Ctrl-C raises KeyboardInterrupt.
+    """SIGTERM and SIGHUP raise Stopped (a SystemExit) in the main thread, as Ctrl-C raises KeyboardInterrupt.
 
     The default action would end the process at once: the MLflow run left RUNNING and Prefect's
     temporary server (a child process stopped only at exit) orphaned, listening. Unwinding
@@ -77,7 +88,7 @@ def signals_as_exit() -> Iterator[None]:
         return
 
     def leave(signum, frame):
-        raise SystemExit(128 + signum)
+        raise Stopped(signum)
 
     previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:

@@ -1,13 +1,14 @@
 """The MLflow layer: one place that knows run names, tags, batching and failure marking.
 
 It knows nothing of the maths: callers hand it configs, tables and numbers. Every run it
-opens ends FINISHED or FAILED (KILLED on Ctrl-C) with ``bp.status`` and, when it failed, the
+opens ends FINISHED or FAILED (KILLED on Ctrl-C, SIGTERM or SIGHUP) with ``bp.status`` and, when it failed, the
 reason in ``bp.failure_reason``; no run is left RUNNING by an exception.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -67,7 +68,7 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None
     ``source`` and ``digest`` identify the training data (its path and sha256); ``dataset`` is
     logged as the run's training input; ``extra_tags`` (e.g. ``bp.reproduces``) are added.
 
-    An exception inside the block marks the run FAILED (KILLED for Ctrl-C), tags the reason,
+    An exception inside the block marks the run FAILED (KILLED for Ctrl-C and signals), tags the reason,
     and is re-raised as RunFailed so the caller still learns the run id.
     """
     mc = client(tracking_uri)
@@ -94,17 +95,33 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None
             with_retries(lambda: mlflow.log_input(dataset, context="training"), delay=0.2)
         yield run_id
     except BaseException as exc:
+        stopped = _stopped(exc)
         if isinstance(exc, RunFailed):
             bp_status, reason = exc.status, exc.reason
         else:
-            bp_status, reason = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:5000]
-        _end(mc, run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED",
-             bp_status, reason)
+            bp_status, reason = "failed", stopped or f"{type(exc).__name__}: {exc}".splitlines()[0][:5000]
+        _end(mc, run_id, "KILLED" if stopped else "FAILED", bp_status, reason)
         if isinstance(exc, Exception) and not isinstance(exc, RunFailed):
             raise RunFailed(run_id, reason) from exc
         raise
     else:
         _end(mc, run_id, "FINISHED", "finished", None)
+
+
+def _stopped(exc: BaseException) -> str | None:
+    """How the process was told to stop, when ``exc`` says it was: Ctrl-C, or a signal.
+
+    Prefect's engine turns SIGTERM inside a flow run into its TerminationSignal (carrying the
+    signal's number); outside one, bp's own handler raises flows.launch.Stopped.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    number = getattr(exc, "signal", None)
+    if isinstance(number, int):
+        return f"stopped by {signal.Signals(number).name}"
+    if isinstance(exc, SystemExit):
+        return str(exc) or "stopped"
+    return None
 
 
 def worker() -> str:

@@ -81,3 +81,39 @@ def python_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
     return env
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that start servers are slow: those on the session's Prefect server, and the stack's."""
+    for item in items:
+        if "prefect_server" in getattr(item, "fixturenames", ()) or item.get_closest_marker("stack"):
+            item.add_marker(pytest.mark.slow)
+
+
+def prefect_api_env() -> dict[str, str]:
+    """The environment for a subprocess that should use the session's Prefect server (and no tracking URI)."""
+    from prefect.settings import get_current_settings
+
+    return {**python_env(), "PREFECT_API_URL": str(get_current_settings().api.url)}
+
+
+# Runs bp in a fresh interpreter; exit 99 if it imported Prefect or MLflow (input checks must not need them).
+LIGHT_BP = """
+import sys
+from flows.cli import main
+code = main(sys.argv[1:])
+heavy = sorted(m for m in ("prefect", "mlflow") if m in sys.modules)
+if heavy:
+    print("imported:", heavy, file=sys.stderr)
+    sys.exit(99)
+sys.exit(code)
+"""
+
+
+def light_bp(*argv: str, cwd=REPO, timeout: float = 120):
+    """``bp ARGV`` in a subprocess that must not import Prefect or MLflow; the CompletedProcess."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", LIGHT_BP, *argv], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, env=python_env())

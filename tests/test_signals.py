@@ -1,0 +1,120 @@
+"""Signals: SIGTERM leaves no process behind and no run RUNNING; after SIGKILL the next bp reaps the run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, prefect_api_env, python_env
+from mlflow.tracking import MlflowClient
+
+from flows.store import ensure_store
+
+MNIST = str(REPO / "configs" / "mnist.yaml")
+LONG = ["--set", "trainer.epochs=500", "--set", "data.limit=2000", "--set", "experiment=signals"]
+
+
+def children_of(pid: int) -> set[int]:
+    """Every live descendant of ``pid``, from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for_running(uri: str, timeout: float = 120) -> str:
+    """The id of the first RUNNING run in experiment ``signals``, once one exists."""
+    deadline, mc = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        if mc is None and Path(uri.removeprefix("sqlite:///")).exists():
+            ensure_store(uri)  # bp may be creating the tables right now: take its lock, as a second bp would
+            mc = MlflowClient(uri)
+        if mc is not None:
+            experiment = mc.get_experiment_by_name("signals")
+            if experiment is not None:
+                runs = mc.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+                if runs and mc.get_metric_history(runs[0].info.run_id, "cost"):
+                    return runs[0].info.run_id  # training, an epoch logged
+        time.sleep(0.5)
+    raise AssertionError("no run started training in time")
+
+
+def test_sigterm_stops_the_temporary_server_and_marks_the_run(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    env = {**python_env(), "PREFECT_HOME": str(Path.home() / ".prefect")}  # the temporary server, not the test's
+    env.pop("PREFECT_API_URL", None)
+    bp = subprocess.Popen([sys.executable, "-m", "flows.cli", "train", MNIST, "--tracking-uri", uri, *LONG],
+                          cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = wait_for_running(uri)
+        started = children_of(bp.pid)
+        assert started, "the temporary Prefect server runs as a child of bp"
+        bp.send_signal(signal.SIGTERM)
+        out, err = bp.communicate(timeout=60)
+    finally:
+        if bp.poll() is None:
+            bp.kill()
+    assert bp.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert err.strip().splitlines()[-1] == "bp: stopped by SIGTERM"
+    time.sleep(1)
+    assert not [pid for pid in started if alive(pid)], "a process bp started outlived it"
+    run = MlflowClient(uri).get_run(run_id)
+    assert (run.info.status, run.data.tags["bp.failure_reason"]) == ("KILLED", "stopped by SIGTERM"), err[-3000:]
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_after_sigkill_the_next_bp_marks_the_run_failed(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    bp = subprocess.Popen([sys.executable, "-m", "flows.cli", "train", MNIST, "--tracking-uri", uri, *LONG],
+                          cwd=tmp_path, env=prefect_api_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        run_id = wait_for_running(uri)
+    finally:
+        bp.kill()
+        bp.wait()
+    mc = MlflowClient(uri)
+    assert mc.get_run(run_id).info.status == "RUNNING"  # nothing in the killed process could end it
+    assert mc.get_run(run_id).data.tags["bp.worker"].endswith(f":{bp.pid}")
+
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "runs", "--reap", "--tracking-uri", uri],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=python_env())
+    assert done.returncode == 0, done.stderr
+    assert run_id in done.stdout and "1 orphaned run(s) marked FAILED" in done.stderr
+    run = mc.get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["bp.status"] == "failed"
+    assert f":{bp.pid} that ran it is gone" in run.data.tags["bp.failure_reason"]
+
+
+def test_train_reaps_before_it_runs(tmp_path, monkeypatch):
+    """bp train (not only bp runs --reap) clears orphans of the store before its own run."""
+    import flows.cli
+
+    seen = []
+    monkeypatch.setattr("flows.store.reap", lambda uri: seen.append(uri) or [("abc", "gone")])
+    monkeypatch.setattr(flows.cli, "_launch", lambda *a, **k: 0)
+    monkeypatch.chdir(tmp_path)
+    assert flows.cli.main(["train", str(REPO / "configs" / "chain.yaml")]) == 0
+    assert seen == ["sqlite:///mlflow.db"]
+    assert os.path.exists(tmp_path / "mlflow.db")  # and created the store once, before any run
