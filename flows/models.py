@@ -67,9 +67,10 @@ def log_network_model(run_id: str, workdir: Path, net: Network, example: np.ndar
     np.savez(weights, **arrays, input_scale=np.float64(input_scale), output=np.array(output))
     out_spec = (TensorSpec(np.dtype(np.int64), (-1,)) if output == "class"
                 else TensorSpec(np.dtype(np.float64), (-1, net.sizes[-1])))
-    # unnamed double columns, matched by position: MLflow then accepts any numeric array
-    # (uint8 pixels included) or DataFrame of that width; a float64 tensor spec would refuse uint8
-    signature = ModelSignature(inputs=Schema([ColSpec("double")] * net.sizes[0]), outputs=Schema([out_spec]))
+    # No input schema: against unnamed columns MLflow keeps the first sizes[0] columns of a wider
+    # input and drops the rest unseen (a label column would shift every pixel), and a tensor spec
+    # refuses uint8. The model's predict checks the width and every value itself, with a 400.
+    signature = ModelSignature(inputs=None, outputs=Schema([out_spec]))
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=str(MODEL_CODE / "network_model.py"),

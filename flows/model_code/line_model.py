@@ -3,11 +3,17 @@
 Artifact ``weights``: an .npz with ``w`` (d,), ``b`` () and ``features`` (d,) str, read with
 allow_pickle=False. Input: a DataFrame whose columns include the feature names (or an (n, d)
 array in feature order). Output: (n,) float64 predictions ``X w + b``.
+
+A null, NaN or infinite feature value is refused, not answered: predict raises an
+MlflowException with error code INVALID_PARAMETER_VALUE (HTTP 400 from the scoring server)
+naming the first such value's row (counted from 0) and feature.
 """
 
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
 
@@ -22,6 +28,12 @@ class LineModel(PythonModel):
         if hasattr(model_input, "columns"):
             model_input = model_input[self.features]
         X = np.asarray(model_input, dtype=np.float64).reshape(-1, self.w.size)
+        bad = ~np.isfinite(X)
+        if bad.any():
+            rows, cols = np.nonzero(bad)
+            value = "NaN (or null)" if np.isnan(X[rows[0], cols[0]]) else str(X[rows[0], cols[0]])
+            raise MlflowException(f"row {rows[0]}, column {self.features[cols[0]]!r}: {value} is not a "
+                                  "finite number", error_code=INVALID_PARAMETER_VALUE)
         return X @ self.w + self.b
 
 
