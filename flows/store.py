@@ -1,0 +1,345 @@
+"""The MLflow tracking store: checked and prepared before Prefect starts, and cleared of orphaned runs.
+
+- ``check_store``: an unusable tracking URI is one line naming it, within seconds, instead of
+  minutes of client retries and a page of tracebacks.
+- ``ensure_store``: a new SQLite store gets MLflow's tables once, under a file lock, however many
+  ``bp`` processes start on it together (MLflow's own table creation races and breaks the file).
+- ``reap``: a run whose training process on this host is gone (SIGKILL, OOM, power cut) is marked
+  FAILED instead of staying RUNNING forever.
+
+Only ``ensure_store`` and ``reap`` import MLflow; ``check_store`` needs the standard library alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import socket
+import sqlite3
+import ssl
+import tempfile
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from bpcore.errors import InputError
+
+# SQLAlchemy scheme -> port used when the URI names none
+_DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+# SQLAlchemy scheme -> the module it imports; a missing one is otherwise a traceback from deep in SQLAlchemy
+_DRIVERS = {
+    "postgresql": "psycopg2", "postgresql+psycopg2": "psycopg2", "postgresql+psycopg": "psycopg",
+    "postgresql+pg8000": "pg8000", "mysql": "MySQLdb", "mysql+mysqldb": "MySQLdb", "mysql+pymysql": "pymysql",
+    "mssql": "pyodbc", "mssql+pyodbc": "pyodbc", "mssql+pymssql": "pymssql",
+}
+_SQLITE_HEADER = b"SQLite format 3\x00"
+# Several bp waiting on one that creates the schema (a few seconds); longer means that one is stuck.
+_LOCK_TIMEOUT_S = 300
+# A live process counts as a reused pid only if it started this long after the run: the two times come
+# from different clocks (boot ticks vs wall clock), and marking a live run FAILED cannot be undone.
+_CLOCK_SLACK_S = 60
+WORKER_TAG = "bp.worker"
+
+
+def check_store(uri: str, timeout: float = 5.0) -> None:
+    """Return None if the tracking store at ``uri`` looks usable; raise InputError (one line naming it) if not.
+
+    Cheap: no MLflow import, creates nothing, at most one connection (HTTP GET /health, or a TCP connect to
+    a database server) bounded by ``timeout``; name resolution is left to the system's own limits.
+    """
+    # as MLflow reads it: these bare words are schemes, not directory names
+    scheme = uri if uri in ("databricks", "databricks-uc", "uc") else urlsplit(uri).scheme.lower()
+    if not uri.strip():
+        problem = "it is empty"
+    elif scheme == "sqlite":
+        problem = _sqlite_problem(_sqlite_path(uri)) if uri[6:9] == "://" else "expected sqlite:///<file>"
+    elif scheme in ("http", "https"):
+        problem = _http_problem(uri, timeout)
+    elif scheme.partition("+")[0] in _DB_PORTS:
+        problem = _database_problem(uri, scheme, timeout)
+    elif scheme in ("", "file"):
+        # MLflow deprecates the file store but still accepts it; it creates the directory on first use
+        problem = _directory_problem(urllib.request.url2pathname(urlsplit(uri).path) if scheme else uri)
+    elif scheme == "databricks":
+        problem = None  # credentials come from a profile or the environment: nothing cheap to check
+    elif scheme in ("databricks-uc", "uc"):
+        problem = "Unity Catalog is a model registry, not a tracking store"
+    elif scheme in _plugin_schemes():
+        problem = None
+    else:
+        hint = " (SQLAlchemy spells it postgresql://)" if scheme == "postgres" else ""
+        problem = (f"unknown tracking URI scheme '{scheme}'{hint}; expected sqlite:///, http(s)://, postgresql://, "
+                   "mysql://, mssql://, databricks, file: or a directory")
+    if problem:
+        raise InputError(f"tracking URI {_redacted(uri)}: {problem}")
+
+
+def _sqlite_path(uri: str) -> str | None:
+    """The database file of a ``sqlite:///`` URI (relative to the cwd, as SQLAlchemy opens it); None if in memory."""
+    path = unquote(uri.split("://", 1)[1].partition("?")[0])
+    path = path[1:] if path.startswith("/") else path  # sqlite:///rel.db -> rel.db, sqlite:////abs -> /abs
+    return None if path in ("", ":memory:") else path
+
+
+def _sqlite_problem(path: str | None) -> str | None:
+    """Why SQLite could not write the database at ``path``, or None."""
+    if path is None:
+        return None
+    if os.path.isdir(path):
+        return f"{path} is a directory"
+    if os.path.exists(path):
+        try:
+            with open(path, "r+b") as f:  # opened for writing, nothing written
+                head = f.read(len(_SQLITE_HEADER))
+        except OSError as exc:
+            return f"cannot write the database {path} ({exc.strerror})"
+        if head and head != _SQLITE_HEADER:
+            return f"{path} is not an SQLite database"
+    # SQLite writes its journal beside the file, and MLflow creates missing parent directories
+    return _directory_problem(os.path.dirname(os.path.abspath(path)))
+
+
+def _directory_problem(path: str) -> str | None:
+    """Why ``path`` is not, and cannot be made, a directory we can write in; None if it can."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing} is not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=existing):  # unnamed where the OS allows: nothing is left behind
+            pass
+    except OSError as exc:
+        return f"cannot write in {existing} ({exc.strerror or exc})"
+    return None
+
+
+def _http_problem(uri: str, timeout: float) -> str | None:
+    """Why the MLflow server at ``uri`` does not answer GET /health, or None if it does."""
+    url = uri.rstrip("/") + "/health"
+    try:
+        context = _tls_context(uri)
+    except OSError as exc:  # a certificate file named in the environment is missing or unreadable
+        return f"cannot load the TLS certificates MLFLOW_TRACKING_*_CERT_PATH names ({exc.strerror or exc})"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context):
+            return None
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            return None  # an authenticating proxy in front: the server is there, credentials are checked later
+        return f"GET {url} answered HTTP {exc.code} {exc.reason} (is this an MLflow server?)"
+    except urllib.error.URLError as exc:
+        reason = exc.reason if isinstance(exc.reason, OSError) else OSError(str(exc.reason))
+        return f"MLflow server not reachable ({_os_reason(reason, timeout)})"
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # a reset, a bad port, not HTTP
+        return f"MLflow server not reachable ({_os_reason(exc, timeout)})"
+
+
+def _tls_context(uri: str) -> ssl.SSLContext | None:
+    """The TLS settings MLflow's client would use for ``uri`` (its MLFLOW_TRACKING_* variables)."""
+    if not uri.lower().startswith("https"):
+        return None
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        return ssl._create_unverified_context()
+    context = ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
+    if client_cert := os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH"):
+        context.load_cert_chain(client_cert)
+    return context
+
+
+def _database_problem(uri: str, scheme: str, timeout: float) -> str | None:
+    """Why the database server of ``uri`` cannot be used (driver missing, port closed), or None."""
+    driver = _DRIVERS.get(scheme)
+    if driver and not _importable(driver):
+        return f"its database driver {driver} is not installed"
+    parts = urlsplit(uri)
+    try:
+        port = parts.port or _DB_PORTS[scheme.partition("+")[0]]
+    except ValueError:
+        return "its port is not a number"
+    if not parts.hostname:
+        return None  # a Unix socket or the driver's default: left to the driver
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"database server not reachable at {parts.hostname}:{port} ({_os_reason(exc, timeout)})"
+    return None
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # its parent package is missing
+        return False
+
+
+def _os_reason(exc: BaseException, timeout: float) -> str:
+    """A few words for why a connection failed."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return "unknown host"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted: {exc.verify_message}"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _plugin_schemes() -> set[str]:
+    """Schemes that installed MLflow plugins register as tracking stores."""
+    from importlib.metadata import entry_points
+
+    return {ep.name for ep in entry_points(group="mlflow.tracking_store")}
+
+
+def _redacted(uri: str) -> str:
+    """``uri`` with any password replaced by ***, fit for an error message."""
+    parts = urlsplit(uri)
+    if not parts.password:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+
+
+def ensure_store(uri: str) -> None:
+    """Give a ``sqlite:///`` store MLflow's schema, once, before any run opens it; returns None.
+
+    Several ``bp`` starting together on a new file would each create the tables (and all fail); here the
+    first to take ``<db>.lock`` creates them as MLflow itself would (same default artifact root: the
+    client's ``./mlruns`` at the cwd), and the others find them made. The lock file is left in place.
+    Other URIs: nothing to do (a server, or whoever runs the database, migrates those).
+    """
+    if urlsplit(uri).scheme.lower() != "sqlite" or (path := _sqlite_path(uri)) is None or _has_schema(path):
+        return
+    from filelock import FileLock, Timeout
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)  # the lock lives beside the db
+    try:
+        with FileLock(path + ".lock", timeout=_LOCK_TIMEOUT_S):
+            if not _has_schema(path):  # another bp may have made it while we waited
+                from mlflow import MlflowClient
+
+                MlflowClient(uri)  # building the client builds the store: tables, migrations, experiment 0
+    except Timeout:
+        raise InputError(f"tracking URI {uri}: another process has held {path}.lock for {_LOCK_TIMEOUT_S} s "
+                         "while creating the store; is it stuck?") from None
+
+
+def _has_schema(path: str) -> bool:
+    """True if the SQLite file at ``path`` has every table MLflow defines (MLflow's own test before it creates them).
+
+    Read-only and without waiting: a file another process is migrating right now counts as not ready.
+    """
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return False
+    import mlflow.store.db.utils  # noqa: F401  (imports every model, so Base.metadata lists every table)
+    from mlflow.store.db.base_sql_model import Base
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True,
+                                                timeout=0)) as db:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error:
+        return False
+    return set(Base.metadata.tables) <= tables
+
+
+def reap(uri: str, experiment_ids: list[str] | None = None) -> list[tuple[str, str]]:
+    """Mark FAILED the RUNNING runs whose training process on this host is gone; returns [(run_id, reason)].
+
+    A run is this host's when its ``bp.worker`` tag is ``<this hostname>:<pid>``; it is orphaned when that
+    pid is dead, a zombie, or (where /proc tells) a process that started after the run did (pid reuse).
+    Runs of other hosts, and runs without the tag, are left alone. ``experiment_ids`` None means all.
+    Raises InputError only as ``check_store`` does; a store MLflow cannot search gives [].
+    """
+    check_store(uri)
+    if urlsplit(uri).scheme.lower() == "sqlite":
+        path = _sqlite_path(uri)
+        if path is None or not os.path.isfile(path):
+            return []  # nothing recorded there, and reaping must not create a store
+        ensure_store(uri)  # an old schema is migrated once, not by each bp at once
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    host = socket.gethostname()
+    try:
+        client = MlflowClient(uri)
+        orphans = [run for run in _running_here(client, experiment_ids, host)
+                   if _is_orphan(run.data.tags[WORKER_TAG], host, run.info.start_time)]
+    except MlflowException:
+        return []
+    reaped = []
+    for run in orphans:
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        reason = f"process {run.data.tags[WORKER_TAG]} that ran it is gone (found by bp at {when})"
+        with contextlib.suppress(MlflowException):  # deleted meanwhile, or reaped by another bp: no matter
+            _mark_failed(client, run.info.run_id, reason)
+            reaped.append((run.info.run_id, reason))
+    return reaped
+
+
+def _running_here(client, experiment_ids: list[str] | None, host: str) -> list:
+    """The RUNNING runs of ``experiment_ids`` (None: every active experiment) tagged as trained on ``host``."""
+    if experiment_ids is None:
+        experiment_ids = [e.experiment_id for e in _all_pages(client.search_experiments)]
+    if not experiment_ids:
+        return []
+    # the store narrows by host; _is_orphan checks the exact value ("_" in LIKE matches any one character)
+    where = f"attributes.status = 'RUNNING' and tags.`{WORKER_TAG}` LIKE '{host}:%'"
+    return _all_pages(lambda **page: client.search_runs(experiment_ids, where, **page))
+
+
+def _mark_failed(client, run_id: str, reason: str) -> None:
+    """Tag the run as bp marks a failed run, then end it FAILED."""
+    from mlflow.entities import RunTag
+
+    client.log_batch(run_id, tags=[RunTag("bp.status", "failed"), RunTag("bp.failure_reason", reason)])
+    client.set_terminated(run_id, "FAILED")
+
+
+def _all_pages(search) -> list:
+    """Every result of an MLflow ``search_*`` call, following its page tokens."""
+    results, token = [], None
+    while True:
+        page = search(max_results=1000, page_token=token)
+        results.extend(page)
+        token = page.token
+        if not token:
+            return results
+
+
+def _is_orphan(worker: str, host: str, run_start_ms: int) -> bool:
+    """True if ``worker`` ("host:pid") names a process of this host that can no longer be training the run."""
+    worker_host, _, pid_text = worker.rpartition(":")
+    if worker_host != host or not pid_text.isdigit() or int(pid_text) <= 0:  # kill(0 or -1) signals many
+        return False
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    stat = _proc_stat(pid)
+    if stat is None:  # no /proc: liveness is all we know
+        return False
+    state, started = stat
+    return state == "Z" or started > run_start_ms / 1000 + _CLOCK_SLACK_S
+
+
+def _proc_stat(pid: int) -> tuple[str, float] | None:
+    """(state letter, start time in seconds since the epoch) of process ``pid`` from /proc; None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()  # after the name, which may hold spaces and ")"
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        # fields[0] is field 3 of proc(5), the state; field 22, starttime, is in clock ticks since boot
+        return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
