@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from bpcore.errors import ConfigError
@@ -95,6 +95,9 @@ class Sweep(Strict):
         None, min_length=1, description="register the best child's model under this name and move the "
         "alias `champion` to it when it beats the current champion; null = no registry"
     )
+    pool: str | None = Field(
+        None, min_length=1, description="the Prefect work pool whose workers train the children; null = in-process"
+    )
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -116,9 +119,45 @@ class Sweep(Strict):
         for key, values in grid.items():
             if not values:
                 raise ValueError(f"{key}: needs at least one value")
-            if key.split(".")[0] in ("kind", "experiment", "sweep"):
+            if key.split(".")[0] in ("kind", "experiment", "sweep", "schedule"):
                 raise ValueError(f"{key}: cannot be swept (a sweep is one experiment of one kind)")
         return grid
+
+
+class Schedule(Strict):
+    """When ``bp deploy`` / ``bp serve`` run the config: a cron expression (in ``timezone``) or every ``interval`` s."""
+
+    cron: str | None = Field(None, min_length=1, description="five-field cron expression, e.g. '0 3 * * *'")
+    timezone: str = Field("UTC", description="IANA time zone the cron expression is read in")
+    interval: Number | None = Field(None, gt=0, le=366 * 24 * 3600, allow_inf_nan=False, description="seconds")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, cron: str | None) -> str | None:
+        from croniter import croniter
+
+        if cron is not None and (len(cron.split()) != 5 or not croniter.is_valid(cron)):
+            raise PydanticCustomError("cron", "not a five-field cron expression (minute hour day month weekday)")
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PydanticCustomError("timezone", "not an IANA time zone (e.g. UTC, Europe/Paris)") from None
+        return name
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Schedule:
+        if (self.cron is None) == (self.interval is None):
+            raise ValueError("cron: give exactly one of schedule.cron and schedule.interval")
+        if self.interval is not None and "timezone" in self.model_fields_set:
+            raise ValueError("timezone: applies to schedule.cron only, not to schedule.interval")
+        return self
 
 
 class ExperimentConfig(Strict):
@@ -128,6 +167,7 @@ class ExperimentConfig(Strict):
     experiment: str = Field(min_length=1, description="MLflow experiment name")
     seed: Whole = Field(0, ge=0)
     sweep: Sweep | None = None
+    schedule: Schedule | None = Field(None, description="for bp deploy / bp serve; null = runs on demand")
 
 
 Config = ExperimentConfig
@@ -313,8 +353,9 @@ def describe(exc: ValidationError) -> str:
 
 
 def to_dict(config: Config) -> dict[str, Any]:
-    """The resolved config as plain JSON-able values (what config.yaml holds); no ``sweep`` when it has none."""
-    return config.model_dump(mode="json", exclude={"sweep"} if config.sweep is None else None)
+    """The resolved config as plain JSON-able values (what config.yaml holds); no ``sweep`` or ``schedule``
+    when it has none, so a run without them records neither."""
+    return config.model_dump(mode="json", exclude={k for k in ("sweep", "schedule") if getattr(config, k) is None})
 
 
 def to_yaml(config: Config) -> str:

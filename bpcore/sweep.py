@@ -53,6 +53,7 @@ def expand(config: Config, source: str = "config") -> list[GridPoint]:
     objective(config, source)
     base = to_dict(config)
     base.pop("sweep")
+    base.pop("schedule", None)  # the sweep is what runs on a schedule, not each child
     keys = list(config.sweep.grid)
     names = _short_names(keys)
     points = []

@@ -50,6 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = tracked("sweep", "train every point of the config's sweep.grid as nested MLflow runs")
     sweep.add_argument("--parallel", type=_positive, metavar="N",
                        help="children trained at once (default: the number of cores)")
+    sweep.add_argument("--pool", help="train the children on this Prefect work pool's workers (default: the "
+                       "config's sweep.pool, else in this process); needs PREFECT_API_URL")
+    deploy = command("deploy", "register each config as a deployment on a work pool, with its schedule",
+                     "register one deployment per config on the Prefect server in PREFECT_API_URL, named after "
+                     "the config file's stem, with the config's schedule; running it again updates them")
+    deploy.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML experiment configs")
+    deploy.add_argument("--pool", default="bp", help="the process work pool whose workers run them (default: bp)")
+    _overrides(deploy, "override a dotted config key in every config (repeatable)")
+    serve = command("serve", "run the configs' schedules from this process (no work pool), until stopped")
+    serve.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML experiment configs")
+    _overrides(serve, "override a dotted config key in every config (repeatable)")
     with_config("validate", "check a config and print it resolved")
     again = command("reproduce", "train a recorded run again and compare",
                     "train a recorded run again from its MLflow record and compare metrics and weights; "
@@ -155,11 +166,61 @@ def _sweep(args) -> int:
     points = expand(config, args.config)
     for point in points:  # every point's data loaded (and cached) now: bad data fails before Prefect starts
         fingerprint(point.validated())
+    pool = args.pool or config.sweep.pool
+    if pool:
+        _require_server()
     uri = _prepare_store(args.tracking_uri)
     import flows.sweep
 
     return _launch(args, flows.sweep.sweep, _show_sweep, config=to_dict(config), tracking_uri=uri,
-                   run_name=Path(args.config).stem, parallel=args.parallel, points=points)
+                   run_name=Path(args.config).stem, parallel=args.parallel, points=points, pool=pool)
+
+
+def _configs(args) -> list[tuple[str, object]]:
+    """(deployment name, config) for each CONFIG, every one checked before anything is registered."""
+    from flows.deploy import deployment_name
+
+    named = [(deployment_name(path), load_config(path, args.overrides)) for path in args.configs]
+    seen = [name for name, _ in named]
+    twice = sorted({name for name in seen if seen.count(name) > 1})
+    if twice:
+        raise InputError(f"two configs would be deployed as {', '.join(twice)}: deployments are named after "
+                         "the config file's stem")
+    for _, config in named:
+        for point in (expand(config) if config.sweep is not None else []):
+            point.validated()
+    return named
+
+
+def _require_server() -> None:
+    from flows import deploy
+
+    deploy.check_server(deploy.require_server())
+
+
+def _deploy(args) -> int:
+    named = _configs(args)
+    _require_server()
+    from flows import deploy
+
+    if not args.verbose:
+        from flows.launch import _quiet_console
+
+        _quiet_console()
+    names = deploy.deploy(named, args.pool)
+    for (_, config), name in zip(named, names):
+        print(f"{name}: {deploy.describe(config)}, work pool {args.pool!r}")
+    return 0
+
+
+def _serve(args) -> int:
+    named = _configs(args)
+    from flows import deploy
+
+    for name, config in named:
+        print(f"bp: serving {name}: {deploy.describe(config)}", file=sys.stderr)
+    deploy.serve(named)
+    return 0
 
 
 def _reproduce(args) -> int:
@@ -227,7 +288,8 @@ def _show_differences(result) -> int:
     return 0 if not result.differences else 1
 
 
-COMMANDS = {"train": _train, "sweep": _sweep, "validate": _validate, "reproduce": _reproduce, "runs": _runs}
+COMMANDS = {"train": _train, "sweep": _sweep, "validate": _validate, "reproduce": _reproduce, "runs": _runs,
+            "deploy": _deploy, "serve": _serve}
 
 
 if __name__ == "__main__":

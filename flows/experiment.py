@@ -69,11 +69,27 @@ def default_name(config: Config) -> str:
 
 
 def run_tags(tags: dict[str, str] | None) -> dict[str, str]:
-    """The caller's tags, plus ``bp.deployment`` when a Prefect deployment started this flow run."""
+    """The caller's tags, plus the Prefect flow run whose code trains it (``bp.flow_run``: how a sweep finds a
+    child a worker trained) and ``bp.deployment`` when a deployment started that flow run."""
+    from prefect.runtime import deployment, flow_run
+
+    found = {"bp.flow_run": flow_run.id, "bp.deployment": deployment.name}
+    return {**{key: str(value) for key, value in found.items() if value}, **(tags or {})}
+
+
+def started_by_deployment() -> bool:
     from prefect.runtime import deployment
 
-    name = deployment.name
-    return {**({"bp.deployment": name} if name else {}), **(tags or {})}
+    return bool(deployment.id)
+
+
+def prepare_store(tracking_uri: str) -> None:
+    """Create a new SQLite store once, and mark FAILED the runs of dead processes on this host (a killed worker's)."""
+    from flows import store
+
+    store.ensure_store(tracking_uri)
+    for run_id, reason in store.reap(tracking_uri):
+        get_run_logger().warning("MLflow run %s marked FAILED: %s", run_id, reason)
 
 
 def tracked_training(config: Config, tracking_uri: str | None, tags: dict[str, str] | None,
@@ -86,6 +102,8 @@ def tracked_training(config: Config, tracking_uri: str | None, tags: dict[str, s
     RunFailed. Bad data raises DataError before any run opens.
     """
     tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
+    if started_by_deployment() and "mlflow.parentRunId" not in (tags or {}):  # no bp command (nor sweep) ran first
+        prepare_store(tracking_uri)
     data = load_data(config)
     check_digest(data, data_digest)
     kind = kinds.get(config.kind)

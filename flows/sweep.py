@@ -33,7 +33,9 @@ from bpcore.config import validate
 from bpcore.loading import fingerprint
 from bpcore.sweep import GridPoint
 from flows import flow_for, tracking
-from flows.experiment import RunResult
+from flows.deploy import ensure_child_deployments
+from flows.experiment import RunResult, prepare_store, started_by_deployment
+from flows.sweep_remote import run_remote_child
 
 CHAMPION = "champion"
 
@@ -204,12 +206,15 @@ def _model_uri(mc, run_id: str) -> str:
 
 
 def run_children(points: list[GridPoint], digests: list[str], tracking_uri: str, tags: dict[str, str],
-                 metric: str, workers: int) -> list[Child]:
-    """Every grid point on a pool of ``workers`` threads, BLAS threads shared out; outcomes in grid order."""
+                 metric: str, workers: int, deployment: str | None = None) -> list[Child]:
+    """Every grid point, outcomes in grid order: on ``workers`` threads here (BLAS threads shared out), or,
+    with ``deployment``, all submitted at once as runs of it for a work pool's workers."""
+    child, extra = (run_child, {}) if deployment is None else (run_remote_child, {"deployment": deployment})
+    threads = workers if deployment is None else len(points)  # remote: each thread only waits
     with threadpool_limits(limits=blas_threads(workers), user_api="blas"), \
-            ThreadPoolTaskRunner(max_workers=workers) as runner:
-        futures = [runner.submit(run_child, {"point": p, "tracking_uri": tracking_uri, "tags": tags,
-                                             "data_digest": digest, "metric": metric})
+            ThreadPoolTaskRunner(max_workers=threads) as runner:
+        futures = [runner.submit(child, {"point": p, "tracking_uri": tracking_uri, "tags": tags,
+                                         "data_digest": digest, "metric": metric, **extra})
                    for p, digest in zip(points, digests)]
         for future in futures:
             future.wait()
@@ -221,27 +226,36 @@ def run_children(points: list[GridPoint], digests: list[str], tracking_uri: str,
 @flow(name="sweep", log_prints=False)
 def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[str, str] | None = None,
           run_name: str | None = None, parallel: int | None = None,
-          points: list[GridPoint] | None = None) -> SweepResult:
+          points: list[GridPoint] | None = None, pool: str | None = None) -> SweepResult:
     """Train every grid point of the config's ``sweep`` as a nested MLflow run; returns the parent's outcome.
 
     ``config``: the resolved sweep config as plain values; ``parallel``: children trained at once
     (default: the number of cores); ``points``: the grid as already expanded by the caller (else
-    it is expanded here).
+    it is expanded here); ``pool`` (else the config's ``sweep.pool``): the work pool whose workers
+    train the children, each as a run of its kind's ``sweep-child`` deployment (else in-process).
     """
     logger = get_run_logger()
     model = validate(config, source="sweep config")
     tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
+    if started_by_deployment():  # no bp command ran first
+        prepare_store(tracking_uri)
     points = points or grid.expand(model)
     metric, goal = grid.objective(model)
     workers = max(1, min(parallel or os.cpu_count() or 1, len(points)))
     prints = load_once(points)
+    pool = pool or model.sweep.pool
+    deployment = ensure_child_deployments({model.kind}, pool)[model.kind] if pool else None
     parent_tags = {**(tags or {}), "bp.sweep": "parent"}
     with tracking.tracked_run(model, prints[0][0], prints[0][1], None, tracking_uri,
                               run_name or f"sweep of {len(points)}", parent_tags) as parent_id:
         child_tags = {**(tags or {}), "mlflow.parentRunId": parent_id, "bp.sweep": "child"}
-        logger.info("%d children, %d at a time, %d BLAS thread(s) each (MLflow run %s)",
-                    len(points), workers, blas_threads(workers), parent_id)
-        children = run_children(points, [d for _, d in prints], tracking_uri, child_tags, metric, workers)
+        if deployment:
+            logger.info("%d children as runs of %s on work pool %r (MLflow run %s)", len(points), deployment, pool,
+                        parent_id)
+        else:
+            logger.info("%d children, %d at a time, %d BLAS thread(s) each (MLflow run %s)",
+                        len(points), workers, blas_threads(workers), parent_id)
+        children = run_children(points, [d for _, d in prints], tracking_uri, child_tags, metric, workers, deployment)
         best = best_child(children, goal)
         log_comparison(tracking_uri, parent_id, model.kind, children, metric, best)
         rows = table(children, metric)

@@ -129,6 +129,11 @@ def worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def mark_failed(mc: MlflowClient, run_id: str, bp_status: str, reason: str) -> None:
+    """End a run FAILED with ``bp.status`` and ``bp.failure_reason`` (a run whose own process cannot)."""
+    _end(mc, run_id, "FAILED", bp_status, reason)
+
+
 def _end(mc: MlflowClient, run_id: str, run_status: str, bp_status: str,
          reason: str | None) -> None:
     """Tag the outcome, then end the run (even if tagging fails)."""

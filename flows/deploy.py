@@ -1,0 +1,182 @@
+"""Configs as Prefect deployments: ``bp deploy`` (a work pool's workers run them), ``bp serve`` (this process does).
+
+A deployment points at its flow by module path (``flows.linreg.linreg``): a worker runs it from the
+installed package, on any machine, with no code to pull. Its parameters are the resolved config
+(the sweep flow's for a config with a ``sweep`` section), and its schedule the config's
+``schedule``. Registering again updates the deployment (Prefect keys it by flow and name): never
+a duplicate. Also here: the per-kind deployment a sweep submits its children to, and the
+automation that marks a flow run Crashed when its heartbeats stop (a worker killed or lost).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from bpcore import kinds
+from bpcore.config import Config, to_dict
+from bpcore.errors import InputError
+from flows import flow_for
+
+CHILD_DEPLOYMENT = "sweep-child"  # each kind's flow, deployed on demand for a sweep's children
+ZOMBIE_AUTOMATION = "bp: crash flow runs whose heartbeats stopped"
+# workers send a heartbeat every 30 s (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, set by bp stack up and the
+# compose file); three missed in a row mean the process running the flow is gone
+HEARTBEAT_GRACE = timedelta(seconds=90)
+
+
+def deployment_name(path: str | Path) -> str:
+    """A config file's deployment name: its stem (``configs/linreg.yaml`` -> ``linreg``)."""
+    return Path(path).stem
+
+
+def flow_and_parameters(config: Config, name: str):
+    """The flow a config deploys as, and its parameters: the sweep flow for a sweep config, else its kind's."""
+    if config.sweep is not None:
+        import flows.sweep
+
+        return flows.sweep.sweep, {"config": to_dict(config), "run_name": name}
+    return flow_for(config.kind), {"config": to_dict(config)}
+
+
+def schedules(config: Config) -> list:
+    """The config's ``schedule`` as Prefect schedules (none: the deployment runs on demand)."""
+    from prefect.schedules import Cron, Interval
+
+    schedule = config.schedule
+    if schedule is None:
+        return []
+    if schedule.cron is not None:
+        return [Cron(schedule.cron, timezone=schedule.timezone)]
+    return [Interval(timedelta(seconds=schedule.interval))]
+
+
+def to_deployment(config: Config, name: str, pool: str | None = None):
+    """A RunnerDeployment of ``config`` named ``name`` (on ``pool``, or to be served when None)."""
+    from prefect.deployments.runner import EntrypointType
+
+    flow, parameters = flow_and_parameters(config, name)
+    return flow.to_deployment(name=name, parameters=parameters, schedules=schedules(config),
+                              work_pool_name=pool, entrypoint_type=EntrypointType.MODULE_PATH,
+                              tags=["bp", config.kind], description=f"bp: {config.kind} experiment from {name}.yaml")
+
+
+def require_server() -> str:
+    """The Prefect API URL; an InputError when there is none (deployments need a server that stays up)."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        raise InputError("PREFECT_API_URL is not set: deployments and work pools need a Prefect server "
+                         "(bp stack up starts one and prints the line to export)")
+    return str(url)
+
+
+def check_server(url: str) -> None:
+    """One request to ``url``'s health endpoint, so a server that is down is one line, not minutes of retries."""
+    import httpx
+
+    try:
+        httpx.get(f"{url.rstrip('/')}/health", timeout=5).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise InputError(f"PREFECT_API_URL {url}: Prefect server not reachable ({exc})") from None
+
+
+def ensure_pool(pool: str) -> None:
+    """Create the ``process`` work pool ``pool`` unless it exists."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        except ObjectAlreadyExists:
+            pass
+
+
+def ensure_child_deployments(kind_names: set[str], pool: str) -> dict[str, str]:
+    """Each kind's flow deployed on ``pool`` as ``sweep-child`` (no schedule: its runs come from sweeps).
+
+    Returns kind -> ``flow-name/sweep-child``, what ``run_deployment`` takes.
+    """
+    from prefect.deployments.runner import EntrypointType
+
+    names = {}
+    for kind in sorted(kind_names):
+        flow = flow_for(kind)
+        flow.to_deployment(name=CHILD_DEPLOYMENT, entrypoint_type=EntrypointType.MODULE_PATH, work_pool_name=pool,
+                           tags=["bp", kind, "sweep-child"],
+                           description=f"bp: one {kind} sweep child per run").apply(work_pool_name=pool)
+        names[kind] = f"{flow.name}/{CHILD_DEPLOYMENT}"
+    return names
+
+
+def ensure_zombie_automation() -> None:
+    """The automation that marks a flow run Crashed once its heartbeats stop (created once, by name).
+
+    A worker killed outright cannot report its flow run's end: without this the run stays Running
+    for ever (Prefect's own issue #16746) and a sweep waiting on it never finishes.
+    """
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    try:
+        Automation.read(name=ZOMBIE_AUTOMATION)
+        return
+    except ValueError:  # not there yet
+        pass
+    final = {f"prefect.flow-run.{state}" for state in ("Completed", "Failed", "Cancelled", "Crashed")}
+    Automation(
+        name=ZOMBIE_AUTOMATION,
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.heartbeat", *final},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1, within=HEARTBEAT_GRACE),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                    message=f"no heartbeat for {HEARTBEAT_GRACE.seconds} s: the process running "
+                                            "this flow run is gone (worker killed or machine lost)")],
+    ).create()
+
+
+def deploy(configs: list[tuple[str, Config]], pool: str) -> list[str]:
+    """Register one deployment per (name, config) on ``pool``, with its schedule; returns their full names.
+
+    Also the pool itself, the zombie automation, and the child deployments a sweep config's
+    children will run as.
+    """
+    ensure_pool(pool)
+    ensure_zombie_automation()
+    names = []
+    for name, config in configs:
+        to_deployment(config, name, pool).apply(work_pool_name=pool)
+        flow, _ = flow_and_parameters(config, name)
+        names.append(f"{flow.name}/{name}")
+    sweeps = {config.kind for _, config in configs if config.sweep is not None}
+    if sweeps:
+        ensure_child_deployments(sweeps, pool)
+    return names
+
+
+def describe(config: Config) -> str:
+    """``every 60 s``, ``cron '0 3 * * *' (Europe/Paris)``, or ``on demand``."""
+    schedule = config.schedule
+    if schedule is None:
+        return "on demand"
+    if schedule.cron is not None:
+        return f"cron '{schedule.cron}' ({schedule.timezone})"
+    return f"every {schedule.interval:g} s"
+
+
+def serve(configs: list[tuple[str, Config]]) -> None:
+    """Run the configs' schedules from this process until it is stopped (Prefect's ``serve``; no work pool)."""
+    from prefect import serve as prefect_serve
+
+    prefect_serve(*(to_deployment(config, name) for name, config in configs))
+
+
+def known_kinds() -> list[str]:
+    return kinds.names()
