@@ -62,8 +62,11 @@ def store(tmp_path_factory):
         chain = Network.create([3, 4, 2], rng=np.random.default_rng(1))
         runs = {}
 
+        # this store's own experiment: the fluent API may still hold another test's active experiment id
+        experiment_id = mlflow.MlflowClient(uri).create_experiment("serving")
+
         def log(name, fn, *args, **kwargs):
-            with mlflow.start_run(run_name=name) as run:
+            with mlflow.start_run(run_name=name, experiment_id=experiment_id) as run:
                 work = tmp_path / name
                 work.mkdir()
                 fn(run.info.run_id, work, *args, **kwargs)

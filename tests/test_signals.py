@@ -115,6 +115,7 @@ def test_train_reaps_before_it_runs(tmp_path, monkeypatch):
     monkeypatch.setattr("flows.store.reap", lambda uri: seen.append(uri) or [("abc", "gone")])
     monkeypatch.setattr(flows.cli, "_launch", lambda *a, **k: 0)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # (mlflow.set_tracking_uri sets it)
     assert flows.cli.main(["train", str(REPO / "configs" / "chain.yaml")]) == 0
     assert seen == ["sqlite:///mlflow.db"]
     assert os.path.exists(tmp_path / "mlflow.db")  # and created the store once, before any run
