@@ -234,10 +234,10 @@ def _reproduce(args) -> int:
 
 
 def _runs(args) -> int:
-    from flows import store
+    from flows.reap import reap
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    reaped = store.reap(uri)
+    reaped = reap(uri)
     for run_id, reason in reaped:
         print(f"{run_id}  FAILED  {reason}")
     print(f"bp: {len(reaped)} orphaned run(s) marked FAILED in {uri}", file=sys.stderr)
@@ -251,7 +251,9 @@ def _prepare_store(uri: str | None) -> str:
     uri = resolve_tracking_uri(uri)
     store.check_store(uri)
     store.ensure_store(uri)
-    for run_id, reason in store.reap(uri):
+    from flows.reap import reap
+
+    for run_id, reason in reap(uri):
         print(f"bp: run {run_id} marked FAILED: {reason}", file=sys.stderr)
     return uri
 

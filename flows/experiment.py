@@ -85,10 +85,11 @@ def started_by_deployment() -> bool:
 
 def prepare_store(tracking_uri: str) -> None:
     """Create a new SQLite store once, and mark FAILED the runs of dead processes on this host (a killed worker's)."""
-    from flows import store
+    from flows.reap import reap
+    from flows.store import ensure_store
 
-    store.ensure_store(tracking_uri)
-    for run_id, reason in store.reap(tracking_uri):
+    ensure_store(tracking_uri)
+    for run_id, reason in reap(tracking_uri):
         get_run_logger().warning("MLflow run %s marked FAILED: %s", run_id, reason)
 
 

@@ -112,7 +112,7 @@ def test_train_reaps_before_it_runs(tmp_path, monkeypatch):
     import flows.cli
 
     seen = []
-    monkeypatch.setattr("flows.store.reap", lambda uri: seen.append(uri) or [("abc", "gone")])
+    monkeypatch.setattr("flows.reap.reap", lambda uri: seen.append(uri) or [("abc", "gone")])
     monkeypatch.setattr(flows.cli, "_launch", lambda *a, **k: 0)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # (mlflow.set_tracking_uri sets it)

@@ -19,7 +19,8 @@ from filelock import FileLock
 
 from bpcore.errors import InputError
 from flows import store
-from flows.store import check_store, ensure_store, reap
+from flows.reap import reap
+from flows.store import check_store, ensure_store
 
 
 def closed_port() -> int:
