@@ -23,15 +23,20 @@ from bpcore.errors import InputError
 Render = Callable[[Any], int]
 
 
-def launch(flow, render: Render | None = None, verbose: bool = False, **params) -> int:
-    """Call ``flow(**params)`` here; print its outcome, then ``run_id: <id>`` last; return the exit code."""
+def launch(flow, render: Render | None = None, verbose: bool = False, reap_uri: str | None = None, **params) -> int:
+    """Call ``flow(**params)`` here; print its outcome, then ``run_id: <id>`` last; return the exit code.
+
+    ``reap_uri``: a tracking store whose orphaned runs (their process on this host gone) are marked
+    FAILED meanwhile.
+    """
     from prefect.settings import get_current_settings
 
     if not verbose:
-        _quiet_console()
-    _start_prewarm()
+        quiet_console()
+    warm = _start_prewarm(reap_uri)
     with _local_settings():
         state = flow(**params, return_state=True)
+        warm.join(timeout=30)  # its reaping, if it is still at it
         if not get_current_settings().api.url:
             _stop_temporary_server()  # now, so nothing of its shutdown is printed after the run_id line
     return finish(state, render)
@@ -158,7 +163,7 @@ class _NoTraceback(logging.Formatter):
         return self.inner.format(record)
 
 
-def _quiet_console() -> None:
+def quiet_console() -> None:
     """Prefect's console handlers without tracebacks or chatter, MLflow's INFO lines off, for this process.
 
     For the rest of the process, not a block: the temporary server may still say goodbye at exit.
@@ -193,7 +198,7 @@ class _OnMessage(logging.Filter):
         return True
 
 
-def _start_prewarm() -> None:
+def _start_prewarm(reap_uri: str | None = None) -> threading.Thread:
     """Warm up logging's imports in a thread while the main thread waits on Prefect's server.
 
     Called after the flow module is imported (two threads importing one package at once can see
@@ -210,15 +215,17 @@ def _start_prewarm() -> None:
     else:
         watch = _OnMessage("Starting temporary server", go)
         logging.getLogger("prefect").addFilter(watch)
-    threading.Thread(target=_prewarm, args=(go, watch), name="bp-prewarm", daemon=True).start()
+    thread = threading.Thread(target=_prewarm, args=(go, watch, reap_uri), name="bp-prewarm", daemon=True)
+    thread.start()
+    return thread
 
 
-def _prewarm(go: threading.Event, watch: logging.Filter | None = None) -> None:
-    """Import and initialise what logging a run will need: about 2-3 s on a process's first run.
+def _prewarm(go: threading.Event, watch: logging.Filter | None = None, reap_uri: str | None = None) -> None:
+    """Import and initialise what logging a run will need: about 2-3 s on a process's first run; then reap.
 
     MLflow's SQL store (imported when the first run starts), matplotlib and its first figure
     (fonts, the Agg renderer), mlflow.pyfunc, and MLflow's scan of installed packages (done when
-    a model's requirements are checked).
+    a model's requirements are checked). Then the orphaned runs of ``reap_uri`` are marked FAILED.
     """
     go.wait(timeout=30)
     if watch is not None:
@@ -235,3 +242,15 @@ def _prewarm(go: threading.Event, watch: logging.Filter | None = None) -> None:
         plots.cost_curve(np.array([2.0, 1.0]), "warm-up").savefig(io.BytesIO(), format="png")
     except Exception:  # an optimisation only: never let it break a run
         pass
+    if reap_uri is not None:
+        _reap(reap_uri)
+
+
+def _reap(uri: str) -> None:
+    from flows.reap import reap
+
+    try:
+        for run_id, reason in reap(uri):
+            print(f"bp: run {run_id} marked FAILED: {reason}", file=sys.stderr)
+    except Exception as exc:  # housekeeping: the run this process starts must not depend on it
+        print(f"bp: could not look for orphaned runs in {uri}: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ whose process is gone is ``flows.reap``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import os
 import socket
@@ -225,19 +226,35 @@ def ensure_store(uri: str) -> None:
 
 
 def _has_schema(path: str) -> bool:
-    """True if the SQLite file at ``path`` has every table MLflow defines (MLflow's own test before it creates them).
+    """True if the SQLite file at ``path`` holds MLflow's schema at its newest migration.
 
-    Read-only and without waiting: a file another process is migrating right now counts as not ready.
+    MLflow stamps each migration as it goes (alembic), so a store stamped with the installed MLflow's
+    head revision is complete, and one another process is creating or migrating right now is not.
+    Read-only, without waiting, and without importing MLflow (about 1.5 s before Prefect could start).
     """
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return False
-    import mlflow.store.db.utils  # noqa: F401  (imports every model, so Base.metadata lists every table)
-    from mlflow.store.db.base_sql_model import Base
-
     try:
         with contextlib.closing(sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True,
                                                 timeout=0)) as db:
-            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.Error:
+            stamped = {version for (version,) in db.execute("SELECT version_num FROM alembic_version")}
+    except sqlite3.Error:  # no such table: never created; locked: being created
         return False
-    return set(Base.metadata.tables) <= tables
+    return bool(stamped) and stamped == _mlflow_heads()
+
+
+@functools.cache
+def _mlflow_heads() -> set[str]:
+    """The head revision(s) of the installed MLflow's migrations, read from its migration files' headers."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("mlflow")
+    versions = Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations" / "versions"
+    revisions, parents = set(), set()
+    for script in versions.glob("*.py"):
+        text = script.read_text(encoding="utf-8")
+        revisions |= set(re.findall(r"^revision\s*=\s*[\"'](\w+)[\"']", text, re.M))
+        for line in re.findall(r"^down_revision\s*=\s*(.+)$", text, re.M):
+            parents |= set(re.findall(r"[\"'](\w+)[\"']", line))
+    return revisions - parents

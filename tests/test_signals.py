@@ -98,24 +98,32 @@ def test_after_sigkill_the_next_bp_marks_the_run_failed(tmp_path):
     assert mc.get_run(run_id).info.status == "RUNNING"  # nothing in the killed process could end it
     assert mc.get_run(run_id).data.tags["bp.worker"].endswith(f":{bp.pid}")
 
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "runs", "--reap", "--tracking-uri", uri],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=python_env())
-    assert done.returncode == 0, done.stderr
-    assert run_id in done.stdout and "1 orphaned run(s) marked FAILED" in done.stderr
+    # the next bp run against the store marks it, while Prefect starts
+    chain = [sys.executable, "-m", "flows.cli", "train", str(REPO / "configs" / "chain.yaml"), "--tracking-uri", uri,
+             "--set", "trainer.iterations=5"]
+    done = subprocess.run(chain, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=prefect_api_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"bp: run {run_id} marked FAILED: process " in done.stderr
     run = mc.get_run(run_id)
     assert run.info.status == "FAILED" and run.data.tags["bp.status"] == "failed"
     assert f":{bp.pid} that ran it is gone" in run.data.tags["bp.failure_reason"]
 
 
-def test_train_reaps_before_it_runs(tmp_path, monkeypatch):
-    """bp train (not only bp runs --reap) clears orphans of the store before its own run."""
-    import flows.cli
+def test_bp_runs_reap_marks_orphans_and_nothing_else(tmp_path):
+    """``bp runs --reap`` on its own, without Prefect: an orphan (a run of a process that is gone) and a live run."""
+    from flows.store import ensure_store
 
-    seen = []
-    monkeypatch.setattr("flows.reap.reap", lambda uri: seen.append(uri) or [("abc", "gone")])
-    monkeypatch.setattr(flows.cli, "_launch", lambda *a, **k: 0)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # (mlflow.set_tracking_uri sets it)
-    assert flows.cli.main(["train", str(REPO / "configs" / "chain.yaml")]) == 0
-    assert seen == ["sqlite:///mlflow.db"]
-    assert os.path.exists(tmp_path / "mlflow.db")  # and created the store once, before any run
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    ensure_store(uri)
+    mc = MlflowClient(uri)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = __import__("socket").gethostname()
+    experiment = mc.create_experiment("reap")
+    orphan = mc.create_run(experiment, tags={"bp.worker": f"{host}:{gone.stdout.strip()}"}).info.run_id
+    live = mc.create_run(experiment, tags={"bp.worker": f"{host}:{os.getpid()}"}).info.run_id
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "runs", "--reap", "--tracking-uri", uri],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=python_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{orphan}  FAILED  process {host}:") and live not in done.stdout
+    assert "1 orphaned run(s) marked FAILED" in done.stderr
+    assert mc.get_run(orphan).info.status == "FAILED" and mc.get_run(live).info.status == "RUNNING"
