@@ -18,7 +18,7 @@ from bpcore.config import Config, to_dict
 from bpcore.errors import InputError
 from flows import flow_for
 
-CHILD_DEPLOYMENT = "sweep-child"  # each kind's flow, deployed on demand for a sweep's children
+CHILD_DEPLOYMENT = "sweep-child-{pool}"  # each kind's flow, deployed on demand for a sweep's children on a pool
 ZOMBIE_AUTOMATION = "bp: crash flow runs whose heartbeats stopped"
 # workers send a heartbeat every 30 s (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, set by bp stack up and the
 # compose file); three missed in a row mean the process running the flow is gone
@@ -96,19 +96,20 @@ def ensure_pool(pool: str) -> None:
 
 
 def ensure_child_deployments(kind_names: set[str], pool: str) -> dict[str, str]:
-    """Each kind's flow deployed on ``pool`` as ``sweep-child`` (no schedule: its runs come from sweeps).
+    """Each kind's flow deployed on ``pool`` as ``sweep-child-<pool>`` (no schedule: its runs come from sweeps).
 
-    Returns kind -> ``flow-name/sweep-child``, what ``run_deployment`` takes.
+    Returns kind -> ``flow-name/sweep-child-<pool>``, what ``run_deployment`` takes.
     """
     from prefect.deployments.runner import EntrypointType
 
     names = {}
     for kind in sorted(kind_names):
         flow = flow_for(kind)
-        flow.to_deployment(name=CHILD_DEPLOYMENT, entrypoint_type=EntrypointType.MODULE_PATH, work_pool_name=pool,
+        name = CHILD_DEPLOYMENT.format(pool=pool)
+        flow.to_deployment(name=name, entrypoint_type=EntrypointType.MODULE_PATH, work_pool_name=pool,
                            tags=["bp", kind, "sweep-child"],
                            description=f"bp: one {kind} sweep child per run").apply(work_pool_name=pool)
-        names[kind] = f"{flow.name}/{CHILD_DEPLOYMENT}"
+        names[kind] = f"{flow.name}/{name}"
     return names
 
 

@@ -33,7 +33,7 @@ from bpcore.config import validate
 from bpcore.loading import fingerprint
 from bpcore.sweep import GridPoint
 from flows import flow_for, tracking
-from flows.deploy import ensure_child_deployments
+from flows.deploy import ensure_child_deployments, ensure_zombie_automation
 from flows.experiment import RunResult, prepare_store, started_by_deployment
 from flows.sweep_remote import run_remote_child
 
@@ -232,7 +232,7 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
     ``config``: the resolved sweep config as plain values; ``parallel``: children trained at once
     (default: the number of cores); ``points``: the grid as already expanded by the caller (else
     it is expanded here); ``pool`` (else the config's ``sweep.pool``): the work pool whose workers
-    train the children, each as a run of its kind's ``sweep-child`` deployment (else in-process).
+    train the children, each as a run of its kind's ``sweep-child-<pool>`` deployment (else in-process).
     """
     logger = get_run_logger()
     model = validate(config, source="sweep config")
@@ -244,7 +244,10 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
     workers = max(1, min(parallel or os.cpu_count() or 1, len(points)))
     prints = load_once(points)
     pool = pool or model.sweep.pool
-    deployment = ensure_child_deployments({model.kind}, pool)[model.kind] if pool else None
+    deployment = None
+    if pool:  # children on workers: their deployment, and the automation that notices a worker lost mid-child
+        deployment = ensure_child_deployments({model.kind}, pool)[model.kind]
+        ensure_zombie_automation()
     parent_tags = {**(tags or {}), "bp.sweep": "parent"}
     with tracking.tracked_run(model, prints[0][0], prints[0][1], None, tracking_uri,
                               run_name or f"sweep of {len(points)}", parent_tags) as parent_id:

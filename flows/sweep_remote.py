@@ -1,4 +1,4 @@
-"""Sweep children on a work pool's workers: each grid point a run of its kind's ``sweep-child`` deployment.
+"""Sweep children on a work pool's workers: each grid point a run of its kind's ``sweep-child-<pool>`` deployment.
 
 The parent submits every point at once (a subflow run of the sweep in the Prefect UI), and
 whichever worker is free takes it. A worker logs to its own ``MLFLOW_TRACKING_URI``, which must

@@ -1,0 +1,172 @@
+"""The flows on a real stack: Postgres, the MLflow server, the Prefect server and two workers, started once
+by ``bp stack up`` on free 127.0.0.1 ports: scheduled runs, sweeps on workers, a worker killed mid-child,
+the MLflow server restarted mid-run, and reproduction of a worker's child here."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, python_env
+from mlflow.tracking import MlflowClient
+from stack_fixtures import free_port
+
+pytestmark = pytest.mark.stack
+
+LINREG = str(REPO / "configs" / "linreg.yaml")
+LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
+MNIST_SWEEP = str(REPO / "configs" / "mnist_lr_sweep.yaml")
+# the scheduler looks for due runs every 60 s, a worker for work every 10 s: too slow for a test
+FAST_SERVICES = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2", "PREFECT_WORKER_QUERY_SECONDS": "2"}
+
+
+def bp(*argv: str, env: dict, cwd, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *argv], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def stack(postgres, tmp_path_factory):
+    """``bp stack up`` with two workers on the session's Postgres; the environment a client needs."""
+    where = tmp_path_factory.mktemp("stack")
+    env = {**python_env(), **FAST_SERVICES}
+    env.pop("PREFECT_API_URL", None)
+    up = bp("stack", "up", "--dir", str(where / "stack"), "--workers", "2", "--database-url", postgres,
+            "--prefect-port", str(free_port()), "--mlflow-port", str(free_port()), env=env, cwd=where)
+    try:
+        assert up.returncode == 0, up.stderr[-3000:]
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.strip().splitlines()[-2:])
+        yield {"env": {**env, **exports}, "dir": where / "stack", "cwd": where, **exports}
+    finally:
+        down = bp("stack", "down", "--dir", str(where / "stack"), env=env, cwd=where)
+        assert down.returncode == 0, down.stderr[-2000:]
+
+
+def last_run_id(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("run_id: "), done.stdout[-2000:]
+    return last.removeprefix("run_id: ")
+
+
+def client(stack) -> MlflowClient:
+    return MlflowClient(stack["MLFLOW_TRACKING_URI"])
+
+
+def runs_of(mc: MlflowClient, experiment: str, where: str = "") -> list:
+    found = mc.get_experiment_by_name(experiment)
+    return mc.search_runs([found.experiment_id], where) if found else []
+
+
+def worker_flow_runs(stack) -> dict[str, set[str]]:
+    """The flow run ids each worker submitted, from their logs."""
+    taken = {}
+    for log in (stack["dir"] / "logs").glob("worker*.log"):
+        lines = log.read_text(errors="replace").splitlines()
+        taken[log.stem] = {line.rsplit("'", 2)[-2] for line in lines if "submitting flow run" in line}
+    return taken
+
+
+def test_a_scheduled_run_is_trained_by_a_worker(stack, tmp_path):
+    config = tmp_path / "every_few_seconds.yaml"
+    config.write_text(Path(LINREG).read_text() + "schedule:\n  interval: 5\n")
+    deployed = bp("deploy", str(config), "--set", "experiment=scheduled", env=stack["env"], cwd=tmp_path)
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    assert "linreg/every_few_seconds: every 5 s, work pool 'bp'" in deployed.stdout
+    again = bp("deploy", str(config), "--set", "experiment=scheduled", env=stack["env"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+
+    mc, deadline, finished = client(stack), time.monotonic() + 180, []
+    while not finished and time.monotonic() < deadline:
+        finished = runs_of(mc, "scheduled", "attributes.status = 'FINISHED'")
+        time.sleep(2)
+    assert finished, "no scheduled run finished within 3 minutes"
+    run = finished[0]
+    assert run.data.tags["bp.deployment"] == "every_few_seconds" and run.data.tags["bp.status"] == "finished"
+    assert [m.step for m in mc.get_metric_history(run.info.run_id, "cost")] == list(range(1001))
+    assert any(m.model_id for m in (run.outputs.model_outputs if run.outputs else []))
+
+    from prefect.client.orchestration import get_client
+
+    os.environ["PREFECT_API_URL"] = stack["PREFECT_API_URL"]
+    try:
+        with get_client(sync_client=True) as prefect:
+            deployments = [d for d in prefect.read_deployments() if d.name == "every_few_seconds"]
+            assert len(deployments) == 1 and len(deployments[0].schedules) == 1  # deployed twice: updated
+            prefect.delete_deployment(deployments[0].id)  # stop the schedule for the other tests
+    finally:
+        os.environ.pop("PREFECT_API_URL")
+
+
+def test_a_sweep_on_the_pool_uses_both_workers(stack):
+    before = worker_flow_runs(stack)
+    done = bp("sweep", LINREG_SWEEP, "--pool", "bp", "--set", "experiment=pool-sweep", env=stack["env"],
+              cwd=stack["cwd"])
+    parent = last_run_id(done)
+    assert done.returncode == 0, done.stderr[-3000:]
+    mc = client(stack)
+    children = runs_of(mc, "pool-sweep", f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(children) == 8
+    assert {c.data.tags["bp.deployment"] for c in children} == {"sweep-child-bp"}
+    assert sorted(c.data.tags["bp.status"] for c in children).count("diverged") == 2
+    flow_runs = {c.data.tags["bp.flow_run"] for c in children}
+    taken = {name: runs - before.get(name, set()) & flow_runs for name, runs in worker_flow_runs(stack).items()}
+    assert len(taken) == 2 and all(taken.values()), taken  # both workers trained some
+    tags = mc.get_run(parent).data.tags
+    assert tags["bp.best_point"] == "lr=0.0003" and tags["bp.registry"].startswith("registered linreg-line")
+    assert mc.get_run(parent).data.metrics["diverged"] == 2
+
+
+def test_reproduce_here_a_child_trained_on_a_worker(stack):
+    mc = client(stack)
+    child = runs_of(mc, "pool-sweep", "tags.`bp.status` = 'finished'")[0]
+    done = bp("reproduce", child.info.run_id, env={**stack["env"], "PREFECT_API_URL": ""}, cwd=stack["cwd"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-2] == "identical"
+
+
+def test_a_worker_killed_mid_child_loses_no_point(stack):
+    env = stack["env"]
+    sweep = subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep", MNIST_SWEEP, "--pool", "bp",
+                              "--set", "experiment=killed-worker", "--set", "trainer.epochs=15",
+                              "--set", "data.limit=1500", "--set", "sweep.model_name=null"],
+                             env=env, cwd=stack["cwd"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mc, deadline, victim = client(stack), time.monotonic() + 300, None
+    while victim is None and time.monotonic() < deadline:
+        for run in runs_of(mc, "killed-worker", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'"):
+            if mc.get_metric_history(run.info.run_id, "cost"):
+                victim = run
+                break
+        time.sleep(1)
+    assert victim is not None, "no child started training"
+    pid = int(victim.data.tags["bp.worker"].rsplit(":", 1)[1])
+    worker = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # the flow run's parent
+    os.killpg(os.getpgid(worker), signal.SIGKILL)  # the worker and what it runs: a machine lost
+    out, err = sweep.communicate(timeout=900)
+    assert sweep.returncode == 0, err[-3000:]
+    parent = out.strip().splitlines()[-1].removeprefix("run_id: ")
+    children = runs_of(mc, "killed-worker", f"tags.mlflow.parentRunId = '{parent}'")
+    assert not [c for c in children if c.info.status == "RUNNING"]
+    killed = mc.get_run(victim.info.run_id)
+    assert killed.info.status == "FAILED" and "crashed" in killed.data.tags["bp.failure_reason"]
+    names = [c.info.run_name for c in children if c.info.run_id != victim.info.run_id]
+    assert sorted(names) == sorted(["lr=0.002", "lr=0.02", "lr=0.2", "lr=2"]), names  # every point, once more
+    assert "submitting it again" in err
+
+    from prefect.client.orchestration import get_client
+
+    os.environ["PREFECT_API_URL"] = stack["PREFECT_API_URL"]
+    try:
+        with get_client(sync_client=True) as prefect:
+            state = prefect.read_flow_run(victim.data.tags["bp.flow_run"]).state
+    finally:
+        os.environ.pop("PREFECT_API_URL")
+    assert state.is_crashed(), state
+    records = json.loads((stack["dir"] / "pids.json").read_text())
+    assert records  # the stack still knows its processes (bp stack down checks them by start time)
