@@ -36,3 +36,8 @@ class LoadCache(Generic[V]):
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return value
+
+    def clear(self) -> None:
+        """Forget every entry (tests use it to start from a cold cache, as a fresh process does)."""
+        with self._lock:
+            self._items.clear()

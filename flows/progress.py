@@ -1,37 +1,80 @@
-"""Training progress: a one-line bar on a terminal, and a Prefect progress artifact."""
+"""Training progress: a one-line ``rich`` bar on a terminal, and a Prefect progress artifact."""
 
 from __future__ import annotations
 
 import sys
 
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+
 from bpcore.training import EpochStats
 
 
-class EpochBar:
-    """``epoch 3/30 [#####.....] cost 0.1234 train 95.10% val 94.00%`` redrawn in place on stderr.
+def _isatty(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed
+        return False
 
-    Silent when stderr is not a terminal (logs, CI, pipes), or when ``quiet`` (a sweep's children
-    train side by side: their bars would overwrite each other).
+
+class EpochBar:
+    """``epoch  3/30 ━━━━━━━━━╺━━━━━ cost 0.1234 train 95.10% val 94.00%`` redrawn in place on stderr.
+
+    Drawn with ``rich.progress``, one bar per training, started at the first finished epoch and
+    ended by ``close``. Silent when stderr (or ``stream``) is not a terminal (logs, CI, pipes, even
+    with ``FORCE_COLOR`` set), or when ``quiet`` (a sweep's children train side by side: their bars
+    would overwrite each other). ``console``, if given, is drawn on instead of ``stream``, when it
+    reports itself a terminal.
     """
 
-    def __init__(self, total: int, stream=None, width: int = 24, quiet: bool = False):
+    def __init__(self, total: int, stream=None, width: int = 24, quiet: bool = False,
+                 console: Console | None = None):
         self.total, self.width = total, width
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty() and not quiet
+        if quiet:
+            console = None
+        elif console is None:
+            stream = stream if stream is not None else sys.stderr
+            # the stream's own answer, as before: rich alone would believe FORCE_COLOR in a CI log
+            console = Console(file=stream, force_terminal=True) if _isatty(stream) else None
+        elif not console.is_terminal:
+            console = None
+        self.console = console
+        self.enabled = self.console is not None
+        self._progress: Progress | None = None
+        self._task = None
 
     def update(self, stats: EpochStats) -> None:
         if not self.enabled:
             return
-        done = int(self.width * stats.epoch / self.total)
-        val = f" val {stats.val_accuracy:.2%}" if stats.val_accuracy is not None else ""
-        self.stream.write(f"\repoch {stats.epoch}/{self.total} [{'#' * done}{'.' * (self.width - done)}]"
-                          f" cost {stats.cost:.4f} train {stats.train_accuracy:.2%}{val}")
-        self.stream.flush()
+        started = self._progress is not None
+        if not started:  # begun here, inside the caller's try: close() always follows
+            self._progress = Progress(
+                TextColumn("{task.fields[epoch]}"),
+                BarColumn(bar_width=self.width),
+                TextColumn("{task.fields[cost]}"),
+                TextColumn("{task.fields[train]}"),
+                TextColumn("{task.fields[val]}"),
+                console=self.console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False,
+            )
+            self._task = self._progress.add_task("training", total=self.total)
+        digits = len(str(self.total))
+        self._progress.update(
+            self._task, completed=stats.epoch,
+            epoch=f"epoch {stats.epoch:>{digits}}/{self.total}",
+            cost=f"cost {stats.cost:.4f}",
+            train=f"train {stats.train_accuracy:.2%}",
+            val=f"val {stats.val_accuracy:.2%}" if stats.val_accuracy is not None else "",
+        )
+        if started:
+            self._progress.refresh()
+        else:
+            self._progress.start()  # its first render
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._progress is not None:
+            self._progress.stop()  # the last render stays, followed by a newline; the cursor comes back
+            self._progress = None
 
 
 class PrefectProgress:

@@ -19,6 +19,23 @@ SEED_M = 1.4777440851894448
 SEED_COST = 112.61481011613473
 
 
+def forget_loaded_data() -> None:
+    """Empty the per-process load caches, as a new ``bp`` process starts."""
+    import bpcore.data
+    import bpcore.mnist
+
+    bpcore.data._CACHE.clear()
+    bpcore.mnist._CACHE.clear()
+
+
+@pytest.fixture(autouse=True)
+def cold_load_caches():
+    """Every test starts with nothing loaded: none passes or fails by what an earlier test read."""
+    forget_loaded_data()
+    yield
+    forget_loaded_data()
+
+
 @pytest.fixture(scope="session")
 def seed_csv() -> Path:
     assert SEED_DATA.is_file(), f"the seed's data.csv is expected beside the checkout at {SEED_DATA}"

@@ -14,7 +14,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import REPO, history, python_env, run_bp
+from conftest import REPO, forget_loaded_data, history, python_env, run_bp
 from mlflow.tracking import MlflowClient
 
 from bpcore.chain import Chain, descend
@@ -168,6 +168,7 @@ def test_chain_logs_every_partial_per_step(capsys, tracking_uri):
 def test_mnist_run_reproduces_bit_for_bit(capsys, tracking_uri):
     code, run_id, err = train(capsys, tracking_uri, MNIST, "--set", "trainer.epochs=2", "--set", "data.limit=600")
     assert code == 0, err
+    forget_loaded_data()  # as in the new process a user would start: the digits are read and split again
     code, out, err = run_bp(["reproduce", run_id, "--tracking-uri", tracking_uri], capsys)
     assert code == 0, (out, err)
     assert out.strip().splitlines()[-2] == "identical"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SEED_B, SEED_COST, SEED_M, SEED_START_COST, history, python_env, run_bp
+from conftest import REPO, SEED_B, SEED_COST, SEED_M, SEED_START_COST, forget_loaded_data, history, python_env, run_bp
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "in_workdir")
@@ -152,6 +152,7 @@ def test_default_config_trains_on_the_generated_line_identically_twice(capsys, t
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)  # no --tracking-uri: the variable wins
     run_ids = []
     for _ in range(2):
+        forget_loaded_data()  # the second run generates the line again rather than reusing the first's
         code, out, err = run_bp(["train", LINREG, "--experiment", "twice"], capsys)
         assert code == 0, err
         run_ids.append(out.strip().splitlines()[-1].removeprefix("run_id: "))
@@ -182,7 +183,10 @@ def test_multi_feature_csv(capsys, tracking_uri, tmp_path):
     assert metrics["intercept"] == pytest.approx(3.0, abs=1e-6)
 
 
-def reproduce(capsys, tracking_uri, run_id, *args):
+def reproduce(capsys, tracking_uri, run_id, *args, fresh: bool = True):
+    """``bp reproduce``; ``fresh``: with the data unloaded, as in the new process a user would start."""
+    if fresh:
+        forget_loaded_data()
     code, out, err = run_bp(["reproduce", run_id, "--tracking-uri", tracking_uri, *args], capsys)
     lines = out.strip().splitlines()
     new_id = lines[-1].removeprefix("run_id: ") if lines and lines[-1].startswith("run_id: ") else None
@@ -207,12 +211,14 @@ def test_reproduce_is_identical_and_tagged(capsys, tracking_uri, own_csv):
     assert new.data.tags["bp.reproduces"] == run_id and new.data.params["trainer.iterations"] == "300"
 
 
-def test_reproduce_refuses_changed_data(capsys, tracking_uri, own_csv):
+@pytest.mark.parametrize("process", ["new", "same"])
+def test_reproduce_refuses_changed_data(capsys, tracking_uri, own_csv, process):
+    """In a new process; and in the one that trained (as under ``bp serve``), whose cache holds the old table."""
     code, run_id, err = train(capsys, tracking_uri, "--set", f"data.path={own_csv}", "--set", "trainer.iterations=50")
     assert code == 0, err
     recorded = MlflowClient(tracking_uri).get_run(run_id).data.tags["bp.data_digest"]
     own_csv.write_text(own_csv.read_text().rstrip("\n") + "\n50.0,70.0\n")  # one more row
-    code, report, new_id, err = reproduce(capsys, tracking_uri, run_id)
+    code, report, new_id, err = reproduce(capsys, tracking_uri, run_id, fresh=process == "new")
     assert code == 2 and new_id is None
     line = err.strip()
     assert line.startswith(f"bp: {own_csv}: data changed since run {run_id}") and recorded in line
