@@ -61,6 +61,7 @@ def wait_for_running(uri: str, timeout: float = 120) -> str:
     raise AssertionError("no run started training in time")
 
 
+@pytest.mark.slow  # it starts Prefect's temporary server
 def test_sigterm_stops_the_temporary_server_and_marks_the_run(tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     env = {**python_env(), "PREFECT_HOME": str(Path.home() / ".prefect")}  # the temporary server, not the test's

@@ -1,0 +1,40 @@
+# syntax=docker/dockerfile:1
+# The project image. The MLflow server, the Prefect server, the workers and the deploy job all
+# run it, so servers and clients share one set of package versions: exactly those in uv.lock
+# (`uv sync --frozen` installs the lock as it is and never re-resolves), and a run records the same
+# versions on every worker.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS build
+# uv builds the environment and stays in this stage.
+RUN pip install --no-cache-dir uv==0.13.9
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_NO_CACHE=1
+WORKDIR /app
+# The dependencies first, in their own layer, so a code change does not reinstall them.
+# The `servers` extra adds what only the servers need: the Postgres drivers, psycopg 3 (MLflow)
+# and asyncpg (Prefect), and mlflow[auth] (Flask-WTF) for the `auth` profile's basic auth.
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --extra servers --no-install-project
+COPY README.md ./
+COPY bpcore ./bpcore
+COPY flows ./flows
+RUN uv sync --frozen --no-dev --extra servers
+
+FROM ${PYTHON_IMAGE}
+# Nothing runs as root. /mlartifacts belongs to that user so the named volume mounted there
+# starts out writable (Docker copies the directory's owner into a new volume).
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin bp \
+ && mkdir -p /mlartifacts /data \
+ && chown bp:bp /mlartifacts
+COPY --from=build /app /app
+COPY configs /app/configs
+COPY docker/mlflow_server.py docker/healthcheck.py /app/docker/
+ENV PATH=/app/.venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    DO_NOT_TRACK=1 \
+    MLFLOW_DISABLE_TELEMETRY=true \
+    PREFECT_SERVER_ANALYTICS_ENABLED=false
+WORKDIR /app
+USER bp
+CMD ["bp", "--help"]
