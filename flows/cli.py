@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "do this at start as well)")
     runs.add_argument("--reap", action="store_true", required=True, help="mark orphaned runs FAILED")
     _tracking_uri(runs)
+    from flows import stack
+
+    stack.add_parser(sub)
     return parser
 
 
@@ -213,6 +216,12 @@ def _deploy(args) -> int:
     return 0
 
 
+def _stack(args) -> int:
+    from flows import stack
+
+    return stack.main(args)
+
+
 def _serve(args) -> int:
     named = _configs(args)
     from flows import deploy
@@ -291,7 +300,7 @@ def _show_differences(result) -> int:
 
 
 COMMANDS = {"train": _train, "sweep": _sweep, "validate": _validate, "reproduce": _reproduce, "runs": _runs,
-            "deploy": _deploy, "serve": _serve}
+            "deploy": _deploy, "serve": _serve, "stack": _stack}
 
 
 if __name__ == "__main__":
