@@ -126,9 +126,52 @@ def test_a_sweep_on_the_pool_uses_both_workers(stack):
 def test_reproduce_here_a_child_trained_on_a_worker(stack):
     mc = client(stack)
     child = runs_of(mc, "pool-sweep", "tags.`bp.status` = 'finished'")[0]
-    done = bp("reproduce", child.info.run_id, env={**stack["env"], "PREFECT_API_URL": ""}, cwd=stack["cwd"])
+    done = bp("reproduce", child.info.run_id, env=stack["env"], cwd=stack["cwd"])  # here, not on a worker
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-2] == "identical"
+
+
+def restart(record: dict) -> dict:
+    """Stop a stack process (its whole session) and start it again exactly as it was; its new record."""
+    from flows.stack_procs import start_time
+
+    pid = record["pid"]
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    env = dict(item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item)
+    cwd = os.readlink(f"/proc/{pid}/cwd")
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # the server is away a while, as in a real restart
+    with open(record["log"], "ab") as log:
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return {**record, "pid": proc.pid, "start": start_time(proc.pid)}
+
+
+def test_the_mlflow_server_restarted_mid_run_loses_no_step(stack):
+    from flows.stack_procs import read_records, write_records
+
+    argv = ["train", str(REPO / "configs" / "mnist.yaml"), "--set", "experiment=restarted", "--set",
+            "trainer.epochs=12", "--set", "data.limit=1500"]
+    train = subprocess.Popen([sys.executable, "-m", "flows.cli", *argv], env=stack["env"], cwd=stack["cwd"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mc, deadline, run = client(stack), time.monotonic() + 240, None
+    while run is None and time.monotonic() < deadline:
+        running = runs_of(mc, "restarted", "attributes.status = 'RUNNING'")
+        if running and len(mc.get_metric_history(running[0].info.run_id, "cost")) >= 2:
+            run = running[0]
+        time.sleep(0.5)
+    assert run is not None, "training did not start"
+    records = read_records(stack["dir"])
+    records = [restart(r) if r["name"] == "mlflow" else r for r in records]
+    write_records(stack["dir"], records)  # so bp stack down stops the new server
+    out, err = train.communicate(timeout=600)
+    assert train.returncode == 0, err[-3000:]
+    run = mc.get_run(run.info.run_id)
+    assert run.info.status == "FINISHED"
+    for key in ("cost", "train_accuracy", "val_accuracy"):
+        assert sorted(m.step for m in mc.get_metric_history(run.info.run_id, key)) == list(range(1, 13)), key
 
 
 def test_a_worker_killed_mid_child_loses_no_point(stack):
