@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from stack_fixtures import postgres, stack  # noqa: F401  (private Postgres cluster; bp stack up on it, per session)
 
 import flows  # noqa: F401  (sets the offline Prefect/MLflow defaults before either is imported)
 

@@ -1,4 +1,4 @@
-"""The flows on a real stack: Postgres, the MLflow server, the Prefect server and two workers, started once
+"""The flows on real servers: Postgres, the MLflow server, the Prefect server and two workers, started once
 by ``bp stack up`` on free 127.0.0.1 ports: scheduled runs, sweeps on workers, a worker killed mid-child,
 the MLflow server restarted mid-run, and reproduction of a worker's child here."""
 
@@ -32,8 +32,9 @@ def bp(*argv: str, env: dict, cwd, timeout: float = 600) -> subprocess.Completed
 
 
 @pytest.fixture(scope="module")
-def stack(postgres, tmp_path_factory):
-    """``bp stack up`` with two workers on the session's Postgres; the environment a client needs."""
+def servers(postgres, tmp_path_factory):
+    """This module's own ``bp stack up`` (two workers, on the session's Postgres): its tests kill a worker and
+    restart the MLflow server, which the session's ``stack`` must not see. The environment a client needs."""
     where = tmp_path_factory.mktemp("stack")
     env = {**python_env(), **FAST_SERVICES}
     env.pop("PREFECT_API_URL", None)
@@ -55,8 +56,8 @@ def last_run_id(done: subprocess.CompletedProcess) -> str:
     return last.removeprefix("run_id: ")
 
 
-def client(stack) -> MlflowClient:
-    return MlflowClient(stack["MLFLOW_TRACKING_URI"])
+def client(servers) -> MlflowClient:
+    return MlflowClient(servers["MLFLOW_TRACKING_URI"])
 
 
 def runs_of(mc: MlflowClient, experiment: str, where: str = "") -> list:
@@ -64,25 +65,25 @@ def runs_of(mc: MlflowClient, experiment: str, where: str = "") -> list:
     return mc.search_runs([found.experiment_id], where) if found else []
 
 
-def worker_flow_runs(stack) -> dict[str, set[str]]:
+def worker_flow_runs(servers) -> dict[str, set[str]]:
     """The flow run ids each worker submitted, from their logs."""
     taken = {}
-    for log in (stack["dir"] / "logs").glob("worker*.log"):
+    for log in (servers["dir"] / "logs").glob("worker*.log"):
         lines = log.read_text(errors="replace").splitlines()
         taken[log.stem] = {line.rsplit("'", 2)[-2] for line in lines if "submitting flow run" in line}
     return taken
 
 
-def test_a_scheduled_run_is_trained_by_a_worker(stack, tmp_path):
+def test_a_scheduled_run_is_trained_by_a_worker(servers, tmp_path):
     config = tmp_path / "every_few_seconds.yaml"
     config.write_text(Path(LINREG).read_text() + "schedule:\n  interval: 5\n")
-    deployed = bp("deploy", str(config), "--set", "experiment=scheduled", env=stack["env"], cwd=tmp_path)
+    deployed = bp("deploy", str(config), "--set", "experiment=scheduled", env=servers["env"], cwd=tmp_path)
     assert deployed.returncode == 0, deployed.stderr[-3000:]
     assert "linreg/every_few_seconds: every 5 s, work pool 'bp'" in deployed.stdout
-    again = bp("deploy", str(config), "--set", "experiment=scheduled", env=stack["env"], cwd=tmp_path)
+    again = bp("deploy", str(config), "--set", "experiment=scheduled", env=servers["env"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
 
-    mc, deadline, finished = client(stack), time.monotonic() + 180, []
+    mc, deadline, finished = client(servers), time.monotonic() + 180, []
     while not finished and time.monotonic() < deadline:
         finished = runs_of(mc, "scheduled", "attributes.status = 'FINISHED'")
         time.sleep(2)
@@ -94,7 +95,7 @@ def test_a_scheduled_run_is_trained_by_a_worker(stack, tmp_path):
 
     from prefect.client.orchestration import get_client
 
-    os.environ["PREFECT_API_URL"] = stack["PREFECT_API_URL"]
+    os.environ["PREFECT_API_URL"] = servers["PREFECT_API_URL"]
     try:
         with get_client(sync_client=True) as prefect:
             deployments = [d for d in prefect.read_deployments() if d.name == "every_few_seconds"]
@@ -104,29 +105,29 @@ def test_a_scheduled_run_is_trained_by_a_worker(stack, tmp_path):
         os.environ.pop("PREFECT_API_URL")
 
 
-def test_a_sweep_on_the_pool_uses_both_workers(stack):
-    before = worker_flow_runs(stack)
-    done = bp("sweep", LINREG_SWEEP, "--pool", "bp", "--set", "experiment=pool-sweep", env=stack["env"],
-              cwd=stack["cwd"])
+def test_a_sweep_on_the_pool_uses_both_workers(servers):
+    before = worker_flow_runs(servers)
+    done = bp("sweep", LINREG_SWEEP, "--pool", "bp", "--set", "experiment=pool-sweep", env=servers["env"],
+              cwd=servers["cwd"])
     parent = last_run_id(done)
     assert done.returncode == 0, done.stderr[-3000:]
-    mc = client(stack)
+    mc = client(servers)
     children = runs_of(mc, "pool-sweep", f"tags.mlflow.parentRunId = '{parent}'")
     assert len(children) == 8
     assert {c.data.tags["bp.deployment"] for c in children} == {"sweep-child-bp"}
     assert sorted(c.data.tags["bp.status"] for c in children).count("diverged") == 2
     flow_runs = {c.data.tags["bp.flow_run"] for c in children}
-    taken = {name: runs - before.get(name, set()) & flow_runs for name, runs in worker_flow_runs(stack).items()}
+    taken = {name: runs - before.get(name, set()) & flow_runs for name, runs in worker_flow_runs(servers).items()}
     assert len(taken) == 2 and all(taken.values()), taken  # both workers trained some
     tags = mc.get_run(parent).data.tags
     assert tags["bp.best_point"] == "lr=0.0003" and tags["bp.registry"].startswith("registered linreg-line")
     assert mc.get_run(parent).data.metrics["diverged"] == 2
 
 
-def test_reproduce_here_a_child_trained_on_a_worker(stack):
-    mc = client(stack)
+def test_reproduce_here_a_child_trained_on_a_worker(servers):
+    mc = client(servers)
     child = runs_of(mc, "pool-sweep", "tags.`bp.status` = 'finished'")[0]
-    done = bp("reproduce", child.info.run_id, env=stack["env"], cwd=stack["cwd"])  # here, not on a worker
+    done = bp("reproduce", child.info.run_id, env=servers["env"], cwd=servers["cwd"])  # here, not on a worker
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-2] == "identical"
 
@@ -149,23 +150,23 @@ def restart(record: dict) -> dict:
     return {**record, "pid": proc.pid, "start": start_time(proc.pid)}
 
 
-def test_the_mlflow_server_restarted_mid_run_loses_no_step(stack):
+def test_the_mlflow_server_restarted_mid_run_loses_no_step(servers):
     from flows.stack_procs import read_records, write_records
 
     argv = ["train", str(REPO / "configs" / "mnist.yaml"), "--set", "experiment=restarted", "--set",
             "trainer.epochs=12", "--set", "data.limit=1500"]
-    train = subprocess.Popen([sys.executable, "-m", "flows.cli", *argv], env=stack["env"], cwd=stack["cwd"],
+    train = subprocess.Popen([sys.executable, "-m", "flows.cli", *argv], env=servers["env"], cwd=servers["cwd"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    mc, deadline, run = client(stack), time.monotonic() + 240, None
+    mc, deadline, run = client(servers), time.monotonic() + 240, None
     while run is None and time.monotonic() < deadline:
         running = runs_of(mc, "restarted", "attributes.status = 'RUNNING'")
         if running and len(mc.get_metric_history(running[0].info.run_id, "cost")) >= 2:
             run = running[0]
         time.sleep(0.5)
     assert run is not None, "training did not start"
-    records = read_records(stack["dir"])
+    records = read_records(servers["dir"])
     records = [restart(r) if r["name"] == "mlflow" else r for r in records]
-    write_records(stack["dir"], records)  # so bp stack down stops the new server
+    write_records(servers["dir"], records)  # so bp stack down stops the new server
     out, err = train.communicate(timeout=600)
     assert train.returncode == 0, err[-3000:]
     run = mc.get_run(run.info.run_id)
@@ -174,13 +175,13 @@ def test_the_mlflow_server_restarted_mid_run_loses_no_step(stack):
         assert sorted(m.step for m in mc.get_metric_history(run.info.run_id, key)) == list(range(1, 13)), key
 
 
-def test_a_worker_killed_mid_child_loses_no_point(stack):
-    env = stack["env"]
+def test_a_worker_killed_mid_child_loses_no_point(servers):
+    env = servers["env"]
     sweep = subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep", MNIST_SWEEP, "--pool", "bp",
                               "--set", "experiment=killed-worker", "--set", "trainer.epochs=15",
                               "--set", "data.limit=1500", "--set", "sweep.model_name=null"],
-                             env=env, cwd=stack["cwd"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    mc, deadline, victim = client(stack), time.monotonic() + 300, None
+                             env=env, cwd=servers["cwd"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mc, deadline, victim = client(servers), time.monotonic() + 300, None
     while victim is None and time.monotonic() < deadline:
         for run in runs_of(mc, "killed-worker", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'"):
             if mc.get_metric_history(run.info.run_id, "cost"):
@@ -204,12 +205,12 @@ def test_a_worker_killed_mid_child_loses_no_point(stack):
 
     from prefect.client.orchestration import get_client
 
-    os.environ["PREFECT_API_URL"] = stack["PREFECT_API_URL"]
+    os.environ["PREFECT_API_URL"] = servers["PREFECT_API_URL"]
     try:
         with get_client(sync_client=True) as prefect:
             state = prefect.read_flow_run(victim.data.tags["bp.flow_run"]).state
     finally:
         os.environ.pop("PREFECT_API_URL")
     assert state.is_crashed(), state
-    records = json.loads((stack["dir"] / "pids.json").read_text())
+    records = json.loads((servers["dir"] / "pids.json").read_text())
     assert records  # the stack still knows its processes (bp stack down checks them by start time)

@@ -1,0 +1,329 @@
+"""``bp stack up|down|status``: real servers and workers on 127.0.0.1, started and stopped by the tests.
+
+Server starts are few (each costs 10-25 s on two cores): the session's Postgres stack (two
+workers), one SQLite stack with --auth and a worker (which runs a flow that ``down`` must cancel
+cleanly), one start that fails on purpose. The refusals start nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import conftest
+import pytest
+from stack_fixtures import REPO, bp_stack, free_port
+
+from flows import stack_procs
+
+# until tests/conftest.py imports them (one cluster, one stack per session, whoever asks first)
+if not hasattr(conftest, "postgres"):
+    from stack_fixtures import postgres  # noqa: F401
+if not hasattr(conftest, "stack"):
+    from stack_fixtures import stack  # noqa: F401
+
+pytestmark = pytest.mark.stack
+
+MLFLOW_PASSWORD = "a-long-enough-admin-password"  # test-only secrets
+PREFECT_AUTH = "bp:prefect-test-secret"
+
+
+def get(url: str, credentials: str | None = None, body: dict | None = None) -> tuple[int, object]:
+    """(status, parsed JSON or text); a POST when ``body`` is given."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if credentials:
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, text = exc.code, exc.read().decode()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+def workers_of(prefect_api: str, credentials: str | None = None) -> set[str]:
+    status, answer = get(f"{prefect_api}/work_pools/bp/workers/filter", credentials, body={})
+    assert status == 200, answer
+    return {w["name"] for w in answer}
+
+
+def unrelated_process() -> subprocess.Popen:
+    """A process of its own session that ``bp stack down`` must leave alone."""
+    return subprocess.Popen(["sleep", "600"], start_new_session=True)
+
+
+def record_of(proc: subprocess.Popen, name: str, start: int | None = None) -> dict:
+    return {"name": name, "pid": proc.pid, "start": stack_procs.start_time(proc.pid) if start is None else start,
+            "log": "/dev/null", "url": "http://127.0.0.1:1"}
+
+
+def test_up_on_postgres_with_two_workers(stack):
+    lines = stack.stdout.strip().splitlines()
+    assert lines[-2:] == [f"export PREFECT_API_URL={stack.prefect_api}",
+                          f"export MLFLOW_TRACKING_URI={stack.mlflow_uri}"]
+    assert f"Prefect UI: {stack.prefect_api.removesuffix('/api')}" in stack.stdout
+    assert f"MLflow UI:  {stack.mlflow_uri}" in stack.stdout
+    password = stack.database_url.split(":")[2].split("@")[0]
+    assert password not in stack.stdout + stack.stderr
+    assert password not in (stack.dir / stack_procs.PIDS_FILE).read_text()
+    assert "postgresql://postgres:***@127.0.0.1" in stack.stderr  # what it did, redacted
+
+    assert get(f"{stack.prefect_api}/health") == (200, True)
+    status, ui = get(f"{stack.prefect_api.removesuffix('/api')}/ui-settings")
+    assert status == 200 and ui["api_url"] == stack.prefect_api  # the UI calls this server, not port 4200
+    assert get(f"{stack.mlflow_uri}/health")[0] == 200
+    # a real API call: MLflow answers 403 to a Host it does not allow, Prefect sees its own database
+    assert get(f"{stack.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=5")[0] == 200
+
+    import psycopg
+
+    with psycopg.connect(stack.database_url + "/postgres") as conn:
+        databases = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+    assert {"mlflow", "prefect"} <= databases
+    for database, table in (("mlflow", "experiments"), ("prefect", "flow_run")):
+        with psycopg.connect(f"{stack.database_url}/{database}") as conn:
+            assert conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] == table, database
+
+    workers = [r for r in stack.records if "worker" in r]
+    assert len(workers) == 2
+    for record in workers:  # one flow run at a time each, as compose's workers
+        assert b"\0--limit\x001\0" in open(f"/proc/{record['pid']}/cmdline", "rb").read()
+    assert {r["worker"] for r in workers} <= workers_of(stack.prefect_api)
+    status, pool = get(f"{stack.prefect_api}/work_pools/bp")
+    assert status == 200 and pool["type"] == "process" and not pool["is_paused"]
+    # flow runs start where `bp stack up` ran (here the checkout), so a config's relative paths mean the same
+    assert pool["base_job_template"]["variables"]["properties"]["working_dir"]["default"] == str(REPO)
+
+    status = bp_stack("status", "--dir", str(stack.dir))
+    assert status.returncode == 0, status.stderr
+    rows = [line.split() for line in status.stdout.strip().splitlines()]
+    assert [(row[0], int(row[1]), row[2]) for row in rows] == [(r["name"], r["pid"], "up") for r in stack.records]
+    assert [row[0] for row in rows] == ["prefect-server", "mlflow-server", "worker-1", "worker-2"]
+
+
+def test_sqlite_with_auth_up_status_down(tmp_path):
+    directory = tmp_path / "stack"
+    prefect_port, mlflow_port = free_port(), free_port()
+    env = {"BP_MLFLOW_ADMIN_PASSWORD": MLFLOW_PASSWORD, "BP_PREFECT_AUTH_STRING": PREFECT_AUTH}
+    bystander = unrelated_process()
+    started = time.monotonic()
+    try:
+        up = bp_stack("up", "--dir", str(directory), "--workers", "1", "--auth",
+                      "--prefect-port", str(prefect_port), "--mlflow-port", str(mlflow_port), env=env)
+        up_seconds = time.monotonic() - started
+        records = json.loads((directory / stack_procs.PIDS_FILE).read_text())["services"] if up.returncode == 0 else []
+        try:
+            assert up.returncode == 0, up.stderr
+            lines = up.stdout.strip().splitlines()
+            api, tracking = f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{mlflow_port}"
+            assert lines[-2:] == [f"export PREFECT_API_URL={api}", f"export MLFLOW_TRACKING_URI={tracking}"]
+            assert "MLFLOW_TRACKING_PASSWORD" in up.stdout and "PREFECT_API_AUTH_STRING" in up.stdout
+            everything = up.stdout + up.stderr + "".join(p.read_text() for p in directory.rglob("*.ini"))
+            assert MLFLOW_PASSWORD not in everything and PREFECT_AUTH not in everything
+            assert {"mlflow.db", "prefect.db", "basic_auth.db"} <= {p.name for p in directory.iterdir()}
+
+            search = f"{tracking}/api/2.0/mlflow/experiments/search?max_results=5"
+            assert get(search)[0] == 401
+            assert get(search, f"admin:{MLFLOW_PASSWORD}")[0] == 200
+            assert get(f"{api}/flow_runs/filter", body={})[0] == 401
+            # the worker authenticated to register: it got the auth string
+            assert {r["worker"] for r in records if "worker" in r} <= workers_of(api, PREFECT_AUTH)
+
+            status = bp_stack("status", "--dir", str(directory))
+            assert status.returncode == 0 and status.stdout.count(" up ") == 3, status.stdout
+
+            client = {"PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": PREFECT_AUTH}
+            seen = start_slow_flow_run(tmp_path / "flow", client)
+            assert seen["heartbeat"] == "30"  # flow runs on the workers send heartbeats (zombie detection)
+        finally:
+            down = bp_stack("down", "--dir", str(directory), "--grace", "2", env=env, timeout=180)
+        assert down.returncode == 0, down.stderr
+        # the flow run did not finish within --grace: cancelled through Prefect, its process got SIGTERM and cleaned up
+        assert "cancelling 1 flow run(s)" in down.stderr, down.stderr
+        assert (tmp_path / "flow" / "stopped").read_text() == "TerminationSignal"
+        with sqlite3.connect(directory / "prefect.db") as db:
+            assert db.execute("SELECT state_type FROM flow_run").fetchall() == [("CANCELLED",)]
+        with sqlite3.connect(directory / "mlflow.db") as db:  # the flow logged with the worker's credentials
+            statuses = db.execute("SELECT status FROM runs WHERE run_uuid = ?", (seen["run_id"],)).fetchall()
+        assert statuses == [("FAILED",)]  # MLflow's `with start_run()` saw the TerminationSignal: never RUNNING
+        assert [line.split()[0] for line in down.stdout.splitlines()] == ["worker-1", "prefect-server", "mlflow-server"]
+        assert not [r for r in records if stack_procs.group(r)]
+        assert bystander.poll() is None  # not ours: still running
+        assert not (directory / stack_procs.PIDS_FILE).exists()
+        assert bp_stack("status", "--dir", str(directory)).returncode == 1
+        print(f"sqlite --auth stack: up {up_seconds:.1f} s")
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+SLOW_FLOW = """
+import json
+import os
+import time
+from pathlib import Path
+
+import mlflow
+from prefect import flow
+
+
+@flow
+def slow(seconds: int = 300):
+    here = Path.cwd()  # the deployment's working_dir
+    try:
+        with mlflow.start_run() as run:
+            seen = {"run_id": run.info.run_id, "heartbeat": os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY")}
+            (here / "started").write_text(json.dumps(seen))
+            for i in range(seconds):
+                mlflow.log_metric("tick", i, step=i)
+                time.sleep(1)
+    except BaseException as exc:
+        (here / "stopped").write_text(type(exc).__name__)
+        raise
+"""
+
+DEPLOY_AND_RUN = """
+import sys
+from pathlib import Path
+
+sys.path.insert(0, ".")
+from prefect.deployments import run_deployment
+from slow_flow import slow
+
+slow.to_deployment(name="slow", work_pool_name="bp", job_variables={"working_dir": str(Path.cwd())}).apply()
+run_deployment("slow/slow", timeout=0)
+"""
+
+
+def start_slow_flow_run(where, env: dict[str, str]) -> dict:
+    """Deploy a 5-minute flow on pool bp, run it, wait until a worker executes it; its MLflow run id and heartbeat."""
+    where.mkdir()
+    (where / "slow_flow.py").write_text(SLOW_FLOW)
+    done = subprocess.run([sys.executable, "-c", DEPLOY_AND_RUN], cwd=where, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 120
+    while not (where / "started").exists():
+        assert time.monotonic() < deadline, "no worker started the flow run within 120 s"
+        time.sleep(0.5)
+    time.sleep(0.2)  # the file is written in one call; let it land
+    return json.loads((where / "started").read_text())
+
+
+def test_a_service_that_fails_to_start_is_named_and_the_rest_stopped(tmp_path):
+    directory = tmp_path / "stack"
+    (directory / "prefect.db").mkdir(parents=True)  # SQLite cannot open a directory: the Prefect server exits
+    up = bp_stack("up", "--dir", str(directory), "--workers", "0",
+                  "--prefect-port", str(free_port()), "--mlflow-port", str(free_port()), timeout=300)
+    assert up.returncode == 1, up.stdout + up.stderr
+    first = up.stderr.split("bp: ", 1)[1].splitlines()[0]
+    assert first.startswith("prefect-server exited while starting: ") and "unable to open database file" in first
+    assert str(directory / "logs" / "prefect-server.log") in up.stderr
+    assert not (directory / stack_procs.PIDS_FILE).exists()
+    assert not processes_of(directory)  # the MLflow server it had started is gone too
+
+
+def processes_of(directory) -> list[int]:
+    """Live processes whose command line or environment names ``directory`` (the stack's services do)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and stack_procs.start_time(int(entry)) is not None:
+            try:
+                text = open(f"/proc/{entry}/cmdline", "rb").read() + open(f"/proc/{entry}/environ", "rb").read()
+            except OSError:
+                continue
+            if str(directory).encode() in text:
+                found.append(int(entry))
+    return found
+
+
+def one_line_refusal(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bp: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+def test_refusals_are_one_line_and_exit_2(tmp_path):
+    directory = str(tmp_path / "stack")
+    ports = ["--prefect-port", str(free_port()), "--mlflow-port", str(free_port())]
+    up = ("up", "--dir", directory, *ports)
+
+    short = one_line_refusal(bp_stack(*up, "--auth", env={"BP_MLFLOW_ADMIN_PASSWORD": "short-pw",
+                                                            "BP_PREFECT_AUTH_STRING": PREFECT_AUTH}), "at least 12")
+    assert "short-pw" not in short
+    one_line_refusal(bp_stack(*up, "--auth", env={"BP_PREFECT_AUTH_STRING": PREFECT_AUTH}), "BP_MLFLOW_ADMIN_PASSWORD")
+    one_line_refusal(bp_stack(*up, "--auth", env={"BP_MLFLOW_ADMIN_PASSWORD": MLFLOW_PASSWORD}),
+                     "BP_PREFECT_AUTH_STRING")
+
+    one_line_refusal(bp_stack(*up, "--database-url", "mysql://u@127.0.0.1:3306"), "not a PostgreSQL URL")
+    line = one_line_refusal(bp_stack(*up, "--database-url", "postgresql://u:hunter2secret@127.0.0.1:5432/db"),
+                            "no database")
+    assert "hunter2secret" not in line and "u:***@" in line
+    line = one_line_refusal(bp_stack(*up, "--database-url", f"postgresql://u:hunter2secret@127.0.0.1:{free_port()}"),
+                            "cannot connect")
+    assert "hunter2secret" not in line
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        one_line_refusal(bp_stack("up", "--dir", directory, "--prefect-port", str(port), "--mlflow-port",
+                                  str(free_port())), f"--prefect-port {port}", "in use")
+    one_line_refusal(bp_stack("up", "--dir", directory, "--prefect-port", "4711", "--mlflow-port", "4711"),
+                     "both 4711")
+    assert not os.path.exists(directory)  # refused before anything was made
+
+
+def test_running_stack_is_refused_and_a_reused_pid_left_alone(tmp_path):
+    directory = tmp_path / "stack"
+    directory.mkdir()
+    bystander = unrelated_process()
+    try:
+        # a live recorded process: a second `up` in the same DIR is refused
+        stack_procs.write_records(directory, [record_of(bystander, "prefect-server")])
+        one_line_refusal(bp_stack("up", "--dir", str(directory), "--prefect-port", str(free_port()),
+                                  "--mlflow-port", str(free_port())), "already runs", "bp stack down")
+        status = bp_stack("status", "--dir", str(directory))
+        assert status.returncode == 0 and " up " in status.stdout
+        # the same pid with another start time is another process (the kernel reused the pid): never signalled
+        stack_procs.write_records(directory, [record_of(bystander, "worker-1", start=1)])
+        down = bp_stack("down", "--dir", str(directory))
+        assert down.returncode == 0 and "was not running" in down.stdout, down.stdout + down.stderr
+        time.sleep(0.2)
+        assert bystander.poll() is None
+        nothing = bp_stack("status", "--dir", str(directory))
+        assert nothing.returncode == 1 and "no stack recorded" in nothing.stdout
+    finally:
+        bystander.send_signal(signal.SIGKILL)
+        bystander.wait()
+
+
+def test_parser_defaults():
+    import argparse
+
+    from flows.stack import add_parser
+
+    parser = argparse.ArgumentParser(prog="bp")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["stack", "up"])
+    assert (str(args.dir), args.workers, args.database_url, args.prefect_port, args.mlflow_port, args.auth) == \
+        (".bp-stack", 1, None, 4200, 5000, False)
+    assert parser.parse_args(["stack", "down"]).action == "down"
+    assert parser.parse_args(["stack", "status", "--dir", "x"]).dir.name == "x"
