@@ -128,7 +128,7 @@ class Schedule(Strict):
     """When ``bp deploy`` / ``bp serve`` run the config: a cron expression (in ``timezone``) or every ``interval`` s."""
 
     cron: str | None = Field(None, min_length=1, description="five-field cron expression, e.g. '0 3 * * *'")
-    timezone: str = Field("UTC", description="IANA time zone the cron expression is read in")
+    timezone: str | None = Field(None, description="IANA time zone the cron expression is read in (default UTC)")
     interval: Number | None = Field(None, gt=0, le=366 * 24 * 3600, allow_inf_nan=False, description="seconds")
 
     @field_validator("cron")
@@ -140,11 +140,20 @@ class Schedule(Strict):
             raise PydanticCustomError("cron", "not a five-field cron expression (minute hour day month weekday)")
         return cron
 
+    @model_validator(mode="before")
+    @classmethod
+    def _utc_for_cron(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("cron") is not None and data.get("timezone") is None:
+            return {**data, "timezone": "UTC"}  # resolved, so a config shows the zone its cron is read in
+        return data
+
     @field_validator("timezone")
     @classmethod
-    def _timezone(cls, name: str) -> str:
+    def _timezone(cls, name: str | None) -> str | None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+        if name is None:
+            return None
         try:
             ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
@@ -155,7 +164,7 @@ class Schedule(Strict):
     def _one_kind(self) -> Schedule:
         if (self.cron is None) == (self.interval is None):
             raise ValueError("cron: give exactly one of schedule.cron and schedule.interval")
-        if self.interval is not None and "timezone" in self.model_fields_set:
+        if self.interval is not None and self.timezone is not None:
             raise ValueError("timezone: applies to schedule.cron only, not to schedule.interval")
         return self
 
@@ -303,7 +312,8 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
-        raise ConfigError(f"--set {key}: cannot parse value {text!r} as YAML") from None
+        raise ConfigError(f"--set {key}: cannot parse value {text!r} as YAML (quote a string that starts with "
+                          f"* & ! or %: --set '{key}=\"{text}\"')") from None
     set_key(raw, key, value, f"--set {key}")
 
 

@@ -1,0 +1,44 @@
+"""A config's schedule: validated before anything is deployed, and a deployment's parameters validate again."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import REPO
+
+from bpcore.config import load_config, to_dict, validate
+from bpcore.errors import ConfigError
+
+LINREG = REPO / "configs" / "linreg.yaml"
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["schedule.cron=61 * * * *"], "schedule.cron = '61 * * * *': not a five-field cron expression"),
+    (["schedule.cron=0 3 * *"], "schedule.cron = '0 3 * *': not a five-field cron expression"),
+    (["schedule.cron=0 3 * * *", "schedule.timezone=Mars/Base"], "schedule.timezone = 'Mars/Base': not an IANA"),
+    (["schedule.interval=0"], "schedule.interval = 0: Input should be greater than 0"),
+    (["schedule.interval=60", "schedule.cron=0 3 * * *"], "schedule.cron: give exactly one of"),
+    (["schedule.interval=60", "schedule.timezone=UTC"], "schedule.timezone: applies to schedule.cron only"),
+    (["schedule.every=60"], "schedule.every: unknown key"),
+])
+def test_bad_schedules_name_the_key(overrides, expected):
+    with pytest.raises(ConfigError, match=expected.replace("*", r"\*").replace("(", r"\(")):
+        load_config(LINREG, overrides)
+
+
+@pytest.mark.parametrize("overrides", [["schedule.interval=5"], ["schedule.cron=0 3 * * 1-5"],
+                                       ['schedule.cron="*/15 * * * *"', "schedule.timezone=Europe/Paris"]])
+def test_a_resolved_schedule_validates_again(overrides):
+    """What bp deploy stores as the deployment's parameters is what a worker validates."""
+    config = load_config(LINREG, overrides)
+    assert validate(to_dict(config)) == config
+    assert config.schedule.cron is None or config.schedule.timezone  # a cron is read in a named zone (UTC)
+
+
+def test_an_unquoted_star_says_how_to_quote_it():
+    expected = r"""--set schedule.cron: cannot parse value '\*/5 \* \* \* \*' as YAML \(quote"""
+    with pytest.raises(ConfigError, match=expected):
+        load_config(LINREG, ["schedule.cron=*/5 * * * *"])
+
+
+def test_no_schedule_is_not_recorded():
+    assert "schedule" not in to_dict(load_config(LINREG))
