@@ -96,6 +96,7 @@ def up(args: argparse.Namespace) -> int:
             _check_mlflow_login(tracking, auth, directory)
         if svc.ensure_pool(api, headers, Path.cwd()):  # or resume it: down paused it
             _progress(f"work pool {svc.POOL} created (flow runs start in {Path.cwd()})")
+        _zombie_automation(api, auth)
         if args.workers:
             _start_workers(directory, records, args.workers, api, tracking, auth, headers)
     except BaseException:
@@ -110,6 +111,18 @@ def up(args: argparse.Namespace) -> int:
     print(f"export PREFECT_API_URL={api}")
     print(f"export MLFLOW_TRACKING_URI={tracking}")
     return 0
+
+
+def _zombie_automation(api: str, auth) -> None:
+    """The automation that marks a flow run Crashed when its worker stops sending heartbeats (flows.deploy)."""
+    from prefect.settings import temporary_settings
+
+    from flows.deploy import ensure_zombie_automation
+
+    updates = {"api.url": api, **({"api.auth_string": auth.prefect_auth_string} if auth else {})}
+    with temporary_settings(updates=updates):
+        ensure_zombie_automation()
+    _progress("automation: flow runs whose heartbeats stop are marked Crashed")
 
 
 def _start_servers(directory: Path, records: list[dict], args, pg, auth) -> None:

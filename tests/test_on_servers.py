@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,16 @@ def last_run_id(done: subprocess.CompletedProcess) -> str:
     return last.removeprefix("run_id: ")
 
 
+@contextmanager
+def prefect_client(servers):
+    """A Prefect client of the stack's server (Prefect read its settings at import: the env var alone won't do)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import temporary_settings
+
+    with temporary_settings(updates={"api.url": servers["PREFECT_API_URL"]}), get_client(sync_client=True) as prefect:
+        yield prefect
+
+
 def client(servers) -> MlflowClient:
     return MlflowClient(servers["MLFLOW_TRACKING_URI"])
 
@@ -72,6 +83,19 @@ def worker_flow_runs(servers) -> dict[str, set[str]]:
         lines = log.read_text(errors="replace").splitlines()
         taken[log.stem] = {line.rsplit("'", 2)[-2] for line in lines if "submitting flow run" in line}
     return taken
+
+
+def test_stack_up_made_the_automation_that_crashes_silent_flow_runs(servers):
+    from prefect.automations import Automation
+    from prefect.settings import temporary_settings
+
+    from flows.deploy import ZOMBIE_AUTOMATION
+
+    with temporary_settings(updates={"api.url": servers["PREFECT_API_URL"]}):
+        automation = Automation.read(name=ZOMBIE_AUTOMATION)  # (through the same settings as prefect_client)
+    assert automation.enabled and automation.trigger.posture == "Proactive"
+    assert automation.trigger.after == {"prefect.flow-run.heartbeat"}
+    assert automation.actions[0].state.value == "CRASHED"
 
 
 def test_a_scheduled_run_is_trained_by_a_worker(servers, tmp_path):
@@ -93,16 +117,10 @@ def test_a_scheduled_run_is_trained_by_a_worker(servers, tmp_path):
     assert [m.step for m in mc.get_metric_history(run.info.run_id, "cost")] == list(range(1001))
     assert any(m.model_id for m in (run.outputs.model_outputs if run.outputs else []))
 
-    from prefect.client.orchestration import get_client
-
-    os.environ["PREFECT_API_URL"] = servers["PREFECT_API_URL"]
-    try:
-        with get_client(sync_client=True) as prefect:
-            deployments = [d for d in prefect.read_deployments() if d.name == "every_few_seconds"]
-            assert len(deployments) == 1 and len(deployments[0].schedules) == 1  # deployed twice: updated
-            prefect.delete_deployment(deployments[0].id)  # stop the schedule for the other tests
-    finally:
-        os.environ.pop("PREFECT_API_URL")
+    with prefect_client(servers) as prefect:
+        deployments = [d for d in prefect.read_deployments() if d.name == "every_few_seconds"]
+        assert len(deployments) == 1 and len(deployments[0].schedules) == 1  # deployed twice: updated
+        prefect.delete_deployment(deployments[0].id)  # stop the schedule for the other tests
 
 
 def test_a_sweep_on_the_pool_uses_both_workers(servers):
@@ -203,14 +221,8 @@ def test_a_worker_killed_mid_child_loses_no_point(servers):
     assert sorted(names) == sorted(["lr=0.002", "lr=0.02", "lr=0.2", "lr=2"]), names  # every point, once more
     assert "submitting it again" in err
 
-    from prefect.client.orchestration import get_client
-
-    os.environ["PREFECT_API_URL"] = servers["PREFECT_API_URL"]
-    try:
-        with get_client(sync_client=True) as prefect:
-            state = prefect.read_flow_run(victim.data.tags["bp.flow_run"]).state
-    finally:
-        os.environ.pop("PREFECT_API_URL")
+    with prefect_client(servers) as prefect:
+        state = prefect.read_flow_run(victim.data.tags["bp.flow_run"]).state
     assert state.is_crashed(), state
     records = json.loads((servers["dir"] / "pids.json").read_text())
     assert records  # the stack still knows its processes (bp stack down checks them by start time)
