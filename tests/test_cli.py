@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
-from conftest import REPO, run_bp
+from conftest import REPO, light_bp, run_bp
 
 LINREG = str(REPO / "configs" / "linreg.yaml")
 MNIST = str(REPO / "configs" / "mnist.yaml")
 CHAIN = str(REPO / "configs" / "chain.yaml")
 
-# Runs bp in a fresh interpreter and fails if Prefect or MLflow got imported.
-PROBE = """
-import sys
-from flows.cli import main
-code = main(sys.argv[1:])
-heavy = sorted(m for m in ("prefect", "mlflow") if m in sys.modules)
-if heavy:
-    print("imported:", heavy, file=sys.stderr)
-    sys.exit(99)
-sys.exit(code)
-"""
-
-
-def probe(*argv: str, cwd=REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
-
-
 def test_validate_prints_the_resolved_config_without_prefect_or_mlflow():
-    done = probe("validate", LINREG, "--set", "trainer.learning_rate=0.0002", "--set", "seed=4")
+    done = light_bp("validate", LINREG, "--set", "trainer.learning_rate=0.0002", "--set", "seed=4")
     assert done.returncode == 0, done.stderr
     assert "learning_rate: 0.0002" in done.stdout and "seed: 4" in done.stdout
     assert "divergence_factor:" in done.stdout  # defaults are shown resolved
@@ -58,7 +39,7 @@ def test_validate_prints_the_resolved_config_without_prefect_or_mlflow():
     ],
 )
 def test_bad_input_exits_2_with_one_line_before_prefect(argv, expected):
-    done = probe(*argv)
+    done = light_bp(*argv)
     assert done.returncode == 2, (done.returncode, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
