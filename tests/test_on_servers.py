@@ -209,14 +209,15 @@ def test_a_worker_killed_mid_child_loses_no_point(servers):
     assert victim is not None, "no child started training"
     pid = int(victim.data.tags["bp.worker"].rsplit(":", 1)[1])
     worker = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # the flow run's parent
-    os.killpg(os.getpgid(worker), signal.SIGKILL)  # the worker and what it runs: a machine lost
+    os.kill(pid, signal.SIGKILL)  # the flow run (in a session of its own) and its worker: a machine lost
+    os.killpg(os.getpgid(worker), signal.SIGKILL)
     out, err = sweep.communicate(timeout=900)
     assert sweep.returncode == 0, err[-3000:]
     parent = out.strip().splitlines()[-1].removeprefix("run_id: ")
     children = runs_of(mc, "killed-worker", f"tags.mlflow.parentRunId = '{parent}'")
     assert not [c for c in children if c.info.status == "RUNNING"]
     killed = mc.get_run(victim.info.run_id)
-    assert killed.info.status == "FAILED" and "crashed" in killed.data.tags["bp.failure_reason"]
+    assert killed.info.status == "FAILED" and "crashed" in killed.data.tags["bp.failure_reason"], err[-3000:]
     names = [c.info.run_name for c in children if c.info.run_id != victim.info.run_id]
     assert sorted(names) == sorted(["lr=0.002", "lr=0.02", "lr=0.2", "lr=2"]), names  # every point, once more
     assert "submitting it again" in err
