@@ -69,11 +69,15 @@ class Stack:
         self.client_env = {**self.env, **exports, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
         self.workers: list[subprocess.Popen] = []
 
-    def worker(self, pool: str, name: str) -> None:
+    def worker(self, pool: str, name: str, of: int) -> None:
+        """A worker of ``pool``, one of ``of`` sharing the cores, with its BLAS threads as bp stack up sets them."""
+        from flows.stack_services import blas_threads
+
         log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
         self.workers.append(subprocess.Popen(
             ["prefect", "worker", "start", "--pool", pool, "--type", "process", "--name", name, "--limit", "1"],
-            env=self.client_env, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            env={**self.client_env, **blas_threads(of)}, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True))
 
     def down(self) -> None:
         for proc in self.workers:
@@ -133,11 +137,12 @@ def part_b(stack: Stack, root: Path, rounds: int, children: int, epochs: int) ->
 def part_c(stack: Stack, root: Path, parents: list[str], children: int, epochs: int) -> None:
     from mlflow.tracking import MlflowClient
     from prefect.client.orchestration import get_client
+    from prefect.settings import temporary_settings
 
-    os.environ.update({k: stack.client_env[k] for k in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")})
     mc = MlflowClient(stack.client_env["MLFLOW_TRACKING_URI"])
     waits = []
-    with get_client(sync_client=True) as prefect:
+    with temporary_settings(updates={"api.url": stack.client_env["PREFECT_API_URL"]}), \
+            get_client(sync_client=True) as prefect:
         for parent in parents:
             for child in mc.search_runs([mc.get_run(parent).info.experiment_id],
                                         f"tags.mlflow.parentRunId = '{parent}'"):
@@ -171,9 +176,9 @@ def main() -> None:
             part_a(stack, root, args.rounds)
         parents = []
         if "b" in args.parts or "c" in args.parts:
-            stack.worker("bench-1", "solo")
-            stack.worker("bench-2", "pair-1")
-            stack.worker("bench-2", "pair-2")
+            stack.worker("bench-1", "solo", of=1)
+            stack.worker("bench-2", "pair-1", of=2)
+            stack.worker("bench-2", "pair-2", of=2)
             time.sleep(5)
             parents = part_b(stack, root, args.rounds if "b" in args.parts else 1, args.children, args.epochs)
         if "c" in args.parts:

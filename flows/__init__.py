@@ -1,6 +1,7 @@
 """flows: Prefect flows and tasks, the MLflow tracking layer and the ``bp`` command."""
 
 import os
+import sys
 
 # Offline-friendly defaults, set before Prefect or MLflow is imported; users can override them.
 # Prefect's temporary server needs 16-23 s to create its SQLite database the first time, past
@@ -15,6 +16,12 @@ os.environ.setdefault("DO_NOT_TRACK", "1")  # offline by default: no usage pings
 # happens. The final batch is flushed when the server stops.
 os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "500")
 os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE", "500")
+
+# MLflow's REST client asks, on its first request, whether it runs in a Databricks notebook, by importing
+# IPython (1.2 s here, on the path of every run against an MLflow server). A process that has not
+# imported IPython by now is no notebook: make that import fail at once instead.
+if "IPython" not in sys.modules and not sys.flags.interactive:
+    sys.modules["IPython"] = None
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default, in the working directory
 

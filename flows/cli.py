@@ -227,7 +227,8 @@ def _serve(args) -> int:
     from flows import deploy
 
     for name, config in named:
-        print(f"bp: serving {name}: {deploy.describe(config)}", file=sys.stderr)
+        flow, _ = deploy.flow_and_parameters(config, name)
+        print(f"bp: serving {flow.name}/{name}: {deploy.describe(config)}", file=sys.stderr)
     deploy.serve(named)
     return 0
 

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 from bpcore.errors import InputError
@@ -123,15 +123,16 @@ def _stop_temporary_server() -> None:
 
 
 def _local_settings():
-    """Without a Prefect server (PREFECT_API_URL), switch off flow-run heartbeats.
+    """No flow-run heartbeats for the flow bp runs in this process.
 
-    Heartbeats let a long-lived server notice crashed runs; a temporary server dies with this
-    process, and each flow run's end waits up to a second for its heartbeat thread to stop.
+    Each flow run's end waits up to a second for its heartbeat thread to stop (a sixth of a line
+    fit against a server). Heartbeats let a server notice a flow run whose process vanished; a
+    temporary server dies with this process anyway, and a bp process killed outright has its MLflow
+    run reaped by the next bp. Runs that workers execute (deployments, sweep children on a pool)
+    keep their heartbeats: the worker's environment sets them.
     """
-    from prefect.settings import get_current_settings, temporary_settings
+    from prefect.settings import temporary_settings
 
-    if get_current_settings().api.url:
-        return nullcontext()
     return temporary_settings(updates={"flows.heartbeat_frequency": None})
 
 
@@ -231,7 +232,8 @@ def _prewarm(go: threading.Event, watch: logging.Filter | None = None, reap_uri:
     if watch is not None:
         logging.getLogger("prefect").removeFilter(watch)
     try:
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        if reap_uri is None or not reap_uri.startswith(("http:", "https:")):  # an SQL store: MLflow imports it
+            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
         import numpy as np
         from mlflow.utils import requirements_utils
 

@@ -141,7 +141,7 @@ def _start_workers(directory: Path, records: list[dict], n: int, api: str, track
     started = []
     for i in range(1, n + 1):
         worker = f"bp-{socket.gethostname()}-{i}-{secrets.token_hex(3)}"
-        argv, env = svc.worker(directory, worker, api, tracking, auth)
+        argv, env = svc.worker(directory, worker, api, tracking, auth, workers=n)
         started.append(procs.spawn(f"worker-{i}", argv, env, directory / "logs" / f"worker-{i}.log", cwd=Path.cwd(),
                                    url=api, worker=worker))
         records.append(started[-1])

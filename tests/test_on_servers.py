@@ -123,6 +123,26 @@ def test_a_scheduled_run_is_trained_by_a_worker(servers, tmp_path):
         prefect.delete_deployment(deployments[0].id)  # stop the schedule for the other tests
 
 
+def test_bp_serve_runs_a_schedule_from_one_process(servers, tmp_path):
+    config = tmp_path / "served.yaml"
+    config.write_text(Path(str(REPO / "configs" / "chain.yaml")).read_text() + "schedule:\n  interval: 3\n")
+    serve = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", str(config), "--set", "experiment=served",
+                              "--set", "trainer.iterations=20"], env=servers["env"], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        mc, deadline, finished = client(servers), time.monotonic() + 180, []
+        while not finished and time.monotonic() < deadline and serve.poll() is None:
+            finished = runs_of(mc, "served", "attributes.status = 'FINISHED'")
+            time.sleep(1)
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        out, err = serve.communicate(timeout=60)
+    assert finished, err[-3000:]
+    run = finished[0]
+    assert run.data.tags["bp.deployment"] == "served" and run.data.tags["bp.status"] == "finished"
+    assert "bp: serving chain/served: every 3 s" in err
+
+
 def test_a_sweep_on_the_pool_uses_both_workers(servers):
     before = worker_flow_runs(servers)
     done = bp("sweep", LINREG_SWEEP, "--pool", "bp", "--set", "experiment=pool-sweep", env=servers["env"],
