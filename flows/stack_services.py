@@ -56,7 +56,10 @@ def read_auth(env: dict[str, str]) -> Auth:
 def base_env(directory: Path) -> dict[str, str]:
     """This process's environment, offline, without settings that would point a service elsewhere."""
     drop = ("PREFECT_API_DATABASE_", "PREFECT_SERVER_DATABASE_", "MLFLOW_TRACKING_", "PREFECT_API_AUTH_STRING",
-            "PREFECT_SERVER_API_AUTH_STRING", "MLFLOW_AUTH_", "MLFLOW_LOGGING_LEVEL")  # bp quiets MLflow: not the logs
+            "PREFECT_SERVER_API_AUTH_STRING", "MLFLOW_AUTH_", "MLFLOW_LOGGING_LEVEL",  # bp quiets MLflow: not the logs
+            # the launching shell's MLflow run context (mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID): a
+            # worker's runs go to their config's experiment on the stack's server, where that id means nothing
+            "MLFLOW_EXPERIMENT_", "MLFLOW_RUN_ID")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     return {**env, **OFFLINE, "PREFECT_HOME": str(directory / "prefect")}
 

@@ -96,9 +96,10 @@ def history(mc, run_id: str, key: str):
 
 
 def python_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
+    """This environment for a subprocess, without the MLflow context in-process runs exported
+    (mlflow.set_tracking_uri and set_experiment set MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_ID)."""
+    drop = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+    return {k: v for k, v in os.environ.items() if k not in drop}
 
 
 def pytest_collection_modifyitems(items):

@@ -1,6 +1,7 @@
 """The flows on real servers: Postgres, the MLflow server, the Prefect server and two workers, started once
-by ``bp stack up`` on free 127.0.0.1 ports: scheduled runs, sweeps on workers, a worker killed mid-child,
-the MLflow server restarted mid-run, and reproduction of a worker's child here."""
+per session by ``bp stack up`` on free 127.0.0.1 ports (tests/stack_fixtures.py): scheduled runs, bp serve,
+sweeps on workers, a worker killed mid-child, the MLflow server restarted mid-run, and reproduction here of a
+worker's child."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from pathlib import Path
 import pytest
 from conftest import REPO, python_env
 from mlflow.tracking import MlflowClient
-from stack_fixtures import free_port
 
 pytestmark = pytest.mark.stack
 
@@ -33,21 +33,14 @@ def bp(*argv: str, env: dict, cwd, timeout: float = 600) -> subprocess.Completed
 
 
 @pytest.fixture(scope="module")
-def servers(postgres, tmp_path_factory):
-    """This module's own ``bp stack up`` (two workers, on the session's Postgres): its tests kill a worker and
-    restart the MLflow server, which the session's ``stack`` must not see. The environment a client needs."""
-    where = tmp_path_factory.mktemp("stack")
-    env = {**python_env(), **FAST_SERVICES}
-    env.pop("PREFECT_API_URL", None)
-    up = bp("stack", "up", "--dir", str(where / "stack"), "--workers", "2", "--database-url", postgres,
-            "--prefect-port", str(free_port()), "--mlflow-port", str(free_port()), env=env, cwd=where)
-    try:
-        assert up.returncode == 0, up.stderr[-3000:]
-        exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.strip().splitlines()[-2:])
-        yield {"env": {**env, **exports}, "dir": where / "stack", "cwd": where, **exports}
-    finally:
-        down = bp("stack", "down", "--dir", str(where / "stack"), env=env, cwd=where)
-        assert down.returncode == 0, down.stderr[-2000:]
+def servers(stack, tmp_path_factory):
+    """The session's ``bp stack up`` (two workers, on the private Postgres), as the environment a client needs.
+
+    This module runs after tests/test_stack.py (file order): it kills a worker and restarts the MLflow
+    server, which that module's checks of the running stack must not see.
+    """
+    where = tmp_path_factory.mktemp("clients")
+    return {"env": {**python_env(), **FAST_SERVICES, **stack.env}, "dir": stack.dir, "cwd": where, **stack.env}
 
 
 def last_run_id(done: subprocess.CompletedProcess) -> str:
