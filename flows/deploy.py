@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from bpcore import kinds
 from bpcore.config import Config, to_dict
 from bpcore.errors import InputError
 from flows import flow_for
@@ -178,6 +177,3 @@ def serve(configs: list[tuple[str, Config]]) -> None:
 
     prefect_serve(*(to_deployment(config, name) for name, config in configs))
 
-
-def known_kinds() -> list[str]:
-    return kinds.names()

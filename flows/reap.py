@@ -36,6 +36,8 @@ def reap(uri: str, experiment_ids: list[str] | None = None) -> list[tuple[str, s
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from flows.tracking import mark_failed  # as bp marks any failed run: the tags, then FAILED
+
     host = socket.gethostname()
     try:
         client = MlflowClient(uri)
@@ -48,7 +50,7 @@ def reap(uri: str, experiment_ids: list[str] | None = None) -> list[tuple[str, s
         when = datetime.now(UTC).isoformat(timespec="seconds")
         reason = f"process {run.data.tags[WORKER_TAG]} that ran it is gone (found by bp at {when})"
         with contextlib.suppress(MlflowException):  # deleted meanwhile, or reaped by another bp: no matter
-            _mark_failed(client, run.info.run_id, reason)
+            mark_failed(client, run.info.run_id, "failed", reason)
             reaped.append((run.info.run_id, reason))
     return reaped
 
@@ -62,14 +64,6 @@ def _running_here(client, experiment_ids: list[str] | None, host: str) -> list:
     # the store narrows by host; _is_orphan checks the exact value ("_" in LIKE matches any one character)
     where = f"attributes.status = 'RUNNING' and tags.`{WORKER_TAG}` LIKE '{host}:%'"
     return _all_pages(lambda **page: client.search_runs(experiment_ids, where, **page))
-
-
-def _mark_failed(client, run_id: str, reason: str) -> None:
-    """Tag the run as bp marks a failed run, then end it FAILED."""
-    from mlflow.entities import RunTag
-
-    client.log_batch(run_id, tags=[RunTag("bp.status", "failed"), RunTag("bp.failure_reason", reason)])
-    client.set_terminated(run_id, "FAILED")
 
 
 def _all_pages(search) -> list:
