@@ -38,7 +38,7 @@ def run_remote_child(point: GridPoint, deployment: str, tracking_uri: str, tags:
         if not flow_run.state.is_crashed():
             break
         reason = f"flow run {flow_run.id} crashed: {flow_run.state.message}"
-        for run_id in fail_running(tracking_uri, str(flow_run.id), reason):
+        for run_id in fail_running(tracking_uri, str(flow_run.id), reason, point.config["experiment"]):
             logger.warning("%s: MLflow run %s marked FAILED (%s)", point.name, run_id, reason)
         logger.warning("%s: attempt %d of %d crashed (%s)%s", point.name, attempt, ATTEMPTS, flow_run.state.message,
                        "; submitting it again" if attempt < ATTEMPTS else "")
@@ -56,15 +56,13 @@ def _runs_of(mc, flow_run_id: str, experiment: str, extra: str = ""):
     return mc.search_runs([found.experiment_id], f"tags.`bp.flow_run` = '{flow_run_id}'{extra}")
 
 
-def fail_running(tracking_uri: str, flow_run_id: str, reason: str, experiment: str | None = None) -> list[str]:
-    """Mark FAILED the RUNNING MLflow runs a crashed flow run left behind; their ids."""
+def fail_running(tracking_uri: str, flow_run_id: str, reason: str, experiment: str) -> list[str]:
+    """Mark FAILED the RUNNING MLflow runs a crashed flow run left in ``experiment``; their ids."""
     mc = tracking.client(tracking_uri)
-    experiments = [experiment] if experiment else [e.name for e in mc.search_experiments()]
     failed = []
-    for name in experiments:
-        for run in _runs_of(mc, flow_run_id, name, " and attributes.status = 'RUNNING'"):
-            tracking.mark_failed(mc, run.info.run_id, "failed", reason)
-            failed.append(run.info.run_id)
+    for run in _runs_of(mc, flow_run_id, experiment, " and attributes.status = 'RUNNING'"):
+        tracking.mark_failed(mc, run.info.run_id, "failed", reason)
+        failed.append(run.info.run_id)
     return failed
 
 
