@@ -8,6 +8,7 @@ failed (its MLflow run is FAILED with the reason), 2 bad input (one line on stde
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from pathlib import Path
@@ -304,5 +305,41 @@ COMMANDS = {"train": _train, "sweep": _sweep, "validate": _validate, "reproduce"
             "deploy": _deploy, "serve": _serve, "stack": _stack}
 
 
+def entry() -> None:
+    """The ``bp`` console script (and ``python -m flows.cli``): ``main()`` in a process of its own.
+
+    Two costs of a short run that only a process's owner can cut, about 1 s of a 5 s line fit
+    against servers (``benchmarks/stack_bench.py``, part a):
+    - the cyclic garbage collector, with its default thresholds, walks the growing heap again and
+      again while MLflow, Prefect and pandas are imported (300-500 ms here); collections are made
+      rarer, not turned off;
+    - the interpreter's teardown frees every one of those modules' objects one by one at exit
+      (about 0.6 s). ``_leave`` exits without it.
+    """
+    gc.set_threshold(10_000, 50, 100)
+    _leave(main())
+
+
+def _leave(code: int) -> None:
+    """Exit with ``code`` as the interpreter would, minus freeing the heap object by object.
+
+    What Python's own exit does first, in its order: wait for non-daemon threads and run
+    threading's exit hooks (Prefect drains its log and event queues there), then the atexit
+    handlers (MLflow, logging); then flush the standard streams. Only the teardown of modules
+    and objects, which the operating system makes moot, is skipped.
+    """
+    import atexit
+    import threading
+
+    threading._shutdown()  # the interpreter's own first exit step; private, present from 3.4 to 3.13
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (bp ... | head): nothing more can reach it
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -68,3 +68,23 @@ def test_bad_data_exits_2_naming_file_and_row(tmp_path, capsys, text, expected):
 def test_console_script_is_installed():
     done = subprocess.run(["bp", "validate", LINREG], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "kind: linreg" in done.stdout
+
+
+def test_console_script_exits_with_mains_code_after_every_exit_hook(tmp_path):
+    """``bp`` skips the interpreter's teardown, not what exit does first: exit hooks run, output is flushed."""
+    import sys
+
+    script = ("import atexit, sys\n"
+              "from flows.cli import entry\n"
+              "atexit.register(lambda: print('exit hook ran', file=sys.stderr))\n"
+              "sys.argv = ['bp', *sys.argv[1:]]\n"
+              "entry()\n"
+              "print('not reached')\n")
+    ok = subprocess.run([sys.executable, "-c", script, "validate", LINREG], capture_output=True, text=True,
+                        timeout=60, cwd=tmp_path)
+    assert ok.returncode == 0 and ok.stderr == "exit hook ran\n"
+    assert ok.stdout.startswith("kind: linreg") and "not reached" not in ok.stdout
+    bad = subprocess.run([sys.executable, "-c", script, "validate", "missing.yaml"], capture_output=True,
+                         text=True, timeout=60, cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.splitlines() == ["bp: missing.yaml: no such config file", "exit hook ran"]
