@@ -73,14 +73,20 @@ def run_tags(tags: dict[str, str] | None) -> dict[str, str]:
     child a worker trained) and ``bp.deployment`` when a deployment started that flow run."""
     from prefect.runtime import deployment, flow_run
 
-    found = {"bp.flow_run": flow_run.id, "bp.deployment": deployment.name}
+    found = {"bp.flow_run": flow_run.id, "bp.deployment": deployment.name if started_by_deployment() else None}
     return {**{key: str(value) for key, value in found.items() if value}, **(tags or {})}
 
 
 def started_by_deployment() -> bool:
-    from prefect.runtime import deployment
+    """Whether a deployment created this flow run, from the flow run in context.
 
-    return bool(deployment.id)
+    Not ``prefect.runtime.deployment.id``: in Prefect 3.9 it reads the flow run back from the API
+    whenever no deployment started it, two round trips on every ``bp train``.
+    """
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return bool(context and context.flow_run and context.flow_run.deployment_id)
 
 
 def prepare_store(tracking_uri: str) -> None:
