@@ -32,19 +32,25 @@ def train(config: ChainConfig) -> tuple[Chain, list[dict[str, float]]]:
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def log_history(tracking_uri: str, run_id: str, history: list[dict[str, float]], ts: int) -> dict[str, float]:
-    """Every recorded quantity as a metric with step = iteration (batched, 1000 per call)."""
-    mc = tracking.client(tracking_uri)
-    for key in history[0]:
-        tracking.log_history(mc, run_id, key, [h[key] for h in history], timestamp_ms=ts)
+def log_final(tracking_uri: str, run_id: str, history: list[dict[str, float]], ts: int) -> dict[str, float]:
+    """``final_cost`` and every quantity's last value, at the last step (before the model, which links them)."""
     final = {"final_cost": history[-1]["cost"]}
-    tracking.log_values(mc, run_id, final, step=len(history) - 1, timestamp_ms=ts)
+    tracking.log_values(tracking.client(tracking_uri), run_id, {**history[-1], **final}, step=len(history) - 1,
+                        timestamp_ms=ts)
     return final
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def log_history(tracking_uri: str, run_id: str, history: list[dict[str, float]], ts: int) -> None:
+    """Every recorded quantity at every step before the last (log_final logs the last), batched."""
+    mc = tracking.client(tracking_uri)
+    for key in history[0]:
+        tracking.log_history(mc, run_id, key, [h[key] for h in history[:-1]], timestamp_ms=ts)
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def log_artifacts(run_id: str, chain: Chain, history: list[dict[str, float]]) -> None:
-    """plots/cost.png, plots/partials.png, and the chain as a pyfunc model (x -> a(L))."""
+    """plots/cost.png, plots/partials.png, and the chain as a pyfunc model (x -> a(L)) made at the last step."""
     from flows import plots
     from flows.models import log_network_model
 
@@ -55,14 +61,25 @@ def log_artifacts(run_id: str, chain: Chain, history: list[dict[str, float]]) ->
     net = Network((1,) * (L + 1), "sigmoid", "quadratic",
                   [np.array([[w]]) for w in chain.w], [np.array([b]) for b in chain.b])
     with tempfile.TemporaryDirectory() as tmp:
-        log_network_model(run_id, Path(tmp), net, np.array([[history[0]["a0"]]]), 1.0, "activation")
+        log_network_model(run_id, Path(tmp), net, np.array([[history[0]["a0"]]]), 1.0, "activation",
+                          step=len(history) - 1)
 
 
 def descend_and_log(config: ChainConfig, example, tracking_uri: str, run_id: str, tags: dict) -> Trained:
-    """Descend, then log every partial's history, the plots and the chain as a model."""
+    """Descend, then log every partial's history, the plots and the chain as a model.
+
+    The histories (the bulk of the logging) are written on Prefect's thread pool while this
+    thread draws the plots and logs the model.
+    """
     trained, history = train(config)
-    final = log_history(tracking_uri, run_id, history, tracking.now_ms())
-    log_artifacts(run_id, trained, history)
+    ts = tracking.now_ms()
+    final = log_final(tracking_uri, run_id, history, ts)
+    histories = log_history.submit(tracking_uri, run_id, history, ts)
+    try:
+        log_artifacts(run_id, trained, history)
+    finally:
+        histories.wait()
+    histories.result()  # raises if the histories could not be logged: the run is then FAILED
     return Trained(metrics=final, histories={"cost": [h["cost"] for h in history]})
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
@@ -30,14 +31,12 @@ def train(table: Table, trainer: LineTrainer) -> tuple[gd.LineFit, float]:
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def log_metrics(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit, seconds: float,
-                ts: int) -> dict[str, float]:
-    """The cost history (batched), the weights and the diagnostics; returns the single values logged."""
-    mc = tracking.client(tracking_uri)
-    tracking.log_history(mc, run_id, "cost", fit.cost, timestamp_ms=ts)
-    # cost minus the least-squares optimum: on a log axis, learning rates that all flatten
-    # near the same cost still differ by orders of magnitude
-    tracking.log_history(mc, run_id, "excess_cost", fit.excess_cost, timestamp_ms=ts)
+def log_final(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit, seconds: float,
+              ts: int) -> dict[str, float]:
+    """The weights and diagnostics, with each curve's last point, at the last step; returns the single values.
+
+    Logged before the model, which MLflow links to the metrics of the step it is logged at.
+    """
     values = {"lambda_max": fit.lambda_max, "max_stable_lr": fit.max_stable_lr,
               "least_squares_cost": fit.optimum_cost, "train_seconds": seconds}
     if not fit.diverged:
@@ -46,8 +45,24 @@ def log_metrics(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit, s
             values["slope"] = fit.w[0]
         else:
             values.update({f"slope.{name}": w for name, w in zip(table.feature_names, fit.w)})
-    tracking.log_values(mc, run_id, values, step=fit.cost.size - 1, timestamp_ms=ts)
+    last = {key: curve[-1] for key, curve in _curves(fit).items()}
+    tracking.log_values(tracking.client(tracking_uri), run_id, {**values, **last}, step=fit.cost.size - 1,
+                        timestamp_ms=ts)
     return {key: float(value) for key, value in values.items()}
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def log_curves(tracking_uri: str, run_id: str, fit: gd.LineFit, ts: int) -> None:
+    """The cost and excess-cost curves at every step before the last (log_final logs the last), batched."""
+    mc = tracking.client(tracking_uri)
+    for key, curve in _curves(fit).items():
+        tracking.log_history(mc, run_id, key, curve[:-1], timestamp_ms=ts)
+
+
+def _curves(fit: gd.LineFit) -> dict[str, np.ndarray]:
+    # cost minus the least-squares optimum: on a log axis, learning rates that all flatten
+    # near the same cost still differ by orders of magnitude
+    return {"cost": fit.cost, "excess_cost": fit.excess_cost}
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -69,20 +84,30 @@ def log_plots(table: Table, fit: gd.LineFit) -> None:
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def log_model(run_id: str, table: Table, fit: gd.LineFit) -> None:
-    """The fitted line as a pyfunc model under ``model``."""
+    """The fitted line as a pyfunc model under ``model``, produced at the last step."""
     from flows.models import log_line_model  # mlflow.pyfunc's import is prewarmed by bp too
 
     with tempfile.TemporaryDirectory() as tmp:
-        log_line_model(run_id, Path(tmp), table, fit.w, fit.b)
+        log_line_model(run_id, Path(tmp), table, fit.w, fit.b, step=fit.cost.size - 1)
 
 
 def fit_and_log(config: LinRegConfig, table: Table, tracking_uri: str, run_id: str, tags: dict) -> Trained:
-    """Train, log the histories and plots, and the model when training finished."""
+    """Train; log the final values, the curves, the plots and, when training finished, the model.
+
+    The curves (two 1000-point batches, mostly the tracking server's time) are written in a
+    task of their own on Prefect's thread pool while this thread draws the plots and logs the model.
+    """
     fit, seconds = train(table, config.trainer)
-    values = log_metrics(tracking_uri, run_id, table, fit, seconds, tracking.now_ms())
-    log_plots(table, fit)
-    if not fit.diverged:
-        log_model(run_id, table, fit)
+    ts = tracking.now_ms()
+    values = log_final(tracking_uri, run_id, table, fit, seconds, ts)
+    curves = log_curves.submit(tracking_uri, run_id, fit, ts)
+    try:
+        log_plots(table, fit)
+        if not fit.diverged:
+            log_model(run_id, table, fit)
+    finally:
+        curves.wait()
+    curves.result()  # raises if the curves could not be logged: the run is then FAILED
     return Trained(status=fit.status, reason=fit.message if fit.diverged else None, metrics=values,
                    histories={"cost": fit.cost.tolist(), "excess_cost": fit.excess_cost.tolist()})
 

@@ -77,12 +77,13 @@ def log_results(tracking_uri: str, run_id: str, splits: MnistSplits, fit: NetFit
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def log_model(run_id: str, splits: MnistSplits, fit: NetFit) -> None:
-    """The network as a pyfunc model reading raw pixels 0-255 and returning digits."""
+    """The network as a pyfunc model reading raw pixels 0-255 and returning digits, produced at the last epoch."""
     from flows.models import log_network_model
 
     example = splits.val_images[:3] if len(splits.val_images) else (splits.train_X[:3] * 255).round()
     with tempfile.TemporaryDirectory() as tmp:
-        log_network_model(run_id, Path(tmp), fit.net, example, input_scale=1 / 255, output="class")
+        log_network_model(run_id, Path(tmp), fit.net, example, input_scale=1 / 255, output="class",
+                          step=fit.epochs[-1].epoch if fit.epochs else 0)
 
 
 def fit_and_log(config: MnistConfig, splits: MnistSplits, tracking_uri: str, run_id: str, tags: dict) -> Trained:

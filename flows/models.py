@@ -25,8 +25,11 @@ def requirements(*packages: str) -> list[str]:
     return [f"{name}=={version(name)}" for name in packages]
 
 
-def log_line_model(run_id: str, workdir: Path, table: Table, w: np.ndarray, b: float):
-    """Log the line ``X w + b`` as ``model`` in the active run (which must be ``run_id``)."""
+def log_line_model(run_id: str, workdir: Path, table: Table, w: np.ndarray, b: float, step: int = 0):
+    """Log the line ``X w + b`` as ``model`` in the active run (which must be ``run_id``).
+
+    ``step``: the training step that produced it; MLflow links the run's metrics of that step to the model.
+    """
     _require_active(run_id)
     weights = workdir / "weights.npz"
     np.savez(weights, w=np.asarray(w, dtype=np.float64), b=np.float64(b),
@@ -43,6 +46,7 @@ def log_line_model(run_id: str, workdir: Path, table: Table, w: np.ndarray, b: f
         signature=signature,
         input_example=example,
         pip_requirements=requirements("mlflow", "numpy", "pandas"),
+        step=step,
     )
 
 
@@ -54,10 +58,11 @@ def _require_active(run_id: str) -> None:
 
 
 def log_network_model(run_id: str, workdir: Path, net: Network, example: np.ndarray,
-                      input_scale: float, output: str):
+                      input_scale: float, output: str, step: int = 0):
     """Log a network as ``model``: input (n, sizes[0]) numbers, output digits or activations.
 
-    ``example``: a few raw input rows (the input example shown in the UI and checked at logging).
+    ``example``: a few raw input rows (the input example shown in the UI and checked at logging);
+    ``step``: the training step (epoch, iteration) that produced it, as for ``log_line_model``.
     """
     _require_active(run_id)
     weights = workdir / "weights.npz"
@@ -78,4 +83,5 @@ def log_network_model(run_id: str, workdir: Path, net: Network, example: np.ndar
         signature=signature,
         input_example=np.asarray(example, dtype=np.float64),
         pip_requirements=requirements("mlflow", "numpy", "pandas"),
+        step=step,
     )

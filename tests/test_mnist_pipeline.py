@@ -60,6 +60,10 @@ def test_mnist_run_logs_epochs_plots_and_tags(mnist_run, tracking_uri):
     plots = {a.path for a in mc.list_artifacts(mnist_run, "plots")}
     assert plots == {"plots/curves.png", "plots/confusion_matrix.png", "plots/misclassified.png"}
     assert "config.yaml" in {a.path for a in mc.list_artifacts(mnist_run)}
+    (model,) = mc.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{mnist_run}'")
+    linked = {m.key: m.step for m in model.metrics}  # the last epoch's figures, and the final ones
+    assert {"cost", "val_accuracy", "final_cost", "best_val_accuracy"} <= set(linked)
+    assert set(linked.values()) == {2}
 
 
 def test_mnist_run_leaves_a_finished_progress_artifact_in_prefect(mnist_run):
@@ -163,6 +167,11 @@ def test_chain_logs_every_partial_per_step(capsys, tracking_uri):
         assert steps == list(range(31)), key
         np.testing.assert_allclose(values, [h[key] for h in expected], rtol=1e-12, atol=1e-300)
     assert {"plots/cost.png", "plots/partials.png"} <= {a.path for a in mc.list_artifacts(run_id, "plots")}
+    experiment = mc.get_run(run_id).info.experiment_id
+    (model,) = mc.search_logged_models([experiment], filter_string=f"source_run_id = '{run_id}'")
+    linked = {m.key: (m.step, m.value) for m in model.metrics}  # the figures of the last step
+    assert linked["final_cost"] == linked["cost"] == (30, pytest.approx(expected[-1]["cost"], rel=1e-12))
+    assert linked["dC_dw1"] == (30, pytest.approx(expected[-1]["dC_dw1"], rel=1e-12))
 
 
 def test_mnist_run_reproduces_bit_for_bit(capsys, tracking_uri):

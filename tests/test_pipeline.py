@@ -81,6 +81,14 @@ def test_seed_figures_through_bp_train(capsys, tracking_uri, seed_csv, workdir):
     assert len(inputs) == 1 and inputs[0].dataset.name == "data.csv"
     assert inputs[0].dataset.digest == tags["bp.data_digest"][:16]
 
+    # the model is linked to the figures of the step that produced it, the last one: not the first
+    (model,) = mc.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    linked = {m.key: (m.step, m.value) for m in model.metrics}
+    assert linked["final_cost"] == (1000, pytest.approx(SEED_COST, rel=REL))
+    assert linked["cost"] == (1000, pytest.approx(SEED_COST, rel=REL))
+    assert linked["slope"] == (1000, pytest.approx(SEED_M, rel=REL))
+    assert {step for step, _ in linked.values()} == {1000}
+
 
 def test_model_loads_in_a_fresh_process(capsys, tracking_uri, seed_csv, workdir, tmp_path):
     code, run_id, err = train(capsys, tracking_uri, "--set", f"data.path={seed_csv}",
