@@ -225,7 +225,7 @@ def _prewarm(go: threading.Event, watch: logging.Filter | None = None, reap_uri:
     """Import and initialise what logging a run will need: about 2-3 s on a process's first run; then reap.
 
     MLflow's SQL store (imported when the first run starts), matplotlib and its first figure
-    (fonts, the Agg renderer), mlflow.pyfunc, and MLflow's scan of installed packages (done when
+    (fonts, the Agg renderer), mlflow.pyfunc and its loaders, and MLflow's scan of installed packages (done when
     a model's requirements are checked). Then the orphaned runs of ``reap_uri`` are marked FAILED.
     """
     go.wait(timeout=30)
@@ -234,6 +234,7 @@ def _prewarm(go: threading.Event, watch: logging.Filter | None = None, reap_uri:
     try:
         if reap_uri is None or not reap_uri.startswith(("http:", "https:")):  # an SQL store: MLflow imports it
             import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        import mlflow.pyfunc.loaders  # noqa: F401  (loaded when a logged model's input example is checked)
         import numpy as np
         from mlflow.utils import requirements_utils
 
