@@ -32,11 +32,25 @@ def train(config: ChainConfig) -> tuple[Chain, list[dict[str, float]]]:
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def log_final(tracking_uri: str, run_id: str, history: list[dict[str, float]], ts: int) -> dict[str, float]:
-    """``final_cost`` and every quantity's last value, at the last step (before the model, which links them)."""
+def log_model(run_id: str, chain: Chain, history: list[dict[str, float]]) -> str:
+    """The chain as a pyfunc model (x -> a(L)), produced at the last step; returns its model id."""
+    from flows.models import log_network_model
+
+    L = len(chain.w)
+    net = Network((1,) * (L + 1), "sigmoid", "quadratic",
+                  [np.array([[w]]) for w in chain.w], [np.array([b]) for b in chain.b])
+    with tempfile.TemporaryDirectory() as tmp:
+        return log_network_model(run_id, Path(tmp), net, np.array([[history[0]["a0"]]]), 1.0, "activation",
+                                 step=len(history) - 1).model_id
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def log_final(tracking_uri: str, run_id: str, history: list[dict[str, float]], ts: int,
+              model_id: str) -> dict[str, float]:
+    """``final_cost`` and every quantity's last value, at the last step, linked to the model."""
     final = {"final_cost": history[-1]["cost"]}
     tracking.log_values(tracking.client(tracking_uri), run_id, {**history[-1], **final}, step=len(history) - 1,
-                        timestamp_ms=ts)
+                        timestamp_ms=ts, model_id=model_id)
     return final
 
 
@@ -49,34 +63,28 @@ def log_history(tracking_uri: str, run_id: str, history: list[dict[str, float]],
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def log_artifacts(run_id: str, chain: Chain, history: list[dict[str, float]]) -> None:
-    """plots/cost.png, plots/partials.png, and the chain as a pyfunc model (x -> a(L)) made at the last step."""
+def log_plots(history: list[dict[str, float]]) -> None:
+    """plots/cost.png and plots/partials.png."""
     from flows import plots
-    from flows.models import log_network_model
 
     cost = np.array([h["cost"] for h in history])
     mlflow.log_figure(plots.cost_curve(cost, "chain: cost (a(L) - y)^2"), "plots/cost.png")
     mlflow.log_figure(plots.chain_partials(history), "plots/partials.png")
-    L = len(chain.w)
-    net = Network((1,) * (L + 1), "sigmoid", "quadratic",
-                  [np.array([[w]]) for w in chain.w], [np.array([b]) for b in chain.b])
-    with tempfile.TemporaryDirectory() as tmp:
-        log_network_model(run_id, Path(tmp), net, np.array([[history[0]["a0"]]]), 1.0, "activation",
-                          step=len(history) - 1)
 
 
 def descend_and_log(config: ChainConfig, example, tracking_uri: str, run_id: str, tags: dict) -> Trained:
-    """Descend, then log every partial's history, the plots and the chain as a model.
+    """Descend; log the chain as a model, the last step's figures linked to it, every history and the plots.
 
-    The histories (the bulk of the logging) are written on Prefect's thread pool while this
-    thread draws the plots and logs the model.
+    In that order for the reasons given in flows/linreg.py: the histories (the bulk of the logging)
+    are written on Prefect's thread pool while this thread draws the plots.
     """
     trained, history = train(config)
+    model_id = log_model(run_id, trained, history)
     ts = tracking.now_ms()
-    final = log_final(tracking_uri, run_id, history, ts)
+    final = log_final(tracking_uri, run_id, history, ts, model_id)
     histories = log_history.submit(tracking_uri, run_id, history, ts)
     try:
-        log_artifacts(run_id, trained, history)
+        log_plots(history)
     finally:
         histories.wait()
     histories.result()  # raises if the histories could not be logged: the run is then FAILED

@@ -224,9 +224,10 @@ def _start_prewarm(reap_uri: str | None = None) -> threading.Thread:
 def _prewarm(go: threading.Event, watch: logging.Filter | None = None, reap_uri: str | None = None) -> None:
     """Import and initialise what logging a run will need: about 2-3 s on a process's first run; then reap.
 
-    MLflow's SQL store (imported when the first run starts), matplotlib and its first figure
-    (fonts, the Agg renderer), mlflow.pyfunc and its loaders, and MLflow's scan of installed packages (done when
-    a model's requirements are checked). Then the orphaned runs of ``reap_uri`` are marked FAILED.
+    In the order a run needs them: MLflow's SQL store (imported when the first run starts); what
+    logging a model takes (mlflow.pyfunc and its loaders, and MLflow's scan of installed packages,
+    done when the model's requirements are checked); then matplotlib and its first figure (fonts,
+    the Agg renderer). Then the orphaned runs of ``reap_uri`` are marked FAILED.
     """
     go.wait(timeout=30)
     if watch is not None:
@@ -235,13 +236,15 @@ def _prewarm(go: threading.Event, watch: logging.Filter | None = None, reap_uri:
         if reap_uri is None or not reap_uri.startswith(("http:", "https:")):  # an SQL store: MLflow imports it
             import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
         import mlflow.pyfunc.loaders  # noqa: F401  (loaded when a logged model's input example is checked)
-        import numpy as np
         from mlflow.utils import requirements_utils
 
         import flows.models  # noqa: F401  (mlflow.pyfunc)
-        from flows import plots
 
         requirements_utils._init_packages_to_modules_map()
+        import numpy as np
+
+        from flows import plots
+
         plots.cost_curve(np.array([2.0, 1.0]), "warm-up").savefig(io.BytesIO(), format="png")
     except Exception:  # an optimisation only: never let it break a run
         pass

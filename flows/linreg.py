@@ -31,11 +31,12 @@ def train(table: Table, trainer: LineTrainer) -> tuple[gd.LineFit, float]:
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def log_final(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit, seconds: float,
-              ts: int) -> dict[str, float]:
+def log_final(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit, seconds: float, ts: int,
+              model_id: str | None) -> dict[str, float]:
     """The weights and diagnostics, with each curve's last point, at the last step; returns the single values.
 
-    Logged before the model, which MLflow links to the metrics of the step it is logged at.
+    ``model_id``: the model trained here, which these figures are linked to (as MLflow links a model
+    logged at a step to that step's metrics).
     """
     values = {"lambda_max": fit.lambda_max, "max_stable_lr": fit.max_stable_lr,
               "least_squares_cost": fit.optimum_cost, "train_seconds": seconds}
@@ -47,7 +48,7 @@ def log_final(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit, sec
             values.update({f"slope.{name}": w for name, w in zip(table.feature_names, fit.w)})
     last = {key: curve[-1] for key, curve in _curves(fit).items()}
     tracking.log_values(tracking.client(tracking_uri), run_id, {**values, **last}, step=fit.cost.size - 1,
-                        timestamp_ms=ts)
+                        timestamp_ms=ts, model_id=model_id)
     return {key: float(value) for key, value in values.items()}
 
 
@@ -83,28 +84,30 @@ def log_plots(table: Table, fit: gd.LineFit) -> None:
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def log_model(run_id: str, table: Table, fit: gd.LineFit) -> None:
-    """The fitted line as a pyfunc model under ``model``, produced at the last step."""
+def log_model(run_id: str, table: Table, fit: gd.LineFit) -> str:
+    """The fitted line as a pyfunc model under ``model``, produced at the last step; returns its model id."""
     from flows.models import log_line_model  # mlflow.pyfunc's import is prewarmed by bp too
 
     with tempfile.TemporaryDirectory() as tmp:
-        log_line_model(run_id, Path(tmp), table, fit.w, fit.b, step=fit.cost.size - 1)
+        return log_line_model(run_id, Path(tmp), table, fit.w, fit.b, step=fit.cost.size - 1).model_id
 
 
 def fit_and_log(config: LinRegConfig, table: Table, tracking_uri: str, run_id: str, tags: dict) -> Trained:
-    """Train; log the final values, the curves, the plots and, when training finished, the model.
+    """Train; log the model (unless training diverged), the final values linked to it, the curves and the plots.
 
-    The curves (two 1000-point batches, mostly the tracking server's time) are written in a
-    task of their own on Prefect's thread pool while this thread draws the plots and logs the model.
+    The model comes first. MLflow links a model to the run's metrics at its step by reading every
+    metric's whole history back: nine round trips, slow while a server writes the curves. Logged
+    before any metric, it reads none, and log_final links the same figures itself. The curves
+    (two 1000-point batches, mostly the tracking server's time) are then written on Prefect's
+    thread pool while this thread draws the plots.
     """
     fit, seconds = train(table, config.trainer)
+    model_id = None if fit.diverged else log_model(run_id, table, fit)
     ts = tracking.now_ms()
-    values = log_final(tracking_uri, run_id, table, fit, seconds, ts)
+    values = log_final(tracking_uri, run_id, table, fit, seconds, ts, model_id)
     curves = log_curves.submit(tracking_uri, run_id, fit, ts)
     try:
         log_plots(table, fit)
-        if not fit.diverged:
-            log_model(run_id, table, fit)
     finally:
         curves.wait()
     curves.result()  # raises if the curves could not be logged: the run is then FAILED

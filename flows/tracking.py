@@ -204,10 +204,10 @@ def with_retries(fn, attempts: int = 3, delay: float = 1.0):
 
 
 def log_values(mc: MlflowClient, run_id: str, values: Mapping[str, float],
-               step: int = 0, timestamp_ms: int | None = None) -> None:
-    """Log single-valued metrics in one call."""
+               step: int = 0, timestamp_ms: int | None = None, model_id: str | None = None) -> None:
+    """Log single-valued metrics in one call; linked to the logged model ``model_id`` when given."""
     ts = timestamp_ms if timestamp_ms is not None else now_ms()
-    mc.log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in values.items()])
+    mc.log_batch(run_id, metrics=[Metric(k, float(v), ts, step, model_id=model_id) for k, v in values.items()])
 
 
 def table_dataset(table: Table) -> Dataset:
