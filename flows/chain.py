@@ -75,8 +75,10 @@ def log_plots(history: list[dict[str, float]]) -> None:
 def descend_and_log(config: ChainConfig, example, tracking_uri: str, run_id: str, tags: dict) -> Trained:
     """Descend; log the chain as a model, the last step's figures linked to it, every history and the plots.
 
-    In that order for the reasons given in flows/linreg.py: the histories (the bulk of the logging)
-    are written on Prefect's thread pool while this thread draws the plots.
+    The model comes first: MLflow links a model to the run's metrics at the step it was logged at by
+    reading back the history of every metric the run has (a score of them here); logged before any,
+    it reads none, and log_final links the last step's figures itself. The histories (the bulk of
+    the logging) are then written on Prefect's thread pool while this thread draws the plots.
     """
     trained, history = train(config)
     model_id = log_model(run_id, trained, history)

@@ -10,7 +10,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import mlflow
 import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -67,12 +66,13 @@ def _curves(fit: gd.LineFit) -> dict[str, np.ndarray]:
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def log_plots(table: Table, fit: gd.LineFit) -> None:
+def log_plots(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit) -> None:
     """plots/cost.png, and plots/fit.png (the line through the data) when training finished."""
     from flows import plots  # matplotlib costs ~1 s to import: bp's start-up prewarms it
 
+    mc = tracking.client(tracking_uri)
     title = f"cost: {fit.status}, {fit.cost.size - 1} iterations"
-    mlflow.log_figure(plots.cost_curve(fit.cost, title), "plots/cost.png")
+    mc.log_figure(run_id, plots.cost_curve(fit.cost, title), "plots/cost.png")
     if fit.diverged:
         return
     if fit.w.size == 1:
@@ -80,7 +80,7 @@ def log_plots(table: Table, fit: gd.LineFit) -> None:
                              table.feature_names[0], table.target_name)
     else:
         fig = plots.predicted_vs_actual(table.y, table.X @ fit.w + fit.b, table.target_name)
-    mlflow.log_figure(fig, "plots/fit.png")
+    mc.log_figure(run_id, fig, "plots/fit.png")
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -93,24 +93,25 @@ def log_model(run_id: str, table: Table, fit: gd.LineFit) -> str:
 
 
 def fit_and_log(config: LinRegConfig, table: Table, tracking_uri: str, run_id: str, tags: dict) -> Trained:
-    """Train; log the model (unless training diverged), the final values linked to it, the curves and the plots.
+    """Train; log the curves, the plots, the model (unless training diverged) and the final values linked to it.
 
-    The model comes first. MLflow links a model to the run's metrics at its step by reading every
-    metric's whole history back: nine round trips, slow while a server writes the curves. Logged
-    before any metric, it reads none, and log_final links the same figures itself. The curves
-    (two 1000-point batches, mostly the tracking server's time) are then written on Prefect's
-    thread pool while this thread draws the plots.
+    The curves (two 1000-point batches, mostly the tracking server's time) and the plots are made
+    on Prefect's thread pool while this thread logs the model, and then the last step's figures.
+    MLflow links a model to the run's metrics at the step it was logged at, reading every metric's
+    history back to find them; the curves stop one step short and the last step is logged after
+    the model, so it finds none and log_final links them itself.
     """
     fit, seconds = train(table, config.trainer)
-    model_id = None if fit.diverged else log_model(run_id, table, fit)
     ts = tracking.now_ms()
-    values = log_final(tracking_uri, run_id, table, fit, seconds, ts, model_id)
-    curves = log_curves.submit(tracking_uri, run_id, fit, ts)
+    background = [log_curves.submit(tracking_uri, run_id, fit, ts), log_plots.submit(tracking_uri, run_id, table, fit)]
     try:
-        log_plots(table, fit)
+        model_id = None if fit.diverged else log_model(run_id, table, fit)
+        values = log_final(tracking_uri, run_id, table, fit, seconds, ts, model_id)
     finally:
-        curves.wait()
-    curves.result()  # raises if the curves could not be logged: the run is then FAILED
+        for future in background:
+            future.wait()
+    for future in background:
+        future.result()  # raises if the curves or plots could not be logged: the run is then FAILED
     return Trained(status=fit.status, reason=fit.message if fit.diverged else None, metrics=values,
                    histories={"cost": fit.cost.tolist(), "excess_cost": fit.excess_cost.tolist()})
 
