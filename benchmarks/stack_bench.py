@@ -66,7 +66,7 @@ class Stack:
         if up.returncode != 0:
             raise SystemExit(f"bp stack up failed:\n{up.stderr[-3000:]}")
         exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.strip().splitlines()[-2:])
-        self.client_env = {**self.env, **exports, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
+        self.client_env = {**self.env, **exports}  # what a user's shell has after the two exports
         self.workers: list[subprocess.Popen] = []
 
     def worker(self, pool: str, name: str, of: int) -> None:
@@ -76,7 +76,8 @@ class Stack:
         log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
         self.workers.append(subprocess.Popen(
             ["prefect", "worker", "start", "--pool", pool, "--type", "process", "--name", name, "--limit", "1"],
-            env={**self.client_env, **blas_threads(of)}, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT,
+            env={**self.client_env, **blas_threads(of), "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
+            cwd=self.dir, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True))
 
     def down(self) -> None:

@@ -131,8 +131,12 @@ def _local_settings():
     run reaped by the next bp. Runs that workers execute (deployments, sweep children on a pool)
     keep their heartbeats: the worker's environment sets them.
     """
-    from prefect.settings import temporary_settings
+    from contextlib import nullcontext
 
+    from prefect.settings import get_current_settings, temporary_settings
+
+    if get_current_settings().flows.heartbeat_frequency is None:  # Prefect's default: no copy of the settings
+        return nullcontext()
     return temporary_settings(updates={"flows.heartbeat_frequency": None})
 
 
