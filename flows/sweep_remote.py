@@ -33,8 +33,7 @@ def run_remote_child(point: GridPoint, deployment: str, tracking_uri: str, tags:
     logger = get_run_logger()
     parameters = {"config": point.config, "tags": tags, "run_name": point.name, "data_digest": data_digest}
     for attempt in range(1, ATTEMPTS + 1):
-        flow_run = run_deployment(deployment, parameters=parameters, flow_run_name=point.name, poll_interval=1,
-                                  timeout=None)
+        flow_run = wait(run_deployment(deployment, parameters=parameters, flow_run_name=point.name, timeout=0).id)
         if not flow_run.state.is_crashed():
             break
         reason = f"flow run {flow_run.id} crashed: {flow_run.state.message}"
@@ -47,6 +46,24 @@ def run_remote_child(point: GridPoint, deployment: str, tracking_uri: str, tags:
         return child
     failed = ChildFailed(child)
     return Failed(message=str(failed), data=failed)
+
+
+def wait(flow_run_id, recheck_seconds: float = 60):
+    """The flow run once it is final.
+
+    Prefect's event stream says when (``wait_for_flow_run``): no polling, which for eight children
+    at once was eight API reads a second competing with the training for the cores. The flow run
+    is read again at least every ``recheck_seconds``, in case an event was missed.
+    """
+    from prefect.exceptions import FlowRunWaitTimeout
+    from prefect.flow_runs import wait_for_flow_run
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    while True:
+        try:
+            return run_coro_as_sync(wait_for_flow_run(flow_run_id, timeout=recheck_seconds))
+        except FlowRunWaitTimeout:
+            continue
 
 
 def _runs_of(mc, flow_run_id: str, experiment: str, extra: str = ""):
