@@ -189,10 +189,14 @@ def _check_mlflow_login(tracking: str, auth, directory: Path) -> None:
 
 def _abort(directory: Path, records: list[dict]) -> None:
     """Stop what a failed ``up`` started (workers first) and forget it."""
-    workers = [r for r in records if "worker" in r]
-    procs.stop(workers, 10)
-    procs.stop([r for r in records if "worker" not in r], 10)
+    for batch in _workers_then_servers(records):
+        procs.stop(batch, 10)
     (directory / procs.PIDS_FILE).unlink(missing_ok=True)
+
+
+def _workers_then_servers(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The order to stop a stack in: a flow run a worker hands on still reaches both servers."""
+    return [r for r in records if "worker" in r], [r for r in records if "worker" not in r]
 
 
 def down(args: argparse.Namespace) -> int:
@@ -203,8 +207,7 @@ def down(args: argparse.Namespace) -> int:
         return 0
     _drain(records, args.grace)
     left = []
-    # workers first: a flow run they hand on still reaches both servers
-    for batch in ([r for r in records if "worker" in r], [r for r in records if "worker" not in r]):
+    for batch in _workers_then_servers(records):
         running = [r for r in batch if procs.group(r)]
         if running:
             _progress(f"stopping {', '.join(r['name'] for r in running)} (SIGTERM, SIGKILL after {STOP_GRACE:g} s)")
