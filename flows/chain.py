@@ -19,7 +19,7 @@ from bpcore.chain import Chain, descend
 from bpcore.config import ChainConfig
 from bpcore.network import Network
 from flows import tracking
-from flows.experiment import RunResult, Trained, tracked_training
+from flows.experiment import RunResult, Trained, alongside, tracked_training
 
 
 @task(cache_policy=NO_CACHE)
@@ -84,12 +84,8 @@ def descend_and_log(config: ChainConfig, example, tracking_uri: str, run_id: str
     model_id = log_model(run_id, trained, history)
     ts = tracking.now_ms()
     final = log_final(tracking_uri, run_id, history, ts, model_id)
-    histories = log_history.submit(tracking_uri, run_id, history, ts)
-    try:
+    with alongside(log_history.submit(tracking_uri, run_id, history, ts)):
         log_plots(history)
-    finally:
-        histories.wait()
-    histories.result()  # raises if the histories could not be logged: the run is then FAILED
     return Trained(metrics=final, histories={"cost": [h["cost"] for h in history]})
 
 

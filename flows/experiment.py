@@ -8,7 +8,8 @@ flow keeps only what is particular to it: its tasks and its body.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -97,6 +98,22 @@ def prepare_store(tracking_uri: str) -> None:
     ensure_store(tracking_uri)
     for run_id, reason in reap(tracking_uri):
         get_run_logger().warning("MLflow run %s marked FAILED: %s", run_id, reason)
+
+
+@contextmanager
+def alongside(*futures) -> Iterator[None]:
+    """Run the block while ``futures`` (tasks submitted to Prefect's thread pool) run; then wait for them all.
+
+    A future that failed raises once all are done, so the run is marked FAILED with its reason; an
+    error in the block wins over theirs. Nothing is left writing to a run after it has ended.
+    """
+    try:
+        yield
+    finally:
+        for future in futures:
+            future.wait()
+    for future in futures:
+        future.result()
 
 
 def tracked_training(config: Config, tracking_uri: str | None, tags: dict[str, str] | None,

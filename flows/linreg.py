@@ -18,7 +18,7 @@ from bpcore import linreg as gd
 from bpcore.config import LineTrainer, LinRegConfig
 from bpcore.data import Table
 from flows import tracking
-from flows.experiment import RunResult, Trained, tracked_training
+from flows.experiment import RunResult, Trained, alongside, tracked_training
 
 
 @task(cache_policy=NO_CACHE)
@@ -103,15 +103,10 @@ def fit_and_log(config: LinRegConfig, table: Table, tracking_uri: str, run_id: s
     """
     fit, seconds = train(table, config.trainer)
     ts = tracking.now_ms()
-    background = [log_curves.submit(tracking_uri, run_id, fit, ts), log_plots.submit(tracking_uri, run_id, table, fit)]
-    try:
+    with alongside(log_curves.submit(tracking_uri, run_id, fit, ts),
+                   log_plots.submit(tracking_uri, run_id, table, fit)):
         model_id = None if fit.diverged else log_model(run_id, table, fit)
         values = log_final(tracking_uri, run_id, table, fit, seconds, ts, model_id)
-    finally:
-        for future in background:
-            future.wait()
-    for future in background:
-        future.result()  # raises if the curves or plots could not be logged: the run is then FAILED
     return Trained(status=fit.status, reason=fit.message if fit.diverged else None, metrics=values,
                    histories={"cost": fit.cost.tolist(), "excess_cost": fit.excess_cost.tolist()})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 from conftest import REPO, light_bp, run_bp
@@ -72,8 +73,6 @@ def test_console_script_is_installed():
 
 def test_console_script_exits_with_mains_code_after_every_exit_hook(tmp_path):
     """``bp`` skips the interpreter's teardown, not what exit does first: exit hooks run, output is flushed."""
-    import sys
-
     script = ("import atexit, sys\n"
               "from flows.cli import entry\n"
               "atexit.register(lambda: print('exit hook ran', file=sys.stderr))\n"
