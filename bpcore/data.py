@@ -25,7 +25,8 @@ import numpy as np
 
 from bpcore.cache import LoadCache
 from bpcore.config import LineData
-from bpcore.errors import DataError
+from bpcore.dataroot import confine
+from bpcore.errors import DataError, excerpt
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,11 @@ def read_csv(path: Path, cfg: LineData) -> Table:
         features = [_column(path, columns, f, "feature") for f in cfg.features]
         twice = next((f for i, f in enumerate(features) if f in features[:i]), None)
         if twice is not None:  # pandas would hand back a frame for the name and fail on it
-            raise DataError(f"{path}: column {twice!r} is listed twice in data.features")
+            raise DataError(f"{path}: column {excerpt(twice)} is listed twice in data.features")
     if not features:
-        raise DataError(f"{path}: no feature columns (the file has only the target column {target!r})")
+        raise DataError(f"{path}: no feature columns (the file has only the target column {excerpt(target)})")
     if target in features:
-        raise DataError(f"{path}: column {target!r} is both a feature and the target")
+        raise DataError(f"{path}: column {excerpt(target)} is both a feature and the target")
     if len(df) < 2:
         raise DataError(f"{path}: needs at least 2 data rows, found {len(df)}")
     df.columns = columns
@@ -139,7 +140,7 @@ def check_path(path: str | Path) -> Path:
 
 
 def _checked(path: str | Path) -> tuple[Path, os.stat_result]:
-    resolved = Path(path).expanduser().resolve()
+    resolved = confine(path)
     if resolved.is_dir():
         raise DataError(f"{resolved}: is a directory, not a CSV file")
     return resolved, check_file(resolved)
@@ -261,8 +262,14 @@ def _column(path: Path, columns: list[str], ref: str | int, role: str) -> str:
             raise DataError(f"{path}: {role} column {ref} is out of range (the file has {len(columns)} columns)")
         return columns[ref]
     if ref not in columns:
-        raise DataError(f"{path}: no {role} column named {ref!r} (columns: {', '.join(columns)})")
+        raise DataError(f"{path}: no {role} column named {excerpt(ref)} (columns: {_listed(columns)})")
     return ref
+
+
+def _listed(columns: list[str], most: int = 8) -> str:
+    """A file's column names for a message: each an excerpt, at most ``most`` of them."""
+    shown = ", ".join(excerpt(c) for c in columns[:most])
+    return shown + (f", ... ({len(columns)} columns)" if len(columns) > most else "")
 
 
 def _numeric(path: Path, df, first_line: int) -> np.ndarray:
@@ -277,8 +284,8 @@ def _numeric(path: Path, df, first_line: int) -> np.ndarray:
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0])
                 raise DataError(
-                    f"{path}: line {row + first_line}, column {name!r}: "
-                    f"not a number: {col.iloc[row]!r}"
+                    f"{path}: line {row + first_line}, column {excerpt(name)}: "
+                    f"not a number: {excerpt(col.iloc[row])}"
                 )
     values = df.to_numpy(dtype=np.float64)
     finite = np.isfinite(values)
@@ -286,7 +293,7 @@ def _numeric(path: Path, df, first_line: int) -> np.ndarray:
         row, col = np.argwhere(~finite)[0]
         cell = values[row, col]
         what = "missing or NaN value" if np.isnan(cell) else f"infinite value {cell}"
-        raise DataError(f"{path}: line {row + first_line}, column {df.columns[col]!r}: {what}")
+        raise DataError(f"{path}: line {row + first_line}, column {excerpt(df.columns[col])}: {what}")
     _check_magnitude(path, list(df.columns), values, first_line)
     return values
 
@@ -317,7 +324,7 @@ def _check_magnitude(path: Path, names: list[str], values: np.ndarray, first_lin
         row = int(np.argmax(np.abs(values[:, col])))
         why = "the column's sum of squares overflows float64"
     raise DataError(
-        f"{path}: line {row + first_line}, column {names[col]!r}: value {values[row, col]:g} is too large: {why}"
+        f"{path}: line {row + first_line}, column {excerpt(names[col])}: value {values[row, col]:g} is too large: {why}"
     )
 
 

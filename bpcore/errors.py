@@ -1,4 +1,11 @@
-"""Errors that mean "the input is wrong": the command line turns them into exit code 2."""
+"""Errors that mean "the input is wrong": the command line turns them into exit code 2.
+
+Messages quote what they read from a file only through ``excerpt``: a short, printable piece.
+On a worker a message becomes a flow run's state, its logs and an MLflow tag, which other people
+read; a whole line of a file (``data.path: /proc/self/environ``) could hand them its secrets.
+"""
+
+EXCERPT_CHARS = 40
 
 
 class InputError(Exception):
@@ -11,3 +18,15 @@ class ConfigError(InputError):
 
 class DataError(InputError):
     """A data file is missing, unreadable or holds values we cannot train on."""
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """``value`` quoted for a message: at most ``limit`` characters, control characters escaped.
+
+    ``'abc'``; ``'a\\x00b'``; ``'the first 40 characters...' (1919 characters)`` when it is longer.
+    """
+    text = value if isinstance(value, str) else str(value)
+    shown = repr(text[:limit])
+    if len(text) > limit:
+        return f"{shown[:-1]}...{shown[-1]} ({len(text)} characters)"
+    return shown

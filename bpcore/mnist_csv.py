@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bpcore.data import is_number
-from bpcore.errors import DataError
+from bpcore.errors import DataError, excerpt
 from bpcore.mnist_digits import PIXELS, Digits, frozen, one_line, read_bytes
 
 COLUMNS = PIXELS + 1
@@ -101,7 +101,7 @@ def _numeric(path: Path, data: bytes, df, first_line: int, label_col: int) -> np
             if parsed.isna().any():
                 row = int(np.argmax(parsed.isna().to_numpy()))
                 raise DataError(f"{path}: line {row + first_line}, {_cell(col, label_col)}: "
-                                f"not a number: {text.iloc[row]!r}")
+                                f"not a number: {excerpt(text.iloc[row])}")
             df.isetitem(col, parsed)
     values = df.to_numpy()
     if values.dtype.kind == "f":
