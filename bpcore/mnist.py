@@ -20,6 +20,7 @@ import numpy as np
 
 from bpcore.cache import LoadCache
 from bpcore.config import MnistData
+from bpcore.dataroot import confine
 from bpcore.errors import DataError
 from bpcore.mnist_bundled import BUNDLED_SOURCE, bundled_path, load_bundled
 from bpcore.mnist_csv import COLUMNS, load_csv
@@ -67,6 +68,10 @@ def load_mnist(cfg: MnistData, seed: int, dtype: str = "float32") -> MnistSplits
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise ValueError(f"dtype must be a floating type, not {dtype}")
+    if cfg.path is not None:
+        confine(cfg.path)  # before anything is looked at
+    elif cfg.download:
+        confine(cfg.cache_dir, "data.cache_dir")
     splits = _CACHE.get(_cache_key(cfg, seed, dtype))
     if splits is not None:
         return splits

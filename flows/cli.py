@@ -147,10 +147,12 @@ def _check_data_path(config) -> None:
         from bpcore.data import check_path
 
         check_path(path)
-    elif not Path(path).expanduser().exists():
+    else:
+        from bpcore.dataroot import confine
         from bpcore.errors import DataError
 
-        raise DataError(f"{Path(path).expanduser().resolve()}: no such data file or directory")
+        if not confine(path).exists():
+            raise DataError(f"{Path(path).expanduser().resolve()}: no such data file or directory")
 
 
 def _train(args) -> int:
