@@ -124,12 +124,37 @@ class Sweep(Strict):
         return grid
 
 
+def _seconds(value: Any) -> Any:
+    # strictly a number: "60" is a string, the way true is a boolean
+    if isinstance(value, bool | str):
+        raise PydanticCustomError("seconds", "not a number of seconds")
+    return value
+
+
+MIN_INTERVAL = 10  # s: shorter schedules start runs faster than a worker starts them, and pile up
+
+
 class Schedule(Strict):
-    """When ``bp deploy`` / ``bp serve`` run the config: a cron expression (in ``timezone``) or every ``interval`` s."""
+    """When ``bp deploy`` / ``bp serve`` run the config: a cron expression (in ``timezone``) or every ``interval`` s.
+
+    ``overlap``: what a run that falls due does while the deployment's previous run still goes:
+    ``skip`` it (the default), ``queue`` it until that run ends, or ``allow`` both to run.
+    """
 
     cron: str | None = Field(None, min_length=1, description="five-field cron expression, e.g. '0 3 * * *'")
     timezone: str | None = Field(None, description="IANA time zone the cron expression is read in (default UTC)")
-    interval: Number | None = Field(None, gt=0, le=366 * 24 * 3600, allow_inf_nan=False, description="seconds")
+    interval: Annotated[float, BeforeValidator(_seconds)] | None = Field(
+        None, le=366 * 24 * 3600, allow_inf_nan=False, description=f"seconds, at least {MIN_INTERVAL}")
+    overlap: Literal["skip", "queue", "allow"] = Field(
+        "skip", description="a due run while the previous one still runs: skip it, queue it, or allow both")
+
+    @field_validator("interval")
+    @classmethod
+    def _often_enough(cls, interval: float | None) -> float | None:
+        if interval is not None and interval < MIN_INTERVAL:
+            raise PydanticCustomError("interval", f"at least {MIN_INTERVAL} s: shorter intervals start runs faster "
+                                      "than they finish and pile them up")
+        return interval
 
     @field_validator("cron")
     @classmethod

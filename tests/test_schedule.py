@@ -15,7 +15,13 @@ LINREG = REPO / "configs" / "linreg.yaml"
     (["schedule.cron=61 * * * *"], "schedule.cron = '61 * * * *': not a five-field cron expression"),
     (["schedule.cron=0 3 * *"], "schedule.cron = '0 3 * *': not a five-field cron expression"),
     (["schedule.cron=0 3 * * *", "schedule.timezone=Mars/Base"], "schedule.timezone = 'Mars/Base': not an IANA"),
-    (["schedule.interval=0"], "schedule.interval = 0: Input should be greater than 0"),
+    (["schedule.interval=0"], "schedule.interval = 0: at least 10 s"),
+    # runs every millisecond piled up 300 flow runs in 80 s; every 3 s, a hundred overlapping ones
+    (["schedule.interval=0.001"], "schedule.interval = 0.001: at least 10 s"),
+    (["schedule.interval=9.5"], "schedule.interval = 9.5: at least 10 s"),
+    (['schedule.interval="60"'], "schedule.interval = '60': not a number of seconds"),
+    (["schedule.interval=true"], "schedule.interval = True: not a number of seconds"),
+    (["schedule.interval=60", "schedule.overlap=never"], "schedule.overlap = 'never': Input should be 'skip'"),
     (["schedule.interval=60", "schedule.cron=0 3 * * *"], "schedule.cron: give exactly one of"),
     (["schedule.interval=60", "schedule.timezone=UTC"], "schedule.timezone: applies to schedule.cron only"),
     (["schedule.every=60"], "schedule.every: unknown key"),
@@ -25,7 +31,8 @@ def test_bad_schedules_name_the_key(overrides, expected):
         load_config(LINREG, overrides)
 
 
-@pytest.mark.parametrize("overrides", [["schedule.interval=5"], ["schedule.cron=0 3 * * 1-5"],
+@pytest.mark.parametrize("overrides", [["schedule.interval=10"], ["schedule.cron=0 3 * * 1-5"],
+                                       ["schedule.interval=3600", "schedule.overlap=queue"],
                                        ['schedule.cron="*/15 * * * *"', "schedule.timezone=Europe/Paris"]])
 def test_a_resolved_schedule_validates_again(overrides):
     """What bp deploy stores as the deployment's parameters is what a worker validates."""
@@ -38,6 +45,11 @@ def test_an_unquoted_star_says_how_to_quote_it():
     expected = r"""--set schedule.cron: cannot parse value '\*/5 \* \* \* \*' as YAML \(quote"""
     with pytest.raises(ConfigError, match=expected):
         load_config(LINREG, ["schedule.cron=*/5 * * * *"])
+
+
+def test_overlapping_runs_are_skipped_unless_the_config_says_otherwise():
+    assert load_config(LINREG, ["schedule.interval=60"]).schedule.overlap == "skip"
+    assert load_config(LINREG, ["schedule.interval=60", "schedule.overlap=allow"]).schedule.overlap == "allow"
 
 
 def test_no_schedule_is_not_recorded():
