@@ -4,8 +4,8 @@ Entrypoint ``flows/reproduce.py:reproduce``.
 
 The record is the run's ``config.yaml`` artifact and its ``bp.data_source`` / ``bp.data_digest``
 tags. The data must still have the recorded digest (else the re-run is refused: it would train
-on something else); the comparison covers every metric's full history (wall times excepted)
-and the model's weights, bit for bit.
+on something else); the comparison covers every metric's full history (wall times excepted),
+the model's weights, bit for bit, and every config key but the data's location.
 """
 
 from __future__ import annotations
@@ -85,22 +85,32 @@ def differences(original_id: str, new_id: str, tracking_uri: str | None) -> list
     out = []
     keys = sorted((set(runs[0].data.metrics) | set(runs[1].data.metrics)) - TIMINGS)
     for key in keys:
-        a, b = (tracking.history(mc, run_id, key) for run_id in (original_id, new_id))
+        (steps, a), (_, b) = (tracking.history(mc, run_id, key, with_steps=True) for run_id in (original_id, new_id))
         if len(a) != len(b):
             out.append(f"metric {key}: {len(a)} values recorded, {len(b)} now")
         elif not np.array_equal(a, b, equal_nan=True):
             diff = np.abs(a - b)
-            step = int(np.flatnonzero(diff != 0)[0])  # not equal, so some entry differs (NaN != 0 too)
+            first = int(np.flatnonzero(diff != 0)[0])  # not equal, so some entry differs (NaN != 0 too)
             out.append(f"metric {key}: max |difference| {np.nanmax(diff):.3g} "
-                       f"(relative {np.nanmax(diff / np.maximum(np.abs(a), 1e-300)):.3g}), first at value {step}")
+                       f"(relative {np.nanmax(diff / np.maximum(np.abs(a), 1e-300)):.3g}), first at step {steps[first]}")
     out += _weight_differences(original_id, new_id)
+    out += _config_differences(runs[0].data.params, runs[1].data.params)
     commits = [r.data.tags.get("mlflow.source.git.commit") for r in runs]
-    configs = [r.data.tags.get("bp.config_digest") for r in runs]
-    if configs[0] != configs[1]:
-        out.append(f"config: digest {configs[0]} recorded, {configs[1]} now")
     if out and commits[0] != commits[1]:
         out.append(f"code: commit {commits[0]} recorded, {commits[1]} now")
     return out
+
+
+# Where the data is read from is not what it is: a relative path recorded from one directory is pinned
+# to the file it read (an absolute path) for the re-run, and the data's sha256 must match (check_data).
+LOCATION_KEYS = {"data.path"}
+
+
+def _config_differences(recorded: dict[str, str], now: dict[str, str]) -> list[str]:
+    """The config keys (the runs' params) whose values differ, where the data lives aside."""
+    keys = sorted((set(recorded) | set(now)) - LOCATION_KEYS)
+    return [f"config: {key} {recorded.get(key, '(unset)')} recorded, {now.get(key, '(unset)')} now"
+            for key in keys if recorded.get(key) != now.get(key)]
 
 
 def _weights(run_id: str) -> dict[str, np.ndarray] | None:

@@ -177,10 +177,12 @@ def log_history(mc: MlflowClient, run_id: str, key: str, values: Sequence[float]
         mc.log_batch(run_id, metrics=metrics)
 
 
-def history(mc: MlflowClient, run_id: str, key: str) -> np.ndarray:
-    """A metric's whole history as float64 values in step order (ties by timestamp)."""
+def history(mc: MlflowClient, run_id: str, key: str, with_steps: bool = False):
+    """A metric's whole history as float64 values in step order (ties by timestamp); with ``with_steps``,
+    (steps, values)."""
     points = sorted(mc.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
-    return np.array([p.value for p in points], dtype=np.float64)
+    values = np.array([p.value for p in points], dtype=np.float64)
+    return ([p.step for p in points], values) if with_steps else values
 
 
 def now_ms() -> int:

@@ -239,7 +239,7 @@ def test_reproduce_reports_changed_code_and_config(capsys, tracking_uri, own_csv
     code, report, _, _ = reproduce(capsys, tracking_uri, run_id, "--set", "trainer.iterations=60")
     assert code == 1
     assert any(r.startswith("metric cost: 51 values recorded, 61 now") for r in report)
-    assert any(r.startswith("config: digest") for r in report)
+    assert "config: trainer.iterations 50 recorded, 60 now" in report
 
     import bpcore.linreg
 
@@ -254,6 +254,31 @@ def test_reproduce_reports_changed_code_and_config(capsys, tracking_uri, own_csv
     assert code == 1
     assert any(r.startswith("metric cost: max |difference|") for r in report), report
     assert not any(r.startswith("config:") for r in report)
+
+
+def test_reproduce_names_the_first_step_that_differs(capsys, tracking_uri, own_csv):
+    code, run_id, err = train(capsys, tracking_uri, "--set", f"data.path={own_csv}", "--set", "trainer.iterations=50")
+    assert code == 0, err
+    code, report, _, _ = reproduce(capsys, tracking_uri, run_id, "--set", "trainer.learning_rate=0.0002")
+    assert code == 1
+    cost = next(r for r in report if r.startswith("metric cost: "))
+    assert cost.endswith("first at step 1"), cost  # step 0 is the starting cost, before any update
+    assert "config: trainer.learning_rate 0.0001 recorded, 0.0002 now" in report
+
+
+def test_the_readme_seed_run_reproduces_from_a_relative_path_and_anywhere(capsys, tracking_uri, own_csv,
+                                                                          monkeypatch, tmp_path):
+    """``bp train configs/linreg.yaml --set data.path=../shared/data/data.csv``, then ``bp reproduce``."""
+    monkeypatch.chdir(own_csv.parent)
+    code, run_id, err = train(capsys, tracking_uri, "--set", f"data.path={own_csv.name}",
+                              "--set", "trainer.iterations=50")
+    assert code == 0, err
+    assert MlflowClient(tracking_uri).get_run(run_id).data.params["data.path"] == own_csv.name
+    for where in (own_csv.parent, tmp_path / "elsewhere"):
+        where.mkdir(exist_ok=True)
+        monkeypatch.chdir(where)
+        code, report, new_id, err = reproduce(capsys, tracking_uri, run_id)
+        assert (code, report) == (0, ["identical"]), (where, report, err)
 
 
 def test_reproduce_unknown_run_is_bad_input(capsys, tracking_uri):
