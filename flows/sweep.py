@@ -150,10 +150,15 @@ def log_comparison(tracking_uri: str, parent_id: str, kind: str, children: list[
     mlflow.log_figure(plots.sweep_curves(curves, key, xlabel), "plots/sweep.png")
     values = {"children": len(children), **_counts(children)}
     if best is not None:
-        values[f"best_{metric}"] = best.score
+        values[best_name(metric)] = best.score
         mc.set_tag(parent_id, "bp.best_child", best.run_id)
         mc.set_tag(parent_id, "bp.best_point", best.point.name)
     tracking.log_values(mc, parent_id, values)
+
+
+def best_name(metric: str) -> str:
+    """The parent's metric for its best child's score: ``best_final_cost``; ``best_val_accuracy`` stays itself."""
+    return metric if metric.startswith("best_") else f"best_{metric}"
 
 
 def _counts(children: list[Child]) -> dict[str, int]:
