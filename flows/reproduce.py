@@ -91,8 +91,9 @@ def differences(original_id: str, new_id: str, tracking_uri: str | None) -> list
         elif not np.array_equal(a, b, equal_nan=True):
             diff = np.abs(a - b)
             first = int(np.flatnonzero(diff != 0)[0])  # not equal, so some entry differs (NaN != 0 too)
-            out.append(f"metric {key}: max |difference| {np.nanmax(diff):.3g} "
-                       f"(relative {np.nanmax(diff / np.maximum(np.abs(a), 1e-300)):.3g}), first at step {steps[first]}")
+            relative = np.nanmax(diff / np.maximum(np.abs(a), 1e-300))
+            out.append(f"metric {key}: max |difference| {np.nanmax(diff):.3g} (relative {relative:.3g}), "
+                       f"first at step {steps[first]}")
     out += _weight_differences(original_id, new_id)
     out += _config_differences(runs[0].data.params, runs[1].data.params)
     commits = [r.data.tags.get("mlflow.source.git.commit") for r in runs]
