@@ -17,6 +17,11 @@ os.environ.setdefault("DO_NOT_TRACK", "1")  # offline by default: no usage pings
 os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "500")
 os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE", "500")
 
+# How long an MLflow request waits for a server that does not answer (BP_TRACKING_TIMEOUT, about 2 minutes).
+from flows import outage  # noqa: E402  (the standard library only)
+
+outage.configure()
+
 # MLflow's REST client asks, on its first request, whether it runs in a Databricks notebook, by importing
 # IPython (1.2 s here, on the path of every run against an MLflow server). A process that has not
 # imported IPython by now is no notebook: make that import fail at once instead.

@@ -19,7 +19,7 @@ from bpcore.chain import Chain, descend
 from bpcore.config import ChainConfig
 from bpcore.network import Network
 from flows import tracking
-from flows.experiment import RunResult, Trained, alongside, tracked_training
+from flows.experiment import RunResult, Trained, alongside, logging_task, tracked_training
 
 
 @task(cache_policy=NO_CACHE)
@@ -31,7 +31,7 @@ def train(config: ChainConfig) -> tuple[Chain, list[dict[str, float]]]:
     return chain, history
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@logging_task
 def log_model(run_id: str, chain: Chain, history: list[dict[str, float]]) -> str:
     """The chain as a pyfunc model (x -> a(L)), produced at the last step; returns its model id."""
     from flows.models import log_network_model
@@ -44,7 +44,7 @@ def log_model(run_id: str, chain: Chain, history: list[dict[str, float]]) -> str
                                  step=len(history) - 1).model_id
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@logging_task
 def log_final(tracking_uri: str, run_id: str, history: list[dict[str, float]], ts: int,
               model_id: str) -> dict[str, float]:
     """``final_cost`` and every quantity's last value, at the last step, linked to the model."""
@@ -54,7 +54,7 @@ def log_final(tracking_uri: str, run_id: str, history: list[dict[str, float]], t
     return final
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@logging_task
 def log_history(tracking_uri: str, run_id: str, history: list[dict[str, float]], ts: int) -> None:
     """Every recorded quantity at every step before the last (log_final logs the last), batched."""
     mc = tracking.client(tracking_uri)
@@ -62,7 +62,7 @@ def log_history(tracking_uri: str, run_id: str, history: list[dict[str, float]],
         tracking.log_history(mc, run_id, key, [h[key] for h in history[:-1]], timestamp_ms=ts)
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@logging_task
 def log_plots(history: list[dict[str, float]]) -> None:
     """plots/cost.png and plots/partials.png."""
     from flows import plots

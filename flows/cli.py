@@ -333,14 +333,27 @@ def _leave(code: int) -> None:
     import atexit
     import threading
 
+    _flush()
+    # A thread still waiting on a server that went away (a plot upload, retrying for minutes) must
+    # not hold the exit: after EXIT_GRACE s the process leaves all the same.
+    deadline = threading.Timer(EXIT_GRACE, os._exit, args=(code,))
+    deadline.daemon = True
+    deadline.start()
     threading._shutdown()  # the interpreter's own first exit step; private, present from 3.4 to 3.13
     atexit._run_exitfuncs()
+    _flush()
+    os._exit(code)
+
+
+EXIT_GRACE = 10.0  # s
+
+
+def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe (bp ... | head): nothing more can reach it
             pass
-    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from bpcore import kinds, loading
 from bpcore.config import Config
 from bpcore.errors import DataError
-from flows import tracking
+from flows import outage, tracking
 
 
 class RunResult(BaseModel):
@@ -48,6 +48,12 @@ class Trained(BaseModel):
 
 # body(config, data, tracking_uri, run_id, tags) -> Trained; runs inside the open MLflow run
 Body = Callable[[Any, Any, str, str, dict[str, str]], Trained]
+
+
+def logging_task(fn):
+    """A task that writes to MLflow: retried twice, a second apart, unless it failed waiting for an absent server."""
+    return task(fn, retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE,
+                retry_condition_fn=outage.retry_unless_unreachable)
 
 
 @task(cache_policy=NO_CACHE)
@@ -105,15 +111,23 @@ def alongside(*futures) -> Iterator[None]:
     """Run the block while ``futures`` (tasks submitted to Prefect's thread pool) run; then wait for them all.
 
     A future that failed raises once all are done, so the run is marked FAILED with its reason; an
-    error in the block wins over theirs. Nothing is left writing to a run after it has ended.
+    error in the block wins over theirs. Nothing is left writing to a run after it has ended, but
+    on a stop (Ctrl-C, a signal), which is not waited on.
     """
     try:
         yield
-    finally:
-        for future in futures:
-            future.wait()
+    except Exception:
+        _wait(futures)
+        raise
+    # anything else (Ctrl-C, a signal) goes up at once: the run is marked now, not after their last retry
+    _wait(futures)
     for future in futures:
         future.result()
+
+
+def _wait(futures) -> None:
+    for future in futures:
+        future.wait()
 
 
 def tracked_training(config: Config, tracking_uri: str | None, tags: dict[str, str] | None,

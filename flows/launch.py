@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import signal
 import sys
 import threading
@@ -60,13 +61,24 @@ def finish(state, render: Render | None = None) -> int:
         print(f"bp: {exc}", file=sys.stderr)
         return 2
     if not isinstance(exc, RunFailed):
-        print(f"bp: flow {state.name.lower()}: {state.message or exc}", file=sys.stderr)
+        print(f"bp: flow {state.name.lower()}: {_one_line(exc, state.message)}", file=sys.stderr)
         return 1
     print(f"bp: run {exc.status}: {exc.reason}", file=sys.stderr)
     if render and exc.result is not None:
         render(exc.result)
     print(f"run_id: {exc.run_id}")
     return 1
+
+
+def _one_line(exc, message: str | None) -> str:
+    """What a failed flow's exception says, in one line; a server that stopped answering, by its address."""
+    from flows import outage
+
+    if isinstance(exc, BaseException) and outage.unreachable(exc):
+        where = re.search(r"https?://[^/\s'\"]+", str(exc))
+        server = f"the server at {where[0]}" if where else "a server it needs"
+        return f"{server} stopped answering (MLflow's requests wait about {outage.seconds():g} s, {outage.VARIABLE})"
+    return " ".join(str(message or exc).split())[:500]
 
 
 class Stopped(SystemExit):

@@ -18,7 +18,7 @@ from bpcore import linreg as gd
 from bpcore.config import LineTrainer, LinRegConfig
 from bpcore.data import Table
 from flows import tracking
-from flows.experiment import RunResult, Trained, alongside, tracked_training
+from flows.experiment import RunResult, Trained, alongside, logging_task, tracked_training
 
 
 @task(cache_policy=NO_CACHE)
@@ -29,7 +29,7 @@ def train(table: Table, trainer: LineTrainer) -> tuple[gd.LineFit, float]:
     return fit, time.perf_counter() - start
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@logging_task
 def log_final(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit, seconds: float, ts: int,
               model_id: str | None) -> dict[str, float]:
     """The weights and diagnostics, with each curve's last point, at the last step; returns the single values.
@@ -51,7 +51,7 @@ def log_final(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit, sec
     return {key: float(value) for key, value in values.items()}
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@logging_task
 def log_curves(tracking_uri: str, run_id: str, fit: gd.LineFit, ts: int) -> None:
     """The cost and excess-cost curves at every step before the last (log_final logs the last), batched."""
     mc = tracking.client(tracking_uri)
@@ -65,7 +65,7 @@ def _curves(fit: gd.LineFit) -> dict[str, np.ndarray]:
     return {"cost": fit.cost, "excess_cost": fit.excess_cost}
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@logging_task
 def log_plots(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit) -> None:
     """plots/cost.png, and plots/fit.png (the line through the data) when training finished."""
     from flows import plots  # matplotlib costs ~1 s to import: bp's start-up prewarms it
@@ -83,7 +83,7 @@ def log_plots(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit) -> 
     mc.log_figure(run_id, fig, "plots/fit.png")
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@logging_task
 def log_model(run_id: str, table: Table, fit: gd.LineFit) -> str:
     """The fitted line as a pyfunc model under ``model``, produced at the last step; returns its model id."""
     from flows.models import log_line_model  # mlflow.pyfunc's import is prewarmed by bp too

@@ -19,7 +19,7 @@ from bpcore.config import MnistConfig
 from bpcore.mnist import MnistSplits
 from bpcore.training import EpochStats, NetFit, fit_network
 from flows import tracking
-from flows.experiment import RunResult, Trained, tracked_training
+from flows.experiment import RunResult, Trained, logging_task, tracked_training
 from flows.progress import EpochBar, PrefectProgress
 
 
@@ -49,7 +49,7 @@ def train(splits: MnistSplits, config: MnistConfig, tracking_uri: str, run_id: s
         bar.close()
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@logging_task
 def log_results(tracking_uri: str, run_id: str, splits: MnistSplits, fit: NetFit) -> dict[str, float]:
     """Final figures and plots: curves, confusion matrix, misclassified digits; returns the final values."""
     from flows import plots  # matplotlib: prewarmed by bp while Prefect's server starts
@@ -75,7 +75,7 @@ def log_results(tracking_uri: str, run_id: str, splits: MnistSplits, fit: NetFit
     return final
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@logging_task
 def log_model(run_id: str, splits: MnistSplits, fit: NetFit) -> None:
     """The network as a pyfunc model reading raw pixels 0-255 and returning digits, produced at the last epoch."""
     from flows.models import log_network_model

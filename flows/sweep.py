@@ -34,7 +34,7 @@ from bpcore.loading import fingerprint
 from bpcore.sweep import GridPoint
 from flows import flow_for, tracking
 from flows.deploy import ensure_child_deployments, ensure_zombie_automation
-from flows.experiment import RunResult, prepare_store, started_by_deployment
+from flows.experiment import RunResult, logging_task, prepare_store, started_by_deployment
 from flows.sweep_remote import run_remote_child
 
 CHAMPION = "champion"
@@ -135,7 +135,7 @@ def _cell(value):
     return value if isinstance(value, int | float | str) else str(value)
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@logging_task
 def log_comparison(tracking_uri: str, parent_id: str, kind: str, children: list[Child], metric: str,
                    best: Child | None) -> None:
     """The parent's table (MLflow table + CSV), every child's curve on one plot, counts and the best child."""

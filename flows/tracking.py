@@ -14,7 +14,7 @@ import subprocess
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import mlflow
@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 
 from bpcore import config as cfgmod
 from bpcore.data import Table
-from flows import resolve_tracking_uri
+from flows import outage, resolve_tracking_uri
 
 MAX_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 MAX_PARAM_CHARS = 6000
@@ -72,7 +72,7 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None
     and is re-raised as RunFailed so the caller still learns the run id.
     """
     mc = client(tracking_uri)
-    mlflow.set_experiment(config.experiment)
+    experiment_id = experiment_id_of(mc, config.experiment)
     tags = {
         "bp.kind": config.kind,
         "bp.config_digest": cfgmod.digest(config),
@@ -83,7 +83,7 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None
         **git_tags(),
         **(extra_tags or {}),
     }
-    run = mlflow.start_run(run_name=run_name, tags=tags)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
     run_id = run.info.run_id
     try:
         log_params(mc, run_id, cfgmod.flatten(cfgmod.to_dict(config)))
@@ -96,16 +96,56 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None
         yield run_id
     except BaseException as exc:
         stopped = _stopped(exc)
+        lost = stopped is None and not isinstance(exc, RunFailed) and outage.unreachable(exc)
         if isinstance(exc, RunFailed):
             bp_status, reason = exc.status, exc.reason
+        elif lost:
+            bp_status, reason = "failed", lost_reason(mc)
         else:
             bp_status, reason = "failed", stopped or f"{type(exc).__name__}: {exc}".splitlines()[0][:5000]
-        _end(mc, run_id, "KILLED" if stopped else "FAILED", bp_status, reason)
+        try:
+            # on a stop, or with the server gone, one quick attempt: the next bp reaps a run left RUNNING
+            _end(mc, run_id, "KILLED" if stopped else "FAILED", bp_status, reason, quick=bool(stopped) or lost)
+        except Exception:
+            if not (stopped or lost):
+                raise
         if isinstance(exc, Exception) and not isinstance(exc, RunFailed):
             raise RunFailed(run_id, reason) from exc
         raise
     else:
         _end(mc, run_id, "FINISHED", "finished", None)
+
+
+def lost_reason(mc: MlflowClient) -> str:
+    """Why a run gave up on its tracking server, naming it and the setting that bounds the wait."""
+    return (f"the MLflow server at {mc.tracking_uri} stopped answering: gave up after waiting about "
+            f"{outage.seconds():g} s ({outage.VARIABLE})")
+
+
+def experiment_id_of(mc: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created when it does not exist yet.
+
+    Runs open in the experiment by id: ``mlflow.set_experiment`` of a name another process creates
+    at the same moment gives up on "already exists" without making it active, and the run then
+    lands in "Default". Creating races the same way; the loser reads the winner's id.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    from bpcore.errors import InputError
+
+    found = mc.get_experiment_by_name(name)
+    if found is None:
+        try:
+            return mc.create_experiment(name)
+        except MlflowException as exc:
+            if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+            found = mc.get_experiment_by_name(name)
+    if found.lifecycle_stage != "active":
+        raise InputError(f"experiment {name!r} is deleted in the tracking store: restore it (mlflow experiments "
+                         "restore) or give another name (--experiment)")
+    return found.experiment_id
 
 
 def _stopped(exc: BaseException) -> str | None:
@@ -134,20 +174,38 @@ def mark_failed(mc: MlflowClient, run_id: str, bp_status: str, reason: str) -> N
     _end(mc, run_id, "FAILED", bp_status, reason)
 
 
-def _end(mc: MlflowClient, run_id: str, run_status: str, bp_status: str,
-         reason: str | None) -> None:
-    """Tag the outcome, then end the run (even if tagging fails)."""
-    tags = {"bp.status": bp_status}
-    if reason is not None:
-        tags["bp.failure_reason"] = reason
-    try:
-        mc.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-    finally:
-        active = mlflow.active_run()
-        if active is not None and active.info.run_id == run_id:
-            mlflow.end_run(run_status)
+def _end(mc: MlflowClient, run_id: str, run_status: str, bp_status: str, reason: str | None,
+         quick: bool = False) -> None:
+    """Tag the outcome (``bp.status``, the reason), then end the run: never its status without its reason.
+
+    When the tags cannot be written, the run is ended only if the server answers one more, quick
+    request, and then the tags are written again; else it stays RUNNING for the next bp to reap.
+    ``quick``: every request tried once (a stop, or a server known to be gone).
+    """
+    tags = [RunTag("bp.status", bp_status)] + ([RunTag("bp.failure_reason", reason)] if reason is not None else [])
+    with outage.one_attempt() if quick else nullcontext():
+        try:
+            mc.log_batch(run_id, tags=tags)
+        except Exception as exc:
+            failed = exc
         else:
-            mc.set_terminated(run_id, run_status)
+            _terminate(mc, run_id, run_status)
+            return
+    with outage.one_attempt():
+        try:
+            _terminate(mc, run_id, run_status)
+        except Exception:
+            raise failed from None
+    mc.log_batch(run_id, tags=tags)  # the server is back: the reason follows the status
+
+
+def _terminate(mc: MlflowClient, run_id: str, run_status: str) -> None:
+    """End the run with ``run_status`` (the thread's active run: leaving it, even if the write fails)."""
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        mlflow.end_run(run_status)
+    else:
+        mc.set_terminated(run_id, run_status)
 
 
 def log_params(mc: MlflowClient, run_id: str, params: Mapping[str, object]) -> None:
@@ -199,8 +257,8 @@ def with_retries(fn, attempts: int = 3, delay: float = 1.0):
     for attempt in range(1, attempts + 1):
         try:
             return fn()
-        except Exception:
-            if attempt == attempts:
+        except Exception as exc:
+            if attempt == attempts or outage.unreachable(exc):  # that one already waited for the server
                 raise
             time.sleep(delay)
 
