@@ -2,7 +2,7 @@
 
 Also what makes that quiet and safe on a terminal: Prefect's console output without tracebacks
 (they stay in the Prefect and MLflow records, and come back with ``--verbose``), signals turned
-into an orderly exit (so the temporary Prefect server is stopped, never orphaned), and the
+into an orderly exit (the MLflow run marked, the temporary Prefect server stopped), and the
 warm-up of logging's imports while the temporary server starts.
 """
 
@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from bpcore.errors import InputError
@@ -24,22 +24,37 @@ from bpcore.errors import InputError
 Render = Callable[[Any], int]
 
 
-def launch(flow, render: Render | None = None, verbose: bool = False, reap_uri: str | None = None, **params) -> int:
-    """Call ``flow(**params)`` here; print its outcome, then ``run_id: <id>`` last; return the exit code.
+def launch(get_flow: Callable[[], Any], render: Render | None = None, verbose: bool = False,
+           reap_uri: str | None = None, **params) -> int:
+    """Call the flow ``get_flow()`` returns with ``params`` here; print its outcome, then ``run_id: <id>``
+    last; return the exit code.
 
-    ``reap_uri``: a tracking store whose orphaned runs (their process on this host gone) are marked
-    FAILED meanwhile.
+    With no Prefect API configured, a temporary server is started first (``flows.temporary_server``)
+    and ``get_flow`` (which imports the flow's module) runs while it starts. ``reap_uri``: a tracking
+    store whose orphaned runs (their process on this host gone) are marked FAILED meanwhile.
     """
-    from prefect.settings import get_current_settings
+    import os
 
-    if not verbose:
-        quiet_console()
-    warm = _start_prewarm(reap_uri)
-    with _local_settings():
-        state = flow(**params, return_state=True)
-        warm.join(timeout=30)  # its reaping, if it is still at it
-        if not get_current_settings().api.url:
-            _stop_temporary_server()  # now, so nothing of its shutdown is printed after the run_id line
+    from flows import temporary_server
+
+    server = None if temporary_server.configured_api() else temporary_server.start()
+    try:
+        flow = get_flow()
+        if not verbose:
+            quiet_console()
+        warm = _start_prewarm(reap_uri)
+        if server is not None:
+            server.wait_ready(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")))
+        with temporary_server.pointed_at(server) if server else nullcontext(), _local_settings():
+            try:
+                state = flow(**params, return_state=True)
+                warm.join(timeout=30)  # its reaping, if it is still at it
+            finally:
+                if server is not None:
+                    _drain_to_server()  # while the server, and Prefect's context for it, are there
+    finally:
+        if server is not None:
+            server.stop()  # now, so nothing of its shutdown is printed after the run_id line
     return finish(state, render)
 
 
@@ -115,23 +130,16 @@ def signals_as_exit() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _stop_temporary_server() -> None:
-    """Send the logs and events still queued for the temporary Prefect server, then stop it.
-
-    It would be stopped at exit anyway, but by then its messages and any error of a late flush
-    come after the ``run_id:`` line, which must be the last one.
-    """
+def _drain_to_server() -> None:
+    """Send the logs and events still queued for the temporary Prefect server, before it is stopped."""
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
-    from prefect.server.api.server import SubprocessASGIServer
 
     for worker in (APILogWorker, EventsWorker):
         try:
             worker.drain_all(timeout=5)
         except Exception:  # best effort: the run's outcome is already decided and recorded
             pass
-    for server in list(SubprocessASGIServer._instances.values()):
-        server.stop()
 
 
 def _local_settings():
@@ -150,15 +158,6 @@ def _local_settings():
     if get_current_settings().flows.heartbeat_frequency is None:  # Prefect's default: no copy of the settings
         return nullcontext()
     return temporary_settings(updates={"flows.heartbeat_frequency": None})
-
-
-class _Quiet(logging.Filter):
-    """None of the temporary server's start and stop chatter ("See https://...")."""
-
-    CHATTER = ("Starting temporary server", "Stopping temporary server")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno < logging.WARNING and str(record.msg).startswith(self.CHATTER))
 
 
 class _NoTraceback(logging.Formatter):
@@ -181,10 +180,7 @@ class _NoTraceback(logging.Formatter):
 
 
 def quiet_console() -> None:
-    """Prefect's console handlers without tracebacks or chatter, MLflow's INFO lines off, for this process.
-
-    For the rest of the process, not a block: the temporary server may still say goodbye at exit.
-    """
+    """Prefect's console handlers without tracebacks, MLflow's INFO lines off, for the rest of this process."""
     from prefect.logging.handlers import PrefectConsoleHandler
     from prefect.logging.loggers import get_logger
 
@@ -193,7 +189,6 @@ def quiet_console() -> None:
     for name in [None, *logging.root.manager.loggerDict]:
         for handler in _handlers(name):
             if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, _NoTraceback):
-                handler.addFilter(_Quiet())
                 handler.setFormatter(_NoTraceback(handler.formatter))
 
 
@@ -202,42 +197,18 @@ def _handlers(name: str | None) -> list[logging.Handler]:
     return list(getattr(logger, "handlers", []))
 
 
-class _OnMessage(logging.Filter):
-    """Sets an event when a log record's message starts with a given text."""
-
-    def __init__(self, prefix: str, event: threading.Event):
-        super().__init__()
-        self.prefix, self.event = prefix, event
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage().startswith(self.prefix):
-            self.event.set()
-        return True
-
-
 def _start_prewarm(reap_uri: str | None = None) -> threading.Thread:
     """Warm up logging's imports in a thread while the main thread waits on Prefect's server.
 
     Called after the flow module is imported (two threads importing one package at once can see
-    it half-initialised). With a temporary server, the warm-up waits until that server's process
-    is launched: until then the main thread is busy importing Prefect's server code, and a
-    warm-up competing with it for the GIL would only delay the start.
+    it half-initialised).
     """
-    from prefect.settings import get_current_settings
-
-    go = threading.Event()
-    if get_current_settings().api.url:
-        go.set()
-        watch = None
-    else:
-        watch = _OnMessage("Starting temporary server", go)
-        logging.getLogger("prefect").addFilter(watch)
-    thread = threading.Thread(target=_prewarm, args=(go, watch, reap_uri), name="bp-prewarm", daemon=True)
+    thread = threading.Thread(target=_prewarm, args=(reap_uri,), name="bp-prewarm", daemon=True)
     thread.start()
     return thread
 
 
-def _prewarm(go: threading.Event, watch: logging.Filter | None = None, reap_uri: str | None = None) -> None:
+def _prewarm(reap_uri: str | None = None) -> None:
     """Import and initialise what logging a run will need: about 2-3 s on a process's first run; then reap.
 
     In the order a run needs them: MLflow's SQL store (imported when the first run starts); what
@@ -245,9 +216,6 @@ def _prewarm(go: threading.Event, watch: logging.Filter | None = None, reap_uri:
     done when the model's requirements are checked); then matplotlib and its first figure (fonts,
     the Agg renderer). Then the orphaned runs of ``reap_uri`` are marked FAILED.
     """
-    go.wait(timeout=30)
-    if watch is not None:
-        logging.getLogger("prefect").removeFilter(watch)
     try:
         if reap_uri is None or not reap_uri.startswith(("http:", "https:")):  # an SQL store: MLflow imports it
             import mlflow.store.tracking.sqlalchemy_store  # noqa: F401

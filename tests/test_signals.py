@@ -85,6 +85,27 @@ def test_sigterm_stops_the_temporary_server_and_marks_the_run(tmp_path):
     assert (run.info.status, run.data.tags["bp.failure_reason"]) == ("KILLED", "stopped by SIGTERM"), err[-3000:]
 
 
+@pytest.mark.slow  # it starts Prefect's temporary server
+def test_sigkill_leaves_no_temporary_server_behind(tmp_path):
+    """Nothing bp can run outlives a SIGKILL of it: the kernel stops its temporary server (parent-death signal)."""
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    env = {**python_env(), "PREFECT_HOME": str(Path.home() / ".prefect")}
+    env.pop("PREFECT_API_URL", None)
+    bp = subprocess.Popen([sys.executable, "-m", "flows.cli", "train", MNIST, "--tracking-uri", uri, *LONG],
+                          cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_running(uri)
+        started = children_of(bp.pid)
+        assert started, "the temporary Prefect server runs as a child of bp"
+    finally:
+        bp.kill()
+        bp.wait()
+    deadline = time.monotonic() + 5
+    while [pid for pid in started if alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in started if alive(pid)], "the temporary server outlived bp by more than 5 s"
+
+
 @pytest.mark.usefixtures("prefect_server")
 def test_after_sigkill_the_next_bp_marks_the_run_failed(tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
