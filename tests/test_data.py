@@ -66,7 +66,7 @@ def test_forced_header_setting(tmp_path):
         ("x,y\n1,2\n3,\n5,6\n", {}, "line 3, column 'y': missing or NaN value"),
         ("x,y\n1,2\n3,nan\n", {}, "line 3, column 'y': missing or NaN value"),
         ("x,y\n1,2\n3,4\ninf,6\n", {}, "line 4, column 'x': infinite value inf"),
-        ("x,y\n1,2\n3,4\n", {"target": "z"}, "no target column named 'z' (columns: x, y)"),
+        ("x,y\n1,2\n3,4\n", {"target": "z"}, "no target column named 'z' (columns: 'x', 'y')"),
         ("x,y\n1,2\n3,4\n", {"features": ["q"]}, "no feature column named 'q'"),
         ("x,y\n1,2\n3,4\n", {"features": [5]}, "feature column 5 is out of range (the file has 2 columns)"),
         ("x,y\n1,2\n3,4\n", {"features": ["y"], "target": "y"}, "column 'y' is both a feature and the target"),
