@@ -50,6 +50,19 @@ MAX_UNITS = 100_000
 MAX_CHAIN_ITERATIONS = 100_000  # the chain logs about 5 metrics per layer per step
 
 
+# A Prefect work pool's name: not empty, not blank, none of the characters Prefect refuses in names (/ % & > <)
+POOL_NAME = r"^[^/%&<>]*[^/%&<>\s][^/%&<>]*$"
+
+
+def check_pool_name(name: str, where: str = "--pool") -> str:
+    """``name`` if it can name a work pool; else a ConfigError naming ``where``."""
+    import re
+
+    if not re.match(POOL_NAME, name):
+        raise ConfigError(f"{where} {name!r}: not a work pool name (it must not be empty nor hold / % & > <)")
+    return name
+
+
 class LineData(Strict):
     """Where the line fit's data comes from."""
 
@@ -96,8 +109,18 @@ class Sweep(Strict):
         "alias `champion` to it when it beats the current champion; null = no registry"
     )
     pool: str | None = Field(
-        None, min_length=1, description="the Prefect work pool whose workers train the children; null = in-process"
+        None, min_length=1, description="the Prefect work pool whose workers train the children; "
+        "null = in-process"
     )
+
+    @field_validator("pool")
+    @classmethod
+    def _pool_name(cls, pool: str | None) -> str | None:
+        import re
+
+        if pool is not None and not re.match(POOL_NAME, pool):
+            raise PydanticCustomError("pool", "not a work pool name (it must not be empty nor hold / % & > <)")
+        return pool
 
     @field_validator("grid", mode="before")
     @classmethod

@@ -51,13 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = tracked("sweep", "train every point of the config's sweep.grid as nested MLflow runs")
     sweep.add_argument("--parallel", type=_positive, metavar="N",
                        help="children trained at once (default: the number of cores)")
-    sweep.add_argument("--pool", help="train the children on this Prefect work pool's workers (default: the "
-                       "config's sweep.pool, else in this process); needs PREFECT_API_URL")
+    sweep.add_argument("--pool", type=_pool, help="train the children on this Prefect work pool's workers (default: "
+                       "the config's sweep.pool, else in this process); needs PREFECT_API_URL")
     deploy = command("deploy", "register each config as a deployment on a work pool, with its schedule",
                      "register one deployment per config on the Prefect server in PREFECT_API_URL, named after "
                      "the config file's stem, with the config's schedule; running it again updates them")
     deploy.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML experiment configs")
-    deploy.add_argument("--pool", default="bp", help="the process work pool whose workers run them (default: bp)")
+    deploy.add_argument("--pool", type=_pool, default="bp",
+                        help="the process work pool whose workers run them (default: bp)")
+    deploy.add_argument("--create-pool", action="store_true", help="create the work pool when it does not exist "
+                        "(else that is an error: a typo would make a pool no worker serves)")
     _overrides(deploy, "override a dotted config key in every config (repeatable)")
     serve = command("serve", "run the configs' schedules from this process (no work pool), until stopped")
     serve.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML experiment configs")
@@ -106,6 +109,16 @@ def main(argv: list[str] | None = None) -> int:
         except Stopped as exc:
             print(f"bp: {exc}", file=sys.stderr)
             return exc.code
+
+
+def _pool(text: str) -> str:
+    from bpcore.config import check_pool_name
+    from bpcore.errors import ConfigError
+
+    try:
+        return check_pool_name(text, "")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None
 
 
 def _positive(text: str) -> int:
@@ -162,9 +175,14 @@ def _train(args) -> int:
         config = config.model_copy(update={"sweep": None})
     fingerprint(config)  # load the data now (cached for the flow): bad data fails before Prefect starts
     uri = _prepare_store(args.tracking_uri)
-    from flows import flow_for
+    _check_prefect()
 
-    return _launch(args, flow_for(config.kind), None, config=config, tracking_uri=uri)
+    def flow():
+        from flows import flow_for
+
+        return flow_for(config.kind)
+
+    return _launch(args, flow, None, config=config, tracking_uri=uri)
 
 
 def _sweep(args) -> int:
@@ -172,13 +190,22 @@ def _sweep(args) -> int:
     points = expand(config, args.config)
     for point in points:  # every point's data loaded (and cached) now: bad data fails before Prefect starts
         fingerprint(point.validated())
-    pool = args.pool or config.sweep.pool
-    if pool:
-        _require_server()
+    pool = args.pool if args.pool is not None else config.sweep.pool
     uri = _prepare_store(args.tracking_uri)
-    import flows.sweep
+    if pool:
+        from flows import prefect_api
 
-    return _launch(args, flows.sweep.sweep, _show_sweep, config=to_dict(config), tracking_uri=uri,
+        url, auth = prefect_api.require("a sweep on a work pool needs the Prefect server its workers serve")
+        prefect_api.require_pool(url, auth, pool, "--pool" if args.pool else "sweep.pool")
+    else:
+        _check_prefect()
+
+    def flow():
+        import flows.sweep
+
+        return flows.sweep.sweep
+
+    return _launch(args, flow, _show_sweep, config=to_dict(config), tracking_uri=uri,
                    run_name=Path(args.config).stem, parallel=args.parallel, points=points, pool=pool)
 
 
@@ -198,22 +225,28 @@ def _configs(args) -> list[tuple[str, object]]:
     return named
 
 
-def _require_server() -> None:
-    from flows import deploy
+def _check_prefect() -> None:
+    """The configured Prefect API, if any, answers and takes our auth string (else Prefect's temporary one runs)."""
+    from flows import prefect_api
 
-    deploy.check_server(deploy.require_server())
+    url, auth = prefect_api.configured()
+    if url:
+        prefect_api.check(url, auth)
 
 
 def _deploy(args) -> int:
     named = _configs(args)
-    _require_server()
-    from flows import deploy
+    from flows import deploy, prefect_api
+
+    url, auth = prefect_api.require("deployments and work pools live on a Prefect server")
+    if not args.create_pool:
+        prefect_api.require_pool(url, auth, args.pool, hint="; bp deploy --create-pool makes it")
 
     if not args.verbose:
         from flows.launch import quiet_console
 
         quiet_console()
-    names = deploy.deploy(named, args.pool)
+    names = deploy.deploy(named, args.pool, create_pool=args.create_pool)
     for (_, config), name in zip(named, names):
         print(f"{name}: {deploy.describe(config)}, work pool {args.pool!r}")
     return 0
@@ -227,22 +260,25 @@ def _stack(args) -> int:
 
 def _serve(args) -> int:
     named = _configs(args)
-    from flows import deploy
+    from flows import deploy, prefect_api
+
+    prefect_api.require("bp serve registers its schedules on a Prefect server that outlives it")
 
     for name, config in named:
         flow, _ = deploy.flow_and_parameters(config, name)
-        print(f"bp: serving {flow.name}/{name}: {deploy.describe(config)}", file=sys.stderr)
+        print(f"bp: serving {flow.name}/{deploy.served_name(name)}: {deploy.describe(config)}", file=sys.stderr)
     deploy.serve(named)
     return 0
 
 
 def _reproduce(args) -> int:
     uri = _prepare_store(args.tracking_uri)
+    _check_prefect()
     from flows import reproduce
 
     config, record = reproduce.recorded_config(args.run_id, uri, args.overrides)  # fails fast on a bad id
     reproduce.check_data(record, *fingerprint(config))
-    return _launch(args, reproduce.reproduce, _show_differences, run_id=args.run_id, tracking_uri=uri,
+    return _launch(args, lambda: reproduce.reproduce, _show_differences, run_id=args.run_id, tracking_uri=uri,
                    overrides=args.overrides)
 
 
@@ -271,10 +307,10 @@ def _prepare_store(uri: str | None) -> str:
     return uri
 
 
-def _launch(args, flow, render, **params) -> int:
+def _launch(args, get_flow, render, **params) -> int:
     from flows.launch import launch
 
-    return launch(flow, render, verbose=args.verbose, reap_uri=params["tracking_uri"], **params)
+    return launch(get_flow, render, verbose=args.verbose, reap_uri=params["tracking_uri"], **params)
 
 
 def _show_sweep(result) -> int:

@@ -14,7 +14,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from bpcore.config import Config, to_dict
-from bpcore.errors import InputError
 from flows import flow_for
 
 CHILD_DEPLOYMENT = "sweep-child-{pool}"  # each kind's flow, deployed on demand for a sweep's children on a pool
@@ -56,29 +55,25 @@ def to_deployment(config: Config, name: str, pool: str | None = None):
 
     flow, parameters = flow_and_parameters(config, name)
     return flow.to_deployment(name=name, parameters=parameters, schedules=schedules(config),
-                              work_pool_name=pool, entrypoint_type=EntrypointType.MODULE_PATH,
-                              tags=["bp", config.kind], description=f"bp: {config.kind} experiment from {name}.yaml")
+                              concurrency_limit=concurrency(config), work_pool_name=pool,
+                              entrypoint_type=EntrypointType.MODULE_PATH, tags=["bp", config.kind],
+                              description=f"bp: {config.kind} experiment from {name}.yaml")
 
 
-def require_server() -> str:
-    """The Prefect API URL; an InputError when there is none (deployments need a server that stays up)."""
-    from prefect.settings import get_current_settings
+def concurrency(config: Config):
+    """``schedule.overlap`` as the deployment's concurrency limit: one run at a time, a due run skipped
+    (``skip``) or queued (``queue``) while the previous one runs; no limit for ``allow`` or without a schedule."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
-    url = get_current_settings().api.url
-    if not url:
-        raise InputError("PREFECT_API_URL is not set: deployments and work pools need a Prefect server "
-                         "(bp stack up starts one and prints the line to export)")
-    return str(url)
+    if config.schedule is None or config.schedule.overlap == "allow":
+        return None
+    strategy = {"skip": ConcurrencyLimitStrategy.CANCEL_NEW, "queue": ConcurrencyLimitStrategy.ENQUEUE}
+    return ConcurrencyLimitConfig(limit=1, collision_strategy=strategy[config.schedule.overlap])
 
 
-def check_server(url: str) -> None:
-    """One request to ``url``'s health endpoint, so a server that is down is one line, not minutes of retries."""
-    import httpx
-
-    try:
-        httpx.get(f"{url.rstrip('/')}/health", timeout=5).raise_for_status()
-    except httpx.HTTPError as exc:
-        raise InputError(f"PREFECT_API_URL {url}: Prefect server not reachable ({exc})") from None
+def served_name(name: str) -> str:
+    """The deployment ``bp serve`` makes of a config: never the one ``bp deploy`` makes of it (``NAME-served``)."""
+    return f"{name}-served"
 
 
 def ensure_pool(pool: str) -> None:
@@ -142,13 +137,14 @@ def ensure_zombie_automation() -> None:
     ).create()
 
 
-def deploy(configs: list[tuple[str, Config]], pool: str) -> list[str]:
+def deploy(configs: list[tuple[str, Config]], pool: str, create_pool: bool = False) -> list[str]:
     """Register one deployment per (name, config) on ``pool``, with its schedule; returns their full names.
 
-    Also the pool itself, the zombie automation, and the child deployments a sweep config's
-    children will run as.
+    Also the pool itself with ``create_pool``, the zombie automation, and the child deployments a
+    sweep config's children will run as.
     """
-    ensure_pool(pool)
+    if create_pool:
+        ensure_pool(pool)
     ensure_zombie_automation()
     names = []
     for name, config in configs:
@@ -162,18 +158,19 @@ def deploy(configs: list[tuple[str, Config]], pool: str) -> list[str]:
 
 
 def describe(config: Config) -> str:
-    """``every 60 s``, ``cron '0 3 * * *' (Europe/Paris)``, or ``on demand``."""
+    """``every 60 s, overlapping runs skipped``, ``cron '0 3 * * *' (Europe/Paris), ...``, or ``on demand``."""
     schedule = config.schedule
     if schedule is None:
         return "on demand"
-    if schedule.cron is not None:
-        return f"cron '{schedule.cron}' ({schedule.timezone})"
-    return f"every {schedule.interval:g} s"
+    when = f"cron '{schedule.cron}' ({schedule.timezone})" if schedule.cron is not None else \
+        f"every {schedule.interval:g} s"
+    overlap = {"skip": "skipped", "queue": "queued", "allow": "allowed"}[schedule.overlap]
+    return f"{when}, overlapping runs {overlap}"
 
 
 def serve(configs: list[tuple[str, Config]]) -> None:
     """Run the configs' schedules from this process until it is stopped (Prefect's ``serve``; no work pool)."""
     from prefect import serve as prefect_serve
 
-    prefect_serve(*(to_deployment(config, name) for name, config in configs))
+    prefect_serve(*(to_deployment(config, served_name(name)) for name, config in configs))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shlex
 import socket
 import sys
 import time
@@ -20,9 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bpcore.errors import InputError
-from flows import stack_db
+from flows import stack_db, stack_secrets
 from flows import stack_procs as procs
 from flows import stack_services as svc
+from flows.http import basic, request
 
 DEFAULT_DIR = ".bp-stack"
 START_TIMEOUT = 240.0  # s; both servers need ~15 s on two cores, a cold first start (migrations) more
@@ -48,8 +50,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "databases mlflow and prefect (created when missing); default: SQLite files in DIR")
     up.add_argument("--prefect-port", type=_port, default=4200, metavar="P", help="Prefect server port (default: 4200)")
     up.add_argument("--mlflow-port", type=_port, default=5000, metavar="P", help="MLflow server port (default: 5000)")
-    up.add_argument("--auth", action="store_true", help="MLflow basic auth and a Prefect auth string, from "
-                    "BP_MLFLOW_ADMIN_PASSWORD (12+ characters) and BP_PREFECT_AUTH_STRING")
+    up.add_argument("--auth", action="store_true", help="MLflow basic auth too (the Prefect API always asks for "
+                    "its auth string): admin password from BP_MLFLOW_ADMIN_PASSWORD, else a random one kept in DIR")
+    up.add_argument("--data-root", type=Path, metavar="DIR", help="workers read data only under DIR (BP_DATA_ROOT); "
+                    "default: anywhere")
     down = actions.add_parser("down", help="stop the processes bp stack up started (workers first)",
                               description="pause pool bp, let the workers' flow runs finish (up to --grace s), cancel "
                                           "the rest, then stop the workers and the servers (SIGTERM, then SIGKILL)")
@@ -74,77 +78,131 @@ def main(args: argparse.Namespace) -> int:
 
 
 def up(args: argparse.Namespace) -> int:
-    directory = args.dir.expanduser().resolve()
+    directory = _stack_dir(args.dir)
     _refuse_running(directory, args.dir)
     _check_ports(args.prefect_port, args.mlflow_port)
-    auth = svc.read_auth(dict(os.environ)) if args.auth else None
+    data_root = _data_root(args.data_root)
+    stack_secrets.check_given(dict(os.environ), mlflow_auth=args.auth)
     pg = stack_db.parse(args.database_url) if args.database_url else None
     if pg:
         created = stack_db.ensure_databases(pg)
         _progress(f"databases on {pg.redacted()}: " + ", ".join(
             f"{name} ({'created' if name in created else 'exists'})" for name in stack_db.DATABASES))
-    try:
-        (directory / "logs").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"--dir {args.dir}: cannot create it: {exc.strerror}") from None
+    elif args.workers > 1:
+        _progress(f"{args.workers} workers on SQLite: its one writer at a time makes busy servers wait; "
+                  "--database-url (Postgres) suits more than one worker")
+    _make_private(directory, args.dir)
+    keys = stack_secrets.resolve(directory, dict(os.environ), mlflow_auth=args.auth)
     api, tracking = f"http://{svc.HOST}:{args.prefect_port}/api", f"http://{svc.HOST}:{args.mlflow_port}"
-    headers = svc.basic(auth.prefect_auth_string) if auth else {}
+    headers = basic(keys.prefect_auth_string)
     records: list[dict] = []
     try:
-        _start_servers(directory, records, args, pg, auth)
-        if auth:
-            _check_mlflow_login(tracking, auth, directory)
+        if pg is None:
+            _sqlite_store(directory)
+        _start_servers(directory, records, args, pg, keys)
+        if keys.mlflow_password:
+            _check_mlflow_login(tracking, keys, directory)
         if svc.ensure_pool(api, headers, Path.cwd()):  # or resume it: down paused it
             _progress(f"work pool {svc.POOL} created (flow runs start in {Path.cwd()})")
-        _zombie_automation(api, auth)
+        _zombie_automation(api, keys)
         if args.workers:
-            _start_workers(directory, records, args.workers, api, tracking, auth, headers)
+            _start_workers(directory, records, args.workers, api, tracking, keys, headers, data_root)
     except BaseException:
         _abort(directory, records)
         raise
-    print(f"Prefect UI: http://{svc.HOST}:{args.prefect_port}")
-    print(f"MLflow UI:  {tracking}")
-    print(f"workers:    {args.workers} on work pool {svc.POOL}; logs and pids in {directory}")
-    if auth:
-        print(f"auth on: clients also need PREFECT_API_AUTH_STRING, MLFLOW_TRACKING_USERNAME={auth.mlflow_user} and "
-              "MLFLOW_TRACKING_PASSWORD in their environment (the secrets bp stack up read; not printed)")
-    print(f"export PREFECT_API_URL={api}")
-    print(f"export MLFLOW_TRACKING_URI={tracking}")
+    print(f"Prefect UI: http://{svc.HOST}:{args.prefect_port} (it asks for PREFECT_API_AUTH_STRING)")
+    print(f"MLflow UI:  {tracking}" + (f" (user {keys.mlflow_user}, MLFLOW_TRACKING_PASSWORD)" if args.auth else ""))
+    print(f"workers:    {args.workers} on work pool {svc.POOL}"
+          + (f", reading data under {data_root}" if data_root else "") + f"; logs, pids and secrets in {directory}")
+    for name, value in exports(api, tracking, keys):
+        print(f"export {name}={shlex.quote(value)}")
     return 0
 
 
-def _zombie_automation(api: str, auth) -> None:
+def exports(api: str, tracking: str, keys) -> list[tuple[str, str]]:
+    """What a client of the stack sets: the two URLs, the Prefect auth string and, with --auth, MLflow's login."""
+    found = [("PREFECT_API_URL", api), ("MLFLOW_TRACKING_URI", tracking),
+             ("PREFECT_API_AUTH_STRING", keys.prefect_auth_string)]
+    if keys.mlflow_password:
+        found += [("MLFLOW_TRACKING_USERNAME", keys.mlflow_user), ("MLFLOW_TRACKING_PASSWORD", keys.mlflow_password)]
+    return found
+
+
+def _stack_dir(given: Path) -> Path:
+    """``--dir`` resolved; an InputError when it, or a directory above it, is a file."""
+    directory = given.expanduser().resolve()
+    for path in (directory, *directory.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is a file" if path == directory else f"is under {path}, a file"
+                raise InputError(f"--dir {given}: {where}, not a directory")
+            break
+    return directory
+
+
+def _make_private(directory: Path, given: Path) -> None:
+    """DIR (mode 700) and its logs; what an older bp stack left there made its owner's only (700 / 600)."""
+    os.umask(0o077)  # everything bp stack up and its services create from now on
+    try:
+        (directory / "logs").mkdir(parents=True, exist_ok=True)
+        for path in (directory, *directory.rglob("*")):
+            if not path.is_symlink():
+                path.chmod(0o700 if path.is_dir() else 0o600)
+    except OSError as exc:
+        raise InputError(f"--dir {given}: cannot make it private: {exc.strerror or exc}") from None
+
+
+def _data_root(given: Path | None) -> Path | None:
+    if given is None:
+        return None
+    root = given.expanduser().resolve()
+    if not root.is_dir():
+        raise InputError(f"--data-root {given}: no such directory")
+    return root
+
+
+def _sqlite_store(directory: Path) -> None:
+    """MLflow's tables in DIR/mlflow.db, in WAL mode: readers then never wait for the writer."""
+    import sqlite3
+
+    from flows.store import ensure_store
+
+    ensure_store(f"sqlite:///{directory / 'mlflow.db'}")
+    with sqlite3.connect(directory / "mlflow.db") as db:
+        db.execute("PRAGMA journal_mode=WAL")
+
+
+def _zombie_automation(api: str, keys) -> None:
     """The automation that marks a flow run Crashed when its worker stops sending heartbeats (flows.deploy)."""
     from prefect.settings import temporary_settings
 
     from flows.deploy import ensure_zombie_automation
 
-    updates = {"api.url": api, **({"api.auth_string": auth.prefect_auth_string} if auth else {})}
-    with temporary_settings(updates=updates):
+    with temporary_settings(updates={"api.url": api, "api.auth_string": keys.prefect_auth_string}):
         ensure_zombie_automation()
     _progress("automation: flow runs whose heartbeats stop are marked Crashed")
 
 
-def _start_servers(directory: Path, records: list[dict], args, pg, auth) -> None:
+def _start_servers(directory: Path, records: list[dict], args, pg, keys) -> None:
     for name, build, port, health in (("prefect-server", svc.prefect_server, args.prefect_port, "/api/health"),
                                       ("mlflow-server", svc.mlflow_server, args.mlflow_port, "/health")):
-        argv, env = build(directory, port, pg, auth)
+        argv, env = build(directory, port, pg, keys)
         url = f"http://{svc.HOST}:{port}"
-        records.append(procs.spawn(name, argv, env, directory / "logs" / f"{name}.log", url=url, health=url + health,
-                                   auth=auth is not None))
+        procs.spawn(records, name, argv, env, directory / "logs" / f"{name}.log", url=url, health=url + health,
+                    auth=keys.mlflow_password is not None)
         procs.write_records(directory, records)
     _progress("starting the Prefect and MLflow servers")
-    _wait(records, lambda r: svc.http("GET", r["health"])[0] == 200, args.verbose)
+    _wait(records, lambda r: request("GET", r["health"])[0] == 200, args.verbose)
 
 
-def _start_workers(directory: Path, records: list[dict], n: int, api: str, tracking: str, auth, headers) -> None:
+def _start_workers(directory: Path, records: list[dict], n: int, api: str, tracking: str, keys, headers,
+                   data_root: Path | None) -> None:
     started = []
     for i in range(1, n + 1):
         worker = f"bp-{socket.gethostname()}-{i}-{secrets.token_hex(3)}"
-        argv, env = svc.worker(directory, worker, api, tracking, auth, workers=n)
-        started.append(procs.spawn(f"worker-{i}", argv, env, directory / "logs" / f"worker-{i}.log", cwd=Path.cwd(),
-                                   url=api, worker=worker))
-        records.append(started[-1])
+        argv, env = svc.worker(directory, worker, api, tracking, keys, workers=n, data_root=data_root)
+        started.append(procs.spawn(records, f"worker-{i}", argv, env, directory / "logs" / f"worker-{i}.log",
+                                   cwd=Path.cwd(), url=api, worker=worker))
         procs.write_records(directory, records)
     _progress(f"starting {n} worker{'s' * (n > 1)} on pool {svc.POOL}")
     known: set[str] = set()
@@ -180,10 +238,10 @@ def _failure(record: dict, what: str, verbose: bool) -> str:
             f"last lines of {record['log']}:)\n{procs.tail(record['log'], 60 if verbose else 15)}")
 
 
-def _check_mlflow_login(tracking: str, auth, directory: Path) -> None:
+def _check_mlflow_login(tracking: str, keys, directory: Path) -> None:
     url = f"{tracking}/api/2.0/mlflow/experiments/search?max_results=1"
-    if svc.http("GET", url, svc.basic(f"{auth.mlflow_user}:{auth.mlflow_password}"))[0] != 200:
-        raise InputError(f"--auth: MLflow refuses user {auth.mlflow_user} with the password given: its user store "
+    if request("GET", url, basic(f"{keys.mlflow_user}:{keys.mlflow_password}"))[0] != 200:
+        raise InputError(f"--auth: MLflow refuses user {keys.mlflow_user} with the password given: its user store "
                          f"{directory / 'basic_auth.db'} was made with another one (set on first start only)")
 
 
@@ -200,12 +258,12 @@ def _workers_then_servers(records: list[dict]) -> tuple[list[dict], list[dict]]:
 
 
 def down(args: argparse.Namespace) -> int:
-    directory = args.dir.expanduser().resolve()
+    directory = _stack_dir(args.dir)
     records = procs.read_records(directory)
     if not records:
         print(f"no stack recorded in {directory}")
         return 0
-    _drain(records, args.grace)
+    _drain(records, args.grace, _headers(directory))
     left = []
     for batch in _workers_then_servers(records):
         running = [r for r in batch if procs.group(r)]
@@ -222,7 +280,13 @@ def down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _drain(records: list[dict], grace: float) -> None:
+def _headers(directory: Path) -> dict[str, str]:
+    """The Prefect API's auth header, from the auth string kept in DIR (none for a stack from before it was)."""
+    auth = stack_secrets.read(directory).get("prefect_auth_string") or os.environ.get("BP_PREFECT_AUTH_STRING")
+    return basic(auth) if auth else {}
+
+
+def _drain(records: list[dict], grace: float, headers: dict[str, str]) -> None:
     """Let the workers' flow runs finish (up to ``grace`` s), cancel the rest through Prefect, before any signal.
 
     Signalled, a Prefect 3.9 process worker SIGKILLs the flow run it executes within about 2 s:
@@ -233,11 +297,6 @@ def _drain(records: list[dict], grace: float) -> None:
     if server is None or not any("worker" in r and procs.alive(r) for r in records) or not procs.alive(server):
         return
     api = server["url"] + "/api"
-    secret = os.environ.get("BP_PREFECT_AUTH_STRING") or os.environ.get("PREFECT_API_AUTH_STRING")
-    if server.get("auth") and not secret:
-        _progress("not waiting for flow runs: the Prefect server wants its auth string (BP_PREFECT_AUTH_STRING)")
-        return
-    headers = svc.basic(secret) if secret else {}
     svc.set_pool_paused(api, headers, True)  # no new flow runs; bp stack up resumes the pool
     runs = svc.runs_in_flight(api, headers)
     if runs:
@@ -262,18 +321,28 @@ def _until_done(api: str, headers: dict, timeout: float) -> list[dict]:
 
 
 def status(args: argparse.Namespace) -> int:
-    directory = args.dir.expanduser().resolve()
+    """One line per service, judged by what answers: a server by its health URL, a worker by its process
+    or by the Prefect server counting it online. Exit 1 when anything is down."""
+    directory = _stack_dir(args.dir)
     records = procs.read_records(directory)
     if not records:
         print(f"no stack recorded in {directory}")
         return 1
+    server = next((r for r in records if r["name"] == "prefect-server"), None)
+    online = svc.online_workers(server["url"] + "/api", _headers(directory)) if server else set()
+    up = []
     for record in records:
-        state = "up" if procs.alive(record) else "down"
-        if state == "up" and "health" in record and svc.http("GET", record["health"])[0] != 200:
-            state = "up, not answering"
-        where = record["url"] + (f" (pool {svc.POOL}, as {record['worker']})" if "worker" in record else "")
+        alive = procs.alive(record)
+        if "worker" in record:
+            answers = record["worker"] in online
+        else:
+            answers = request("GET", record["health"])[0] == 200 if "health" in record else alive
+        state = ("up" if alive else "up, not the recorded process") if answers else \
+            ("up, not answering" if alive else "down")
+        up.append(answers)
+        where = record.get("url", "") + (f" (pool {svc.POOL}, as {record['worker']})" if "worker" in record else "")
         print(f"{record['name']:<15} {record['pid']:>8}  {state:<5} {where}")
-    return 0 if all(procs.alive(r) for r in records) else 1
+    return 0 if all(up) else 1
 
 
 def _refuse_running(directory: Path, given: Path) -> None:
@@ -311,8 +380,15 @@ def _seconds(text: str) -> float:
     return value
 
 
+MAX_WORKERS_PER_CORE = 4
+
+
 def _count(text: str) -> int:
+    most = MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
+    if int(text) > most:
+        raise argparse.ArgumentTypeError(f"{text} workers: at most {most} on this machine ({MAX_WORKERS_PER_CORE} "
+                                         f"per core; each is a process that trains)")
     return int(text)
 

@@ -17,6 +17,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from bpcore.errors import InputError
+
 PIDS_FILE = "pids.json"
 
 
@@ -41,9 +43,16 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def ours(record: dict) -> bool:
+    """Whether the record can name a process of the stack at all: a pid above 1 (``kill(0)`` and ``killpg(0)``
+    signal the caller's own group, 1 is init), not this process or its group, with a real start time."""
+    pid, start = record["pid"], record["start"]
+    return pid > 1 and start >= 0 and pid not in (os.getpid(), os.getpgrp())
+
+
 def alive(record: dict) -> bool:
     """The recorded process still runs: same pid, same start time."""
-    return start_time(record["pid"]) == record["start"]
+    return ours(record) and start_time(record["pid"]) == record["start"]
 
 
 def group(record: dict) -> list[int]:
@@ -52,6 +61,8 @@ def group(record: dict) -> list[int]:
     Nothing if the pid now belongs to another process (another start time): the kernel gave it away,
     so the group of that id is not ours. A dead leader's group lives on while any member does.
     """
+    if not ours(record):
+        return []
     leader = start_time(record["pid"])
     if leader is not None and leader != record["start"]:
         return []
@@ -65,24 +76,25 @@ def group(record: dict) -> list[int]:
     return pids
 
 
-def spawn(name: str, argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = None, **extra) -> dict:
-    """Start ``argv`` in the background in a new session, output appended to ``log``; its record."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+def spawn(records: list[dict], name: str, argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = None,
+          **extra) -> dict:
+    """Start ``argv`` in the background in a new session, output appended to ``log``; its record, appended
+    to ``records`` as soon as the process exists (a stop that comes meanwhile still finds it there).
+
+    Files it creates are its owner's only (umask 077): the stack's databases hold every run.
+    """
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as out:
         out.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} bp stack: starting {name}\n".encode())
         out.flush()
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-    start = None
-    for _ in range(100):  # /proc/<pid> appears with the fork; the start time is there at once
-        start = start_time(proc.pid)
-        if start is not None:
-            break
-        if proc.poll() is not None:
-            start = -1  # exited already: recorded anyway, so the failure is reported with its log
-            break
-        time.sleep(0.01)
-    return {"name": name, "pid": proc.pid, "start": start, "log": str(log), **extra}
+                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True, umask=0o077)
+        # /proc/<pid> is there once Popen returns (it waited for the exec): the start time at once
+        record = {"name": name, "pid": proc.pid, "start": start_time(proc.pid), "log": str(log), **extra}
+        records.append(record)
+    if record["start"] is None:
+        record["start"] = -1  # exited already: recorded anyway, so the failure is reported with its log
+    return record
 
 
 def stop(records: list[dict], timeout: float) -> list[dict]:
@@ -103,7 +115,7 @@ def stop(records: list[dict], timeout: float) -> list[dict]:
 
 def _signal_group(record: dict, signum: int) -> None:
     # the group id is the leader's pid, reserved by the kernel while any member lives: checked just before
-    if group(record):
+    if ours(record) and group(record):
         try:
             os.killpg(record["pid"], signum)
         except ProcessLookupError:
@@ -141,13 +153,41 @@ def reason(log: str | Path) -> str | None:
 
 
 def read_records(directory: Path) -> list[dict]:
+    """The records of DIR/pids.json ([] when there is none); an InputError naming the file and the entry at fault
+    when it is not what ``bp stack`` writes (torn, or edited by hand)."""
     path = directory / PIDS_FILE
     try:
-        return json.loads(path.read_text())["services"]
+        text = path.read_text()
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    fix = "fix it, or remove it once none of the stack's processes runs"
+    try:
+        services = json.loads(text)["services"]
     except (ValueError, KeyError, TypeError):
-        return []  # a torn or foreign file: nothing we can safely stop
+        raise InputError(f"{path}: not a record of bp stack (a JSON object with a list \"services\"); {fix}") from None
+    if not isinstance(services, list):
+        raise InputError(f"{path}: \"services\" is not a list; {fix}")
+    for number, record in enumerate(services, start=1):
+        if problem := _problem(record):
+            raise InputError(f"{path}: service {number}: {problem}; {fix}")
+    return services
+
+
+def _problem(record) -> str | None:
+    """What makes ``record`` no record of a process ``bp stack`` started, or None."""
+    if not isinstance(record, dict):
+        return "not an object"
+    for key, kind in (("name", str), ("pid", int), ("start", int), ("log", str)):
+        value = record.get(key)
+        if value is None:
+            return f"{key} is missing"
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"{key} {value!r} is not {'a whole number' if kind is int else 'text'}"
+    if record["pid"] <= 1:
+        return f"pid {record['pid']} is no process bp stack started"
+    return None
 
 
 def write_records(directory: Path, records: list[dict]) -> None:

@@ -94,7 +94,7 @@ def postgres() -> Iterator[str]:
 # the client and --auth variables bp stack reads; a test sets those it wants
 STACK_VARIABLES = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "BP_MLFLOW_ADMIN_PASSWORD", "BP_MLFLOW_ADMIN_USERNAME",
                    "BP_PREFECT_AUTH_STRING", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-                   "PREFECT_API_AUTH_STRING", "MLFLOW_FLASK_SERVER_SECRET_KEY")
+                   "PREFECT_API_AUTH_STRING", "MLFLOW_FLASK_SERVER_SECRET_KEY", "BP_DATA_ROOT")
 
 
 def bp_stack(*argv: str, env: dict[str, str] | None = None, timeout: float = 420) -> subprocess.CompletedProcess:
@@ -106,6 +106,14 @@ def bp_stack(*argv: str, env: dict[str, str] | None = None, timeout: float = 420
 
 # the scheduler looks for due runs every 60 s by default: too slow for a test of an interval schedule
 FAST_SCHEDULER = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"}
+
+
+def exported(stdout: str) -> dict[str, str]:
+    """The ``export NAME=VALUE`` lines ``bp stack up`` ends with, as a dict (values unquoted as a shell would)."""
+    import shlex
+
+    lines = [line.removeprefix("export ") for line in stdout.splitlines() if line.startswith("export ")]
+    return dict(shlex.split(line)[0].split("=", 1) for line in lines)
 
 
 @dataclass(frozen=True)
@@ -121,8 +129,12 @@ class Stack:
 
     @property
     def env(self) -> dict[str, str]:
-        """What a client process needs to use this stack."""
-        return {"PREFECT_API_URL": self.prefect_api, "MLFLOW_TRACKING_URI": self.mlflow_uri}
+        """What a client process needs to use this stack: what ``bp stack up`` printed to export."""
+        return exported(self.stdout)
+
+    @property
+    def auth_string(self) -> str:
+        return self.env["PREFECT_API_AUTH_STRING"]
 
 
 @pytest.fixture(scope="session")

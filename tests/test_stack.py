@@ -21,7 +21,7 @@ import urllib.request
 
 import conftest
 import pytest
-from stack_fixtures import REPO, bp_stack, free_port
+from stack_fixtures import REPO, STACK, bp_stack, free_port
 
 from flows import stack_procs
 
@@ -71,10 +71,23 @@ def record_of(proc: subprocess.Popen, name: str, start: int | None = None) -> di
             "log": "/dev/null", "url": "http://127.0.0.1:1"}
 
 
+def private(directory) -> list[str]:
+    """What under ``directory`` (itself included) another user of the machine could read or enter."""
+    return [str(p) for p in [directory, *directory.rglob("*")] if not p.is_symlink() and p.stat().st_mode & 0o077]
+
+
 def test_up_on_postgres_with_two_workers(stack):
     lines = stack.stdout.strip().splitlines()
-    assert lines[-2:] == [f"export PREFECT_API_URL={stack.prefect_api}",
-                          f"export MLFLOW_TRACKING_URI={stack.mlflow_uri}"]
+    auth = stack.auth_string
+    assert lines[-3:] == [f"export PREFECT_API_URL={stack.prefect_api}",
+                          f"export MLFLOW_TRACKING_URI={stack.mlflow_uri}",
+                          f"export PREFECT_API_AUTH_STRING={auth}"]
+    # made on first start, kept for the owner only; never in the logs
+    user, _, secret = auth.partition(":")
+    assert user == "bp" and len(secret) >= 32
+    assert json.loads((stack.dir / "secrets.json").read_text())["prefect_auth_string"] == auth
+    assert not private(stack.dir), "readable by other users"
+    assert not [p for p in (stack.dir / "logs").iterdir() if secret in p.read_text(errors="replace")]
     assert f"Prefect UI: {stack.prefect_api.removesuffix('/api')}" in stack.stdout
     assert f"MLflow UI:  {stack.mlflow_uri}" in stack.stdout
     password = stack.database_url.split(":")[2].split("@")[0]
@@ -82,7 +95,7 @@ def test_up_on_postgres_with_two_workers(stack):
     assert password not in (stack.dir / stack_procs.PIDS_FILE).read_text()
     assert "postgresql://postgres:***@127.0.0.1" in stack.stderr  # what it did, redacted
 
-    assert get(f"{stack.prefect_api}/health") == (200, True)
+    assert get(f"{stack.prefect_api}/health") == (200, True)  # open: the health check needs no credentials
     status, ui = get(f"{stack.prefect_api.removesuffix('/api')}/ui-settings")
     assert status == 200 and ui["api_url"] == stack.prefect_api  # the UI calls this server, not port 4200
     assert get(f"{stack.mlflow_uri}/health")[0] == 200
@@ -102,8 +115,8 @@ def test_up_on_postgres_with_two_workers(stack):
     assert len(workers) == 2
     for record in workers:  # one flow run at a time each, as compose's workers
         assert b"\0--limit\x001\0" in open(f"/proc/{record['pid']}/cmdline", "rb").read()
-    assert {r["worker"] for r in workers} <= workers_of(stack.prefect_api)
-    status, pool = get(f"{stack.prefect_api}/work_pools/bp")
+    assert {r["worker"] for r in workers} <= workers_of(stack.prefect_api, auth)
+    status, pool = get(f"{stack.prefect_api}/work_pools/bp", auth)
     assert status == 200 and pool["type"] == "process" and not pool["is_paused"]
     # flow runs start where `bp stack up` ran (here the checkout), so a config's relative paths mean the same
     assert pool["base_job_template"]["variables"]["properties"]["working_dir"]["default"] == str(REPO)
@@ -113,6 +126,41 @@ def test_up_on_postgres_with_two_workers(stack):
     rows = [line.split() for line in status.stdout.strip().splitlines()]
     assert [(row[0], int(row[1]), row[2]) for row in rows] == [(r["name"], r["pid"], "up") for r in stack.records]
     assert [row[0] for row in rows] == ["prefect-server", "mlflow-server", "worker-1", "worker-2"]
+
+
+def test_the_prefect_api_refuses_strangers(stack, tmp_path):
+    """Without its auth string no one can submit work, and a web page of another origin cannot call it."""
+    api, auth = stack.prefect_api, stack.auth_string
+    marker = tmp_path / "pwned"
+    assert get(f"{api}/flow_runs/filter", body={})[0] == 401
+    assert get(f"{api}/flow_runs/filter", "bp:not-the-auth-string", body={})[0] == 401
+    status, flow = get(f"{api}/flows/", body={"name": "stranger"})
+    assert status == 401
+    step = {"prefect.deployments.steps.run_shell_script": {"script": f"touch {marker}"}}  # ran on a worker, once
+    deployment = {"name": "stranger", "flow_id": "00000000-0000-0000-0000-000000000000", "work_pool_name": "bp",
+                  "pull_steps": [step]}
+    assert get(f"{api}/deployments/", body=deployment)[0] == 401
+    status, flows = get(f"{api}/flows/filter", auth, body={"flows": {"name": {"any_": ["stranger"]}}})
+    assert status == 200 and flows == []  # nothing was made
+    # a browser's preflight from another origin is refused; the UI's own origin is allowed
+    for origin, allowed in (("http://evil.example", False), (stack.prefect_api.removesuffix("/api"), True)):
+        request = urllib.request.Request(f"{api}/flow_runs/filter", method="OPTIONS", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answer = response.status, response.headers.get("access-control-allow-origin")
+        except urllib.error.HTTPError as exc:
+            answer = exc.code, exc.headers.get("access-control-allow-origin")
+        assert answer == ((200, origin) if allowed else (400, None)), (origin, answer)
+    # MLflow likewise refuses other origins and Host headers it does not serve
+    request = urllib.request.Request(f"{stack.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=1",
+                                     headers={"Host": "evil.example:5000"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
+    time.sleep(3)  # a worker polls every 2 s: had anything been queued, it would have run by now
+    assert not marker.exists()
 
 
 def test_sqlite_with_auth_up_status_down(tmp_path):
@@ -130,11 +178,17 @@ def test_sqlite_with_auth_up_status_down(tmp_path):
             assert up.returncode == 0, up.stderr
             lines = up.stdout.strip().splitlines()
             api, tracking = f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{mlflow_port}"
-            assert lines[-2:] == [f"export PREFECT_API_URL={api}", f"export MLFLOW_TRACKING_URI={tracking}"]
-            assert "MLFLOW_TRACKING_PASSWORD" in up.stdout and "PREFECT_API_AUTH_STRING" in up.stdout
-            everything = up.stdout + up.stderr + "".join(p.read_text() for p in directory.rglob("*.ini"))
-            assert MLFLOW_PASSWORD not in everything and PREFECT_AUTH not in everything
+            assert lines[-5:] == [f"export PREFECT_API_URL={api}", f"export MLFLOW_TRACKING_URI={tracking}",
+                                  f"export PREFECT_API_AUTH_STRING={PREFECT_AUTH}",
+                                  "export MLFLOW_TRACKING_USERNAME=admin",
+                                  f"export MLFLOW_TRACKING_PASSWORD={MLFLOW_PASSWORD}"]
+            # the secrets given are printed for the client to export, and nowhere else but DIR/secrets.json
+            elsewhere = up.stderr + "".join(p.read_text(errors="replace") for p in directory.rglob("*")
+                                            if p.is_file() and p.suffix in (".ini", ".log", ".json")
+                                            and p.name != "secrets.json")
+            assert MLFLOW_PASSWORD not in elsewhere and PREFECT_AUTH not in elsewhere
             assert {"mlflow.db", "prefect.db", "basic_auth.db"} <= {p.name for p in directory.iterdir()}
+            assert not private(directory), "the admin's password hash and every run, readable by other users"
 
             search = f"{tracking}/api/2.0/mlflow/experiments/search?max_results=5"
             assert get(search)[0] == 401
@@ -150,7 +204,7 @@ def test_sqlite_with_auth_up_status_down(tmp_path):
             seen = start_slow_flow_run(tmp_path / "flow", client)
             assert seen["heartbeat"] == "30"  # flow runs on the workers send heartbeats (zombie detection)
         finally:
-            down = bp_stack("down", "--dir", str(directory), "--grace", "2", env=env, timeout=180)
+            down = bp_stack("down", "--dir", str(directory), "--grace", "2", timeout=180)  # DIR has the secrets
         assert down.returncode == 0, down.stderr
         # the flow run did not finish within --grace: cancelled through Prefect, its process got SIGTERM and cleaned up
         assert "cancelling 1 flow run(s)" in down.stderr, down.stderr
@@ -265,12 +319,15 @@ def test_refusals_are_one_line_and_exit_2(tmp_path):
     ports = ["--prefect-port", str(free_port()), "--mlflow-port", str(free_port())]
     up = ("up", "--dir", directory, *ports)
 
-    short = one_line_refusal(bp_stack(*up, "--auth", env={"BP_MLFLOW_ADMIN_PASSWORD": "short-pw",
-                                                            "BP_PREFECT_AUTH_STRING": PREFECT_AUTH}), "at least 12")
-    assert "short-pw" not in short
-    one_line_refusal(bp_stack(*up, "--auth", env={"BP_PREFECT_AUTH_STRING": PREFECT_AUTH}), "BP_MLFLOW_ADMIN_PASSWORD")
-    one_line_refusal(bp_stack(*up, "--auth", env={"BP_MLFLOW_ADMIN_PASSWORD": MLFLOW_PASSWORD}),
-                     "BP_PREFECT_AUTH_STRING")
+    for password in ("short-pw", " " * 12, "a b c d e f g h i j k"):  # fewer than 12 characters but spaces
+        short = one_line_refusal(bp_stack(*up, "--auth", env={"BP_MLFLOW_ADMIN_PASSWORD": password}),
+                                 "BP_MLFLOW_ADMIN_PASSWORD", "at least 12 characters other than spaces")
+        assert password.strip() not in short or not password.strip()
+    for auth in ("x", "bp:short", ":a-long-enough-secret", "bp:" + " " * 20):
+        one_line_refusal(bp_stack(*up, env={"BP_PREFECT_AUTH_STRING": auth}), "BP_PREFECT_AUTH_STRING")
+    many = bp_stack(*up, "--workers", "1000")
+    assert many.returncode == 2 and len(many.stderr.strip().splitlines()) == 1, many.stderr
+    assert f"argument --workers: 1000 workers: at most {4 * os.cpu_count()} on this machine" in many.stderr
 
     one_line_refusal(bp_stack(*up, "--database-url", "mysql://u@127.0.0.1:3306"), "not a PostgreSQL URL")
     line = one_line_refusal(bp_stack(*up, "--database-url", "postgresql://u:hunter2secret@127.0.0.1:5432/db"),
@@ -289,6 +346,59 @@ def test_refusals_are_one_line_and_exit_2(tmp_path):
     one_line_refusal(bp_stack("up", "--dir", directory, "--prefect-port", "4711", "--mlflow-port", "4711"),
                      "both 4711")
     assert not os.path.exists(directory)  # refused before anything was made
+
+
+def test_a_dir_that_is_a_file_or_under_one_is_one_line(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    for action in ("up", "status", "down"):
+        one_line_refusal(bp_stack(action, "--dir", str(afile)), f"--dir {afile}: is a file")
+        one_line_refusal(bp_stack(action, "--dir", str(afile / "sub")), f"--dir {afile / 'sub'}: is under {afile}")
+
+
+@pytest.mark.parametrize(("content", "fault"), [
+    ('{"services": [{"name": "worker-1", "start": 5, "log": "x"}]}', "service 1: pid is missing"),
+    ('{"services": [{"name": "w", "pid": "123", "start": 5, "log": "x"}]}', "service 1: pid '123' is not a whole"),
+    ('{"services": [{"name": "w", "pid": -4, "start": 5, "log": "x"}]}', "service 1: pid -4 is no process"),
+    ('[1, 2]', "not a record of bp stack"),
+    ('{"services": {"name": "w"}}', '"services" is not a list'),
+    ('{"services": [{"name": "w", "pid": 12', "not a record of bp stack"),  # torn
+])
+def test_a_hand_edited_pids_file_is_one_line(tmp_path, content, fault):
+    directory = tmp_path / "stack"
+    directory.mkdir()
+    (directory / stack_procs.PIDS_FILE).write_text(content)
+    for action in ("status", "down", "up"):
+        one_line_refusal(bp_stack(action, "--dir", str(directory)), str(directory / stack_procs.PIDS_FILE), fault)
+
+
+CALLER = """
+import json, subprocess, sys
+from flows import stack_procs
+directory, pid = sys.argv[1], int(sys.argv[2])
+if pid < 0:  # record this very process, with its true start time: the group bp stack down runs in
+    import os
+    pid = os.getpid()
+record = {"name": "worker-1", "pid": pid, "start": stack_procs.start_time(pid) or 0, "log": "/dev/null"}
+open(f"{directory}/pids.json", "w").write(json.dumps({"services": [record]}))
+done = subprocess.run([*sys.argv[3:], "down", "--dir", directory], capture_output=True, text=True)
+print(done.returncode, done.stdout + done.stderr)
+"""
+
+
+@pytest.mark.parametrize("pid", [0, 1, -1])
+def test_pid_0_1_or_the_callers_own_are_never_signalled(tmp_path, pid):
+    """``killpg(0)`` is the caller's own group: a record of pid 0 made ``bp stack down`` kill its caller."""
+    directory = tmp_path / "stack"
+    directory.mkdir()
+    caller = subprocess.run([sys.executable, "-c", CALLER, str(directory), str(pid), *STACK], cwd=REPO,
+                            capture_output=True, text=True, timeout=120, start_new_session=True)  # a group's leader
+    assert caller.returncode == 0, f"the caller was killed ({caller.returncode})"  # it lived to report bp's exit
+    code, _, said = caller.stdout.partition(" ")
+    if pid in (0, 1):
+        assert code == "2" and f"pid {pid} is no process bp stack started" in said, said
+    else:
+        assert code == "0" and "worker-1" in said and "was not running" in said, said
 
 
 def test_running_stack_is_refused_and_a_reused_pid_left_alone(tmp_path):
@@ -323,7 +433,7 @@ def test_parser_defaults():
     parser = argparse.ArgumentParser(prog="bp")
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["stack", "up"])
-    assert (str(args.dir), args.workers, args.database_url, args.prefect_port, args.mlflow_port, args.auth) == \
-        (".bp-stack", 1, None, 4200, 5000, False)
+    assert (str(args.dir), args.workers, args.database_url, args.prefect_port, args.mlflow_port, args.auth,
+            args.data_root) == (".bp-stack", 1, None, 4200, 5000, False, None)
     assert parser.parse_args(["stack", "down"]).action == "down"
     assert parser.parse_args(["stack", "status", "--dir", "x"]).dir.name == "x"

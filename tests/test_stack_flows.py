@@ -50,13 +50,17 @@ def last_run_id(done: subprocess.CompletedProcess) -> str:
     return last.removeprefix("run_id: ")
 
 
+def prefect_settings(servers) -> dict[str, str]:
+    return {"api.url": servers["PREFECT_API_URL"], "api.auth_string": servers["PREFECT_API_AUTH_STRING"]}
+
+
 @contextmanager
 def prefect_client(servers):
     """A Prefect client of the stack's server (Prefect read its settings at import: the env var alone won't do)."""
     from prefect.client.orchestration import get_client
     from prefect.settings import temporary_settings
 
-    with temporary_settings(updates={"api.url": servers["PREFECT_API_URL"]}), get_client(sync_client=True) as prefect:
+    with temporary_settings(updates=prefect_settings(servers)), get_client(sync_client=True) as prefect:
         yield prefect
 
 
@@ -84,7 +88,7 @@ def test_stack_up_made_the_automation_that_crashes_silent_flow_runs(servers):
 
     from flows.deploy import ZOMBIE_AUTOMATION
 
-    with temporary_settings(updates={"api.url": servers["PREFECT_API_URL"]}):
+    with temporary_settings(updates=prefect_settings(servers)):
         automation = Automation.read(name=ZOMBIE_AUTOMATION)  # (through the same settings as prefect_client)
     assert automation.enabled and automation.trigger.posture == "Proactive"
     assert automation.trigger.after == {"prefect.flow-run.heartbeat"}
@@ -93,10 +97,10 @@ def test_stack_up_made_the_automation_that_crashes_silent_flow_runs(servers):
 
 def test_a_scheduled_run_is_trained_by_a_worker(servers, tmp_path):
     config = tmp_path / "every_few_seconds.yaml"
-    config.write_text(Path(LINREG).read_text() + "schedule:\n  interval: 5\n")
+    config.write_text(Path(LINREG).read_text() + "schedule:\n  interval: 10\n")
     deployed = bp("deploy", str(config), "--set", "experiment=scheduled", env=servers["env"], cwd=tmp_path)
     assert deployed.returncode == 0, deployed.stderr[-3000:]
-    assert "linreg/every_few_seconds: every 5 s, work pool 'bp'" in deployed.stdout
+    assert "linreg/every_few_seconds: every 10 s, overlapping runs skipped, work pool 'bp'" in deployed.stdout
     again = bp("deploy", str(config), "--set", "experiment=scheduled", env=servers["env"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
 
@@ -113,12 +117,13 @@ def test_a_scheduled_run_is_trained_by_a_worker(servers, tmp_path):
     with prefect_client(servers) as prefect:
         deployments = [d for d in prefect.read_deployments() if d.name == "every_few_seconds"]
         assert len(deployments) == 1 and len(deployments[0].schedules) == 1  # deployed twice: updated
-        prefect.delete_deployment(deployments[0].id)  # stop the schedule for the other tests
+        prefect.pause_deployment(deployments[0].id)  # stop the schedule for the other tests (deleting it under a
+        # running flow run makes the server fail to release the run's concurrency slot)
 
 
 def test_bp_serve_runs_a_schedule_from_one_process(servers, tmp_path):
     config = tmp_path / "served.yaml"
-    config.write_text(Path(str(REPO / "configs" / "chain.yaml")).read_text() + "schedule:\n  interval: 3\n")
+    config.write_text(Path(str(REPO / "configs" / "chain.yaml")).read_text() + "schedule:\n  interval: 10\n")
     serve = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", str(config), "--set", "experiment=served",
                               "--set", "trainer.iterations=20"], env=servers["env"], cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -132,8 +137,8 @@ def test_bp_serve_runs_a_schedule_from_one_process(servers, tmp_path):
         out, err = serve.communicate(timeout=60)
     assert finished, err[-3000:]
     run = finished[0]
-    assert run.data.tags["bp.deployment"] == "served" and run.data.tags["bp.status"] == "finished"
-    assert "bp: serving chain/served: every 3 s" in err
+    assert run.data.tags["bp.deployment"] == "served-served" and run.data.tags["bp.status"] == "finished"
+    assert "bp: serving chain/served-served: every 10 s, overlapping runs skipped" in err
 
 
 def test_a_sweep_on_the_pool_uses_both_workers(servers):

@@ -1,0 +1,32 @@
+"""One JSON request to a server, with the standard library only: the checks made before anything starts
+(is a server there, does it take our credentials, does a work pool exist) and ``bp stack``'s calls."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+
+
+def basic(credentials: str) -> dict[str, str]:
+    """The Authorization header of HTTP basic auth for ``user:password`` (Prefect's auth string is one)."""
+    return {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+
+
+def request(method: str, url: str, headers: dict | None = None, body=None, timeout: float = 3) -> tuple[int, object]:
+    """(status, parsed JSON or text) of one request; status 0 when nothing answers."""
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {**(headers or {}), **({"Content-Type": "application/json"} if data else {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            status, text = response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        status, text = exc.code, exc.read().decode(errors="replace")
+    except (OSError, ValueError):
+        return 0, None
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
