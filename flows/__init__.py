@@ -10,6 +10,9 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")  # offline by default: no usage pings from the clients either
+# MLflow prints "View run ... at: <url>" to stdout when a run ends on a server: noise in bp's output and
+# in every worker's log (the run's id is printed by bp, and its page is in the MLflow UI)
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 # For the temporary (SQLite) server this process starts: record task runs in batches. One write
 # transaction per task-run event collides with the API's own writes, which then answer 503
 # ("database is locked") and the client retries only after about 2 s; batched, that almost never

@@ -8,6 +8,7 @@ flow keeps only what is particular to it: its tasks and its body.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 
 from bpcore import kinds, loading
 from bpcore.config import Config
-from bpcore.errors import DataError
+from bpcore.errors import DataError, InputError
 from flows import outage, tracking
 
 
@@ -48,6 +49,25 @@ class Trained(BaseModel):
 
 # body(config, data, tracking_uri, run_id, tags) -> Trained; runs inside the open MLflow run
 Body = Callable[[Any, Any, str, str, dict[str, str]], Trained]
+
+
+class _OutcomeNotCrash(logging.Filter):
+    """A flow run that ends Failed with an outcome of bp's own (a divergence, bad input) is one line in its logs.
+
+    Prefect's engine logs any failed flow run's exception with its traceback ("Engine execution exited
+    with unexpected exception"): on a worker every diverged sweep child would print a page of it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, tracking.RunFailed | InputError):
+            record.msg, record.args = f"flow run ended Failed: {exc}", ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+logging.getLogger("prefect.flow_runs").addFilter(_OutcomeNotCrash())
 
 
 def logging_task(fn):

@@ -160,7 +160,9 @@ def _stopped(exc: BaseException) -> str | None:
     if isinstance(number, int):
         return f"stopped by {signal.Signals(number).name}"
     if isinstance(exc, SystemExit):
-        return str(exc) or "stopped"
+        if isinstance(exc.__context__, BrokenPipeError):  # rich's console exits so when its reader is gone
+            return "stopped: its output pipe broke (the worker that started this flow run is gone)"
+        return str(exc) if isinstance(exc.code, str) else f"stopped: the process exited (SystemExit({exc.code!r}))"
     return None
 
 

@@ -179,3 +179,12 @@ def test_a_new_experiment_created_meanwhile_is_found_by_id(tmp_path, monkeypatch
     monkeypatch.setattr(mc, "get_experiment_by_name", late)
     assert tracking.experiment_id_of(mc, "first-use") == theirs
     assert tracking.experiment_id_of(mc, "brand-new") == real("brand-new").experiment_id
+
+
+def test_a_worker_gone_under_its_flow_run_is_the_reason_given():
+    """Killed, a worker closes the pipe its flow run writes to; rich's console then raises SystemExit(1)."""
+    exited = SystemExit(1)
+    exited.__context__ = BrokenPipeError(32, "Broken pipe")  # raised while handling it
+    assert tracking._stopped(exited) == ("stopped: its output pipe broke (the worker that started this flow run "
+                                         "is gone)")
+    assert tracking._stopped(SystemExit(3)) == "stopped: the process exited (SystemExit(3))"
