@@ -267,8 +267,10 @@ def _serve(args) -> int:
     for name, config in named:
         flow, _ = deploy.flow_and_parameters(config, name)
         print(f"bp: serving {flow.name}/{deploy.served_name(name)}: {deploy.describe(config)}", file=sys.stderr)
-    deploy.serve(named)
-    return 0
+    import signal
+
+    # serving ends only when the process is told to stop: say so, with the signal's exit code
+    raise Stopped(getattr(signal, deploy.serve(named)))
 
 
 def _reproduce(args) -> int:

@@ -168,9 +168,30 @@ def describe(config: Config) -> str:
     return f"{when}, overlapping runs {overlap}"
 
 
-def serve(configs: list[tuple[str, Config]]) -> None:
-    """Run the configs' schedules from this process until it is stopped (Prefect's ``serve``; no work pool)."""
-    from prefect import serve as prefect_serve
+def serve(configs: list[tuple[str, Config]]) -> str:
+    """Run the configs' schedules from this process until it is stopped (Prefect's runner; no work pool).
 
-    prefect_serve(*(to_deployment(config, served_name(name)) for name, config in configs))
+    Returns the signal that stopped it (``SIGTERM``, ``SIGINT``). On SIGTERM Prefect's runner
+    takes no more runs, cancels those it runs (their flows see the signal and mark their MLflow
+    runs KILLED) and pauses the served deployments.
+    """
+    import asyncio
+
+    from prefect.runner import Runner
+
+    class _Runner(Runner):
+        stopped_by = "SIGINT"
+
+        def handle_sigterm(self, *args, **kwargs) -> None:
+            self.stopped_by = "SIGTERM"
+            super().handle_sigterm(*args, **kwargs)
+
+    runner = _Runner(pause_on_shutdown=True)
+    for name, config in configs:
+        runner.add_deployment(to_deployment(config, served_name(name)))
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        return "SIGINT"
+    return runner.stopped_by
 
