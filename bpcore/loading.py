@@ -15,3 +15,15 @@ def fingerprint(config: Config) -> tuple[str, str]:
     """Load (or find cached) the data ``config`` trains on; returns its (source, sha256 digest)."""
     data = load(config)
     return data.source, data.digest
+
+
+def readable_here(config: Config) -> bool:
+    """Whether this machine can read the data ``config`` names (its file or directory exists; no file: always).
+
+    A sweep on a work pool may name data that only its workers have (compose mounts it at /data).
+    """
+    from pathlib import Path
+
+    data = getattr(config, "data", None)
+    path = getattr(data, "path", None)
+    return path is None or bool(getattr(data, "download", False)) or Path(path).expanduser().exists()

@@ -20,7 +20,7 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "500")
 os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE", "500")
 
-# How long an MLflow request waits for a server that does not answer (BP_TRACKING_TIMEOUT, about 2 minutes).
+# How long an MLflow request waits for a server that does not answer (BP_SERVER_TIMEOUT, about 2 minutes).
 from flows import outage  # noqa: E402  (the standard library only)
 
 outage.configure()

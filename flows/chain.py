@@ -91,6 +91,6 @@ def descend_and_log(config: ChainConfig, example, tracking_uri: str, run_id: str
 
 @flow(name="chain", log_prints=False)
 def chain(config: ChainConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
-          run_name: str | None = None, data_digest: str | None = None) -> RunResult:
+          run_name: str | None = None, data_digest: str | None = None, data_key: str | None = None) -> RunResult:
     """Descend the chain on one example and track every partial derivative; returns the run's id and outcome."""
-    return tracked_training(config, tracking_uri, tags, run_name, data_digest, descend_and_log)
+    return tracked_training(config, tracking_uri, tags, run_name, data_digest, descend_and_log, data_key=data_key)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bpcore.config import load_config, to_dict, to_yaml
 from bpcore.errors import InputError
-from bpcore.loading import fingerprint
+from bpcore.loading import fingerprint, readable_here
 from bpcore.sweep import expand
 from flows import DEFAULT_TRACKING_URI, resolve_tracking_uri
 from flows.launch import Stopped, signals_as_exit
@@ -188,9 +188,13 @@ def _train(args) -> int:
 def _sweep(args) -> int:
     config = _config(args)
     points = expand(config, args.config)
-    for point in points:  # every point's data loaded (and cached) now: bad data fails before Prefect starts
-        fingerprint(point.validated())
     pool = args.pool if args.pool is not None else config.sweep.pool
+    if pool and not all(readable_here(p.validated()) for p in points):
+        print(f"bp: {config.data.path} is not on this machine: the workers read it, and their copies must agree",
+              file=sys.stderr)
+    else:
+        for point in points:  # every point's data loaded (and cached) now: bad data fails before Prefect starts
+            fingerprint(point.validated())
     uri = _prepare_store(args.tracking_uri)
     if pool:
         from flows import prefect_api
@@ -205,8 +209,10 @@ def _sweep(args) -> int:
 
         return flows.sweep.sweep
 
+    # on a pool the sweep sends heartbeats: if this process is lost, the server marks its flow run Crashed
     return _launch(args, flow, _show_sweep, config=to_dict(config), tracking_uri=uri,
-                   run_name=Path(args.config).stem, parallel=args.parallel, points=points, pool=pool)
+                   run_name=Path(args.config).stem, parallel=args.parallel, points=points, pool=pool,
+                   heartbeat=HEARTBEAT_SECONDS if pool else None)
 
 
 def _configs(args) -> list[tuple[str, object]]:
@@ -309,10 +315,14 @@ def _prepare_store(uri: str | None) -> str:
     return uri
 
 
-def _launch(args, get_flow, render, **params) -> int:
+HEARTBEAT_SECONDS = 30  # as the workers' flow runs (bp stack up, compose): the zombie automation waits 90 s
+
+
+def _launch(args, get_flow, render, heartbeat: int | None = None, **params) -> int:
     from flows.launch import launch
 
-    return launch(get_flow, render, verbose=args.verbose, reap_uri=params["tracking_uri"], **params)
+    return launch(get_flow, render, verbose=args.verbose, reap_uri=params["tracking_uri"], heartbeat=heartbeat,
+                  **params)
 
 
 def _show_sweep(result) -> int:

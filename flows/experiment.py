@@ -9,13 +9,14 @@ flow keeps only what is particular to it: its tasks and its body.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed, State
+from prefect.states import Cancelled, Failed, State
 from pydantic import BaseModel
 
 from bpcore import kinds, loading
@@ -83,10 +84,11 @@ def load_data(config: Config) -> Any:
 
 
 def check_digest(data, expected: str | None) -> None:
-    """Refuse data whose sha256 differs from the one the caller recorded (a sweep's parent, a reproduction)."""
+    """Refuse data whose sha256 differs from the one the caller recorded (a sweep's parent or first child,
+    a reproduction)."""
     if expected and data.digest != expected:
         raise DataError(f"{data.source}: data differs from what was recorded: expected sha256 {expected}, "
-                        f"read {data.digest}")
+                        f"read {data.digest} (on {socket.gethostname()})")
 
 
 def default_name(config: Config) -> str:
@@ -152,17 +154,26 @@ def _wait(futures) -> None:
 
 def tracked_training(config: Config, tracking_uri: str | None, tags: dict[str, str] | None,
                      run_name: str | None, data_digest: str | None, body: Body,
-                     dataset: Callable[[Any], Any] | None = None) -> RunResult | State:
+                     dataset: Callable[[Any], Any] | None = None, data_key: str | None = None) -> RunResult | State:
     """One tracked training run of ``config``: the shared part of every kind's flow.
 
     Returns the RunResult, or a Failed state carrying a Diverged (with its RunResult) when the
     body reports divergence; any other error inside the run marks it FAILED and is raised as
-    RunFailed. Bad data raises DataError before any run opens.
+    RunFailed. Bad data raises DataError before any run opens. ``data_key``: a sweep's key under
+    which its children agree on the data's digest (when the machine that submitted it had none).
+    A sweep child on a worker whose sweep is already over ends Cancelled without training.
     """
+    from flows import sweep_remote
+
     tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
     if started_by_deployment() and "mlflow.parentRunId" not in (tags or {}):  # no bp command (nor sweep) ran first
         prepare_store(tracking_uri)
+    if started_by_deployment() and (gone := sweep_remote.sweep_gone(tags or {}, tracking_uri)):
+        get_run_logger().warning("not trained: %s", gone)
+        return Cancelled(message=gone)
     data = load_data(config)
+    if data_key:
+        data_digest = sweep_remote.agreed_digest(data_key, data.digest)
     check_digest(data, data_digest)
     kind = kinds.get(config.kind)
     try:

@@ -25,13 +25,14 @@ Render = Callable[[Any], int]
 
 
 def launch(get_flow: Callable[[], Any], render: Render | None = None, verbose: bool = False,
-           reap_uri: str | None = None, **params) -> int:
+           reap_uri: str | None = None, heartbeat: int | None = None, **params) -> int:
     """Call the flow ``get_flow()`` returns with ``params`` here; print its outcome, then ``run_id: <id>``
     last; return the exit code.
 
     With no Prefect API configured, a temporary server is started first (``flows.temporary_server``)
     and ``get_flow`` (which imports the flow's module) runs while it starts. ``reap_uri``: a tracking
     store whose orphaned runs (their process on this host gone) are marked FAILED meanwhile.
+    ``heartbeat``: the flow run's heartbeat period in seconds (none by default, see ``_heartbeats``).
     """
     import os
 
@@ -45,7 +46,7 @@ def launch(get_flow: Callable[[], Any], render: Render | None = None, verbose: b
         warm = _start_prewarm(reap_uri)
         if server is not None:
             server.wait_ready(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")))
-        with temporary_server.pointed_at(server) if server else nullcontext(), _local_settings():
+        with temporary_server.pointed_at(server) if server else nullcontext(), _heartbeats(heartbeat):
             try:
                 state = flow(**params, return_state=True)
                 warm.join(timeout=30)  # its reaping, if it is still at it
@@ -142,22 +143,21 @@ def _drain_to_server() -> None:
             pass
 
 
-def _local_settings():
-    """No flow-run heartbeats for the flow bp runs in this process.
+def _heartbeats(seconds: int | None):
+    """The flow run bp runs in this process sends heartbeats every ``seconds``, or (None) none at all.
 
     Each flow run's end waits up to a second for its heartbeat thread to stop (a sixth of a line
     fit against a server). Heartbeats let a server notice a flow run whose process vanished; a
     temporary server dies with this process anyway, and a bp process killed outright has its MLflow
-    run reaped by the next bp. Runs that workers execute (deployments, sweep children on a pool)
-    keep their heartbeats: the worker's environment sets them.
+    run reaped by the next bp. A sweep on a pool sends them: its children run on, and its flow run
+    must be seen Crashed if this process is lost. Runs that workers execute keep their own (the
+    worker's environment sets them).
     """
-    from contextlib import nullcontext
-
     from prefect.settings import get_current_settings, temporary_settings
 
-    if get_current_settings().flows.heartbeat_frequency is None:  # Prefect's default: no copy of the settings
+    if get_current_settings().flows.heartbeat_frequency == seconds:  # already so: no copy of the settings
         return nullcontext()
-    return temporary_settings(updates={"flows.heartbeat_frequency": None})
+    return temporary_settings(updates={"flows.heartbeat_frequency": seconds})
 
 
 class _NoTraceback(logging.Formatter):

@@ -113,9 +113,11 @@ def fit_and_log(config: LinRegConfig, table: Table, tracking_uri: str, run_id: s
 
 @flow(name="linreg", log_prints=False)
 def linreg(config: LinRegConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
-           run_name: str | None = None, data_digest: str | None = None) -> RunResult:
+           run_name: str | None = None, data_digest: str | None = None,
+           data_key: str | None = None) -> RunResult:
     """Fit a line by gradient descent and track it in MLflow; returns the run's id and outcome.
 
     ``data_digest``: when given, the data read must have this sha256 (else the flow fails, naming the file).
     """
-    return tracked_training(config, tracking_uri, tags, run_name, data_digest, fit_and_log, tracking.table_dataset)
+    return tracked_training(config, tracking_uri, tags, run_name, data_digest, fit_and_log, tracking.table_dataset,
+                            data_key)

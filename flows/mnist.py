@@ -104,12 +104,12 @@ def fit_and_log(config: MnistConfig, splits: MnistSplits, tracking_uri: str, run
 
 @flow(name="mnist", log_prints=False)
 def mnist(config: MnistConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
-          run_name: str | None = None, data_digest: str | None = None) -> RunResult:
+          run_name: str | None = None, data_digest: str | None = None, data_key: str | None = None) -> RunResult:
     """Train a backpropagation network on MNIST digits and track it in MLflow; returns the run's id and outcome.
 
     ``data_digest``: when given, the digits read must have this sha256 (else the flow fails, naming the file).
     """
-    return tracked_training(config, tracking_uri, tags, run_name, data_digest, fit_and_log, _dataset)
+    return tracked_training(config, tracking_uri, tags, run_name, data_digest, fit_and_log, _dataset, data_key)
 
 
 def _dataset(splits: MnistSplits):

@@ -1,6 +1,7 @@
-"""A tracking server that stops answering: how long bp waits for it, and how it gives up.
+"""A server that stops answering: how long bp waits for it, and how it gives up.
 
-``BP_TRACKING_TIMEOUT`` (seconds, default 120) is the one setting. MLflow's client retries a
+``BP_SERVER_TIMEOUT`` (seconds, default 120) is the one setting, for the MLflow server and for
+the Prefect server a sweep on a work pool waits on (``flows.sweep_remote``). MLflow's client retries a
 request that finds no server with exponential back-off; bp sizes those retries so that one request
 gives up after about that long, which also rides out a server restart of a few seconds without
 losing a step. bp's own retries (a task's, a per-epoch write's) are for errors a second try can
@@ -18,14 +19,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-VARIABLE = "BP_TRACKING_TIMEOUT"
+VARIABLE = "BP_SERVER_TIMEOUT"
 DEFAULT_SECONDS = 120.0
 REQUEST_TIMEOUT = 30  # s: one request to a server that accepts it and never answers
 _MAX_RETRIES = 10  # MLflow refuses more
 
 
 def seconds() -> float:
-    """The budget from ``BP_TRACKING_TIMEOUT`` (a positive number), else the default."""
+    """The budget from ``BP_SERVER_TIMEOUT`` (a positive number), else the default."""
     try:
         value = float(os.environ.get(VARIABLE, ""))
     except ValueError:
@@ -57,7 +58,7 @@ def client_settings(budget: float | None = None) -> dict[str, str]:
 def configure() -> None:
     """Set MLflow's retry variables in this process from the budget.
 
-    ``BP_TRACKING_TIMEOUT`` given: they follow it. Not given: MLflow's own variables, if set, are kept.
+    ``BP_SERVER_TIMEOUT`` given: they follow it. Not given: MLflow's own variables, if set, are kept.
     """
     explicit = bool(os.environ.get(VARIABLE, "").strip())
     for name, value in client_settings().items():

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
@@ -30,42 +29,14 @@ from threadpoolctl import threadpool_limits
 from bpcore import kinds
 from bpcore import sweep as grid
 from bpcore.config import validate
-from bpcore.loading import fingerprint
+from bpcore.loading import fingerprint, readable_here
 from bpcore.sweep import GridPoint
-from flows import flow_for, tracking
+from flows import flow_for, outage, sweep_remote, tracking
 from flows.deploy import ensure_child_deployments, ensure_zombie_automation
 from flows.experiment import RunResult, logging_task, prepare_store, started_by_deployment
-from flows.sweep_remote import run_remote_child
+from flows.sweep_child import Child, ChildFailed
 
 CHAMPION = "champion"
-
-
-@dataclass
-class Child:
-    """What a sweep learns of one child: its grid point and the outcome its flow handed back."""
-
-    point: GridPoint
-    run_id: str | None
-    status: str  # finished / diverged / failed
-    reason: str | None = None
-    score: float | None = None  # the sweep's metric, when the child finished and logged it
-    curve: list[float] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, point: GridPoint, result: RunResult, metric: str) -> Child:
-        score = result.metrics.get(metric) if result.status == "finished" else None
-        return cls(point, result.run_id, result.status, result.reason, score, result.curve)
-
-
-class ChildFailed(Exception):
-    """A child that did not finish: its task ends Failed carrying this, and the parent reads ``child`` off it."""
-
-    def __init__(self, child: Child):
-        super().__init__(f"{child.point.name}: {child.status}: {child.reason}")
-        self.child = child
-
-    def __repr__(self) -> str:  # what Prefect shows of the failed state: not the whole curve
-        return f"ChildFailed({str(self)!r})"
 
 
 class SweepResult(BaseModel):
@@ -83,6 +54,9 @@ class SweepResult(BaseModel):
 def load_once(points: list[GridPoint]) -> list[tuple[str, str]]:
     """Load every distinct dataset the children need into the process cache; each point's (source, digest)."""
     return [fingerprint(p.validated()) for p in points]
+
+
+ON_THE_WORKERS = "read on the workers"  # the parent's data digest until its children agree on one
 
 
 @task(cache_policy=NO_CACHE, task_run_name="child {point.name}")
@@ -175,32 +149,56 @@ def _csv(rows: list[dict]) -> str:
 
 
 @task(cache_policy=NO_CACHE)  # no retries: a retry after the version was created would register it twice
-def register_best(tracking_uri: str, parent_id: str, name: str, best: Child, metric: str, goal: str) -> str:
-    """Register the best child's model under ``name`` as the new champion, only if it beats the champion.
+def register_best(tracking_uri: str, parent_id: str, name: str, best: Child, metric: str, goal: str,
+                  data_digest: str) -> str:
+    """Register the best child's model under ``name`` and make it the champion, only if it beats every version
+    trained on the same data (``bp.data_digest``): a model fitted to other data is no yardstick.
 
-    The champion's score is its run's value of the same metric; a champion whose run lacks that
-    metric is beaten by any score. Returns one line saying what happened.
+    A version's score is its run's value of the same metric; one whose run lacks that metric is beaten
+    by any score. Returns one line saying what happened.
     """
     mc = tracking.client(tracking_uri)
-    try:
-        current = mc.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:  # no champion yet
-        current = None
-    previous = mc.get_run(current.run_id).data.metrics.get(metric) if current is not None else None
+    rival, previous, others = _best_on_same_data(mc, name, metric, goal, data_digest)
     moved = grid.better(best.score, previous, goal)
     mc.set_tag(parent_id, "bp.champion_moved", str(moved).lower())
+    same = f"trained on the same data (sha256 {data_digest[:12]})"
     if not moved:
-        note = (f"not registered: {best.point.name} ({metric} {best.score:.6g}) does not beat "
-                f"{name}@{CHAMPION}, version {current.version} ({metric} {previous:.6g})")
+        note = (f"not registered: {best.point.name} ({metric} {best.score:.6g}) does not beat {name} version "
+                f"{rival.version} ({metric} {previous:.6g}), the best {same}")
     else:
         version = mlflow.register_model(_model_uri(mc, best.run_id), name,
-                                        tags={"bp.sweep": parent_id, f"bp.{metric}": str(best.score)})
+                                        tags={"bp.sweep": parent_id, f"bp.{metric}": str(best.score),
+                                              "bp.data_digest": data_digest})
         mc.set_registered_model_alias(name, CHAMPION, version.version)
         mc.set_tag(parent_id, "bp.registered_model", f"{name}/{version.version}")
-        note = f"registered {name} version {version.version} as {CHAMPION} ({metric} {best.score:.6g})"
+        beaten = (f"beats version {rival.version} ({metric} {previous:.6g}), the best {same}" if rival is not None
+                  else f"the first version {same}")
+        note = f"registered {name} version {version.version} as {CHAMPION} ({metric} {best.score:.6g}): {beaten}"
+        if others:
+            note += f"; {others} version(s) trained on other data not compared"
     mc.set_tag(parent_id, "bp.registry", note)
     get_run_logger().info(note)
     return note
+
+
+def _best_on_same_data(mc, name: str, metric: str, goal: str, data_digest: str):
+    """(version, its score, how many versions were trained on other data) among ``name``'s versions."""
+    try:
+        versions = mc.search_model_versions(f"name = '{name}'")
+    except MlflowException:  # no such model yet
+        return None, None, 0
+    best, score, others = None, None, 0
+    for version in versions:
+        run = mc.get_run(version.run_id)
+        if run.data.tags.get("bp.data_digest") != data_digest:
+            others += 1
+            continue
+        value = run.data.metrics.get(metric)
+        if value is not None and (score is None or grid.better(value, score, goal)):
+            best, score = version, value
+        elif best is None:
+            best = version
+    return best, score, others
 
 
 def _model_uri(mc, run_id: str) -> str:
@@ -211,21 +209,24 @@ def _model_uri(mc, run_id: str) -> str:
 
 
 def run_children(points: list[GridPoint], digests: list[str], tracking_uri: str, tags: dict[str, str],
-                 metric: str, workers: int, deployment: str | None = None) -> list[Child]:
-    """Every grid point, outcomes in grid order: on ``workers`` threads here (BLAS threads shared out), or,
-    with ``deployment``, all submitted at once as runs of it for a work pool's workers."""
-    child, extra = (run_child, {}) if deployment is None else (run_remote_child, {"deployment": deployment})
-    threads = workers if deployment is None else len(points)  # remote: each thread only waits
+                 metric: str, workers: int) -> list[Child]:
+    """Every grid point on ``workers`` threads here (BLAS threads shared out), outcomes in grid order."""
     with threadpool_limits(limits=blas_threads(workers), user_api="blas"), \
-            ThreadPoolTaskRunner(max_workers=threads) as runner:
-        futures = [runner.submit(child, {"point": p, "tracking_uri": tracking_uri, "tags": tags,
-                                         "data_digest": digest, "metric": metric, **extra})
+            ThreadPoolTaskRunner(max_workers=workers) as runner:
+        futures = [runner.submit(run_child, {"point": p, "tracking_uri": tracking_uri, "tags": tags,
+                                             "data_digest": digest, "metric": metric})
                    for p, digest in zip(points, digests)]
         for future in futures:
             future.wait()
         outcomes = [future.state.result(raise_on_failure=False) for future in futures]
     # a child that did not finish ended its task Failed, carrying its Child all the same
-    return [o.child if isinstance(o, ChildFailed) else o for o in outcomes]
+    return [o.child if isinstance(o, ChildFailed) else _crashed(p, o) if isinstance(o, BaseException) else o
+            for p, o in zip(points, outcomes)]
+
+
+def _crashed(point: GridPoint, exc: BaseException) -> Child:
+    """A child task that failed without handing back its outcome (an error outside its flow's code)."""
+    return Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
 
 
 @flow(name="sweep", log_prints=False)
@@ -238,7 +239,10 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
     (default: the number of cores); ``points``: the grid as already expanded by the caller (else
     it is expanded here); ``pool`` (else the config's ``sweep.pool``): the work pool whose workers
     train the children, each as a run of its kind's ``sweep-child-<pool>`` deployment (else in-process).
+    With a pool and data this machine cannot read, the workers read it and agree on its digest.
     """
+    from prefect.runtime import flow_run
+
     logger = get_run_logger()
     model = validate(config, source="sweep config")
     tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
@@ -247,23 +251,35 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
     points = points or grid.expand(model)
     metric, goal = grid.objective(model)
     workers = max(1, min(parallel or os.cpu_count() or 1, len(points)))
-    prints = load_once(points)
     pool = pool or model.sweep.pool
+    here = not pool or all(readable_here(p.validated()) for p in points)
+    prints = load_once(points) if here else [(str(p.validated().data.path), None) for p in points]
     deployment = None
     if pool:  # children on workers: their deployment, and the automation that notices a worker lost mid-child
         deployment = ensure_child_deployments({model.kind}, pool)[model.kind]
         ensure_zombie_automation()
     parent_tags = {**(tags or {}), "bp.sweep": "parent"}
-    with tracking.tracked_run(model, prints[0][0], prints[0][1], None, tracking_uri,
+    with tracking.tracked_run(model, prints[0][0], prints[0][1] or ON_THE_WORKERS, None, tracking_uri,
                               run_name or f"sweep of {len(points)}", parent_tags) as parent_id:
-        child_tags = {**(tags or {}), "mlflow.parentRunId": parent_id, "bp.sweep": "child"}
-        if deployment:
-            logger.info("%d children as runs of %s on work pool %r (MLflow run %s)", len(points), deployment, pool,
-                        parent_id)
-        else:
-            logger.info("%d children, %d at a time, %d BLAS thread(s) each (MLflow run %s)",
-                        len(points), workers, blas_threads(workers), parent_id)
-        children = run_children(points, [d for _, d in prints], tracking_uri, child_tags, metric, workers, deployment)
+        child_tags = {**(tags or {}), "mlflow.parentRunId": parent_id, "bp.sweep": "child",
+                      **({"bp.sweep_flow_run": str(flow_run.id)} if pool and flow_run.id else {})}
+        key = None if here else sweep_remote.digest_key(parent_id)
+        try:
+            if deployment:
+                logger.info("%d children as runs of %s on work pool %r (MLflow run %s)", len(points), deployment,
+                            pool, parent_id)
+                children = sweep_remote.run_on_pool(points, [d for _, d in prints], deployment, tracking_uri,
+                                                    child_tags, metric, key)
+            else:
+                logger.info("%d children, %d at a time, %d BLAS thread(s) each (MLflow run %s)",
+                            len(points), workers, blas_threads(workers), parent_id)
+                children = run_children(points, [d for _, d in prints], tracking_uri, child_tags, metric, workers)
+        except sweep_remote.Interrupted as stopped:
+            _summarise(tracking_uri, parent_id, model.kind, stopped.children, metric, goal)
+            if isinstance(stopped.cause, Exception):  # the server lost: the parent FAILED, naming it
+                raise tracking.RunFailed(parent_id, str(stopped.cause)) from stopped.cause
+            raise stopped.cause from None  # a stop: the parent KILLED, as the process was told
+        digest = prints[0][1] or _agreed(key, parent_id, tracking_uri)
         best = best_child(children, goal)
         log_comparison(tracking_uri, parent_id, model.kind, children, metric, best)
         rows = table(children, metric)
@@ -273,10 +289,30 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
                              best=best.point.name if best else None)
         if best is None:
             raise tracking.RunFailed(parent_id, _no_winner(children), result)
-        if model.sweep.model_name:
-            result.registry = register_best(tracking_uri, parent_id, model.sweep.model_name, best, metric, goal)
+        if model.sweep.model_name and digest:
+            result.registry = register_best(tracking_uri, parent_id, model.sweep.model_name, best, metric, goal,
+                                            digest)
     logger.info("best: %s (%s %s, MLflow run %s)", best.point.name, metric, best.score, best.run_id)
     return result
+
+
+def _summarise(tracking_uri: str, parent_id: str, kind: str, children: list[Child], metric: str, goal: str) -> None:
+    """On a stop, the parent's comparison of the children that ended (quickly; not through Prefect's API)."""
+    if not children:
+        return
+    try:
+        with outage.one_attempt(timeout=10):
+            log_comparison.fn(tracking_uri, parent_id, kind, children, metric, best_child(children, goal))
+    except Exception as exc:  # the store is away too: the stop goes on
+        get_run_logger().warning("could not log the comparison of the %d children that ended: %s", len(children), exc)
+
+
+def _agreed(key: str | None, parent_id: str, tracking_uri: str) -> str | None:
+    """The data digest the workers agreed on, recorded on the parent (None when no child read the data)."""
+    digest = sweep_remote.forget_digest(key) if key else None
+    if digest:
+        tracking.client(tracking_uri).set_tag(parent_id, "bp.data_digest", digest)
+    return digest
 
 
 def _no_winner(children: list[Child]) -> str:

@@ -1,69 +1,206 @@
 """Sweep children on a work pool's workers: each grid point a run of its kind's ``sweep-child-<pool>`` deployment.
 
-The parent submits every point at once (a subflow run of the sweep in the Prefect UI), and
-whichever worker is free takes it. A worker logs to its own ``MLFLOW_TRACKING_URI``, which must
-be the parent's store; the parent finds each child's MLflow run there by the tag ``bp.flow_run``
-(the child's Prefect flow run) and reads its outcome back. A child whose flow run crashed (its
-worker killed or lost: no heartbeat, see ``flows.deploy.ensure_zombie_automation``) has its
-MLflow run marked FAILED with the reason, and the point is submitted again, a bounded number of
-times.
+The parent submits the points one after another (each a subflow run of the sweep in the Prefect
+UI; whichever worker is free takes it), then watches all of them with one request every few
+seconds until each is final. A worker logs to its own ``MLFLOW_TRACKING_URI``, which must be the
+parent's store; the parent finds each child's MLflow run there by the tag ``bp.flow_run`` and
+reads its outcome back.
+
+What can go wrong on the way, and what happens then:
+- the Prefect server answers with an error or not at all (a restart, its database away for a
+  while, SQLite's "database is locked" under load): every request is tried again until the
+  server has failed for ``BP_SERVER_TIMEOUT`` seconds in a row; then ``ServerLost``;
+- a child's flow run crashes (its worker killed or lost: no heartbeat, see
+  ``flows.deploy.ensure_zombie_automation``): its MLflow run is marked FAILED with the reason and
+  the point is submitted again, a bounded number of times;
+- the sweep is stopped (Ctrl-C, SIGTERM) or gives up: the children not final are cancelled
+  (those not started never start; running ones are stopped by their workers) and their MLflow
+  runs marked KILLED with the reason. A child that starts after its sweep ended, because the
+  server could not be told in time, finds the sweep over and ends Cancelled without training
+  (``sweep_gone``);
+- the machine that submits the sweep has no copy of the data (compose mounts it on the workers
+  only): the first child to read it records its digest under the sweep's key (a Prefect variable,
+  created once), and every other child checks its own copy against it (``agreed_digest``).
 """
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed, State
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from prefect import get_run_logger
 
 from bpcore import kinds
 from bpcore.sweep import GridPoint
-from flows import tracking
+from flows import outage, tracking
+from flows.sweep_child import Child
 
 ATTEMPTS = 3  # a point whose worker dies is submitted again, at most this many times in all
+POLL_SECONDS = 2.0  # between two reads of every child's state (one request for all of them)
+FINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+T = TypeVar("T")
 
 
-@task(cache_policy=NO_CACHE, task_run_name="child {point.name}")
-def run_remote_child(point: GridPoint, deployment: str, tracking_uri: str, tags: dict[str, str], data_digest: str,
-                     metric: str) -> State | object:
-    """Run one grid point as a deployment run and wait for it; its Child, or a Failed state carrying it."""
-    from prefect.deployments import run_deployment
-
-    from flows.sweep import ChildFailed
-
-    logger = get_run_logger()
-    parameters = {"config": point.config, "tags": tags, "run_name": point.name, "data_digest": data_digest}
-    for attempt in range(1, ATTEMPTS + 1):
-        flow_run = wait(run_deployment(deployment, parameters=parameters, flow_run_name=point.name, timeout=0).id)
-        if not flow_run.state.is_crashed():
-            break
-        reason = f"flow run {flow_run.id} crashed: {flow_run.state.message}"
-        for run_id in fail_running(tracking_uri, str(flow_run.id), reason, point.config["experiment"]):
-            logger.warning("%s: MLflow run %s marked FAILED (%s)", point.name, run_id, reason)
-        logger.warning("%s: attempt %d of %d crashed (%s)%s", point.name, attempt, ATTEMPTS, flow_run.state.message,
-                       "; submitting it again" if attempt < ATTEMPTS else "")
-    child = outcome(point, flow_run, tracking_uri, metric)
-    if child.status == "finished":
-        return child
-    failed = ChildFailed(child)
-    return Failed(message=str(failed), data=failed)
+class ServerLost(Exception):
+    """The Prefect server failed every request for longer than the budget."""
 
 
-def wait(flow_run_id, recheck_seconds: float = 60):
-    """The flow run once it is final.
+class Interrupted(Exception):
+    """The children that finished before the sweep stopped or gave up; ``cause`` is why it did."""
 
-    Prefect's event stream says when (``wait_for_flow_run``): no polling, which for eight children
-    at once was eight API reads a second competing with the training for the cores. The flow run
-    is read again at least every ``recheck_seconds``, in case an event was missed.
-    """
-    from prefect.exceptions import FlowRunWaitTimeout
-    from prefect.flow_runs import wait_for_flow_run
-    from prefect.utilities.asyncutils import run_coro_as_sync
+    def __init__(self, children: list[Child], cause: BaseException):
+        super().__init__(str(cause))
+        self.children, self.cause = children, cause
 
+
+@dataclass
+class Submitted:
+    """One grid point on the pool: its current flow run and how many times it was submitted."""
+
+    point: GridPoint
+    digest: str | None
+    attempt: int = 0
+    flow_run_id: uuid.UUID | None = None
+    state: Any = None  # the flow run's last known state
+
+    @property
+    def final(self) -> bool:
+        return self.state is not None and self.state.type.value in FINAL
+
+
+def patiently(call: Callable[[], T], what: str) -> T:
+    """``call()``, tried again (1, 2, 4 ... 30 s apart) until it has failed for ``BP_SERVER_TIMEOUT`` s in a row."""
+    deadline, pause = time.monotonic() + outage.seconds(), 1.0
     while True:
         try:
-            return run_coro_as_sync(wait_for_flow_run(flow_run_id, timeout=recheck_seconds))
-        except FlowRunWaitTimeout:
-            continue
+            return call()
+        except Exception as exc:  # an HTTP error, a refused connection, a timeout: all alike here
+            if time.monotonic() + pause > deadline:
+                raise ServerLost(f"the Prefect server stopped answering ({what}: {_why(exc)}); gave up after "
+                                 f"{outage.seconds():g} s ({outage.VARIABLE})") from exc
+            time.sleep(pause)
+            pause = min(30.0, pause * 2)
+
+
+def _why(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+
+
+def run_on_pool(points: list[GridPoint], digests: list[str | None], deployment: str, tracking_uri: str,
+                tags: dict[str, str], metric: str, data_key: str | None) -> list[Child]:
+    """Every grid point as a run of ``deployment``, outcomes in grid order.
+
+    ``digests``: each point's data digest, when this machine has read the data (else None and
+    ``data_key`` names the rendezvous where the first child to read it records its digest).
+    Raises Interrupted (carrying the children that finished) when stopped or when the server is lost.
+    """
+    from prefect.client.orchestration import get_client
+
+    children = [Submitted(point, digest) for point, digest in zip(points, digests)]
+    logger = get_run_logger()
+    try:
+        with get_client(sync_client=True) as client:
+            for child in children:
+                submit(child, deployment, tags, data_key)
+            while not all(child.final for child in children):
+                time.sleep(POLL_SECONDS)
+                for child in refresh(client, children):
+                    if child.state.is_crashed() and child.attempt < ATTEMPTS:
+                        reason = f"flow run {child.flow_run_id} crashed: {child.state.message}"
+                        for run_id in fail_running(tracking_uri, str(child.flow_run_id), reason,
+                                                   child.point.config["experiment"]):
+                            logger.warning("%s: MLflow run %s marked FAILED (%s)", child.point.name, run_id, reason)
+                        logger.warning("%s: attempt %d of %d crashed; submitting it again", child.point.name,
+                                       child.attempt, ATTEMPTS)
+                        submit(child, deployment, tags, data_key)
+    except BaseException as exc:
+        stop(children, tracking_uri, f"{_stopped_by(exc)}: the sweep's children still to run were cancelled")
+        if isinstance(exc, Exception) and not isinstance(exc, ServerLost):
+            raise
+        raise Interrupted(_finished(children, tracking_uri, metric), exc) from exc
+    return [outcome(child, tracking_uri, metric) for child in children]
+
+
+def _finished(children: list[Submitted], tracking_uri: str, metric: str) -> list[Child]:
+    """The outcomes of the children that ended, as far as MLflow can still say (quickly)."""
+    done = []
+    with outage.one_attempt():
+        for child in children:
+            if child.final:
+                try:
+                    done.append(outcome(child, tracking_uri, metric))
+                except Exception:  # MLflow away as well
+                    pass
+    return done
+
+
+def _stopped_by(exc: BaseException) -> str:
+    signal = getattr(exc, "signal", None)
+    return (f"stopped by {signal}" if isinstance(signal, str) else "interrupted (Ctrl-C)"
+            if isinstance(exc, KeyboardInterrupt) else str(exc))
+
+
+def submit(child: Submitted, deployment: str, tags: dict[str, str], data_key: str | None) -> None:
+    """Create the point's next flow run (a subflow of the sweep); idempotent, so a retried request makes one."""
+    from prefect.deployments import run_deployment
+
+    child.attempt += 1
+    parameters = {"config": child.point.config, "tags": tags, "run_name": child.point.name,
+                  "data_digest": child.digest, "data_key": data_key}
+    key = f"{tags['mlflow.parentRunId']}-{child.point.index}-{child.attempt}"
+    flow_run = patiently(lambda: run_deployment(deployment, parameters=parameters, flow_run_name=child.point.name,
+                                                timeout=0, idempotency_key=key), f"submitting {child.point.name}")
+    child.flow_run_id, child.state = flow_run.id, flow_run.state
+
+
+def refresh(client, children: list[Submitted]) -> list[Submitted]:
+    """Read every unfinished child's state in one request; the children that became final."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    waiting = {c.flow_run_id: c for c in children if not c.final}
+    runs = patiently(lambda: client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        id=FlowRunFilterId(any_=list(waiting))), limit=len(waiting)), "reading the children's states")
+    became = []
+    for run in runs:
+        child = waiting[run.id]
+        child.state = run.state
+        if child.final:
+            became.append(child)
+    return became
+
+
+def stop(children: list[Submitted], tracking_uri: str, reason: str) -> None:
+    """Cancel every child not final (one quick request each) and mark its MLflow run KILLED with ``reason``."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled, Cancelling
+
+    waiting = [c for c in children if c.flow_run_id is not None and not c.final]
+    if not waiting:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            for child in waiting:
+                started = child.state is not None and child.state.type.value in ("RUNNING", "PENDING")
+                # a started flow run is stopped by its worker (SIGTERM); one not started never will be
+                state = Cancelling(message=reason) if started else Cancelled(message=reason)
+                try:
+                    client.set_flow_run_state(child.flow_run_id, state, force=True)
+                except Exception:  # the server is away: the child finds its sweep over when it starts
+                    pass
+    except Exception:
+        pass
+    mc = tracking.client(tracking_uri)
+    with outage.one_attempt():
+        for child in waiting:
+            try:
+                for run in _runs_of(mc, str(child.flow_run_id), child.point.config["experiment"],
+                                    " and attributes.status = 'RUNNING'"):
+                    tracking.mark_failed(mc, run.info.run_id, "failed", reason, run_status="KILLED")
+            except Exception:  # MLflow away too: the next bp on the worker's machine reaps it
+                pass
 
 
 def _runs_of(mc, flow_run_id: str, experiment: str, extra: str = ""):
@@ -83,18 +220,70 @@ def fail_running(tracking_uri: str, flow_run_id: str, reason: str, experiment: s
     return failed
 
 
-def outcome(point: GridPoint, flow_run, tracking_uri: str, metric: str):
+def outcome(child: Submitted, tracking_uri: str, metric: str) -> Child:
     """The Child a worker trained: read from its MLflow run, or the flow run's failure when it opened none."""
-    from flows.sweep import Child
-
     mc = tracking.client(tracking_uri)
-    config = point.validated()
-    runs = _runs_of(mc, str(flow_run.id), config.experiment)
+    config = child.point.validated()
+    runs = _runs_of(mc, str(child.flow_run_id), config.experiment)
+    state = child.state
     if not runs:
-        message = flow_run.state.message or flow_run.state.name
-        return Child(point, None, "failed", f"flow run {flow_run.id} {flow_run.state.name.lower()}: {message}")
+        message = state.message or state.name
+        status = "cancelled" if state.is_cancelled() else "failed"
+        return Child(child.point, None, status, f"flow run {child.flow_run_id} {state.name.lower()}: {message}")
     run = runs[0]
     status = run.data.tags.get("bp.status", "failed")
     curve = tracking.history(mc, run.info.run_id, kinds.get(config.kind).curve[0]).tolist()
     score = run.data.metrics.get(metric) if status == "finished" else None
-    return Child(point, run.info.run_id, status, run.data.tags.get("bp.failure_reason"), score, curve)
+    return Child(child.point, run.info.run_id, status, run.data.tags.get("bp.failure_reason"), score, curve)
+
+
+# -- the child's side, in the flow a worker runs --------------------------------------------------
+
+
+def agreed_digest(key: str, digest: str) -> str:
+    """The digest the sweep's first child to read the data recorded under ``key`` (this one, if it is first)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import VariableCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_variable(VariableCreate(name=key, value=digest, tags=["bp", "sweep-data"]))
+            return digest
+        except ObjectAlreadyExists:
+            return str(client.read_variable_by_name(key).value)
+
+
+def forget_digest(key: str) -> str | None:
+    """The digest recorded under ``key`` (None if no child recorded one), removed now that the sweep is over."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        variable = client.read_variable_by_name(key)
+        if variable is None:
+            return None
+        client.delete_variable_by_name(key)
+        return str(variable.value)
+
+
+def digest_key(parent_run_id: str) -> str:
+    """The Prefect variable a sweep's children agree on their data's digest under."""
+    return f"bp-sweep-{parent_run_id}-data"
+
+
+def sweep_gone(tags: dict[str, str], tracking_uri: str) -> str | None:
+    """Why a child's sweep is over before the child began (its flow run final, or its MLflow run ended), or None."""
+    from prefect.client.orchestration import get_client
+
+    flow_run_id = tags.get("bp.sweep_flow_run")
+    if flow_run_id:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run_id).state
+        if state is not None and state.is_final():
+            return f"its sweep's flow run {flow_run_id} ended {state.name} before this point started"
+    parent = tags.get("mlflow.parentRunId")
+    if parent:
+        status = tracking.client(tracking_uri).get_run(parent).info.status
+        if status != "RUNNING":
+            return f"its sweep's MLflow run {parent} ended {status} before this point started"
+    return None

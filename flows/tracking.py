@@ -171,9 +171,10 @@ def worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def mark_failed(mc: MlflowClient, run_id: str, bp_status: str, reason: str) -> None:
-    """End a run FAILED with ``bp.status`` and ``bp.failure_reason`` (a run whose own process cannot)."""
-    _end(mc, run_id, "FAILED", bp_status, reason)
+def mark_failed(mc: MlflowClient, run_id: str, bp_status: str, reason: str, run_status: str = "FAILED") -> None:
+    """End a run FAILED (or ``run_status``: KILLED) with ``bp.status`` and ``bp.failure_reason``, for a run whose
+    own process cannot."""
+    _end(mc, run_id, run_status, bp_status, reason)
 
 
 def _end(mc: MlflowClient, run_id: str, run_status: str, bp_status: str, reason: str | None,

@@ -79,15 +79,18 @@ def test_a_fresh_process_checks_the_data_it_reads(tracking_uri, seed_csv, tmp_pa
 
 
 def test_bp_runs_its_own_flow_without_heartbeats_even_when_the_shell_asks_for_them():
-    """Heartbeats are for flow runs a worker executes; bp's own would only wait for their thread at the end."""
+    """Heartbeats are for flow runs a worker executes; bp's own would only wait for their thread at the end,
+    except a sweep on a pool, whose flow run must be seen Crashed if its process is lost."""
     from prefect.settings import get_current_settings, temporary_settings
 
-    from flows.launch import _local_settings
+    from flows.launch import _heartbeats
 
     with temporary_settings(updates={"flows.heartbeat_frequency": 30}):
-        with _local_settings():
+        with _heartbeats(None):
             assert get_current_settings().flows.heartbeat_frequency is None
         assert get_current_settings().flows.heartbeat_frequency == 30
     with temporary_settings(updates={"flows.heartbeat_frequency": None}):
-        with _local_settings() as inner:  # already off: the settings are not copied
+        with _heartbeats(None) as inner:  # already off: the settings are not copied
             assert inner is None and get_current_settings().flows.heartbeat_frequency is None
+        with _heartbeats(30):
+            assert get_current_settings().flows.heartbeat_frequency == 30

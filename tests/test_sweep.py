@@ -184,6 +184,19 @@ def test_champion_moves_only_to_a_better_model(full_sweep, capsys, sweep_db, own
     best = mc.get_run(champion.run_id).data.metrics
     assert float(done.stdout.strip().splitlines()[-1]) == pytest.approx(best["intercept"] + 50 * best["slope"])
 
+    # a sweep on other data (the generated line) is no match for models fitted to the seed's, either way:
+    # compared with none of them, it is the first on its data; the seed's versions stay what they were
+    code, other, out, err = sweep(capsys, sweep_db, "--set", "data.path=null", "--set", f"sweep.model_name={MODEL}",
+                                  "--set", "sweep.grid.trainer.learning_rate=[1.0e-4]")
+    assert code == 0, err
+    note = mc.get_run(other).data.tags["bp.registry"]
+    assert note.startswith(f"registered {MODEL} version 2 as champion") and "the first version trained on the " \
+        "same data" in note and note.endswith("; 1 version(s) trained on other data not compared"), note
+    code, again, out, err = sweep(capsys, sweep_db, "--set", f"data.path={own_csv}", "--set",
+                                  f"sweep.model_name={MODEL}", "--set", "sweep.grid.trainer.learning_rate=[1.0e-5]")
+    note = mc.get_run(again).data.tags["bp.registry"]
+    assert f"does not beat {MODEL} version {champion.version} " in note, note  # the seed's own best, not version 2
+
 
 def test_a_sweep_where_nothing_finishes_fails(capsys, tracking_uri):
     code, parent, out, err = sweep(capsys, tracking_uri, "--set", "sweep.grid.trainer.learning_rate=[0.01, 0.02]",

@@ -1,0 +1,246 @@
+"""Sweeps on the default stack (``bp stack up --workers 2``: SQLite, as a new user starts it), under load and
+through trouble: 32 points with the Prefect server restarted on the way, the server gone for good, SIGTERM,
+data that only the workers have, and a data path outside the workers' data root."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SEED_DATA, python_env
+from mlflow.tracking import MlflowClient
+from stack_fixtures import bp_stack, exported, free_port
+
+from flows import outage, stack_procs
+
+pytestmark = pytest.mark.stack
+
+LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
+MNIST_SWEEP = str(REPO / "configs" / "mnist_lr_sweep.yaml")
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    """The default stack, two workers reading data only under the seed's data directory; down after."""
+    directory = tmp_path_factory.mktemp("bp-sqlite-stack")
+    up = bp_stack("up", "--dir", str(directory), "--workers", "2", "--data-root", str(SEED_DATA.parent),
+                  "--prefect-port", str(free_port()), "--mlflow-port", str(free_port()))
+    if up.returncode != 0:
+        bp_stack("down", "--dir", str(directory))
+        pytest.fail(f"bp stack up failed (exit {up.returncode}):\n{up.stderr[-4000:]}")
+    assert "--database-url (Postgres) suits more than one worker" in up.stderr
+    env = exported(up.stdout)
+    cwd = tmp_path_factory.mktemp("pool-client")  # not the checkout, where the workers start their flow runs
+    try:
+        yield {"dir": directory, "env": {**python_env(), **env}, "cwd": cwd, **env}
+    finally:
+        records = stack_procs.read_records(directory)
+        down = bp_stack("down", "--dir", str(directory), "--grace", "5", timeout=180)
+        left = [r for r in records if stack_procs.group(r)]
+        stack_procs.stop(left, 5)
+        assert down.returncode == 0 and not left, f"bp stack down left {left}: {down.stdout}{down.stderr}"
+
+
+def sweep(pool, *argv: str, env: dict | None = None, wait: bool = True):
+    command = [sys.executable, "-m", "flows.cli", "sweep", *argv]
+    if not wait:
+        return subprocess.Popen(command, env={**pool["env"], **(env or {})}, cwd=pool["cwd"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, env={**pool["env"], **(env or {})}, cwd=pool["cwd"], capture_output=True,
+                          text=True, timeout=900)
+
+
+def runs_of(pool, experiment: str, where: str = "") -> list:
+    mc = MlflowClient(pool["MLFLOW_TRACKING_URI"])
+    found = mc.get_experiment_by_name(experiment)
+    return mc.search_runs([found.experiment_id], where, max_results=500) if found else []
+
+
+def prefect_server(pool) -> dict:
+    return next(r for r in stack_procs.read_records(pool["dir"]) if r["name"] == "prefect-server")
+
+
+def stop_service(record: dict) -> tuple[list[bytes], dict, str]:
+    """Stop a stack service (its whole session); what it takes to start it again as it was."""
+    pid = record["pid"]
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    env = dict(item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item)
+    cwd = os.readlink(f"/proc/{pid}/cwd")
+    stack_procs.stop([record], 10)
+    return argv, env, cwd
+
+
+def start_service(pool, record: dict, argv, env, cwd) -> None:
+    """Start a stopped service again and record it, so that bp stack down stops the new process."""
+    records = []
+    stack_procs.spawn(records, record["name"], [a.decode() for a in argv], {k.decode(): v.decode() for k, v in
+                      env.items()}, Path(record["log"]), cwd=Path(cwd), url=record["url"], health=record["health"])
+    write = [records[0] if r["name"] == record["name"] else r for r in stack_procs.read_records(pool["dir"])]
+    stack_procs.write_records(pool["dir"], write)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            import urllib.request
+
+            with urllib.request.urlopen(record["health"], timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{record['name']} did not come back")
+
+
+def flow_run_states(pool, ids) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.settings import temporary_settings
+
+    settings = {"api.url": pool["PREFECT_API_URL"], "api.auth_string": pool["PREFECT_API_AUTH_STRING"]}
+    with temporary_settings(updates=settings), get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(ids))))
+    return {str(r.id): r.state.type.value for r in runs}
+
+
+def rates(n: int) -> str:
+    return "[" + ", ".join(f"{1.0e-5 * (1 + i):.6g}" for i in range(n)) + "]"
+
+
+def test_32_points_on_the_default_stack_ride_out_a_prefect_server_restart(pool):
+    """On SQLite the Prefect server answers 503 "database is locked" under a 32-point submission; restarted
+    mid-sweep it is away for some seconds. The sweep finishes all the same, every point complete."""
+    running = sweep(pool, LINREG_SWEEP, "--pool", "bp", "--set", "experiment=pool-32", "--set", "sweep.model_name=null",
+                    "--set", f"sweep.grid.trainer.learning_rate={rates(32)}", wait=False)
+    try:
+        deadline = time.monotonic() + 300
+        while len(runs_of(pool, "pool-32", "attributes.status = 'FINISHED'")) < 6:
+            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
+            time.sleep(1)
+        record = prefect_server(pool)
+        restart = stop_service(record)
+        time.sleep(5)  # away a while, as in a restart that takes its time
+        start_service(pool, record, *restart)
+        out, err = running.communicate(timeout=900)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert running.returncode == 0, err[-3000:]
+    parent = out.strip().splitlines()[-1].removeprefix("run_id: ")
+    children = runs_of(pool, "pool-32", f"tags.mlflow.parentRunId = '{parent}'")
+    assert sorted(c.info.run_name for c in children) == sorted(f"lr={1.0e-5 * (1 + i):g}" for i in range(32))
+    mc = MlflowClient(pool["MLFLOW_TRACKING_URI"])
+    for child in children:
+        assert child.info.status == "FINISHED", (child.info.run_name, child.data.tags.get("bp.failure_reason"))
+        assert [m.step for m in mc.get_metric_history(child.info.run_id, "cost")] == list(range(1001))
+    assert mc.get_run(parent).data.metrics["finished"] == 32
+    assert "AttributeError" not in err and "Traceback" not in err
+
+
+def test_a_prefect_server_gone_for_good_ends_the_sweep_and_nothing_runs_after_it(pool):
+    """The parent gives up after BP_SERVER_TIMEOUT: FAILED naming the outage; once the server is back, the points
+    still queued never train, its flow run ends Crashed, nothing stays RUNNING, and the same sweep works again."""
+    args = [MNIST_SWEEP, "--pool", "bp", "--set", "experiment=pool-gone", "--set", "trainer.epochs=30",
+            "--set", "data.limit=500", "--set", "sweep.model_name=null"]
+    running = sweep(pool, *args, env={outage.VARIABLE: "15"}, wait=False)
+    record = prefect_server(pool)
+    try:
+        deadline = time.monotonic() + 300
+        while not runs_of(pool, "pool-gone", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'"):
+            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
+            time.sleep(1)
+        restart = stop_service(record)
+        lost = time.monotonic()
+        out, err = running.communicate(timeout=300)
+        gave_up = time.monotonic() - lost
+    finally:
+        if running.poll() is None:
+            running.kill()
+        if not stack_procs.alive(prefect_server(pool)):
+            start_service(pool, record, *restart)
+    assert running.returncode == 1, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("bp: run failed: the Prefect server stopped answering (") and \
+        line.endswith("gave up after 15 s (BP_SERVER_TIMEOUT)"), err[-3000:]
+    assert gave_up < 90, gave_up
+    parent = [r for r in runs_of(pool, "pool-gone") if r.data.tags.get("bp.sweep") == "parent"][0]
+    assert parent.info.status == "FAILED" and "Prefect server stopped answering" in parent.data.tags[
+        "bp.failure_reason"]
+
+    # the server is back: what was queued finds its sweep over, and the sweep's own flow run is crashed
+    deadline, mc = time.monotonic() + 200, MlflowClient(pool["MLFLOW_TRACKING_URI"])
+    flow_run = parent.data.tags["bp.flow_run"]
+    while time.monotonic() < deadline:
+        children = runs_of(pool, "pool-gone", f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+        states = flow_run_states(pool, [flow_run])
+        if not [c for c in children if c.info.status == "RUNNING"] and states.get(flow_run) in ("CRASHED", "FAILED"):
+            break
+        time.sleep(2)
+    assert states.get(flow_run) in ("CRASHED", "FAILED"), states
+    assert not [c.info.run_name for c in children if c.info.status == "RUNNING"]
+    late = [c.info.run_name for c in children if c.info.start_time > mc.get_run(parent.info.run_id).info.end_time]
+    assert not late, f"children started training after their sweep had ended: {late}"
+
+    again = sweep(pool, *args, "--set", "sweep.grid.trainer.learning_rate=[0.02]", "--set", "trainer.epochs=2")
+    assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_sigterm_stops_a_pool_sweep_within_seconds(pool):
+    args = [MNIST_SWEEP, "--pool", "bp", "--set", "experiment=pool-sigterm", "--set", "trainer.epochs=20",
+            "--set", "data.limit=500", "--set", "sweep.model_name=null",
+            "--set", "sweep.grid.trainer.learning_rate=[0.002, 0.005, 0.01, 0.02, 0.05, 0.1]"]
+    running = sweep(pool, *args, wait=False)
+    try:
+        deadline = time.monotonic() + 300
+        while not (runs_of(pool, "pool-sigterm", "attributes.status = 'FINISHED'")
+                   and runs_of(pool, "pool-sigterm", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'")):
+            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
+            time.sleep(1)
+        running.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        out, err = running.communicate(timeout=120)
+        took = time.monotonic() - sent
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert running.returncode == 128 + signal.SIGTERM and took < 20, (running.returncode, took, err[-3000:])
+    assert err.strip().splitlines()[-1] == "bp: stopped by SIGTERM"
+    runs = runs_of(pool, "pool-sigterm")
+    parent = next(r for r in runs if r.data.tags.get("bp.sweep") == "parent")
+    assert parent.info.status == "KILLED" and parent.data.metrics["finished"] >= 1  # what finished, summarised
+    time.sleep(15)  # a worker stops its cancelled flow run; nothing queued may start meanwhile
+    children = runs_of(pool, "pool-sigterm", f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert not [c for c in children if c.info.status == "RUNNING"]
+    killed = [c for c in children if c.info.status == "KILLED"]
+    assert killed and all("stopped by SIGTERM" in c.data.tags["bp.failure_reason"] for c in killed)
+    assert len(children) < 6  # the points not started never trained
+    states = flow_run_states(pool, [c.data.tags["bp.flow_run"] for c in children])
+    assert set(states.values()) <= {"COMPLETED", "CANCELLED", "FAILED"}, states
+
+
+def test_data_only_the_workers_have(pool):
+    """The README's compose sweep: a data path the submitting machine cannot read, but every worker can."""
+    relative = os.path.relpath(SEED_DATA, REPO)  # the workers start in the checkout; this client elsewhere
+    done = sweep(pool, LINREG_SWEEP, "--pool", "bp", "--set", "experiment=pool-data", "--set", f"data.path={relative}",
+                 "--set", "sweep.model_name=null", "--set", "sweep.grid.trainer.learning_rate=[1.0e-4, 2.0e-4]")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"bp: {relative} is not on this machine: the workers read it, and their copies must agree" in done.stderr
+    import hashlib
+
+    digest = hashlib.sha256(SEED_DATA.read_bytes()).hexdigest()
+    runs = runs_of(pool, "pool-data")
+    assert {r.data.tags["bp.data_digest"] for r in runs} == {digest}  # parent and both children
+    assert len(runs) == 3
+
+
+def test_the_workers_read_nothing_outside_their_data_root(pool):
+    outside = os.path.relpath("/etc/hostname", REPO)  # exists on the workers, not from this client's directory
+    done = sweep(pool, LINREG_SWEEP, "--pool", "bp", "--set", "experiment=pool-root", "--set", f"data.path={outside}",
+                 "--set", "sweep.model_name=null", "--set", "sweep.grid.trainer.learning_rate=[1.0e-4]")
+    assert done.returncode == 1, done.stderr[-3000:]
+    parent = next(r for r in runs_of(pool, "pool-root") if r.data.tags.get("bp.sweep") == "parent")
+    mc = MlflowClient(pool["MLFLOW_TRACKING_URI"])
+    table = Path(mc.download_artifacts(parent.info.run_id, "sweep/results.csv", str(pool["cwd"]))).read_text()
+    assert f"outside the data root {SEED_DATA.parent} (BP_DATA_ROOT)" in table, table
