@@ -50,6 +50,16 @@ def launch(get_flow: Callable[[], Any], render: Render | None = None, verbose: b
             try:
                 state = flow(**params, return_state=True)
                 warm.join(timeout=30)  # its reaping, if it is still at it
+            except Exception as exc:  # Prefect's engine could not report the flow run's end to its server
+                from flows import outage
+
+                if not outage.unreachable(exc):
+                    raise
+                api = temporary_server.configured_api() or "the Prefect API"
+                print(f"bp: the Prefect server at {api} stopped answering: the flow run's end could not be reported "
+                      f"(bp's requests wait about {outage.seconds():g} s, {outage.VARIABLE}; a sweep's flow run is "
+                      "marked Crashed once the server is back, its heartbeats having stopped)", file=sys.stderr)
+                return 1
             finally:
                 if server is not None:
                     _drain_to_server()  # while the server, and Prefect's context for it, are there
@@ -91,10 +101,20 @@ def _one_line(exc, message: str | None) -> str:
     from flows import outage
 
     if isinstance(exc, BaseException) and outage.unreachable(exc):
-        where = re.search(r"https?://[^/\s'\"]+", str(exc))
+        where = re.search(r"https?://[^/\s'\"]+", " ".join(_chain(exc)))
         server = f"the server at {where[0]}" if where else "a server it needs"
-        return f"{server} stopped answering (MLflow's requests wait about {outage.seconds():g} s, {outage.VARIABLE})"
+        return f"{server} stopped answering (bp's requests wait about {outage.seconds():g} s, {outage.VARIABLE})"
     return " ".join(str(message or exc).split())[:500]
+
+
+def _chain(exc: BaseException) -> list[str]:
+    """The messages of ``exc`` and of what it was raised from."""
+    found, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        found.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return found
 
 
 class Stopped(SystemExit):

@@ -48,11 +48,22 @@ def retries_for(budget: float) -> tuple[int, int]:
     return _MAX_RETRIES, 120
 
 
+def prefect_retries_for(budget: float) -> int:
+    """How many times Prefect's client may retry a request (waiting 2, 4, 8 ... s) within ``budget`` s; at least 1."""
+    count, waited = 0, 0.0
+    while waited + 2 ** (count + 1) <= budget:
+        count += 1
+        waited += 2**count
+    return max(1, count)
+
+
 def client_settings(budget: float | None = None) -> dict[str, str]:
-    """MLflow's HTTP retry variables for a request that gives up after about ``budget`` s."""
-    count, factor = retries_for(seconds() if budget is None else budget)
+    """MLflow's (and Prefect's) client retry variables for a request that gives up after about ``budget`` s."""
+    budget = seconds() if budget is None else budget
+    count, factor = retries_for(budget)
     return {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(count), "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(factor),
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT)}
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
+            "PREFECT_CLIENT_MAX_RETRIES": str(prefect_retries_for(budget))}
 
 
 def configure() -> None:
@@ -71,7 +82,7 @@ def configure() -> None:
 @contextmanager
 def one_attempt(timeout: int = 5) -> Iterator[None]:
     """MLflow requests made inside try once, ``timeout`` s at most: for marking a run on the way out."""
-    saved = {name: os.environ.get(name) for name in client_settings()}
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
     os.environ.update({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout)})
     try:
         yield

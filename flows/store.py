@@ -121,16 +121,50 @@ def _http_problem(uri: str, timeout: float) -> str | None:
         return f"cannot load the TLS certificates MLFLOW_TRACKING_*_CERT_PATH names ({exc.strerror or exc})"
     try:
         with urllib.request.urlopen(url, timeout=timeout, context=context):
-            return None
+            pass
     except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403):
-            return None  # an authenticating proxy in front: the server is there, credentials are checked later
+        if exc.code in (401, 403):  # an authenticating proxy in front: the API call below says more
+            return _login_problem(uri, timeout, context)
         return f"GET {url} answered HTTP {exc.code} {exc.reason} (is this an MLflow server?)"
     except urllib.error.URLError as exc:
         reason = exc.reason if isinstance(exc.reason, OSError) else OSError(str(exc.reason))
         return f"MLflow server not reachable ({_os_reason(reason, timeout)})"
     except (OSError, ValueError, http.client.HTTPException) as exc:  # a reset, a bad port, not HTTP
         return f"MLflow server not reachable ({_os_reason(exc, timeout)})"
+    return _login_problem(uri, timeout, context)
+
+
+def _login_problem(uri: str, timeout: float, context) -> str | None:
+    """Why the server refuses this client's credentials (its /health answers anyone), or None.
+
+    One real API call, with what MLflow's client would send: MLFLOW_TRACKING_USERNAME and
+    MLFLOW_TRACKING_PASSWORD (basic auth), or MLFLOW_TRACKING_TOKEN.
+    """
+    import base64
+
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    headers = {}
+    if user and password:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    elif token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1",
+                                     headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context):
+            return None
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401 and not headers:
+            return ("the server asks for credentials: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                    "(or MLFLOW_TRACKING_TOKEN)")
+        if exc.code == 401:
+            return f"the server refuses the credentials given ({'user ' + user if user else 'MLFLOW_TRACKING_TOKEN'})"
+        if exc.code == 403:
+            return f"the server does not let {'user ' + user if user else 'this client'} read experiments"
+        return None  # other answers are for MLflow's client to report, with its retries
+    except (OSError, ValueError, http.client.HTTPException):
+        return None  # it answered /health a moment ago: MLflow's client will retry
 
 
 def _tls_context(uri: str) -> ssl.SSLContext | None:

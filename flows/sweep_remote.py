@@ -173,25 +173,26 @@ def refresh(client, children: list[Submitted]) -> list[Submitted]:
 
 
 def stop(children: list[Submitted], tracking_uri: str, reason: str) -> None:
-    """Cancel every child not final (one quick request each) and mark its MLflow run KILLED with ``reason``."""
-    from prefect.client.orchestration import get_client
-    from prefect.states import Cancelled, Cancelling
+    """Cancel every child not final (one quick request each) and mark its MLflow run KILLED with ``reason``.
+
+    Plain requests of a few seconds, not Prefect's client, which retries each for a minute: this
+    runs on the way out, perhaps with the server away.
+    """
+    from flows import prefect_api
+    from flows.http import request
 
     waiting = [c for c in children if c.flow_run_id is not None and not c.final]
     if not waiting:
         return
-    try:
-        with get_client(sync_client=True) as client:
-            for child in waiting:
-                started = child.state is not None and child.state.type.value in ("RUNNING", "PENDING")
-                # a started flow run is stopped by its worker (SIGTERM); one not started never will be
-                state = Cancelling(message=reason) if started else Cancelled(message=reason)
-                try:
-                    client.set_flow_run_state(child.flow_run_id, state, force=True)
-                except Exception:  # the server is away: the child finds its sweep over when it starts
-                    pass
-    except Exception:
-        pass
+    url, auth = prefect_api.configured()
+    for child in waiting:
+        started = child.state is not None and child.state.type.value in ("RUNNING", "PENDING")
+        # a started flow run is stopped by its worker (SIGTERM); one not started never will be
+        kind = "CANCELLING" if started else "CANCELLED"
+        state = {"type": kind, "name": kind.title(), "message": reason}
+        if url:  # a child the server could not be told of finds its sweep over when it starts (sweep_gone)
+            request("POST", f"{url.rstrip('/')}/flow_runs/{child.flow_run_id}/set_state", prefect_api.headers(auth),
+                    {"state": state, "force": True}, timeout=3)
     mc = tracking.client(tracking_uri)
     with outage.one_attempt():
         for child in waiting:

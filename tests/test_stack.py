@@ -193,6 +193,15 @@ def test_sqlite_with_auth_up_status_down(tmp_path):
             search = f"{tracking}/api/2.0/mlflow/experiments/search?max_results=5"
             assert get(search)[0] == 401
             assert get(search, f"admin:{MLFLOW_PASSWORD}")[0] == 200
+            # bp's store check asks an authenticated endpoint (/health is open): missing or wrong, one line
+            train = [sys.executable, "-m", "flows.cli", "train", str(REPO / "configs" / "linreg.yaml"),
+                     "--tracking-uri", tracking]
+            wrong = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "wrong-password"}
+            for extra, fragment in (({}, "the server asks for credentials: set MLFLOW_TRACKING_USERNAME"),
+                                    (wrong, "the server refuses the credentials given (user admin)")):
+                one_line_refusal(subprocess.run(train, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                                                env={**conftest.python_env(), **extra}), f"tracking URI {tracking}: "
+                                 f"{fragment}")
             assert get(f"{api}/flow_runs/filter", body={})[0] == 401
             # the worker authenticated to register: it got the auth string
             assert {r["worker"] for r in records if "worker" in r} <= workers_of(api, PREFECT_AUTH)
@@ -289,6 +298,35 @@ def test_a_service_that_fails_to_start_is_named_and_the_rest_stopped(tmp_path):
     assert str(directory / "logs" / "prefect-server.log") in up.stderr
     assert not (directory / stack_procs.PIDS_FILE).exists()
     assert not processes_of(directory)  # the MLflow server it had started is gone too
+
+
+@pytest.mark.parametrize("when", ["servers starting", "a worker started"])
+def test_sigterm_during_up_leaves_nothing_behind(tmp_path, when):
+    directory = tmp_path / "stack"
+    up = subprocess.Popen([*STACK, "up", "--dir", str(directory), "--workers", "2", "--prefect-port", str(free_port()),
+                           "--mlflow-port", str(free_port())], cwd=REPO, env=conftest.python_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    try:
+        while True:
+            assert time.monotonic() < deadline and up.poll() is None, up.communicate()[1][-3000:]
+            try:
+                names = [r["name"] for r in stack_procs.read_records(directory)]
+            except Exception:  # being written
+                names = []
+            if (when == "a worker started" and "worker-1" in names) or (when != "a worker started" and
+                                                                         "mlflow-server" in names):
+                break
+            time.sleep(0.05)
+        up.send_signal(signal.SIGTERM)
+        out, err = up.communicate(timeout=120)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 128 + signal.SIGTERM, err[-3000:]
+    time.sleep(1)
+    assert not processes_of(directory), f"left running after SIGTERM: {processes_of(directory)}"
+    assert not (directory / stack_procs.PIDS_FILE).exists()
 
 
 def processes_of(directory) -> list[int]:

@@ -161,13 +161,14 @@ def test_a_prefect_server_gone_for_good_ends_the_sweep_and_nothing_runs_after_it
         if not stack_procs.alive(prefect_server(pool)):
             start_service(pool, record, *restart)
     assert running.returncode == 1, err[-3000:]
-    line = err.strip().splitlines()[-1]
-    assert line.startswith("bp: run failed: the Prefect server stopped answering (") and \
-        line.endswith("gave up after 15 s (BP_SERVER_TIMEOUT)"), err[-3000:]
-    assert gave_up < 90, gave_up
+    said = [line for line in err.splitlines() if line.startswith("bp: ")]
+    assert said and said[-1].startswith(f"bp: the Prefect server at {pool['PREFECT_API_URL']} stopped answering"), \
+        err[-3000:]
+    assert gave_up < 150, gave_up  # its own wait (15 s), then Prefect's engine trying to report the end
     parent = [r for r in runs_of(pool, "pool-gone") if r.data.tags.get("bp.sweep") == "parent"][0]
-    assert parent.info.status == "FAILED" and "Prefect server stopped answering" in parent.data.tags[
-        "bp.failure_reason"]
+    assert parent.info.status == "FAILED" and parent.data.tags["bp.failure_reason"].startswith(
+        "the Prefect server stopped answering (") and "gave up after 15 s (BP_SERVER_TIMEOUT)" in \
+        parent.data.tags["bp.failure_reason"]
 
     # the server is back: what was queued finds its sweep over, and the sweep's own flow run is crashed
     deadline, mc = time.monotonic() + 200, MlflowClient(pool["MLFLOW_TRACKING_URI"])
