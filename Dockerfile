@@ -29,7 +29,7 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin bp \
  && chown bp:bp /mlartifacts
 COPY --from=build /app /app
 COPY configs /app/configs
-COPY docker/mlflow_server.py docker/healthcheck.py /app/docker/
+COPY docker/mlflow_server.py docker/prefect_server.py docker/healthcheck.py /app/docker/
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     DO_NOT_TRACK=1 \

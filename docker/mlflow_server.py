@@ -5,7 +5,7 @@ arguments. It adds `--backend-store-uri`, built from MLFLOW_DB_* with the passwo
 any character works), then replaces itself with `mlflow server`.
 
 With `--app-name basic-auth` it first refuses to start without MLFLOW_FLASK_SERVER_SECRET_KEY, or
-with an admin password shorter than 12 characters, and writes the ini that MLflow's auth app
+with an admin password of fewer than 12 characters other than spaces, and writes the ini that MLflow's auth app
 reads from MLFLOW_AUTH_CONFIG_PATH: its users live in their own database (`mlflow_auth`). The
 admin password stays in MLFLOW_AUTH_ADMIN_PASSWORD, which MLflow reads itself, and only when it
 creates the admin user on first start.
@@ -20,8 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from flows.stack_secrets import password_problem  # the rule bp stack up applies too
+
 DRIVER = "postgresql+psycopg"  # psycopg 3
-MIN_ADMIN_PASSWORD = 12  # MLflow's own rule for user passwords
 MIN_SECRET_KEY = 32
 
 
@@ -45,11 +46,9 @@ def check_auth_secrets(env: Mapping[str, str]) -> None:
         )
     if not env.get("MLFLOW_AUTH_ADMIN_USERNAME", ""):
         raise SystemExit("mlflow_server: MLFLOW_AUTH_ADMIN_USERNAME is empty: set MLFLOW_ADMIN_USERNAME in .env")
-    if len(env.get("MLFLOW_AUTH_ADMIN_PASSWORD", "")) < MIN_ADMIN_PASSWORD:
-        raise SystemExit(
-            f"mlflow_server: the MLflow admin password must be at least {MIN_ADMIN_PASSWORD} characters: "
-            "set MLFLOW_ADMIN_PASSWORD in .env"
-        )
+    problem = password_problem(env.get("MLFLOW_AUTH_ADMIN_PASSWORD", ""))
+    if problem:
+        raise SystemExit(f"mlflow_server: the MLflow admin password {problem}: set MLFLOW_ADMIN_PASSWORD in .env")
 
 
 def write_auth_ini(env: Mapping[str, str]) -> Path:

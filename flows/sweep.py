@@ -33,7 +33,7 @@ from bpcore.loading import fingerprint, readable_here
 from bpcore.sweep import GridPoint
 from flows import flow_for, outage, sweep_remote, tracking
 from flows.deploy import ensure_child_deployments, ensure_zombie_automation
-from flows.experiment import RunResult, logging_task, prepare_store, started_by_deployment
+from flows.experiment import RunResult, logging_task, prepare_store, run_tags, started_by_deployment
 from flows.sweep_child import Child, ChildFailed
 
 CHAMPION = "champion"
@@ -258,7 +258,7 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
     if pool:  # children on workers: their deployment, and the automation that notices a worker lost mid-child
         deployment = ensure_child_deployments({model.kind}, pool)[model.kind]
         ensure_zombie_automation()
-    parent_tags = {**(tags or {}), "bp.sweep": "parent"}
+    parent_tags = {**run_tags(tags), "bp.sweep": "parent"}  # its flow run (and deployment) as any run's
     with tracking.tracked_run(model, prints[0][0], prints[0][1] or ON_THE_WORKERS, None, tracking_uri,
                               run_name or f"sweep of {len(points)}", parent_tags) as parent_id:
         child_tags = {**(tags or {}), "mlflow.parentRunId": parent_id, "bp.sweep": "child",

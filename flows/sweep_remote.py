@@ -116,8 +116,9 @@ def run_on_pool(points: list[GridPoint], digests: list[str | None], deployment: 
                         logger.warning("%s: attempt %d of %d crashed; submitting it again", child.point.name,
                                        child.attempt, ATTEMPTS)
                         submit(child, deployment, tags, data_key)
-    except BaseException as exc:
-        stop(children, tracking_uri, f"{_stopped_by(exc)}: the sweep's children still to run were cancelled")
+    except BaseException as exc:  # a stop (in a flow run SIGTERM is Prefect's TerminationSignal), the server lost
+        why = tracking.stop_reason(exc) or str(exc)
+        stop(children, tracking_uri, f"{why}: the sweep's children still to run were cancelled")
         if isinstance(exc, Exception) and not isinstance(exc, ServerLost):
             raise
         raise Interrupted(_finished(children, tracking_uri, metric), exc) from exc
@@ -125,22 +126,24 @@ def run_on_pool(points: list[GridPoint], digests: list[str | None], deployment: 
 
 
 def _finished(children: list[Submitted], tracking_uri: str, metric: str) -> list[Child]:
-    """The outcomes of the children that ended, as far as MLflow can still say (quickly)."""
+    """The outcomes MLflow holds of the children that ended, by their runs there (quickly).
+
+    By MLflow's record, not Prefect's states: a child's run ends a few seconds before its flow run does.
+    """
     done = []
     with outage.one_attempt():
+        mc = tracking.client(tracking_uri)
         for child in children:
-            if child.final:
-                try:
-                    done.append(outcome(child, tracking_uri, metric))
-                except Exception:  # MLflow away as well
-                    pass
+            if child.flow_run_id is None:
+                continue
+            try:
+                runs = _runs_of(mc, str(child.flow_run_id), child.point.config["experiment"],
+                                " and attributes.status != 'RUNNING'")
+                if runs:
+                    done.append(_from_run(child.point, runs[0], mc, metric))
+            except Exception:  # MLflow away as well
+                pass
     return done
-
-
-def _stopped_by(exc: BaseException) -> str:
-    signal = getattr(exc, "signal", None)
-    return (f"stopped by {signal}" if isinstance(signal, str) else "interrupted (Ctrl-C)"
-            if isinstance(exc, KeyboardInterrupt) else str(exc))
 
 
 def submit(child: Submitted, deployment: str, tags: dict[str, str], data_key: str | None) -> None:
@@ -231,11 +234,14 @@ def outcome(child: Submitted, tracking_uri: str, metric: str) -> Child:
         message = state.message or state.name
         status = "cancelled" if state.is_cancelled() else "failed"
         return Child(child.point, None, status, f"flow run {child.flow_run_id} {state.name.lower()}: {message}")
-    run = runs[0]
+    return _from_run(child.point, runs[0], mc, metric)
+
+
+def _from_run(point: GridPoint, run, mc, metric: str) -> Child:
     status = run.data.tags.get("bp.status", "failed")
-    curve = tracking.history(mc, run.info.run_id, kinds.get(config.kind).curve[0]).tolist()
+    curve = tracking.history(mc, run.info.run_id, kinds.get(point.validated().kind).curve[0]).tolist()
     score = run.data.metrics.get(metric) if status == "finished" else None
-    return Child(child.point, run.info.run_id, status, run.data.tags.get("bp.failure_reason"), score, curve)
+    return Child(point, run.info.run_id, status, run.data.tags.get("bp.failure_reason"), score, curve)
 
 
 # -- the child's side, in the flow a worker runs --------------------------------------------------

@@ -95,7 +95,7 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None
             with_retries(lambda: mlflow.log_input(dataset, context="training"), delay=0.2)
         yield run_id
     except BaseException as exc:
-        stopped = _stopped(exc)
+        stopped = stop_reason(exc)
         lost = stopped is None and not isinstance(exc, RunFailed) and outage.unreachable(exc)
         if isinstance(exc, RunFailed):
             bp_status, reason = exc.status, exc.reason
@@ -148,7 +148,7 @@ def experiment_id_of(mc: MlflowClient, name: str) -> str:
     return found.experiment_id
 
 
-def _stopped(exc: BaseException) -> str | None:
+def stop_reason(exc: BaseException) -> str | None:
     """How the process was told to stop, when ``exc`` says it was: Ctrl-C, or a signal.
 
     Prefect's engine turns SIGTERM inside a flow run into its TerminationSignal (carrying the

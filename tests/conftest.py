@@ -103,9 +103,10 @@ def python_env() -> dict[str, str]:
 
 
 def pytest_collection_modifyitems(items):
-    """Tests that start servers are slow: those on the session's Prefect server, and the stack's."""
+    """Tests that start servers are slow: those on the session's Prefect server, the stack's and compose's."""
     for item in items:
-        if "prefect_server" in getattr(item, "fixturenames", ()) or item.get_closest_marker("stack"):
+        if "prefect_server" in getattr(item, "fixturenames", ()) or item.get_closest_marker("stack") \
+                or item.get_closest_marker("compose"):
             item.add_marker(pytest.mark.slow)
 
 

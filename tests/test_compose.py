@@ -292,6 +292,24 @@ def test_prefect_server_runs_on_postgres_and_the_ui_calls_the_published_api(mode
     assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
     assert env["PREFECT_SERVER_API_AUTH_STRING"] == example_settings()["PREFECT_AUTH_STRING"]
     assert flag(server["command"], "--host") == "0.0.0.0"
+    assert server["command"][:2] == ["python", "/app/docker/prefect_server.py"]  # refuses a weak auth string
+    assert env["PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS"] == "http://127.0.0.1:4200"  # the UI's page only
+
+
+@pytest.mark.parametrize("auth", ["", "x", "bp:short", "bp:" + " " * 20, ":twelve-chars-or-more"])
+def test_the_prefect_entry_refuses_a_weak_auth_string(monkeypatch, auth):
+    spec = importlib.util.spec_from_file_location("bp_compose_prefect_server", REPO / "docker" / "prefect_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module.os, "execvp", lambda file, args: pytest.fail("started anyway"))
+    monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", auth)
+    with pytest.raises(SystemExit, match="prefect_server: PREFECT_AUTH_STRING"):
+        module.main(["--host", "0.0.0.0"])
+    calls = []
+    monkeypatch.setattr(module.os, "execvp", lambda file, args: calls.append(args))
+    monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", "bp:" + "a" * 24)
+    module.main(["--port", "4200"])
+    assert calls == [["prefect", "server", "start", "--port", "4200"]]
 
 
 def test_workers_scale_and_see_the_data_at_one_path(model):
@@ -302,6 +320,7 @@ def test_workers_scale_and_see_the_data_at_one_path(model):
     assert flag(command, "--pool") == "bp" and flag(command, "--type") == "process"
     assert worker["environment"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
     assert worker.get("init") is True  # docker stop's SIGTERM reaches the worker, not an ignoring PID 1
+    assert worker["environment"]["BP_DATA_ROOT"] == "/data"  # and reads data nowhere else
     for name in CLIENTS:
         data = [v for v in model["services"][name]["volumes"] if v["target"] == "/data"]
         assert len(data) == 1 and data[0].get("read_only"), name
@@ -310,7 +329,7 @@ def test_workers_scale_and_see_the_data_at_one_path(model):
 def test_deploy_registers_the_configs_then_exits(model):
     deploy = model["services"]["deploy"]
     command = " ".join(deploy["command"])
-    assert "bp deploy configs/*.yaml" in command and "--pool bp" in command
+    assert "bp deploy configs/*.yaml" in command and "--pool bp --create-pool" in command
     assert deploy.get("restart") in ("no", "on-failure") and "container_name" not in deploy
 
 
@@ -393,6 +412,7 @@ def test_entry_adds_the_backend_store_and_starts_mlflow(entry, monkeypatch, tmp_
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("MLFLOW_AUTH_ADMIN_PASSWORD", "eleven-char", "at least 12"),
     ("MLFLOW_AUTH_ADMIN_PASSWORD", "", "at least 12"),
+    ("MLFLOW_AUTH_ADMIN_PASSWORD", " " * 12, "at least 12 characters other than spaces"),
     ("MLFLOW_FLASK_SERVER_SECRET_KEY", "", "MLFLOW_FLASK_SERVER_SECRET_KEY"),
     ("MLFLOW_DB_PASSWORD", "", "MLFLOW_DB_PASSWORD"),
 ])

@@ -185,6 +185,6 @@ def test_a_worker_gone_under_its_flow_run_is_the_reason_given():
     """Killed, a worker closes the pipe its flow run writes to; rich's console then raises SystemExit(1)."""
     exited = SystemExit(1)
     exited.__context__ = BrokenPipeError(32, "Broken pipe")  # raised while handling it
-    assert tracking._stopped(exited) == ("stopped: its output pipe broke (the worker that started this flow run "
+    assert tracking.stop_reason(exited) == ("stopped: its output pipe broke (the worker that started this flow run "
                                          "is gone)")
-    assert tracking._stopped(SystemExit(3)) == "stopped: the process exited (SystemExit(3))"
+    assert tracking.stop_reason(SystemExit(3)) == "stopped: the process exited (SystemExit(3))"
