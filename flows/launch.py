@@ -141,6 +141,9 @@ def signals_as_exit() -> Iterator[None]:
         return
 
     def leave(signum, frame):
+        if _held is not None:  # inside signals_held: raised when it ends
+            _held.append(signum)
+            return
         raise Stopped(signum)
 
     previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
@@ -149,6 +152,33 @@ def signals_as_exit() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+_held: list[int] | None = None  # the signals that came inside signals_held
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGTERM, SIGHUP and Ctrl-C that come inside the block take effect when it ends, not within it.
+
+    For starting a process and recording it: interrupted between the fork and the record, the
+    process would run on with nobody to stop it.
+    """
+    global _held
+    if _held is not None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _held = []
+    interrupt = signal.signal(signal.SIGINT, lambda signum, frame: _held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, interrupt)
+        came, _held = _held, None
+        if came:
+            if came[0] == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise Stopped(came[0])
 
 
 def _drain_to_server() -> None:
