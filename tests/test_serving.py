@@ -302,3 +302,4 @@ def test_scoring_app_refuses_as_the_server_does(loaded):
     ]:
         status, body = ask(payload)
         assert status == 400 and message in body["message"], (status, body["message"][-300:])
+        assert len(body["message"]) < 200, body["message"][:300]  # the reason, not the input repeated

@@ -17,6 +17,26 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
 
+class Refused(MlflowException):
+    """Bad input, answered with HTTP 400 by the scoring server: its message says what is wrong, only that.
+
+    MLflow's scoring server prefixes a predict error's message with the whole input it was given
+    ("Failed to predict data '...'"): this message keeps to the reason.
+    """
+
+    def __init__(self, message: str):
+        self._reason = message
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._reason
+
+    @message.setter
+    def message(self, value: str) -> None:  # the server's prefixed copy: the reason stands
+        pass
+
+
 class LineModel(PythonModel):
     def load_context(self, context):
         with np.load(context.artifacts["weights"], allow_pickle=False) as z:
@@ -32,8 +52,7 @@ class LineModel(PythonModel):
         if bad.any():
             rows, cols = np.nonzero(bad)
             value = "NaN (or null)" if np.isnan(X[rows[0], cols[0]]) else str(X[rows[0], cols[0]])
-            raise MlflowException(f"row {rows[0]}, column {self.features[cols[0]]!r}: {value} is not a "
-                                  "finite number", error_code=INVALID_PARAMETER_VALUE)
+            raise Refused(f"row {rows[0]}, column {self.features[cols[0]]!r}: {value} is not a finite number")
         return X @ self.w + self.b
 
 

@@ -25,9 +25,30 @@ from mlflow.pyfunc import PythonModel
 PIXEL_MAX = 255.0
 
 
+class Refused(MlflowException):
+    """Bad input, answered with HTTP 400 by the scoring server: its message says what is wrong, only that.
+
+    MLflow's scoring server prefixes a predict error's message with the whole input it was given
+    ("Failed to predict data '...'", kilobytes of pixels before the reason): this message keeps
+    to the reason.
+    """
+
+    def __init__(self, message: str):
+        self._reason = message
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._reason
+
+    @message.setter
+    def message(self, value: str) -> None:  # the server's prefixed copy: the reason stands
+        pass
+
+
 def refuse(message: str):
-    """The error the scoring server turns into HTTP 400 with ``message`` in the body."""
-    raise MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+    """The error the scoring server turns into HTTP 400 with ``message`` (alone) in the body."""
+    raise Refused(message)
 
 
 class NetworkModel(PythonModel):
