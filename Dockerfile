@@ -30,11 +30,13 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin bp \
 COPY --from=build /app /app
 COPY configs /app/configs
 COPY docker/mlflow_server.py docker/prefect_server.py docker/healthcheck.py /app/docker/
+# No git in the image: MLflow's look for a commit to tag runs with stays quiet (GIT_PYTHON_REFRESH).
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     DO_NOT_TRACK=1 \
     MLFLOW_DISABLE_TELEMETRY=true \
-    PREFECT_SERVER_ANALYTICS_ENABLED=false
+    PREFECT_SERVER_ANALYTICS_ENABLED=false \
+    GIT_PYTHON_REFRESH=quiet
 WORKDIR /app
 USER bp
 CMD ["bp", "--help"]

@@ -104,6 +104,8 @@ def project(engine, tmp_path_factory) -> Project:
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, directory / name)
     data = tmp_path_factory.mktemp("compose-data")
     shutil.copy(SEED_DATA, data / "data.csv")
+    data.chmod(0o755)  # the image's user (not root) reads it through the bind mount
+    (data / "data.csv").chmod(0o644)
     settings = {**example_settings(), "PREFECT_AUTH_STRING": f"bp:{secrets.token_hex(24)}",
                 "MLFLOW_ADMIN_PASSWORD": secrets.token_hex(16), "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32),
                 "PREFECT_PORT": str(free_port()), "MLFLOW_PORT": str(free_port()), "BP_DATA_DIR": str(data),
@@ -151,8 +153,8 @@ def test_the_readme_pool_sweep_from_the_host_with_the_data_only_on_the_workers(p
     done = project.bp("sweep", "configs/linreg_lr_sweep.yaml", "--pool", "bp", "--set", "data.path=/data/data.csv",
                       "--set", "experiment=compose-sweep", "--set", "sweep.model_name=null",
                       "--set", "sweep.grid.trainer.learning_rate=[1.0e-4, 2.0e-4]")
-    assert done.returncode == 0, done.stderr[-3000:]
     mc = MlflowClient(project.client["MLFLOW_TRACKING_URI"])
+    assert done.returncode == 0, (done.stderr[-3000:], project.compose("logs", "--tail", "60", "worker").stdout[-4000:])
     runs = mc.search_runs([mc.get_experiment_by_name("compose-sweep").experiment_id])
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags["bp.data_digest"] for r in runs} == {hashlib.sha256(SEED_DATA.read_bytes()).hexdigest()}

@@ -128,6 +128,24 @@ def test_up_on_postgres_with_two_workers(stack):
     assert [row[0] for row in rows] == ["prefect-server", "mlflow-server", "worker-1", "worker-2"]
 
 
+def test_status_judges_by_what_answers(stack, tmp_path):
+    """A server restarted by hand (its recorded pid gone) that answers is up; a recorded one that is gone is not."""
+    directory = tmp_path / "copy"
+    directory.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    records = [{**r, "pid": int(gone.stdout), "start": 1} if r["name"] == "mlflow-server" else r
+               for r in stack.records]
+    stack_procs.write_records(directory, records)
+    (directory / "secrets.json").write_text((stack.dir / "secrets.json").read_text())
+    status = bp_stack("status", "--dir", str(directory))
+    rows = {line.split()[0]: line for line in status.stdout.splitlines()}
+    assert status.returncode == 0, status.stdout
+    assert "up, not the recorded process" in rows["mlflow-server"] and " up " in rows["worker-1"]
+    stack_procs.write_records(directory, [{**records[1], "health": "http://127.0.0.1:1/health"}])
+    status = bp_stack("status", "--dir", str(directory))
+    assert status.returncode == 1 and " down " in status.stdout, status.stdout
+
+
 def test_the_prefect_api_refuses_strangers(stack, tmp_path):
     """Without its auth string no one can submit work, and a web page of another origin cannot call it."""
     api, auth = stack.prefect_api, stack.auth_string

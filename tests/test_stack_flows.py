@@ -117,6 +117,10 @@ def test_a_scheduled_run_is_trained_by_a_worker(servers, tmp_path):
     with prefect_client(servers) as prefect:
         deployments = [d for d in prefect.read_deployments() if d.name == "every_few_seconds"]
         assert len(deployments) == 1 and len(deployments[0].schedules) == 1  # deployed twice: updated
+        # overlap: skip (the default): one run at a time, a due run cancelled while the previous one runs
+        limit = deployments[0].concurrency_limit or getattr(deployments[0], "global_concurrency_limit", None)
+        assert getattr(limit, "limit", limit) == 1, limit
+        assert deployments[0].concurrency_options.collision_strategy.value == "CANCEL_NEW"
         prefect.pause_deployment(deployments[0].id)  # stop the schedule for the other tests (deleting it under a
         # running flow run makes the server fail to release the run's concurrency slot)
 
@@ -195,6 +199,9 @@ def test_a_sweep_on_the_pool_uses_both_workers(servers):
     tags = mc.get_run(parent).data.tags
     assert tags["bp.best_point"] == "lr=0.0003" and tags["bp.registry"].startswith("registered linreg-line")
     assert mc.get_run(parent).data.metrics["diverged"] == 2
+    logs = "".join(log.read_text(errors="replace") for log in (servers["dir"] / "logs").glob("worker*.log"))
+    assert "flow run ended Failed: diverged at iteration" in logs  # a diverged child: one line, a result
+    assert "Engine execution exited with unexpected exception" not in logs and "View run" not in logs
 
 
 def test_reproduce_here_a_child_trained_on_a_worker(servers):

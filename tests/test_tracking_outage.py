@@ -130,6 +130,8 @@ def test_mlflow_retries_are_sized_from_the_budget():
     assert outage.retries_for(600) == (10, 2)
     settings = outage.client_settings(120)
     assert settings["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "7" and settings["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "30"
+    # Prefect's client waits 2, 4, 8 ... s between attempts: 5 retries (62 s) fit in 120 s, 3 (14 s) in 15 s
+    assert settings["PREFECT_CLIENT_MAX_RETRIES"] == "5" and outage.prefect_retries_for(15) == 3
 
 
 class FlakyClient:
