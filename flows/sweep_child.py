@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 from bpcore.sweep import GridPoint
-
-if TYPE_CHECKING:
-    from flows.experiment import RunResult
 
 
 @dataclass
@@ -23,7 +20,8 @@ class Child:
     curve: list[float] = field(default_factory=list)
 
     @classmethod
-    def of(cls, point: GridPoint, result: RunResult, metric: str) -> Child:
+    def of(cls, point: GridPoint, result: Any, metric: str) -> Child:
+        """From the RunResult a training flow handed back (``flows.experiment``)."""
         score = result.metrics.get(metric) if result.status == "finished" else None
         return cls(point, result.run_id, result.status, result.reason, score, result.curve)
 
