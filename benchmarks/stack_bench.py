@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -65,8 +66,9 @@ class Stack:
                             env=self.env, cwd=root, capture_output=True, text=True)
         if up.returncode != 0:
             raise SystemExit(f"bp stack up failed:\n{up.stderr[-3000:]}")
-        exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.strip().splitlines()[-2:])
-        self.client_env = {**self.env, **exports}  # what a user's shell has after the two exports
+        lines = [line.removeprefix("export ") for line in up.stdout.splitlines() if line.startswith("export ")]
+        exports = dict(shlex.split(line)[0].split("=", 1) for line in lines)
+        self.client_env = {**self.env, **exports}  # what a user's shell has after the export lines
         self.workers: list[subprocess.Popen] = []
 
     def worker(self, pool: str, name: str, of: int) -> None:
@@ -79,6 +81,17 @@ class Stack:
             env={**self.client_env, **blas_threads(of), "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
             cwd=self.dir, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True))
+
+    def wait_for_pools(self, *names: str, timeout: float = 120) -> None:
+        """Until the workers have made their pools on the server."""
+        from flows import prefect_api
+
+        deadline = time.monotonic() + timeout
+        url, auth = self.client_env["PREFECT_API_URL"], self.client_env["PREFECT_API_AUTH_STRING"]
+        while not set(names) <= set(prefect_api.pools(url, auth)):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the workers did not make pools {names} within {timeout:g} s")
+            time.sleep(1)
 
     def down(self) -> None:
         for proc in self.workers:
@@ -142,7 +155,9 @@ def part_c(stack: Stack, root: Path, parents: list[str], children: int, epochs: 
 
     mc = MlflowClient(stack.client_env["MLFLOW_TRACKING_URI"])
     waits = []
-    with temporary_settings(updates={"api.url": stack.client_env["PREFECT_API_URL"]}), \
+    settings = {"api.url": stack.client_env["PREFECT_API_URL"],
+                "api.auth_string": stack.client_env["PREFECT_API_AUTH_STRING"]}
+    with temporary_settings(updates=settings), \
             get_client(sync_client=True) as prefect:
         for parent in parents:
             for child in mc.search_runs([mc.get_run(parent).info.experiment_id],
@@ -180,7 +195,7 @@ def main() -> None:
             stack.worker("bench-1", "solo", of=1)
             stack.worker("bench-2", "pair-1", of=2)
             stack.worker("bench-2", "pair-2", of=2)
-            time.sleep(5)
+            stack.wait_for_pools("bench-1", "bench-2")  # a sweep refuses a pool that does not exist
             parents = part_b(stack, root, args.rounds if "b" in args.parts else 1, args.children, args.epochs)
         if "c" in args.parts:
             part_c(stack, root, parents, args.children, args.epochs)
