@@ -80,10 +80,10 @@ def configure() -> None:
 
 
 @contextmanager
-def one_attempt(timeout: int = 5) -> Iterator[None]:
-    """MLflow requests made inside try once, ``timeout`` s at most: for marking a run on the way out."""
-    saved = {name: os.environ.get(name) for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-    os.environ.update({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout)})
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """These environment variables set inside the block, as they were after it (unset ones unset again)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -92,6 +92,11 @@ def one_attempt(timeout: int = 5) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def one_attempt(timeout: int = 5):
+    """MLflow requests made inside try once, ``timeout`` s at most: for marking a run on the way out."""
+    return environment({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout)})
 
 
 def unreachable(exc: BaseException | None) -> bool:

@@ -96,16 +96,9 @@ def pointed_at(server: Server):
     """Prefect's client in this process (and the threads and processes it starts) uses ``server`` inside."""
     from prefect.settings import temporary_settings
 
+    from flows.outage import environment
+
     # no UI (and no "View at" links to one); threads without Prefect's context read the environment
-    values = {"PREFECT_API_URL": server.api_url, "PREFECT_UI_URL": ""}
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        with temporary_settings(updates={"api.url": server.api_url, "ui_url": ""}):
-            yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with environment({"PREFECT_API_URL": server.api_url, "PREFECT_UI_URL": ""}), \
+            temporary_settings(updates={"api.url": server.api_url, "ui_url": ""}):
+        yield
