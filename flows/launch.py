@@ -141,9 +141,6 @@ def signals_as_exit() -> Iterator[None]:
         return
 
     def leave(signum, frame):
-        if _held is not None:  # inside signals_held: raised when it ends
-            _held.append(signum)
-            return
         raise Stopped(signum)
 
     previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
@@ -154,31 +151,33 @@ def signals_as_exit() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-_held: list[int] | None = None  # the signals that came inside signals_held
+HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """SIGTERM, SIGHUP and Ctrl-C that come inside the block take effect when it ends, not within it.
+    """SIGINT, SIGTERM and SIGHUP that come inside the block take effect when it ends, not within it.
 
-    For starting a process and recording it: interrupted between the fork and the record, the
-    process would run on with nobody to stop it.
+    The first that came is raised again at the block's end, so whatever handler was in place then
+    (bp's Stopped, Prefect's TerminationSignal inside a flow run, Ctrl-C's KeyboardInterrupt) acts as
+    it would have. For steps that must not be cut in two: starting a process and recording it (cut
+    between the fork and the record, the process would run on with nobody to stop it), or a write
+    to a SQLite tracking store (cut inside its transaction, the connection keeps the database
+    locked and the run can no longer be marked). Outside the main thread, where no signal handler
+    runs, the block runs as it is.
     """
-    global _held
-    if _held is not None or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _held = []
-    interrupt = signal.signal(signal.SIGINT, lambda signum, frame: _held.append(signum))
+    came: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: came.append(signum)) for sig in HELD}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, interrupt)
-        came, _held = _held, None
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
         if came:
-            if came[0] == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise Stopped(came[0])
+            signal.raise_signal(came[0])
 
 
 def _drain_to_server() -> None:

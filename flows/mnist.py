@@ -38,7 +38,7 @@ def train(splits: MnistSplits, config: MnistConfig, tracking_uri: str, run_id: s
         if stats.val_accuracy is not None:
             values["val_accuracy"] = stats.val_accuracy
         metrics = [Metric(k, float(v), ts, stats.epoch) for k, v in values.items()]
-        tracking.with_retries(lambda: mc.log_batch(run_id, metrics=metrics))
+        tracking.with_retries(lambda: tracking.log_batch(mc, run_id, metrics=metrics))
         bar.update(stats)
         progress.update(stats)
 

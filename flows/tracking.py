@@ -159,6 +159,8 @@ def stop_reason(exc: BaseException) -> str | None:
     number = getattr(exc, "signal", None)
     if isinstance(number, int):
         return f"stopped by {signal.Signals(number).name}"
+    if isinstance(number, str):  # flows.launch.Stopped names it
+        return f"stopped by {number}"
     if isinstance(exc, SystemExit):
         if isinstance(exc.__context__, BrokenPipeError):  # rich's console exits so when its reader is gone
             return "stopped: its output pipe broke (the worker that started this flow run is gone)"
@@ -186,6 +188,11 @@ def _end(mc: MlflowClient, run_id: str, run_status: str, bp_status: str, reason:
     ``quick``: every request tried once (a stop, or a server known to be gone).
     """
     tags = [RunTag("bp.status", bp_status)] + ([RunTag("bp.failure_reason", reason)] if reason is not None else [])
+    with unbroken(mc):  # a second Ctrl-C or signal waits until the run is marked
+        _end_now(mc, run_id, run_status, tags, quick)
+
+
+def _end_now(mc: MlflowClient, run_id: str, run_status: str, tags: list[RunTag], quick: bool) -> None:
     with outage.one_attempt() if quick else nullcontext():
         try:
             mc.log_batch(run_id, tags=tags)
@@ -211,11 +218,29 @@ def _terminate(mc: MlflowClient, run_id: str, run_status: str) -> None:
         mc.set_terminated(run_id, run_status)
 
 
+def unbroken(mc: MlflowClient):
+    """A context in which Ctrl-C and signals wait for the block's writes to ``mc``'s store to end.
+
+    A database store (SQLite, Postgres) is written by this process itself: a stop raised inside
+    one of its transactions leaves the connection holding the database's lock (measured on SQLite:
+    2 of 200 stops), and the run can then no longer be marked. A server's request can be cut.
+    """
+    from flows.launch import signals_held
+
+    return nullcontext() if str(mc.tracking_uri).startswith(("http:", "https:")) else signals_held()
+
+
+def log_batch(mc: MlflowClient, run_id: str, **batch) -> None:
+    """``mc.log_batch(run_id, **batch)``, uncut by a stop (``unbroken``)."""
+    with unbroken(mc):
+        mc.log_batch(run_id, **batch)
+
+
 def log_params(mc: MlflowClient, run_id: str, params: Mapping[str, object]) -> None:
     """Log flattened params (lists as their YAML-ish text), in batches."""
     items = [Param(k, _param_text(v)) for k, v in params.items()]
     for start in range(0, len(items), 100):
-        mc.log_batch(run_id, params=items[start : start + 100])
+        log_batch(mc, run_id, params=items[start : start + 100])
 
 
 def _param_text(value: object) -> str:
@@ -235,7 +260,7 @@ def log_history(mc: MlflowClient, run_id: str, key: str, values: Sequence[float]
     for start in range(0, values.size, MAX_BATCH):
         chunk = values[start : start + MAX_BATCH]
         metrics = [Metric(key, float(v), ts, first_step + start + i) for i, v in enumerate(chunk)]
-        mc.log_batch(run_id, metrics=metrics)
+        log_batch(mc, run_id, metrics=metrics)
 
 
 def history(mc: MlflowClient, run_id: str, key: str, with_steps: bool = False):
@@ -270,7 +295,7 @@ def log_values(mc: MlflowClient, run_id: str, values: Mapping[str, float],
                step: int = 0, timestamp_ms: int | None = None, model_id: str | None = None) -> None:
     """Log single-valued metrics in one call; linked to the logged model ``model_id`` when given."""
     ts = timestamp_ms if timestamp_ms is not None else now_ms()
-    mc.log_batch(run_id, metrics=[Metric(k, float(v), ts, step, model_id=model_id) for k, v in values.items()])
+    log_batch(mc, run_id, metrics=[Metric(k, float(v), ts, step, model_id=model_id) for k, v in values.items()])
 
 
 def table_dataset(table: Table) -> Dataset:

@@ -137,6 +137,8 @@ def test_mlflow_retries_are_sized_from_the_budget():
 class FlakyClient:
     """An MlflowClient stand-in whose tag writes fail ``failures`` times; it records what reached the store."""
 
+    tracking_uri = "http://127.0.0.1:5000"  # a server, as the outages it stands for
+
     def __init__(self, failures: int, terminate_fails: bool = False):
         self.failures, self.terminate_fails, self.written = failures, terminate_fails, []
 
