@@ -106,8 +106,7 @@ def up(args: argparse.Namespace) -> int:
             _progress(f"work pool {svc.POOL} created (flow runs start in {Path.cwd()})")
         _zombie_automation(api, keys)
         if args.workers:
-            _start_workers(directory, records, args.workers, api, tracking, keys, headers, data_root,
-                           sqlite=pg is None)
+            _start_workers(directory, records, args.workers, api, tracking, keys, headers, data_root)
     except BaseException:
         _abort(directory, records)
         raise
@@ -197,12 +196,11 @@ def _start_servers(directory: Path, records: list[dict], args, pg, keys) -> None
 
 
 def _start_workers(directory: Path, records: list[dict], n: int, api: str, tracking: str, keys, headers,
-                   data_root: Path | None, sqlite: bool) -> None:
+                   data_root: Path | None) -> None:
     started = []
     for i in range(1, n + 1):
         worker = f"bp-{socket.gethostname()}-{i}-{secrets.token_hex(3)}"
-        argv, env = svc.worker(directory, worker, api, tracking, keys, workers=n, data_root=data_root,
-                                sqlite=sqlite)
+        argv, env = svc.worker(directory, worker, api, tracking, keys, workers=n, data_root=data_root)
         started.append(procs.spawn(records, f"worker-{i}", argv, env, directory / "logs" / f"worker-{i}.log",
                                    cwd=Path.cwd(), url=api, worker=worker))
         procs.write_records(directory, records)

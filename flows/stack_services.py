@@ -80,7 +80,7 @@ def blas_threads(workers: int) -> dict[str, str]:
 
 
 def worker(directory: Path, name: str, api: str, tracking: str, keys: Secrets, workers: int = 1,
-           data_root: Path | None = None, sqlite: bool = False) -> tuple[list[str], dict]:
+           data_root: Path | None = None) -> tuple[list[str], dict]:
     env = {**base_env(directory), "PREFECT_API_URL": api, "MLFLOW_TRACKING_URI": tracking, **blas_threads(workers),
            "PREFECT_API_AUTH_STRING": keys.prefect_auth_string,
            # heartbeats let a dead worker's flow runs be found (bp deploy's automation); no dependency installs
@@ -90,10 +90,6 @@ def worker(directory: Path, name: str, api: str, tracking: str, keys: Secrets, w
         env[DATA_ROOT] = str(data_root)
     else:
         env.pop(DATA_ROOT, None)
-    if sqlite:
-        # Prefect's server on SQLite answers 500 when two of its writes collide ("database is locked",
-        # PrefectHQ/prefect#18934); the write was rolled back, so the flow run's client may send it again
-        env.setdefault("PREFECT_CLIENT_RETRY_EXTRA_CODES", "500")
     if keys.mlflow_password:
         env.update(MLFLOW_TRACKING_USERNAME=keys.mlflow_user, MLFLOW_TRACKING_PASSWORD=keys.mlflow_password)
     # one flow run at a time, as compose's workers: N workers train N sweep children side by side
