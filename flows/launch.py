@@ -180,6 +180,31 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(came[0])
 
 
+STOP_GRACE = 10.0  # s: how long a flow-run process may take to leave once stopped
+
+
+def leave_soon_after(stop: BaseException) -> None:
+    """In a flow-run process a worker or ``bp serve`` started, make a stop end it within STOP_GRACE s.
+
+    Prefect raises the stop (TerminationSignal) in the main thread wherever it is: inside a
+    library's lock, that lock is never released. A chain run stopped inside its plot upload then
+    hung while marking its MLflow run, for the 30 s its runner grants before SIGKILL, and a runner
+    cancels its runs one after another. A daemon timer ends the process if it is still there after
+    STOP_GRACE s (its run, if it could not be marked, is reaped by the next bp as a gone process's).
+    bp's own commands bound their exit themselves (``flows.cli``).
+    """
+    import os
+
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if getattr(main, "name", None) != "prefect.engine":
+        return
+    number = getattr(stop, "signal", None)
+    code = 130 if isinstance(stop, KeyboardInterrupt) else 128 + (number if isinstance(number, int) else 15)
+    timer = threading.Timer(STOP_GRACE, os._exit, args=(code,))
+    timer.daemon = True
+    timer.start()
+
+
 def _drain_to_server() -> None:
     """Send the logs and events still queued for the temporary Prefect server, before it is stopped."""
     from prefect.events.worker import EventsWorker

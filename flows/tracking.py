@@ -103,6 +103,10 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None
             bp_status, reason = "failed", lost_reason(mc)
         else:
             bp_status, reason = "failed", stopped or f"{type(exc).__name__}: {exc}".splitlines()[0][:5000]
+        if stopped:
+            from flows.launch import leave_soon_after
+
+            leave_soon_after(exc)  # whatever the marking below meets
         try:
             # on a stop, or with the server gone, one quick attempt: the next bp reaps a run left RUNNING
             _end(mc, run_id, "KILLED" if stopped else "FAILED", bp_status, reason, quick=bool(stopped) or lost)

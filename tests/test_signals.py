@@ -231,3 +231,36 @@ def test_a_stop_never_cuts_a_write_to_a_sqlite_store(tmp_path):
     runs = mc.search_runs([experiment], max_results=500)
     assert len(runs) == 200
     assert {(r.info.status, r.data.tags.get("bp.failure_reason")) for r in runs} == {("KILLED", "stopped by SIGTERM")}
+
+
+HUNG_AFTER_STOP = """
+import sys, threading, types
+sys.modules["__main__"].__spec__ = types.SimpleNamespace(name=sys.argv[1])  # as `python -m NAME` sets it
+from flows import launch
+
+class TerminationSignal(BaseException):  # Prefect's carries the signal's number so
+    signal = 15
+
+launch.STOP_GRACE = 1.0
+launch.leave_soon_after(TerminationSignal())
+print("stopped", flush=True)
+threading.Event().wait()  # what a lock never released does to the marking of the run
+"""
+
+
+@pytest.mark.parametrize("main, leaves", [("prefect.engine", True), ("flows.cli", False)])
+def test_a_stopped_flow_run_process_leaves_even_if_its_marking_hangs(main, leaves):
+    """A worker's or bp serve's flow-run process ends within STOP_GRACE s of a stop; bp's own commands are
+    left to bound their exit themselves."""
+    proc = subprocess.Popen([sys.executable, "-c", HUNG_AFTER_STOP, main], cwd=REPO, env=python_env(),
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "stopped\n"
+        try:
+            code = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == (128 + signal.SIGTERM if leaves else None)

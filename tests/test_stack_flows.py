@@ -140,48 +140,52 @@ def test_bp_serve_runs_schedules_and_stops_on_sigterm(servers, tmp_path):
         path.write_text(yaml.safe_dump(config))
     deployed = bp("deploy", str(chain), env=servers["env"], cwd=tmp_path)  # the same config on the pool
     assert deployed.returncode == 0, deployed.stderr[-3000:]
-    serve = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", str(chain), str(net)], env=servers["env"],
-                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
-    mc, deadline, finished, training, asked = client(servers), time.monotonic() + 240, [], [], False
     try:
-        while not (finished and training) and time.monotonic() < deadline and serve.poll() is None:
-            finished = runs_of(mc, "served", "attributes.status = 'FINISHED' and tags.`bp.deployment` = "
-                                             "'served-served'")
-            if finished and not asked:  # the served network, on demand: the runner in bp serve takes it
-                from prefect.deployments import run_deployment
-                from prefect.settings import temporary_settings
+        serve = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", str(chain), str(net)], env=servers["env"],
+                                 cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True)
+        mc, deadline, finished, training, asked = client(servers), time.monotonic() + 240, [], [], False
+        try:
+            while not (finished and training) and time.monotonic() < deadline and serve.poll() is None:
+                finished = runs_of(mc, "served", "attributes.status = 'FINISHED' and tags.`bp.deployment` = "
+                                                 "'served-served'")
+                if finished and not asked:  # the served network, on demand: the runner in bp serve takes it
+                    from prefect.deployments import run_deployment
+                    from prefect.settings import temporary_settings
 
-                with temporary_settings(updates=prefect_settings(servers)):
-                    run_deployment("mnist/served_net-served", timeout=0)
-                asked = True
-            training = [r for r in runs_of(mc, "served-net", "attributes.status = 'RUNNING'")
-                        if mc.get_metric_history(r.info.run_id, "cost")]
-            time.sleep(1)
-        started = children_of(serve.pid)
-        serve.send_signal(signal.SIGTERM)
-        sent = time.monotonic()
-        out, err = serve.communicate(timeout=120)
-        took = time.monotonic() - sent
+                    with temporary_settings(updates=prefect_settings(servers)):
+                        run_deployment("mnist/served_net-served", timeout=0)
+                    asked = True
+                training = [r for r in runs_of(mc, "served-net", "attributes.status = 'RUNNING'")
+                            if mc.get_metric_history(r.info.run_id, "cost")]
+                time.sleep(1)
+            started = children_of(serve.pid)
+            serve.send_signal(signal.SIGTERM)
+            sent = time.monotonic()
+            out, err = serve.communicate(timeout=120)
+            took = time.monotonic() - sent
+        finally:
+            if serve.poll() is None:
+                os.killpg(serve.pid, signal.SIGKILL)
+        assert finished and training, err[-3000:]
+        assert serve.returncode == 128 + signal.SIGTERM and took < 30, (serve.returncode, took, err[-3000:])
+        assert "bp: serving chain/served-served: every 10 s, overlapping runs skipped" in err
+        killed = mc.get_run(training[0].info.run_id)
+        assert killed.info.status == "KILLED" and killed.data.tags["bp.failure_reason"] == "stopped by SIGTERM"
+        time.sleep(2)
+        assert not [pid for pid in started if alive(pid)], "a process bp serve started outlived it"
+        with prefect_client(servers) as prefect:
+            by_name = {d.name: d for d in prefect.read_deployments() if d.name.startswith("served")}
+            assert by_name["served"].work_pool_name == "bp" and not by_name["served"].paused  # bp deploy's, untouched
+            assert by_name["served-served"].paused  # the served one, paused as its server stopped
+            state = prefect.read_flow_run(killed.data.tags["bp.flow_run"]).state
+            assert state.is_cancelled() or state.is_crashed(), state
     finally:
-        if serve.poll() is None:
-            os.killpg(serve.pid, signal.SIGKILL)
-    assert finished and training, err[-3000:]
-    assert serve.returncode == 128 + signal.SIGTERM and took < 30, (serve.returncode, took, err[-3000:])
-    assert "bp: serving chain/served-served: every 10 s, overlapping runs skipped" in err
-    killed = mc.get_run(training[0].info.run_id)
-    assert killed.info.status == "KILLED" and killed.data.tags["bp.failure_reason"] == "stopped by SIGTERM"
-    time.sleep(2)
-    assert not [pid for pid in started if alive(pid)], "a process bp serve started outlived it"
-    with prefect_client(servers) as prefect:
-        by_name = {d.name: d for d in prefect.read_deployments() if d.name.startswith("served")}
-        assert by_name["served"].work_pool_name == "bp" and not by_name["served"].paused  # bp deploy's, untouched
-        assert by_name["served-served"].paused  # the served one, paused as its server stopped
-        state = prefect.read_flow_run(killed.data.tags["bp.flow_run"]).state
-        assert state.is_cancelled() or state.is_crashed(), state
-        # no schedule left for the other tests: paused, which removes its scheduled runs (deleting it under a
-        # running flow run makes the server fail that run's end, 500 "Failed to release concurrency slots")
-        prefect.pause_deployment(by_name["served"].id)
+        # no schedule left for the other tests, whatever happened: paused, which removes its scheduled runs
+        # (deleting it under a running flow run makes the server fail that run's end, 500 "Failed to release
+        # concurrency slots")
+        with prefect_client(servers) as prefect:
+            prefect.pause_deployment(prefect.read_deployment_by_name("chain/served").id)
 
 
 def test_a_sweep_on_the_pool_uses_both_workers(servers):
