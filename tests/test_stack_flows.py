@@ -285,7 +285,9 @@ def test_a_worker_killed_mid_child_loses_no_point(servers):
     children = runs_of(mc, "killed-worker", f"tags.mlflow.parentRunId = '{parent}'")
     assert not [c for c in children if c.info.status == "RUNNING"]
     killed = mc.get_run(victim.info.run_id)
-    assert killed.info.status == "FAILED" and "crashed" in killed.data.tags["bp.failure_reason"], err[-3000:]
+    # marked by the zombie automation's crash, or first by another bp on this host that saw its process gone
+    reason = killed.data.tags["bp.failure_reason"]
+    assert killed.info.status == "FAILED" and ("crashed" in reason or "that ran it is gone" in reason), err[-3000:]
     names = [c.info.run_name for c in children if c.info.run_id != victim.info.run_id]
     assert sorted(names) == sorted(["lr=0.002", "lr=0.02", "lr=0.2", "lr=2"]), names  # every point, once more
     assert "submitting it again" in err
