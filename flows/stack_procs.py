@@ -83,7 +83,7 @@ def spawn(records: list[dict], name: str, argv: list[str], env: dict[str, str], 
 
     Files it creates are its owner's only (umask 077): the stack's databases hold every run.
     """
-    from flows.launch import signals_held
+    from flows.stops import signals_held
 
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as out, signals_held():

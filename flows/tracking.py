@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 
 from bpcore import config as cfgmod
 from bpcore.data import Table
-from flows import outage, resolve_tracking_uri
+from flows import outage, resolve_tracking_uri, stops
 
 MAX_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 MAX_PARAM_CHARS = 6000
@@ -104,9 +104,7 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None
         else:
             bp_status, reason = "failed", stopped or f"{type(exc).__name__}: {exc}".splitlines()[0][:5000]
         if stopped:
-            from flows.launch import leave_soon_after
-
-            leave_soon_after(exc)  # whatever the marking below meets
+            stops.leave_soon_after(exc)  # whatever the marking below meets
         try:
             # on a stop, or with the server gone, one quick attempt: the next bp reaps a run left RUNNING
             _end(mc, run_id, "KILLED" if stopped else "FAILED", bp_status, reason, quick=bool(stopped) or lost)
@@ -229,9 +227,7 @@ def unbroken(mc: MlflowClient):
     one of its transactions leaves the connection holding the database's lock (measured on SQLite:
     2 of 200 stops), and the run can then no longer be marked. A server's request can be cut.
     """
-    from flows.launch import signals_held
-
-    return nullcontext() if str(mc.tracking_uri).startswith(("http:", "https:")) else signals_held()
+    return nullcontext() if str(mc.tracking_uri).startswith(("http:", "https:")) else stops.signals_held()
 
 
 def log_batch(mc: MlflowClient, run_id: str, **batch) -> None:

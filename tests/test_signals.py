@@ -160,7 +160,7 @@ def raise_halt(signum, frame):
 
 
 def test_a_signal_inside_signals_held_acts_at_its_end_through_the_handler_then_in_place():
-    from flows.launch import signals_held
+    from flows.stops import signals_held
 
     previous = signal.signal(signal.SIGTERM, raise_halt)
     reached = []
@@ -236,13 +236,13 @@ def test_a_stop_never_cuts_a_write_to_a_sqlite_store(tmp_path):
 HUNG_AFTER_STOP = """
 import sys, threading, types
 sys.modules["__main__"].__spec__ = types.SimpleNamespace(name=sys.argv[1])  # as `python -m NAME` sets it
-from flows import launch
+from flows import stops
 
 class TerminationSignal(BaseException):  # Prefect's carries the signal's number so
     signal = 15
 
-launch.STOP_GRACE = 1.0
-launch.leave_soon_after(TerminationSignal())
+stops.STOP_GRACE = 1.0
+stops.leave_soon_after(TerminationSignal())
 print("stopped", flush=True)
 threading.Event().wait()  # what a lock never released does to the marking of the run
 """
