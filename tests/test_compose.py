@@ -236,6 +236,8 @@ def test_restart_policies(model):
     assert {name: services[name].get("restart") for name in (*SERVERS, "worker")} == dict.fromkeys(
         (*SERVERS, "worker"), "unless-stopped")
     assert services["deploy"].get("restart") == "no"
+    # `up --wait` fails on a one-shot job's exit unless a service waits for it to complete
+    assert services["worker"]["depends_on"]["deploy"]["condition"] == "service_completed_successfully"
 
 
 def test_clients_reach_the_servers_by_service_name(any_model):
