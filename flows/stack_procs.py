@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bpcore.errors import InputError
+from flows.stops import signals_held
 
 PIDS_FILE = "pids.json"
 
@@ -83,8 +84,6 @@ def spawn(records: list[dict], name: str, argv: list[str], env: dict[str, str], 
 
     Files it creates are its owner's only (umask 077): the stack's databases hold every run.
     """
-    from flows.stops import signals_held
-
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as out, signals_held():
         out.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} bp stack: starting {name}\n".encode())
