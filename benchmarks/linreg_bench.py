@@ -104,7 +104,7 @@ def part_b(rows: int, repeats: int) -> None:
 FLOOR_SCRIPT = textwrap.dedent('''
     """The floor: imports, one flow on Prefect's temporary server, one MLflow run, 1000 metrics."""
     import sys, time
-    import flows  # same Prefect/MLflow environment defaults as bp
+    from flows.runtime import settings; settings.apply()  # same Prefect/MLflow environment defaults as bp
     import mlflow
     import numpy as np
     from mlflow.entities import Metric

@@ -73,7 +73,7 @@ class Stack:
 
     def worker(self, pool: str, name: str, of: int) -> None:
         """A worker of ``pool``, one of ``of`` sharing the cores, with its BLAS threads as bp stack up sets them."""
-        from flows.stack_services import blas_threads
+        from flows.stack.services import blas_threads
 
         log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
         self.workers.append(subprocess.Popen(
@@ -84,7 +84,7 @@ class Stack:
 
     def wait_for_pools(self, *names: str, timeout: float = 120) -> None:
         """Until the workers have made their pools on the server."""
-        from flows import prefect_api
+        from flows.server import prefect_api
 
         deadline = time.monotonic() + timeout
         url, auth = self.client_env["PREFECT_API_URL"], self.client_env["PREFECT_API_AUTH_STRING"]

@@ -97,7 +97,7 @@ def part_c(rounds: int) -> None:
     print("(c) the trainings alone (no Prefect, no MLflow): 2 at a time on threads vs one after another")
     from threadpoolctl import threadpool_limits
 
-    from bpcore.config import load_config
+    from bpcore.configfile import load_config
     from bpcore.mnist import load_mnist
     from bpcore.sweep import expand
     from bpcore.training import fit_network

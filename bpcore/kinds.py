@@ -1,13 +1,10 @@
 """Experiment kinds: one declaration per kind holds everything the pipeline looks up by ``kind``.
 
-A kind names its config model, its data loader, the entrypoint of its training flow, the
-metrics a sweep can rank its runs by (with the default metric and goal), and the curve a
-sweep's comparison plot draws. ``bp validate``, ``bp train``, ``bp sweep`` and ``bp reproduce``
-find all of it here: adding a kind is one ``register(Kind(...))`` call, in any module that is
-imported before the config is read.
-
-The flow is named by entrypoint (``module:function``) so that this module, like the rest of
-bpcore, never imports Prefect or MLflow, and so that a worker can import the flow on its own.
+A kind names its config model, its data loader, the metrics a sweep can rank its runs by (with
+the default metric and goal), and the curve a sweep's comparison plot draws. ``bp validate``,
+``bp train``, ``bp sweep`` and ``bp reproduce`` find all of it here. Adding a kind is one
+``register(Kind(...))`` call, plus its flow in ``flows.experiments.registry``: this module, like
+the rest of bpcore, never imports Prefect or MLflow.
 """
 
 from __future__ import annotations
@@ -19,6 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
+
+from bpcore.config import ChainConfig, LinRegConfig, MnistConfig
+from bpcore.data import load_line_data
+from bpcore.mnist import load_mnist
 
 Goal = Literal["minimize", "maximize"]
 
@@ -36,7 +37,6 @@ class Kind:
 
     name: the config's ``kind``; config: its pydantic model (with ``kind: Literal[name]``);
     load: config -> Data (per-process cached where loading is costly, raising DataError);
-    flow: its training flow's entrypoint, ``"package.module:function"``;
     metrics: the single-valued metrics its finished runs log, the default sweep metric first;
     goal: whether the default metric is minimised or maximised;
     curve: (metric whose history a sweep plots per child, label of its step axis).
@@ -45,7 +45,6 @@ class Kind:
     name: str
     config: type[BaseModel]
     load: Callable[[Any], Data]
-    flow: str
     metrics: tuple[str, ...]
     goal: Goal
     curve: tuple[str, str]
@@ -91,14 +90,10 @@ class Inline:
 
 
 def _load_line(config):
-    from bpcore.data import load_line_data
-
     return load_line_data(config.data, config.seed)
 
 
 def _load_digits(config):
-    from bpcore.mnist import load_mnist
-
     return load_mnist(config.data, config.seed, config.trainer.dtype)
 
 
@@ -107,14 +102,12 @@ def _load_example(config):
 
 
 def _declare_builtin() -> None:
-    from bpcore.config import ChainConfig, LinRegConfig, MnistConfig
-
-    register(Kind("linreg", LinRegConfig, _load_line, "flows.linreg:linreg",
+    register(Kind("linreg", LinRegConfig, _load_line,
                   ("final_cost", "intercept", "slope", "train_seconds"), "minimize", ("excess_cost", "iteration")))
-    register(Kind("mnist", MnistConfig, _load_digits, "flows.mnist:mnist",
+    register(Kind("mnist", MnistConfig, _load_digits,
                   ("best_val_accuracy", "final_cost", "val_accuracy", "train_accuracy", "test_accuracy",
                    "train_seconds"), "maximize", ("cost", "epoch")))
-    register(Kind("chain", ChainConfig, _load_example, "flows.chain:chain",
+    register(Kind("chain", ChainConfig, _load_example,
                   ("final_cost",), "minimize", ("cost", "iteration")))
 
 

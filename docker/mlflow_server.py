@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from flows.stack_secrets import password_problem  # the rule bp stack up applies too
+from flows.stack.secrets import password_problem  # the rule bp stack up applies too
 
 DRIVER = "postgresql+psycopg"  # psycopg 3
 MIN_SECRET_KEY = 32

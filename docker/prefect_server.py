@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from flows.stack_secrets import auth_string_problem  # the rule bp stack up applies too
+from flows.stack.secrets import auth_string_problem  # the rule bp stack up applies too
 
 
 def main(argv: list[str] | None = None) -> None:

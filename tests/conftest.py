@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from stack_fixtures import postgres, stack  # noqa: F401  (private Postgres cluster; bp stack up on it, per session)
 
-import flows  # noqa: F401  (sets the offline Prefect/MLflow defaults before either is imported)
+from flows.runtime import settings
+
+settings.apply()  # bp's offline Prefect/MLflow defaults, before either is imported, as the bp command does
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_DATA = REPO.parent / "shared" / "data" / "data.csv"
@@ -77,7 +79,7 @@ def in_workdir(workdir, monkeypatch):
 
 def run_bp(argv: list[str], capsys) -> tuple[int, str, str]:
     """Run ``bp`` in this process; returns (exit code, stdout, stderr)."""
-    from flows.cli import main
+    from flows.cli.main import main
 
     try:
         code = main(argv)
@@ -120,7 +122,7 @@ def prefect_api_env() -> dict[str, str]:
 # Runs bp in a fresh interpreter; exit 99 if it imported Prefect or MLflow (input checks must not need them).
 LIGHT_BP = """
 import sys
-from flows.cli import main
+from flows.cli.main import main
 code = main(sys.argv[1:])
 heavy = sorted(m for m in ("prefect", "mlflow") if m in sys.modules)
 if heavy:

@@ -140,7 +140,7 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack(postgres, tmp_path_factory) -> Iterator[Stack]:
     """``bp stack up --workers 2`` on the session's Postgres, free ports; ``bp stack down`` after, nothing left."""
-    from flows import stack_procs
+    from flows.stack import procs as stack_procs
 
     directory = tmp_path_factory.mktemp("bp-stack")
     prefect_port, mlflow_port = free_port(), free_port()

@@ -74,7 +74,7 @@ def test_console_script_is_installed():
 def test_console_script_exits_with_mains_code_after_every_exit_hook(tmp_path):
     """``bp`` skips the interpreter's teardown, not what exit does first: exit hooks run, output is flushed."""
     script = ("import atexit, sys\n"
-              "from flows.cli import entry\n"
+              "from flows.cli.main import entry\n"
               "atexit.register(lambda: print('exit hook ran', file=sys.stderr))\n"
               "sys.argv = ['bp', *sys.argv[1:]]\n"
               "entry()\n"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bpcore.config import digest, flatten, load_config, to_dict
+from bpcore.config import digest, flatten, to_dict
+from bpcore.configfile import load_config
 from bpcore.errors import ConfigError
 
 LINREG = "configs/linreg.yaml"

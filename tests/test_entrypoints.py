@@ -13,10 +13,12 @@ from mlflow.tracking import MlflowClient
 from prefect.flows import load_flow_from_entrypoint
 
 from bpcore import kinds
-from bpcore.config import load_config, to_dict
+from bpcore.config import to_dict
+from bpcore.configfile import load_config
+from flows.experiments.registry import flow_for
 
-ENTRYPOINTS = [kind.flow.replace(".", "/", 1).replace(":", ".py:") for kind in map(kinds.get, kinds.names())] + [
-    "flows/sweep.py:sweep", "flows/reproduce.py:reproduce"]
+ENTRYPOINTS = [f"{f.fn.__module__.replace('.', '/')}.py:{f.fn.__name__}" for f in map(flow_for, kinds.names())] + [
+    "flows/sweep/flow.py:sweep", "flows/experiments/reproduce.py:reproduce"]
 
 # a worker's view: a fresh interpreter, the flow loaded by entrypoint, parameters from JSON
 FRESH = """
@@ -52,7 +54,7 @@ def test_a_fresh_process_from_json_parameters_trains_as_bp_does(capsys, tracking
     assert code == 0, err
     by_bp = out.strip().splitlines()[-1].removeprefix("run_id: ")
     config = to_dict(load_config(REPO / "configs" / "linreg.yaml", [a for a in argv if a != "--set"]))
-    worker = fresh("flows/linreg.py:linreg", {"config": config, "tracking_uri": tracking_uri}, workdir)
+    worker = fresh("flows/experiments/linreg.py:linreg", {"config": config, "tracking_uri": tracking_uri}, workdir)
     assert worker["state"] == "COMPLETED", worker
 
     mc = MlflowClient(tracking_uri)
@@ -69,12 +71,12 @@ def test_a_fresh_process_from_json_parameters_trains_as_bp_does(capsys, tracking
 @pytest.mark.usefixtures("prefect_server", "in_workdir")
 def test_a_fresh_process_checks_the_data_it_reads(tracking_uri, seed_csv, tmp_path):
     config = to_dict(load_config(REPO / "configs" / "linreg.yaml", [f"data.path={seed_csv}"]))
-    done = fresh("flows/linreg.py:linreg", {"config": config, "tracking_uri": tracking_uri, "data_digest": "0" * 64},
-                 tmp_path)
+    done = fresh("flows/experiments/linreg.py:linreg",
+                 {"config": config, "tracking_uri": tracking_uri, "data_digest": "0" * 64}, tmp_path)
     assert done["state"] == "FAILED"
     assert f"{seed_csv}: data differs from what was recorded: expected sha256 {'0' * 64}" in done["message"]
     config["data"]["path"] = str(tmp_path / "gone.csv")
-    done = fresh("flows/linreg.py:linreg", {"config": config, "tracking_uri": tracking_uri}, tmp_path)
+    done = fresh("flows/experiments/linreg.py:linreg", {"config": config, "tracking_uri": tracking_uri}, tmp_path)
     assert done["state"] == "FAILED" and f"{tmp_path / 'gone.csv'}: no such data file" in done["message"]
 
 
@@ -83,7 +85,7 @@ def test_bp_runs_its_own_flow_without_heartbeats_even_when_the_shell_asks_for_th
     except a sweep on a pool, whose flow run must be seen Crashed if its process is lost."""
     from prefect.settings import get_current_settings, temporary_settings
 
-    from flows.launch import _heartbeats
+    from flows.cli.launch import _heartbeats
 
     with temporary_settings(updates={"flows.heartbeat_frequency": 30}):
         with _heartbeats(None):

@@ -1,8 +1,8 @@
 """One declaration per experiment kind: a kind declared here, in the test, runs through bp unchanged.
 
 The toy kind estimates a mean by gradient descent on (m - mean(values))^2. Nothing outside this
-file knows it: bp validate, bp train and bp sweep find its config model, loader, flow, sweep
-metric and comparison curve through its one ``kinds.register`` declaration.
+file knows it: bp validate, bp train and bp sweep find its config model, loader, sweep metric and
+comparison curve through its one ``kinds.register`` declaration, and its flow in the flow registry.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from pydantic import Field
 
 from bpcore import kinds
 from bpcore.config import ExperimentConfig, Number, Strict, Whole
-from flows import tracking
-from flows.experiment import RunResult, Trained, tracked_training
+from flows.experiments import registry
+from flows.experiments.skeleton import RunResult, Trained, tracked_training
+from flows.tracking import runs as tracking
 
 
 class ToyData(Strict):
@@ -67,13 +68,14 @@ def toy(config: ToyConfig, tracking_uri: str | None = None, tags: dict[str, str]
     return tracked_training(config, tracking_uri, tags, run_name, data_digest, descend)
 
 
-TOY = kinds.Kind("toy", ToyConfig, lambda c: Numbers(c.data.values), f"{__name__}:toy",
-                 ("final_cost", "estimate"), "minimize", ("cost", "step"))
+TOY = kinds.Kind("toy", ToyConfig, lambda c: Numbers(c.data.values), ("final_cost", "estimate"), "minimize",
+                 ("cost", "step"))
 
 
 @pytest.fixture
 def toy_kind(monkeypatch, tmp_path):
-    monkeypatch.setitem(kinds._REGISTRY, "toy", TOY)  # undone after the test: no other test sees it
+    monkeypatch.setitem(kinds._REGISTRY, "toy", TOY)  # both undone after the test: no other test sees it
+    monkeypatch.setitem(registry.FLOWS, "toy", toy)
     path = tmp_path / "toy.yaml"
     path.write_text("kind: toy\nexperiment: toy-kind\ndata:\n  values: [1.0, 2.0, 6.0]\n"
                     "trainer:\n  learning_rate: 0.1\n  iterations: 50\n"
@@ -108,3 +110,9 @@ def test_a_kind_declared_in_a_test_trains_and_sweeps(toy_kind, capsys, tracking_
     assert parent.data.metrics["finished"] == 2 and parent.data.metrics["diverged"] == 1
     assert "plots/sweep.png" in [a.path for a in mc.list_artifacts(parent.info.run_id, "plots")]
     assert "lr=1.5" in out and "diverged" in out
+
+
+def test_the_flow_registry_has_a_flow_for_every_declared_kind_and_no_other():
+    assert list(registry.FLOWS) == kinds.names()
+    for name, declared in registry.FLOWS.items():
+        assert declared.name == name and registry.flow_for(name) is declared

@@ -38,7 +38,7 @@ def mnist_run(tracking_uri, prefect_server, workdir):
     import io
     from contextlib import chdir, redirect_stdout
 
-    from flows.cli import main
+    from flows.cli.main import main
 
     buf = io.StringIO()
     with chdir(workdir), redirect_stdout(buf):

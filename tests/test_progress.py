@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from bpcore.training import EpochStats
-from flows.progress import EpochBar
+from flows.experiments.progress import EpochBar
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

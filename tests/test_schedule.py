@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import REPO
 
-from bpcore.config import load_config, to_dict, validate
+from bpcore.config import to_dict
+from bpcore.configfile import load_config, validate
 from bpcore.errors import ConfigError
 
 LINREG = REPO / "configs" / "linreg.yaml"

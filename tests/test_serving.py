@@ -51,7 +51,7 @@ def store(tmp_path_factory):
 
     from bpcore.data import Table
     from bpcore.network import Network
-    from flows.models import log_line_model, log_network_model
+    from flows.tracking.models import log_line_model, log_network_model
 
     tmp_path = tmp_path_factory.mktemp("serving")
     uri = f"sqlite:///{tmp_path / 't.db'}"

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, prefect_api_env, python_env
 from mlflow.tracking import MlflowClient
 
-from flows.store import ensure_store
+from flows.tracking.store import ensure_store
 
 MNIST = str(REPO / "configs" / "mnist.yaml")
 LONG = ["--set", "trainer.epochs=500", "--set", "data.limit=2000", "--set", "experiment=signals"]
@@ -133,7 +133,7 @@ def test_after_sigkill_the_next_bp_marks_the_run_failed(tmp_path):
 
 def test_bp_runs_reap_marks_orphans_and_nothing_else(tmp_path):
     """``bp runs --reap`` on its own, without Prefect: an orphan (a run of a process that is gone) and a live run."""
-    from flows.store import ensure_store
+    from flows.tracking.store import ensure_store
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     ensure_store(uri)
@@ -160,7 +160,7 @@ def raise_halt(signum, frame):
 
 
 def test_a_signal_inside_signals_held_acts_at_its_end_through_the_handler_then_in_place():
-    from flows.stops import signals_held
+    from flows.runtime.stops import signals_held
 
     previous = signal.signal(signal.SIGTERM, raise_halt)
     reached = []
@@ -195,7 +195,7 @@ def test_a_stop_never_cuts_a_write_to_a_sqlite_store(tmp_path):
 
     from mlflow.entities import Metric
 
-    from flows import tracking
+    from flows.tracking import runs as tracking
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     ensure_store(uri)
@@ -236,7 +236,7 @@ def test_a_stop_never_cuts_a_write_to_a_sqlite_store(tmp_path):
 HUNG_AFTER_STOP = """
 import sys, threading, types
 sys.modules["__main__"].__spec__ = types.SimpleNamespace(name=sys.argv[1])  # as `python -m NAME` sets it
-from flows import stops
+from flows.runtime import stops
 
 class TerminationSignal(BaseException):  # Prefect's carries the signal's number so
     signal = 15

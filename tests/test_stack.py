@@ -23,7 +23,7 @@ import conftest
 import pytest
 from stack_fixtures import REPO, STACK, bp_stack, free_port
 
-from flows import stack_procs
+from flows.stack import procs as stack_procs
 
 # until tests/conftest.py imports them (one cluster, one stack per session, whoever asks first)
 if not hasattr(conftest, "postgres"):
@@ -430,7 +430,7 @@ def test_a_hand_edited_pids_file_is_one_line(tmp_path, content, fault):
 
 CALLER = """
 import json, subprocess, sys
-from flows import stack_procs
+from flows.stack import procs as stack_procs
 directory, pid = sys.argv[1], int(sys.argv[2])
 if pid < 0:  # record this very process, with its true start time: the group bp stack down runs in
     import os
@@ -484,7 +484,7 @@ def test_running_stack_is_refused_and_a_reused_pid_left_alone(tmp_path):
 def test_parser_defaults():
     import argparse
 
-    from flows.stack import add_parser
+    from flows.stack.control import add_parser
 
     parser = argparse.ArgumentParser(prog="bp")
     add_parser(parser.add_subparsers(dest="command"))

@@ -86,13 +86,37 @@ def test_stack_up_made_the_automation_that_crashes_silent_flow_runs(servers):
     from prefect.automations import Automation
     from prefect.settings import temporary_settings
 
-    from flows.deploy import ZOMBIE_AUTOMATION
+    from flows.server.automations import ZOMBIE_AUTOMATION
 
     with temporary_settings(updates=prefect_settings(servers)):
         automation = Automation.read(name=ZOMBIE_AUTOMATION)  # (through the same settings as prefect_client)
     assert automation.enabled and automation.trigger.posture == "Proactive"
     assert automation.trigger.after == {"prefect.flow-run.heartbeat"}
     assert automation.actions[0].state.value == "CRASHED"
+
+
+def test_deploy_moves_deployments_of_the_old_flat_layout_to_the_new_module_paths(servers, tmp_path):
+    """A server holding deployments registered before flows/ had packages (``flows.linreg.linreg``, ...): bp deploy
+    points them, the sweep's child deployment included, at the modules that exist now."""
+    line, sweep = tmp_path / "moved.yaml", tmp_path / "moved_sweep.yaml"
+    line.write_text(Path(LINREG).read_text())
+    sweep.write_text(Path(LINREG_SWEEP).read_text())
+    old = {("linreg", "moved"): "flows.linreg.linreg", ("sweep", "moved_sweep"): "flows.sweep.sweep",
+           ("linreg", "sweep-child-moved"): "flows.linreg.linreg"}
+    made = bp("deploy", str(line), "--pool", "moved", "--create-pool", env=servers["env"], cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    with prefect_client(servers) as prefect:
+        for (flow_name, name), entrypoint in old.items():
+            prefect.create_deployment(prefect.create_flow_from_name(flow_name), name, entrypoint=entrypoint,
+                                      work_pool_name="moved")
+        assert prefect.read_deployment_by_name("linreg/moved").entrypoint == "flows.linreg.linreg"
+    deployed = bp("deploy", str(line), str(sweep), "--pool", "moved", env=servers["env"], cwd=tmp_path)
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    with prefect_client(servers) as prefect:
+        now = {key: prefect.read_deployment_by_name("/".join(key)).entrypoint for key in old}
+    assert now == {("linreg", "moved"): "flows.experiments.linreg.linreg",
+                   ("sweep", "moved_sweep"): "flows.sweep.flow.sweep",
+                   ("linreg", "sweep-child-moved"): "flows.experiments.linreg.linreg"}
 
 
 def test_a_scheduled_run_is_trained_by_a_worker(servers, tmp_path):
@@ -220,7 +244,7 @@ def test_reproduce_here_a_child_trained_on_a_worker(servers):
 
 def restart(record: dict) -> dict:
     """Stop a stack process (its whole session) and start it again exactly as it was; its new record."""
-    from flows.stack_procs import start_time
+    from flows.stack.procs import start_time
 
     pid = record["pid"]
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
@@ -237,7 +261,7 @@ def restart(record: dict) -> dict:
 
 
 def test_the_mlflow_server_restarted_mid_run_loses_no_step(servers):
-    from flows.stack_procs import read_records, write_records
+    from flows.stack.procs import read_records, write_records
 
     argv = ["train", str(REPO / "configs" / "mnist.yaml"), "--set", "experiment=restarted", "--set",
             "trainer.epochs=12", "--set", "data.limit=1500"]

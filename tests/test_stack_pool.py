@@ -16,7 +16,8 @@ from conftest import REPO, SEED_DATA, python_env
 from mlflow.tracking import MlflowClient
 from stack_fixtures import bp_stack, exported, free_port
 
-from flows import outage, stack_procs
+from flows.runtime import outage
+from flows.stack import procs as stack_procs
 
 pytestmark = pytest.mark.stack
 

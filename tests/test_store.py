@@ -1,4 +1,4 @@
-"""flows.store: the tracking URI checked up front, a new SQLite store created once, orphaned runs reaped."""
+"""flows.tracking.store: the tracking URI checked up front, a new SQLite store created once, orphaned runs reaped."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from conftest import REPO, python_env
 from filelock import FileLock
 
 from bpcore.errors import InputError
-from flows import store
-from flows.reap import reap
-from flows.store import check_store, ensure_store
+from flows.tracking import store
+from flows.tracking.reap import reap
+from flows.tracking.store import check_store, ensure_store
 
 
 def closed_port() -> int:
@@ -219,7 +219,7 @@ WORKER = textwrap.dedent("""
     import os, sys, time
     import mlflow.store.db.utils  # the slow imports, before the start line, so the processes really race
     from mlflow import MlflowClient
-    from flows.store import ensure_store
+    from flows.tracking.store import ensure_store
 
     uri, go = sys.argv[1], sys.argv[2]
     print("ready", flush=True)

@@ -61,7 +61,7 @@ def full_sweep(sweep_db, own_csv):
 
     bpcore.data.read_csv = counting
     try:
-        from flows.cli import main
+        from flows.cli.main import main
 
         out, err = io.StringIO(), io.StringIO()  # capsys is per test; this runs once per module
         with redirect_stdout(out), redirect_stderr(err):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import REPO, run_bp
 
-from bpcore.config import load_config, to_dict
+from bpcore.config import to_dict
+from bpcore.configfile import load_config
 from bpcore.errors import ConfigError
 from bpcore.sweep import better, expand, objective
 

@@ -9,8 +9,10 @@ import time
 import pytest
 
 from bpcore.errors import DataError
-from flows import outage, sweep_remote
-from flows.experiment import check_digest
+from flows.experiments import membership
+from flows.experiments.skeleton import check_digest
+from flows.runtime import outage
+from flows.sweep import remote as sweep_remote
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -73,26 +75,26 @@ def test_a_child_whose_sweep_is_over_does_not_start(tracking_uri):
     from prefect.client.orchestration import get_client
     from prefect.states import Failed, Running
 
-    from flows.store import ensure_store
+    from flows.tracking.store import ensure_store
 
     ensure_store(tracking_uri)
     mc = MlflowClient(tracking_uri)
     parent = mc.create_run(mc.create_experiment(f"pool-gone-{time.time_ns()}")).info.run_id
     with get_client(sync_client=True) as client:
         live, ended = new_flow_run(client, Running()), new_flow_run(client, Failed(message="gave up"))
-    assert sweep_remote.sweep_gone({"bp.sweep_flow_run": live, "mlflow.parentRunId": parent}, tracking_uri) is None
-    assert sweep_remote.sweep_gone({"bp.sweep_flow_run": ended}, tracking_uri) == (
+    assert membership.sweep_gone({"bp.sweep_flow_run": live, "mlflow.parentRunId": parent}, tracking_uri) is None
+    assert membership.sweep_gone({"bp.sweep_flow_run": ended}, tracking_uri) == (
         f"its sweep's flow run {ended} ended Failed before this point started")
     mc.set_terminated(parent, "FAILED")
-    assert sweep_remote.sweep_gone({"bp.sweep_flow_run": live, "mlflow.parentRunId": parent}, tracking_uri) == (
+    assert membership.sweep_gone({"bp.sweep_flow_run": live, "mlflow.parentRunId": parent}, tracking_uri) == (
         f"its sweep's MLflow run {parent} ended FAILED before this point started")
 
 
 def test_children_agree_on_the_digest_of_data_the_submitter_lacks():
-    key = sweep_remote.digest_key(f"{time.time_ns():032x}")
-    assert sweep_remote.agreed_digest(key, "a" * 64) == "a" * 64  # the first to read it sets it
-    assert sweep_remote.agreed_digest(key, "a" * 64) == "a" * 64
-    other = sweep_remote.agreed_digest(key, "b" * 64)  # a worker with another copy: its points fail, naming both
+    key = membership.digest_key(f"{time.time_ns():032x}")
+    assert membership.agreed_digest(key, "a" * 64) == "a" * 64  # the first to read it sets it
+    assert membership.agreed_digest(key, "a" * 64) == "a" * 64
+    other = membership.agreed_digest(key, "b" * 64)  # a worker with another copy: its points fail, naming both
 
     class Read:
         source, digest = "/data/data.csv", "b" * 64
@@ -100,4 +102,4 @@ def test_children_agree_on_the_digest_of_data_the_submitter_lacks():
     with pytest.raises(DataError, match=f"/data/data.csv: data differs from what was recorded: expected sha256 "
                                         f"{'a' * 64}, read {'b' * 64}"):
         check_digest(Read, other)
-    assert sweep_remote.forget_digest(key) == "a" * 64 and sweep_remote.forget_digest(key) is None
+    assert membership.forget_digest(key) == "a" * 64 and membership.forget_digest(key) is None

@@ -93,7 +93,7 @@ def server_sweep(mlflow_server, seed_csv):
     import io
     from contextlib import redirect_stderr, redirect_stdout
 
-    from flows.cli import main
+    from flows.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):

@@ -16,7 +16,8 @@ from conftest import REPO, prefect_api_env, python_env
 from mlflow.tracking import MlflowClient
 from stack_fixtures import free_port
 
-from flows import outage, tracking
+from flows.runtime import outage
+from flows.tracking import runs as tracking
 
 MNIST = str(REPO / "configs" / "mnist.yaml")
 LONG = ["--set", "trainer.epochs=1000", "--set", "data.limit=500", "--set", "experiment=outage"]
@@ -168,7 +169,7 @@ def test_a_status_is_never_written_without_its_reason():
 
 def test_a_new_experiment_created_meanwhile_is_found_by_id(tmp_path, monkeypatch):
     """Another process creates the experiment between our look-up and our create: the run goes there, by id."""
-    from flows.store import ensure_store
+    from flows.tracking.store import ensure_store
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     ensure_store(uri)

@@ -1,0 +1,1 @@
+"""The ``bp`` command: parsing and dispatch (``main``), and launching a flow in this process (``launch``)."""

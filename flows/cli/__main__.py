@@ -1,0 +1,5 @@
+"""``python -m flows.cli``: the ``bp`` command."""
+
+from flows.cli.main import entry
+
+entry()

@@ -1,0 +1,1 @@
+"""Configs as Prefect deployments: registered on a work pool (``bp deploy``) or served (``bp serve``)."""

@@ -1,0 +1,132 @@
+"""Configs as Prefect deployments: ``bp deploy`` (a work pool's workers run them), ``bp serve`` (this process does).
+
+A deployment points at its flow by module path (``flows.experiments.linreg.linreg``): a worker runs it from the
+installed package, on any machine, with no code to pull. Its parameters are the resolved config
+(the sweep flow's for a config with a ``sweep`` section), and its schedule the config's
+``schedule``. Registering again updates the deployment (Prefect keys it by flow and name): never
+a duplicate. Registering also makes the zombie automation (``flows.server.automations``) and, for
+a sweep config, the child deployments its points run as (``flows.sweep.child_deployments``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from bpcore.config import Config, to_dict
+from flows.experiments.registry import flow_for
+from flows.server.automations import ensure_zombie_automation
+from flows.server.pools import ensure_pool
+from flows.sweep.child_deployments import ensure_child_deployments
+from flows.sweep.flow import sweep
+
+
+def deployment_name(path: str | Path) -> str:
+    """A config file's deployment name: its stem (``configs/linreg.yaml`` -> ``linreg``)."""
+    return Path(path).stem
+
+
+def flow_and_parameters(config: Config, name: str):
+    """The flow a config deploys as, and its parameters: the sweep flow for a sweep config, else its kind's."""
+    if config.sweep is not None:
+        return sweep, {"config": to_dict(config), "run_name": name}
+    return flow_for(config.kind), {"config": to_dict(config)}
+
+
+def schedules(config: Config) -> list:
+    """The config's ``schedule`` as Prefect schedules (none: the deployment runs on demand)."""
+    from prefect.schedules import Cron, Interval
+
+    schedule = config.schedule
+    if schedule is None:
+        return []
+    if schedule.cron is not None:
+        return [Cron(schedule.cron, timezone=schedule.timezone)]
+    return [Interval(timedelta(seconds=schedule.interval))]
+
+
+def to_deployment(config: Config, name: str, pool: str | None = None):
+    """A RunnerDeployment of ``config`` named ``name`` (on ``pool``, or to be served when None)."""
+    from prefect.deployments.runner import EntrypointType
+
+    flow, parameters = flow_and_parameters(config, name)
+    return flow.to_deployment(name=name, parameters=parameters, schedules=schedules(config),
+                              concurrency_limit=concurrency(config), work_pool_name=pool,
+                              entrypoint_type=EntrypointType.MODULE_PATH, tags=["bp", config.kind],
+                              description=f"bp: {config.kind} experiment from {name}.yaml")
+
+
+def concurrency(config: Config):
+    """``schedule.overlap`` as the deployment's concurrency limit: one run at a time, a due run skipped
+    (``skip``) or queued (``queue``) while the previous one runs; no limit for ``allow`` or without a schedule."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+    if config.schedule is None or config.schedule.overlap == "allow":
+        return None
+    strategy = {"skip": ConcurrencyLimitStrategy.CANCEL_NEW, "queue": ConcurrencyLimitStrategy.ENQUEUE}
+    return ConcurrencyLimitConfig(limit=1, collision_strategy=strategy[config.schedule.overlap])
+
+
+def served_name(name: str) -> str:
+    """The deployment ``bp serve`` makes of a config: never the one ``bp deploy`` makes of it (``NAME-served``)."""
+    return f"{name}-served"
+
+
+def deploy(configs: list[tuple[str, Config]], pool: str, create_pool: bool = False) -> list[str]:
+    """Register one deployment per (name, config) on ``pool``, with its schedule; returns their full names.
+
+    Also the pool itself with ``create_pool``, the zombie automation, and the child deployments a
+    sweep config's children will run as.
+    """
+    if create_pool:
+        ensure_pool(pool)
+    ensure_zombie_automation()
+    names = []
+    for name, config in configs:
+        to_deployment(config, name, pool).apply(work_pool_name=pool)
+        flow, _ = flow_and_parameters(config, name)
+        names.append(f"{flow.name}/{name}")
+    sweeps = {config.kind for _, config in configs if config.sweep is not None}
+    if sweeps:
+        ensure_child_deployments(sweeps, pool)
+    return names
+
+
+def describe(config: Config) -> str:
+    """``every 60 s, overlapping runs skipped``, ``cron '0 3 * * *' (Europe/Paris), ...``, or ``on demand``."""
+    schedule = config.schedule
+    if schedule is None:
+        return "on demand"
+    when = f"cron '{schedule.cron}' ({schedule.timezone})" if schedule.cron is not None else \
+        f"every {schedule.interval:g} s"
+    overlap = {"skip": "skipped", "queue": "queued", "allow": "allowed"}[schedule.overlap]
+    return f"{when}, overlapping runs {overlap}"
+
+
+def serve(configs: list[tuple[str, Config]]) -> str:
+    """Run the configs' schedules from this process until it is stopped (Prefect's runner; no work pool).
+
+    Returns the signal that stopped it (``SIGTERM``, ``SIGINT``). On SIGTERM Prefect's runner
+    takes no more runs, cancels those it runs (their flows see the signal and mark their MLflow
+    runs KILLED) and pauses the served deployments.
+    """
+    import asyncio
+
+    from prefect.runner import Runner
+
+    class _Runner(Runner):
+        stopped_by = "SIGINT"
+
+        def handle_sigterm(self, *args, **kwargs) -> None:
+            self.stopped_by = "SIGTERM"
+            super().handle_sigterm(*args, **kwargs)
+
+    runner = _Runner(pause_on_shutdown=True)
+    for name, config in configs:
+        runner.add_deployment(to_deployment(config, served_name(name)))
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        return "SIGINT"
+    return runner.stopped_by
+

@@ -1,0 +1,174 @@
+"""What ``bp stack up`` starts: the command line and environment of each service, and how to tell it is ready.
+
+Secrets (the database password, MLflow's admin password, Prefect's auth string, MLflow's session
+key) go into the environment of the processes that need them, never onto a command line; those of
+the stack itself are kept in DIR/secrets.json (mode 600, ``flows.stack.secrets``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from bpcore.dataroot import VARIABLE as DATA_ROOT
+from flows.runtime.http import request
+from flows.stack.db import Postgres
+from flows.stack.procs import StackError
+from flows.stack.secrets import Secrets
+
+POOL = "bp"
+HOST = "127.0.0.1"
+MIN_PASSWORD = 12  # MLflow's own minimum for the admin password
+OFFLINE = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+           "PYTHONUNBUFFERED": "1"}
+
+
+def base_env(directory: Path) -> dict[str, str]:
+    """This process's environment, offline, without settings that would point a service elsewhere."""
+    drop = ("PREFECT_API_DATABASE_", "PREFECT_SERVER_DATABASE_", "MLFLOW_TRACKING_", "PREFECT_API_AUTH_STRING",
+            "PREFECT_SERVER_API_AUTH_STRING", "MLFLOW_AUTH_", "MLFLOW_LOGGING_LEVEL",  # bp quiets MLflow: not the logs
+            # the launching shell's MLflow run context (mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID): a
+            # worker's runs go to their config's experiment on the stack's server, where that id means nothing
+            "MLFLOW_EXPERIMENT_", "MLFLOW_RUN_ID")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    return {**env, **OFFLINE, "PREFECT_HOME": str(directory / "prefect")}
+
+
+def prefect_server(directory: Path, port: int, pg: Postgres | None, keys: Secrets) -> tuple[list[str], dict]:
+    api = f"http://{HOST}:{port}/api"
+    url = pg.url("prefect", "asyncpg") if pg else f"sqlite+aiosqlite:///{directory / 'prefect.db'}"
+    env = {**base_env(directory), **(pg.env() if pg else {}), "PREFECT_SERVER_DATABASE_CONNECTION_URL": url,
+           "PREFECT_API_DATABASE_CONNECTION_URL": url, "PREFECT_UI_API_URL": api, "PREFECT_API_URL": api,
+           # every API call but /health needs the auth string; the server's own client (automations) sends it
+           "PREFECT_SERVER_API_AUTH_STRING": keys.prefect_auth_string,
+           "PREFECT_API_AUTH_STRING": keys.prefect_auth_string,
+           # browsers may call the API from the UI's own page only (Prefect cannot refuse unknown Host headers)
+           "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": f"http://{HOST}:{port}"}
+    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port), "--no-prompt"]
+    return argv, env
+
+
+def mlflow_server(directory: Path, port: int, pg: Postgres | None, keys: Secrets) -> tuple[list[str], dict]:
+    store = pg.url("mlflow", "psycopg") if pg else f"sqlite:///{directory / 'mlflow.db'}"
+    env = {**base_env(directory), **(pg.env() if pg else {}), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    argv = [sys.executable, "-m", "mlflow", "server", "--host", HOST, "--port", str(port), "--workers", "1",
+            "--backend-store-uri", store,
+            "--serve-artifacts", "--artifacts-destination", str(directory / "mlartifacts"),
+            # MLflow refuses other Host headers (DNS rebinding) and other origins' requests (CORS)
+            "--allowed-hosts", f"localhost:{port},127.0.0.1:{port},{HOST}:{port}",
+            "--cors-allowed-origins", f"http://{HOST}:{port},http://localhost:{port}"]
+    if keys.mlflow_password:
+        env.update(MLFLOW_AUTH_CONFIG_PATH=str(write_auth_ini(directory, keys)),
+                   MLFLOW_AUTH_ADMIN_PASSWORD=keys.mlflow_password,
+                   MLFLOW_FLASK_SERVER_SECRET_KEY=keys.flask_key)
+        argv += ["--app-name", "basic-auth"]
+    return argv, env
+
+
+BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def blas_threads(workers: int) -> dict[str, str]:
+    """Each of ``workers`` workers on this machine gets its share of the cores for its BLAS threads.
+
+    OpenBLAS threads spin while they wait: two children with two threads each on two cores ran a
+    sweep slower on two workers than on one (measured: 0.9x). Variables already set are kept.
+    """
+    share = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    return {name: os.environ.get(name, share) for name in BLAS_VARIABLES}
+
+
+def worker(directory: Path, name: str, api: str, tracking: str, keys: Secrets, workers: int = 1,
+           data_root: Path | None = None) -> tuple[list[str], dict]:
+    env = {**base_env(directory), "PREFECT_API_URL": api, "MLFLOW_TRACKING_URI": tracking, **blas_threads(workers),
+           "PREFECT_API_AUTH_STRING": keys.prefect_auth_string,
+           # heartbeats let a dead worker's flow runs be found (bp deploy's automation); no dependency installs
+           "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30", "PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false"}
+    env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")  # Prefect's 10 s is felt by every sweep child; local is cheap
+    if data_root is not None:
+        env[DATA_ROOT] = str(data_root)
+    else:
+        env.pop(DATA_ROOT, None)
+    if keys.mlflow_password:
+        env.update(MLFLOW_TRACKING_USERNAME=keys.mlflow_user, MLFLOW_TRACKING_PASSWORD=keys.mlflow_password)
+    # one flow run at a time, as compose's workers: N workers train N sweep children side by side
+    argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process", "--name", name,
+            "--limit", "1", "--install-policy", "never", "--no-prompt"]
+    return argv, env
+
+
+def write_auth_ini(directory: Path, keys: Secrets) -> Path:
+    """DIR/basic_auth.ini: MLflow's auth settings, its user database in DIR; the password stays in the environment."""
+    path = directory / "basic_auth.ini"
+    path.write_text("[mlflow]\n"
+                    "default_permission = READ\n"
+                    f"database_uri = sqlite:///{directory / 'basic_auth.db'}\n"
+                    f"admin_username = {keys.mlflow_user}\n"
+                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    return path
+
+
+def ensure_pool(api: str, headers: dict, working_dir: Path) -> bool:
+    """Create the ``process`` pool ``bp`` unless it exists, flow runs started in ``working_dir``; True if created."""
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    # relative paths in a config then mean what they mean to `bp train` run where `bp stack up` ran
+    template["variables"]["properties"]["working_dir"]["default"] = str(working_dir)
+    status, answer = request("POST", f"{api}/work_pools/", headers,
+                          {"name": POOL, "type": "process", "base_job_template": template}, timeout=30)
+    if status == 409:  # there already: only resume it (bp stack down pauses it while it drains)
+        set_pool_paused(api, headers, False)
+        return False
+    if status not in (200, 201):
+        raise StackError(f"the Prefect server did not create work pool {POOL}: HTTP {status} {answer}")
+    return True
+
+
+def registered_workers(api: str, headers: dict) -> set[str]:
+    """Names of the workers the Prefect server knows in pool ``bp``."""
+    status, answer = request("POST", f"{api}/work_pools/{POOL}/workers/filter", headers, {"limit": 200})
+    return {w["name"] for w in answer} if status == 200 and isinstance(answer, list) else set()
+
+
+def online_workers(api: str, headers: dict) -> set[str]:
+    """Names of the workers of pool ``bp`` the Prefect server counts online (heartbeats arriving)."""
+    status, answer = request("POST", f"{api}/work_pools/{POOL}/workers/filter", headers, {"limit": 200})
+    if status != 200 or not isinstance(answer, list):
+        return set()
+    return {w["name"] for w in answer if w.get("status") == "ONLINE"}
+
+
+def set_pool_paused(api: str, headers: dict, paused: bool) -> None:
+    """Pause pool ``bp`` (its workers take no new flow runs) or resume it."""
+    request("PATCH", f"{api}/work_pools/{POOL}", headers, {"is_paused": paused})
+
+
+def runs_in_flight(api: str, headers: dict) -> list[dict]:
+    """The flow runs of pool ``bp`` that a worker has taken and not finished (Pending, Running, Cancelling)."""
+    body = {"flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING", "CANCELLING"]}}},
+            "work_pools": {"name": {"any_": [POOL]}}, "limit": 200}
+    status, answer = request("POST", f"{api}/flow_runs/filter", headers, body, timeout=10)
+    return [run for run in answer if _here(run)] if status == 200 and isinstance(answer, list) else []
+
+
+def _here(run: dict) -> bool:
+    # a run's infrastructure_pid is its flow-run process; one that is gone (worker SIGKILLed) has nothing to wait for
+    pid = str(run.get("infrastructure_pid") or "")
+    if not pid:
+        return run.get("state_type") == "PENDING"  # taken by a worker, process not started yet
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
+
+
+def cancel_run(api: str, headers: dict, run_id: str, message: str) -> None:
+    """Ask the run's worker to cancel it: it sends the flow-run process SIGTERM, the run ends Cancelled."""
+    state = {"type": "CANCELLING", "name": "Cancelling", "message": message}
+    request("POST", f"{api}/flow_runs/{run_id}/set_state", headers, {"state": state, "force": True}, timeout=10)
+
+
+def run_finished(api: str, headers: dict, run_id: str) -> bool:
+    """The flow run is in a final state (or the server no longer answers for it)."""
+    status, answer = request("GET", f"{api}/flow_runs/{run_id}", headers)
+    final = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+    return status != 200 or not isinstance(answer, dict) or answer.get("state_type") in final

@@ -1,0 +1,329 @@
+"""A sweep as a Prefect flow: one parent MLflow run, one nested child run per grid point.
+
+Entrypoint ``flows/sweep/flow.py:sweep``. Each child runs its kind's own flow code in a task (a
+complete MLflow run: params, histories, model, plots, tags) tagged ``mlflow.parentRunId``, and
+hands its outcome (run id, status, metrics, curve) back to the parent: nothing is read back from
+MLflow. Children run side by side on threads: the data is loaded once into the per-process
+cache, each child checks it against the digest the parent recorded, and the BLAS thread count
+is divided between them so they don't fight over cores. The parent run holds the comparison
+(table, curves, best child) and registers the best child's model when it beats the champion.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel
+from threadpoolctl import threadpool_limits
+
+from bpcore import kinds
+from bpcore import sweep as grid
+from bpcore.configfile import validate
+from bpcore.loading import fingerprint, readable_here
+from bpcore.sweep import GridPoint
+from flows.experiments import membership
+from flows.experiments.registry import flow_for
+from flows.experiments.skeleton import RunResult, logging_task, prepare_store, run_tags, started_by_deployment
+from flows.runtime import outage, settings, speedups
+from flows.server.automations import ensure_zombie_automation
+from flows.sweep import remote
+from flows.sweep.child import Child, ChildFailed
+from flows.sweep.child_deployments import ensure_child_deployments
+from flows.tracking import runs
+from flows.tracking import tags as tag
+
+CHAMPION = "champion"
+
+
+class SweepResult(BaseModel):
+    """What the sweep flow hands back: the parent run, one row per child, and what became of the best."""
+
+    run_id: str
+    metric: str
+    goal: str
+    rows: list[dict[str, Any]]
+    best: str | None = None
+    registry: str | None = None
+
+
+@task(cache_policy=NO_CACHE)
+def load_once(points: list[GridPoint]) -> list[tuple[str, str]]:
+    """Load every distinct dataset the children need into the process cache; each point's (source, digest)."""
+    return [fingerprint(p.validated()) for p in points]
+
+
+ON_THE_WORKERS = "read on the workers"  # the parent's data digest until its children agree on one
+
+
+@task(cache_policy=NO_CACHE, task_run_name="child {point.name}")
+def run_child(point: GridPoint, tracking_uri: str, tags: dict[str, str], data_digest: str,
+              metric: str) -> Child | State:
+    """Train one grid point with its kind's own flow code; a child that did not finish ends this task Failed.
+
+    The flow's body runs inside this task (its tasks nest under it), not as a subflow run: on
+    SQLite, Prefect's API answers concurrent subflow creations with 503 "database is locked",
+    retried only after about 2 s, which cost a line-fit sweep more than its children's training.
+    """
+    try:
+        config = point.validated()
+        result = flow_for(config.kind).fn(config=config, tracking_uri=tracking_uri, tags=tags,
+                                          run_name=point.name, data_digest=data_digest)
+    except runs.RunFailed as exc:
+        child = Child(point, exc.run_id, exc.status, exc.reason)
+    except Exception as exc:  # a child's crash is that child's outcome, not the sweep's
+        child = Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0])
+    else:
+        if isinstance(result, RunResult):
+            return Child.of(point, result, metric)
+        failure = result.result(raise_on_failure=False)  # a Failed state carrying Diverged and its RunResult
+        child = Child.of(point, failure.result, metric)
+    failed = ChildFailed(child)
+    return Failed(message=str(failed), data=failed)
+
+
+def blas_threads(workers: int) -> int:
+    """BLAS threads per child: the cores shared out, at least one each."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def best_child(children: list[Child], goal: str) -> Child | None:
+    """The finished child with the best score (the first of equals), or None."""
+    best = None
+    for child in children:
+        if child.score is not None and grid.better(child.score, best.score if best else None, goal):
+            best = child
+    return best
+
+
+def table(children: list[Child], metric: str) -> list[dict]:
+    """One row per child: grid point, swept values, status, the metric, run id, reason."""
+    return [{"point": c.point.name, **{k: _cell(v) for k, v in c.point.values.items()}, "status": c.status,
+             metric: c.score, "run_id": c.run_id or "", "reason": c.reason or ""} for c in children]
+
+
+def _cell(value):
+    return value if isinstance(value, int | float | str) else str(value)
+
+
+@logging_task
+def log_comparison(tracking_uri: str, parent_id: str, kind: str, children: list[Child], metric: str,
+                   best: Child | None) -> None:
+    """The parent's table (MLflow table + CSV), every child's curve on one plot, counts and the best child."""
+    from flows.experiments import plots
+
+    mc = runs.client(tracking_uri)
+    rows = table(children, metric)
+    mlflow.log_table({key: [row[key] for row in rows] for key in rows[0]}, artifact_file="sweep/results.json")
+    mlflow.log_text(_csv(rows), "sweep/results.csv")
+    key, xlabel = kinds.get(kind).curve
+    curves = [(c.point.name, c.curve, c.status) for c in children if c.curve]
+    mlflow.log_figure(plots.sweep_curves(curves, key, xlabel), "plots/sweep.png")
+    values = {"children": len(children), **_counts(children)}
+    if best is not None:
+        values[best_name(metric)] = best.score
+        mc.set_tag(parent_id, tag.BEST_CHILD, best.run_id)
+        mc.set_tag(parent_id, tag.BEST_POINT, best.point.name)
+    runs.log_values(mc, parent_id, values)
+
+
+def best_name(metric: str) -> str:
+    """The parent's metric for its best child's score: ``best_final_cost``; ``best_val_accuracy`` stays itself."""
+    return metric if metric.startswith("best_") else f"best_{metric}"
+
+
+def _counts(children: list[Child]) -> dict[str, int]:
+    """How many children finished, diverged and failed."""
+    return {status: sum(c.status == status for c in children) for status in ("finished", "diverged", "failed")}
+
+
+def _csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+@task(cache_policy=NO_CACHE)  # no retries: a retry after the version was created would register it twice
+def register_best(tracking_uri: str, parent_id: str, name: str, best: Child, metric: str, goal: str,
+                  data_digest: str) -> str:
+    """Register the best child's model under ``name`` and make it the champion, only if it beats every version
+    trained on the same data (``bp.data_digest``): a model fitted to other data is no yardstick.
+
+    A version's score is its run's value of the same metric; one whose run lacks that metric is beaten
+    by any score. Returns one line saying what happened.
+    """
+    mc = runs.client(tracking_uri)
+    rival, previous, others = _best_on_same_data(mc, name, metric, goal, data_digest)
+    moved = grid.better(best.score, previous, goal)
+    mc.set_tag(parent_id, tag.CHAMPION_MOVED, str(moved).lower())
+    same = f"trained on the same data (sha256 {data_digest[:12]})"
+    if not moved:
+        note = (f"not registered: {best.point.name} ({metric} {best.score:.6g}) does not beat {name} version "
+                f"{rival.version} ({metric} {previous:.6g}), the best {same}")
+    else:
+        version = mlflow.register_model(_model_uri(mc, best.run_id), name,
+                                        tags={tag.SWEEP: parent_id, tag.score(metric): str(best.score),
+                                              tag.DATA_DIGEST: data_digest})
+        mc.set_registered_model_alias(name, CHAMPION, version.version)
+        mc.set_tag(parent_id, tag.REGISTERED_MODEL, f"{name}/{version.version}")
+        beaten = (f"beats version {rival.version} ({metric} {previous:.6g}), the best {same}" if rival is not None
+                  else f"the first version {same}")
+        note = f"registered {name} version {version.version} as {CHAMPION} ({metric} {best.score:.6g}): {beaten}"
+        if others:
+            note += f"; {others} version(s) trained on other data not compared"
+    mc.set_tag(parent_id, tag.REGISTRY, note)
+    get_run_logger().info(note)
+    return note
+
+
+def _best_on_same_data(mc, name: str, metric: str, goal: str, data_digest: str):
+    """(version, its score, how many versions were trained on other data) among ``name``'s versions."""
+    try:
+        versions = mc.search_model_versions(f"name = '{name}'")
+    except MlflowException:  # no such model yet
+        return None, None, 0
+    best, score, others = None, None, 0
+    for version in versions:
+        run = mc.get_run(version.run_id)
+        if run.data.tags.get(tag.DATA_DIGEST) != data_digest:
+            others += 1
+            continue
+        value = run.data.metrics.get(metric)
+        if value is not None and (score is None or grid.better(value, score, goal)):
+            best, score = version, value
+        elif best is None:
+            best = version
+    return best, score, others
+
+
+def _model_uri(mc, run_id: str) -> str:
+    """The run's logged model (``models:/m-...``; MLflow 3 keeps it outside the run's artifacts)."""
+    outputs = mc.get_run(run_id).outputs
+    models = outputs.model_outputs if outputs is not None else []
+    return f"models:/{models[0].model_id}" if models else f"runs:/{run_id}/model"
+
+
+def run_children(points: list[GridPoint], digests: list[str], tracking_uri: str, tags: dict[str, str],
+                 metric: str, workers: int) -> list[Child]:
+    """Every grid point on ``workers`` threads here (BLAS threads shared out), outcomes in grid order."""
+    with threadpool_limits(limits=blas_threads(workers), user_api="blas"), \
+            ThreadPoolTaskRunner(max_workers=workers) as runner:
+        futures = [runner.submit(run_child, {"point": p, "tracking_uri": tracking_uri, "tags": tags,
+                                             "data_digest": digest, "metric": metric})
+                   for p, digest in zip(points, digests)]
+        for future in futures:
+            future.wait()
+        outcomes = [future.state.result(raise_on_failure=False) for future in futures]
+    # a child that did not finish ended its task Failed, carrying its Child all the same
+    return [o.child if isinstance(o, ChildFailed) else _crashed(p, o) if isinstance(o, BaseException) else o
+            for p, o in zip(points, outcomes)]
+
+
+def _crashed(point: GridPoint, exc: BaseException) -> Child:
+    """A child task that failed without handing back its outcome (an error outside its flow's code)."""
+    return Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+
+
+@flow(name="sweep", log_prints=False)
+def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[str, str] | None = None,
+          run_name: str | None = None, parallel: int | None = None,
+          points: list[GridPoint] | None = None, pool: str | None = None) -> SweepResult:
+    """Train every grid point of the config's ``sweep`` as a nested MLflow run; returns the parent's outcome.
+
+    ``config``: the resolved sweep config as plain values; ``parallel``: children trained at once
+    (default: the number of cores); ``points``: the grid as already expanded by the caller (else
+    it is expanded here); ``pool`` (else the config's ``sweep.pool``): the work pool whose workers
+    train the children, each as a run of its kind's ``sweep-child-<pool>`` deployment (else in-process).
+    With a pool and data this machine cannot read, the workers read it and agree on its digest.
+    """
+    from prefect.runtime import flow_run
+
+    settings.apply()  # a sweep deployment's flow-run process starts here
+    speedups.no_notebook_probe()
+    logger = get_run_logger()
+    model = validate(config, source="sweep config")
+    tracking_uri = runs.resolve_tracking_uri(tracking_uri)
+    if started_by_deployment():  # no bp command ran first
+        prepare_store(tracking_uri)
+    points = points or grid.expand(model)
+    metric, goal = grid.objective(model)
+    workers = max(1, min(parallel or os.cpu_count() or 1, len(points)))
+    pool = pool or model.sweep.pool
+    here = not pool or all(readable_here(p.validated()) for p in points)
+    prints = load_once(points) if here else [(str(p.validated().data.path), None) for p in points]
+    deployment = None
+    if pool:  # children on workers: their deployment, and the automation that notices a worker lost mid-child
+        deployment = ensure_child_deployments({model.kind}, pool)[model.kind]
+        ensure_zombie_automation()
+    parent_tags = {**run_tags(tags), tag.SWEEP: "parent"}  # its flow run (and deployment) as any run's
+    with runs.tracked_run(model, prints[0][0], prints[0][1] or ON_THE_WORKERS, None, tracking_uri,
+                              run_name or f"sweep of {len(points)}", parent_tags) as parent_id:
+        child_tags = {**(tags or {}), "mlflow.parentRunId": parent_id, tag.SWEEP: "child",
+                      **({tag.SWEEP_FLOW_RUN: str(flow_run.id)} if pool and flow_run.id else {})}
+        key = None if here else membership.digest_key(parent_id)
+        try:
+            if deployment:
+                logger.info("%d children as runs of %s on work pool %r (MLflow run %s)", len(points), deployment,
+                            pool, parent_id)
+                children = remote.run_on_pool(points, [d for _, d in prints], deployment, tracking_uri,
+                                                    child_tags, metric, key)
+            else:
+                logger.info("%d children, %d at a time, %d BLAS thread(s) each (MLflow run %s)",
+                            len(points), workers, blas_threads(workers), parent_id)
+                children = run_children(points, [d for _, d in prints], tracking_uri, child_tags, metric, workers)
+        except remote.Interrupted as stopped:
+            _summarise(tracking_uri, parent_id, model.kind, stopped.children, metric, goal)
+            if isinstance(stopped.cause, Exception):  # the server lost: the parent FAILED, naming it
+                raise runs.RunFailed(parent_id, str(stopped.cause)) from stopped.cause
+            raise stopped.cause from None  # a stop: the parent KILLED, as the process was told
+        digest = prints[0][1] or _agreed(key, parent_id, tracking_uri)
+        best = best_child(children, goal)
+        log_comparison(tracking_uri, parent_id, model.kind, children, metric, best)
+        rows = table(children, metric)
+        create_table_artifact(table=rows, key="sweep-results",
+                              description=f"sweep {parent_id}: {metric} ({goal}) per grid point")
+        result = SweepResult(run_id=parent_id, metric=metric, goal=goal, rows=rows,
+                             best=best.point.name if best else None)
+        if best is None:
+            raise runs.RunFailed(parent_id, _no_winner(children), result)
+        if model.sweep.model_name and digest:
+            result.registry = register_best(tracking_uri, parent_id, model.sweep.model_name, best, metric, goal,
+                                            digest)
+    logger.info("best: %s (%s %s, MLflow run %s)", best.point.name, metric, best.score, best.run_id)
+    return result
+
+
+def _summarise(tracking_uri: str, parent_id: str, kind: str, children: list[Child], metric: str, goal: str) -> None:
+    """On a stop, the parent's comparison of the children that ended (quickly; not through Prefect's API)."""
+    if not children:
+        return
+    try:
+        with outage.one_attempt(timeout=10):
+            log_comparison.fn(tracking_uri, parent_id, kind, children, metric, best_child(children, goal))
+    except Exception as exc:  # the store is away too: the stop goes on
+        get_run_logger().warning("could not log the comparison of the %d children that ended: %s", len(children), exc)
+
+
+def _agreed(key: str | None, parent_id: str, tracking_uri: str) -> str | None:
+    """The data digest the workers agreed on, recorded on the parent (None when no child read the data)."""
+    digest = membership.forget_digest(key) if key else None
+    if digest:
+        runs.client(tracking_uri).set_tag(parent_id, tag.DATA_DIGEST, digest)
+    return digest
+
+
+def _no_winner(children: list[Child]) -> str:
+    counts = _counts(children)
+    return (f"no child finished with a score: {counts['diverged']} diverged, {counts['failed']} failed, "
+            f"{counts['finished']} finished without the metric")

@@ -1,0 +1,380 @@
+"""The MLflow layer: one place that knows run names, tags, batching and failure marking.
+
+It knows nothing of the maths: callers hand it configs, tables and numbers. Every run it
+opens ends FINISHED or FAILED (KILLED on Ctrl-C, SIGTERM or SIGHUP) with ``bp.status`` and, when it failed, the
+reason in ``bp.failure_reason``; no run is left RUNNING by an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.dataset import Dataset
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from bpcore import config as cfgmod
+from bpcore.data import Table
+from flows.runtime import outage, stops
+from flows.runtime.settings import resolve_tracking_uri
+from flows.tracking import tags as tag
+
+MAX_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
+MAX_PARAM_CHARS = 6000
+
+
+class RunFailed(Exception):
+    """A tracked run ended FAILED; carries its MLflow run id, its bp.status, the reason, and what it
+    produced before it failed (``result``: the flow's result object, when there is one)."""
+
+    status = "failed"
+
+    def __init__(self, run_id: str, reason: str, result=None):
+        super().__init__(reason)
+        self.run_id = run_id
+        self.reason = reason
+        self.result = result
+
+
+class Diverged(RunFailed):
+    """Training stopped because the cost blew up; the run is FAILED with bp.status=diverged."""
+
+    status = "diverged"
+
+
+def client(uri: str | None = None) -> MlflowClient:
+    """A client for ``uri`` (resolved as above), also made the fluent API's tracking URI."""
+    uri = resolve_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+@contextmanager
+def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None,
+                tracking_uri: str | None = None, run_name: str | None = None,
+                extra_tags: dict[str, str] | None = None) -> Iterator[str]:
+    """Open an MLflow run that records config and data; yield its id; always end it.
+
+    ``source`` and ``digest`` identify the training data (its path and sha256); ``dataset`` is
+    logged as the run's training input; ``extra_tags`` (e.g. ``bp.reproduces``) are added.
+
+    An exception inside the block marks the run FAILED (KILLED for Ctrl-C and signals), tags the reason,
+    and is re-raised as RunFailed so the caller still learns the run id.
+    """
+    mc = client(tracking_uri)
+    experiment_id = experiment_id_of(mc, config.experiment)
+    tags = {
+        tag.KIND: config.kind,
+        tag.CONFIG_DIGEST: cfgmod.digest(config),
+        tag.DATA_DIGEST: digest,
+        tag.DATA_SOURCE: source,
+        tag.STATUS: "running",
+        tag.WORKER: worker(),
+        **git_tags(),
+        **(extra_tags or {}),
+    }
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+    run_id = run.info.run_id
+    try:
+        log_params(mc, run_id, cfgmod.flatten(cfgmod.to_dict(config)))
+        mlflow.log_text(cfgmod.to_yaml(config), "config.yaml")
+        mlflow.log_dict(environment(), "environment.json")
+        if dataset is not None:
+            # MLflow checks for the dataset, then inserts it: runs logging the same new dataset at
+            # once (a sweep's children) can hit its UNIQUE constraint; by the retry it exists
+            with_retries(lambda: mlflow.log_input(dataset, context="training"), delay=0.2)
+        yield run_id
+    except BaseException as exc:
+        stopped = stop_reason(exc)
+        lost = stopped is None and not isinstance(exc, RunFailed) and outage.unreachable(exc)
+        if isinstance(exc, RunFailed):
+            bp_status, reason = exc.status, exc.reason
+        elif lost:
+            bp_status, reason = "failed", lost_reason(mc)
+        else:
+            bp_status, reason = "failed", stopped or f"{type(exc).__name__}: {exc}".splitlines()[0][:5000]
+        if stopped:
+            stops.leave_soon_after(exc)  # whatever the marking below meets
+        try:
+            # on a stop, or with the server gone, one quick attempt: the next bp reaps a run left RUNNING
+            _end(mc, run_id, "KILLED" if stopped else "FAILED", bp_status, reason, quick=bool(stopped) or lost)
+        except Exception:
+            if not (stopped or lost):
+                raise
+        if isinstance(exc, Exception) and not isinstance(exc, RunFailed):
+            raise RunFailed(run_id, reason) from exc
+        raise
+    else:
+        _end(mc, run_id, "FINISHED", "finished", None)
+
+
+def lost_reason(mc: MlflowClient) -> str:
+    """Why a run gave up on its tracking server, naming it and the setting that bounds the wait."""
+    return (f"the MLflow server at {mc.tracking_uri} stopped answering: gave up after waiting about "
+            f"{outage.seconds():g} s ({outage.VARIABLE})")
+
+
+def experiment_id_of(mc: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created when it does not exist yet.
+
+    Runs open in the experiment by id: ``mlflow.set_experiment`` of a name another process creates
+    at the same moment gives up on "already exists" without making it active, and the run then
+    lands in "Default". Creating races the same way; the loser reads the winner's id.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    from bpcore.errors import InputError
+
+    found = mc.get_experiment_by_name(name)
+    if found is None:
+        try:
+            return mc.create_experiment(name)
+        except MlflowException as exc:
+            if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+            found = mc.get_experiment_by_name(name)
+    if found.lifecycle_stage != "active":
+        raise InputError(f"experiment {name!r} is deleted in the tracking store: restore it (mlflow experiments "
+                         "restore) or give another name (--experiment)")
+    return found.experiment_id
+
+
+def stop_reason(exc: BaseException) -> str | None:
+    """How the process was told to stop, when ``exc`` says it was: Ctrl-C, or a signal.
+
+    Prefect's engine turns SIGTERM inside a flow run into its TerminationSignal (carrying the
+    signal's number); outside one, bp's own handler raises flows.cli.launch.Stopped.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    number = getattr(exc, "signal", None)
+    if isinstance(number, int):
+        return f"stopped by {signal.Signals(number).name}"
+    if isinstance(number, str):  # flows.cli.launch.Stopped names it
+        return f"stopped by {number}"
+    if isinstance(exc, SystemExit):
+        if isinstance(exc.__context__, BrokenPipeError):  # rich's console exits so when its reader is gone
+            return "stopped: its output pipe broke (the worker that started this flow run is gone)"
+        return str(exc) if isinstance(exc.code, str) else f"stopped: the process exited (SystemExit({exc.code!r}))"
+    return None
+
+
+def worker() -> str:
+    """``host:pid`` of this process: where a RUNNING run can be checked for a live owner."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def mark_failed(mc: MlflowClient, run_id: str, bp_status: str, reason: str, run_status: str = "FAILED") -> None:
+    """End a run FAILED (or ``run_status``: KILLED) with ``bp.status`` and ``bp.failure_reason``, for a run whose
+    own process cannot."""
+    _end(mc, run_id, run_status, bp_status, reason)
+
+
+def _end(mc: MlflowClient, run_id: str, run_status: str, bp_status: str, reason: str | None,
+         quick: bool = False) -> None:
+    """Tag the outcome (``bp.status``, the reason), then end the run: never its status without its reason.
+
+    When the tags cannot be written, the run is ended only if the server answers one more, quick
+    request, and then the tags are written again; else it stays RUNNING for the next bp to reap.
+    ``quick``: every request tried once (a stop, or a server known to be gone).
+    """
+    tags = [RunTag(tag.STATUS, bp_status)] + ([RunTag(tag.FAILURE_REASON, reason)] if reason is not None else [])
+    with unbroken(mc):  # a second Ctrl-C or signal waits until the run is marked
+        _end_now(mc, run_id, run_status, tags, quick)
+
+
+def _end_now(mc: MlflowClient, run_id: str, run_status: str, tags: list[RunTag], quick: bool) -> None:
+    with outage.one_attempt() if quick else nullcontext():
+        try:
+            mc.log_batch(run_id, tags=tags)
+        except Exception as exc:
+            failed = exc
+        else:
+            _terminate(mc, run_id, run_status)
+            return
+    with outage.one_attempt():
+        try:
+            _terminate(mc, run_id, run_status)
+        except Exception:
+            raise failed from None
+    mc.log_batch(run_id, tags=tags)  # the server is back: the reason follows the status
+
+
+def _terminate(mc: MlflowClient, run_id: str, run_status: str) -> None:
+    """End the run with ``run_status`` (the thread's active run: leaving it, even if the write fails)."""
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        mlflow.end_run(run_status)
+    else:
+        mc.set_terminated(run_id, run_status)
+
+
+def unbroken(mc: MlflowClient):
+    """A context in which Ctrl-C and signals wait for the block's writes to ``mc``'s store to end.
+
+    A database store (SQLite, Postgres) is written by this process itself: a stop raised inside
+    one of its transactions leaves the connection holding the database's lock (measured on SQLite:
+    2 of 200 stops), and the run can then no longer be marked. A server's request can be cut.
+    """
+    return nullcontext() if str(mc.tracking_uri).startswith(("http:", "https:")) else stops.signals_held()
+
+
+def log_batch(mc: MlflowClient, run_id: str, **batch) -> None:
+    """``mc.log_batch(run_id, **batch)``, uncut by a stop (``unbroken``)."""
+    with unbroken(mc):
+        mc.log_batch(run_id, **batch)
+
+
+def log_params(mc: MlflowClient, run_id: str, params: Mapping[str, object]) -> None:
+    """Log flattened params (lists as their YAML-ish text), in batches."""
+    items = [Param(k, _param_text(v)) for k, v in params.items()]
+    for start in range(0, len(items), 100):
+        log_batch(mc, run_id, params=items[start : start + 100])
+
+
+def _param_text(value: object) -> str:
+    text = "null" if value is None else str(value)
+    return text[:MAX_PARAM_CHARS]
+
+
+def log_history(mc: MlflowClient, run_id: str, key: str, values: Sequence[float],
+                first_step: int = 0, timestamp_ms: int | None = None) -> None:
+    """Log a metric's whole history, step = first_step + index, at most 1000 values per call.
+
+    One fixed timestamp for the whole history makes a retried call write the same rows again
+    rather than a second copy of the curve.
+    """
+    ts = timestamp_ms if timestamp_ms is not None else now_ms()
+    values = np.asarray(values, dtype=float)
+    for start in range(0, values.size, MAX_BATCH):
+        chunk = values[start : start + MAX_BATCH]
+        metrics = [Metric(key, float(v), ts, first_step + start + i) for i, v in enumerate(chunk)]
+        log_batch(mc, run_id, metrics=metrics)
+
+
+def history(mc: MlflowClient, run_id: str, key: str, with_steps: bool = False):
+    """A metric's whole history as float64 values in step order (ties by timestamp); with ``with_steps``,
+    (steps, values)."""
+    points = sorted(mc.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+    values = np.array([p.value for p in points], dtype=np.float64)
+    return ([p.step for p in points], values) if with_steps else values
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch: MLflow's metric timestamp."""
+    return int(time.time() * 1000)
+
+
+def with_retries(fn, attempts: int = 3, delay: float = 1.0):
+    """Call ``fn()``; on an exception try again, up to ``attempts`` calls, ``delay`` s apart.
+
+    For tracking calls made from inside a long task (per-epoch metrics), where retrying the
+    whole Prefect task would retrain the network.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt == attempts or outage.unreachable(exc):  # that one already waited for the server
+                raise
+            time.sleep(delay)
+
+
+def log_values(mc: MlflowClient, run_id: str, values: Mapping[str, float],
+               step: int = 0, timestamp_ms: int | None = None, model_id: str | None = None) -> None:
+    """Log single-valued metrics in one call; linked to the logged model ``model_id`` when given."""
+    ts = timestamp_ms if timestamp_ms is not None else now_ms()
+    log_batch(mc, run_id, metrics=[Metric(k, float(v), ts, step, model_id=model_id) for k, v in values.items()])
+
+
+def table_dataset(table: Table) -> Dataset:
+    """A regression table as an MLflow dataset (name, source, our digest, schema, targets)."""
+    name, source = _dataset_source(table.source)
+    return mlflow.data.from_pandas(table.to_frame(), source=source, name=name,
+                                   targets=table.target_name, digest=table.digest[:16])
+
+
+def array_dataset(X: np.ndarray, y: np.ndarray, source: str, digest: str) -> Dataset:
+    """Feature and label arrays as an MLflow dataset, named and sourced like a table."""
+    name, src = _dataset_source(source)
+    return mlflow.data.from_numpy(X, source=src, targets=y, name=name, digest=digest[:16])
+
+
+def _dataset_source(source: str):
+    """(name, DatasetSource) for a file or directory path, or for a ``scheme:...`` description."""
+    if not Path(source).is_absolute():  # generated:..., bundled:...
+        return source.split("?")[0], CodeDatasetSource({"source": source})
+    # MLflow 3.17 registers its local-file source twice and warns that a path is ambiguous
+    # between the two (identical) classes; the resolution itself is right.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return Path(source).name, resolve_dataset_source(Path(source).as_uri())
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE")
+PACKAGES = ("bp-pipeline", "numpy", "pandas", "pydantic", "mlflow", "prefect", "matplotlib")
+
+
+def environment() -> dict:
+    """What a re-run must match to give the same numbers: interpreter, packages, BLAS, threads."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "packages": {name: installed(name) for name in PACKAGES},
+        "blas": {key: blas.get(key) for key in ("name", "version", "openblas configuration")},
+        "thread_pools": _thread_pools(),
+        "thread_variables": {name: os.environ.get(name) for name in THREAD_VARIABLES},
+    }
+
+
+def _thread_pools() -> list[dict] | None:
+    """BLAS/OpenMP pools and their thread counts, when threadpoolctl is installed."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return None
+    keys = ("user_api", "internal_api", "version", "num_threads")
+    return [{k: pool.get(k) for k in keys} for pool in threadpoolctl.threadpool_info()]
+
+
+def git_tags() -> dict[str, str]:
+    """The commit of the bp-pipeline checkout this code runs from, if it runs from one."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if not commit:
+        return {}
+    return {"mlflow.source.git.commit": commit, tag.GIT_DIRTY: str(bool(dirty)).lower()}

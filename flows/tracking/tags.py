@@ -1,0 +1,33 @@
+"""The names of the tags bp sets on MLflow runs and model versions (docs/tracking.md has the glossary).
+
+Every run: STATUS (finished, diverged, failed, killed, running), FAILURE_REASON when it did not
+finish, KIND, CONFIG_DIGEST, DATA_DIGEST, DATA_SOURCE, WORKER (``host:pid``), GIT_DIRTY beside
+MLflow's commit tag; FLOW_RUN (the Prefect flow run that trained it), DEPLOYMENT when a deployment
+started it, REPRODUCES on a run ``bp reproduce`` made. Sweeps: SWEEP (``parent`` or ``child``),
+SWEEP_FLOW_RUN on a pool's children, and on the parent BEST_CHILD, BEST_POINT, the best score
+under ``bp.<metric>`` on the registered version, REGISTERED_MODEL, REGISTRY, CHAMPION_MOVED.
+"""
+
+STATUS = "bp.status"
+FAILURE_REASON = "bp.failure_reason"
+KIND = "bp.kind"
+CONFIG_DIGEST = "bp.config_digest"
+DATA_DIGEST = "bp.data_digest"
+DATA_SOURCE = "bp.data_source"
+WORKER = "bp.worker"
+GIT_DIRTY = "bp.git_dirty"
+FLOW_RUN = "bp.flow_run"
+DEPLOYMENT = "bp.deployment"
+REPRODUCES = "bp.reproduces"
+SWEEP = "bp.sweep"
+SWEEP_FLOW_RUN = "bp.sweep_flow_run"
+BEST_CHILD = "bp.best_child"
+BEST_POINT = "bp.best_point"
+REGISTERED_MODEL = "bp.registered_model"
+REGISTRY = "bp.registry"
+CHAMPION_MOVED = "bp.champion_moved"
+
+
+def score(metric: str) -> str:
+    """The tag a registered version carries its sweep's best ``metric`` under (``bp.best_val_accuracy``)."""
+    return f"bp.{metric}"
