@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import sys
 import time
 import warnings
@@ -50,7 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import best_of  # noqa: E402
+from blas_peak import MATMUL_SIZES, blas_info, matmul_gflops, part_peak, set_threads, versions  # noqa: E402
+from network_contenders import loop_epoch, sklearn_epoch, torch_epoch  # noqa: E402
 
 from bpcore.config import NetTrainer  # noqa: E402
 from bpcore.mnist import load_bundled, scale  # noqa: E402
@@ -58,13 +58,11 @@ from bpcore.training import fit_network  # noqa: E402
 
 SIZES = (784, 128, 10)
 LR, MOMENTUM = 0.1, 0.9
-MATMUL_SIZES = (512, 1024, 2048)
 OURS, TORCH = "ours (fit_network)", "PyTorch eager"
 SETTLE = 0.25  # seconds idle before each epoch: OpenBLAS's workers stop spinning (~0.1 s) and free the cores
 
 
 # ---------------------------------------------------------------- timing and data
-
 
 
 def load_digits(tile: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,51 +72,7 @@ def load_digits(tile: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(np.tile(X, (tile, 1))), np.tile(digits.labels, tile)
 
 
-def blas_info() -> dict:
-    """numpy's BLAS as threadpoolctl sees it (the first BLAS loaded: numpy's own)."""
-    import threadpoolctl
-
-    blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
-    return blas[0] if blas else {"internal_api": "unknown", "version": "?", "num_threads": os.cpu_count()}
-
-
 # ---------------------------------------------------------------- (1) matmul peak
-
-
-def matmul_gflops(size: int, repeats: int) -> float:
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
-    out = np.empty((size, size), dtype=np.float32)
-    np.matmul(a, b, out=out)  # warm-up
-    return 2 * size**3 / best_of(lambda: np.matmul(a, b, out=out), repeats) / 1e9
-
-
-def part_peak(repeats: int, blas: dict) -> float:
-    rates = {n: matmul_gflops(n, repeats) for n in MATMUL_SIZES}
-    peak = max(rates.values())
-    print(f"(1) float32 np.matmul peak, best of {repeats}; BLAS {blas['internal_api']} {blas.get('version', '?')}, "
-          f"{blas['num_threads']} threads")
-    print("    " + "   ".join(f"{n}: {g:6.1f} GFLOP/s" for n, g in rates.items()))
-    print(f"    peak {peak:.1f} GFLOP/s (the baseline for (4), measured again beside each of its epochs)")
-    shaped = shaped_gflops(repeats)
-    print("    at this network's own batch-128 shapes (what its big products can reach at best): "
-          + ", ".join(f"{name} {g:.1f} GFLOP/s ({g / peak:.0%})" for name, g in shaped.items()))
-    return peak
-
-
-def shaped_gflops(repeats: int, n: int = 128) -> dict[str, float]:
-    """The two large products of a batch-n step, alone: forward X @ W1 and the gradient X.T @ delta1."""
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((n, SIZES[0]), dtype=np.float32)
-    W = rng.standard_normal((SIZES[0], SIZES[1]), dtype=np.float32)
-    D = rng.standard_normal((n, SIZES[1]), dtype=np.float32)
-    flops, calls = 2 * n * SIZES[0] * SIZES[1], 50  # back to back, as in training: BLAS threads stay awake
-
-    def rate(product) -> float:
-        return calls * flops / best_of(lambda: [product() for _ in range(calls)], repeats) / 1e9
-
-    return {f"X@W1 ({n}x{SIZES[0]}x{SIZES[1]})": rate(lambda: X @ W),
-            f"X.T@delta1 ({SIZES[0]}x{n}x{SIZES[1]})": rate(lambda: X.T @ D)}
 
 
 # ---------------------------------------------------------------- ours
@@ -133,110 +87,6 @@ def ours_epoch(X: np.ndarray, y: np.ndarray, batch: int):
 
     def epoch() -> float:
         return fit_network(X, y, X_val, y_val, trainer, seed=next(seeds)).epochs[0].train_seconds
-
-    return epoch
-
-
-# ---------------------------------------------------------------- PyTorch eager
-
-
-def torch_epoch(X: np.ndarray, y: np.ndarray, batch: int, threads: int):
-    """A callable: one epoch of the same network in PyTorch eager mode, returning its seconds."""
-    import torch
-    from torch import nn
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(SIZES[0], SIZES[1]), nn.Sigmoid(), nn.Linear(SIZES[1], SIZES[2]))
-    loss_fn = nn.CrossEntropyLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-
-    def epoch() -> float:
-        start = time.perf_counter()
-        total, correct = 0.0, 0
-        order = torch.randperm(len(yt))
-        for lo in range(0, len(yt), batch):
-            idx = order[lo : lo + batch]
-            xb, yb = Xt.index_select(0, idx), yt.index_select(0, idx)
-            opt.zero_grad()
-            out = model(xb)
-            loss = loss_fn(out, yb)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)  # the running cost and accuracy fit_network keeps
-            correct += int((out.argmax(dim=1) == yb).sum())
-        return time.perf_counter() - start
-
-    return epoch
-
-
-# ---------------------------------------------------------------- scikit-learn
-
-
-def sklearn_epoch(X: np.ndarray, y: np.ndarray, batch: int):
-    """A callable: one MLPClassifier.partial_fit call (one shuffled epoch), returning its seconds."""
-    from sklearn.neural_network import MLPClassifier
-
-    mlp = MLPClassifier(hidden_layer_sizes=(SIZES[1],), activation="logistic", solver="sgd", learning_rate_init=LR,
-                        momentum=MOMENTUM, nesterovs_momentum=False, batch_size=batch, alpha=0.0, shuffle=True,
-                        max_iter=1, random_state=np.random.RandomState(0))
-    classes = np.arange(SIZES[-1])
-
-    def epoch() -> float:
-        start = time.perf_counter()
-        mlp.partial_fit(X, y, classes=classes)
-        return time.perf_counter() - start
-
-    return epoch
-
-
-# ---------------------------------------------------------------- the per-sample loop it replaces
-
-
-def loop_init(rng: np.random.Generator) -> list[np.ndarray]:
-    """[W1 (128, 784), b1 (128, 1), W2 (10, 128), b2 (10, 1)] in float32, column-vector layout."""
-    W = [(rng.standard_normal((n, m)) / np.sqrt(m)).astype(np.float32) for m, n in zip(SIZES[:-1], SIZES[1:])]
-    b = [np.zeros((n, 1), dtype=np.float32) for n in SIZES[1:]]
-    return [W[0], b[0], W[1], b[1]]
-
-
-def loop_backprop(params: list[np.ndarray], x: np.ndarray, label: int) -> list[np.ndarray]:
-    """One sample: forward and backward with column vectors; (dW1, db1, dW2, db2)."""
-    W1, b1, W2, b2 = params
-    a1 = 1 / (1 + np.exp(-(W1 @ x + b1)))
-    z2 = W2 @ a1 + b2
-    e = np.exp(z2 - z2.max())
-    d2 = e / e.sum()
-    d2[label] -= 1  # softmax + cross-entropy: dC/dz = a - y
-    d1 = (W2.T @ d2) * a1 * (1 - a1)
-    return [d1 @ x.T, d1, d2 @ a1.T, d2]
-
-
-def loop_step(params, velocity, Xb: np.ndarray, yb: np.ndarray) -> None:
-    sums = [np.zeros_like(p) for p in params]
-    for x, label in zip(Xb, yb):
-        for s, g in zip(sums, loop_backprop(params, x.reshape(-1, 1), label)):
-            s += g
-    for p, v, s in zip(params, velocity, sums):
-        v *= MOMENTUM
-        v -= (LR / len(Xb)) * s
-        p += v
-
-
-def loop_epoch(X: np.ndarray, y: np.ndarray, batch: int, subset: int):
-    """A callable: the per-sample loop over ``subset`` shuffled rows, returning seconds scaled to all rows."""
-    rng = np.random.default_rng(0)
-    params = loop_init(rng)
-    velocity = [np.zeros_like(p) for p in params]
-
-    def epoch() -> float:
-        start = time.perf_counter()
-        order = rng.permutation(len(y))[:subset]
-        for lo in range(0, subset, batch):
-            idx = order[lo : lo + batch]
-            loop_step(params, velocity, X[idx], y[idx])
-        return (time.perf_counter() - start) * len(y) / subset
 
     return epoch
 
@@ -399,27 +249,6 @@ def verdict(ok: bool) -> str:
 
 
 # ---------------------------------------------------------------- main
-
-
-def set_threads(n: int | None, blas: dict) -> int:
-    """Limit BLAS to ``n`` threads (if given) and return the thread count every library is to use."""
-    if n is None:
-        return int(blas["num_threads"])
-    import threadpoolctl
-
-    threadpoolctl.threadpool_limits(limits=n, user_api="blas")
-    blas["num_threads"] = n
-    return n
-
-
-def versions(threads: int) -> str:
-    found = []
-    for mod in ("torch", "sklearn"):
-        try:
-            found.append(f"{mod} {__import__(mod).__version__}")
-        except ImportError:
-            found.append(f"{mod} not installed")
-    return f"numpy {np.__version__}, {', '.join(found)}; {threads} threads everywhere, {os.cpu_count()} cores"
 
 
 def main() -> None:

@@ -9,21 +9,15 @@ pre-flight check and the flow's load task read a file once between them.
 
 from __future__ import annotations
 
-import bz2
-import contextlib
-import gzip
 import hashlib
-import io
-import lzma
 import os
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bpcore.cache import LoadCache
+from bpcore.compressed import DECOMPRESS_ERRORS, compression_of, first_line, unreadable
 from bpcore.config import LineData
 from bpcore.dataroot import confine
 from bpcore.errors import DataError, excerpt
@@ -86,7 +80,7 @@ def read_csv(path: Path, cfg: LineData) -> Table:
     """Read a numeric CSV; columns chosen by name or position per ``cfg``."""
     import pandas as pd
 
-    compression = _compression(path)
+    compression = compression_of(path)
     header = cfg.header if cfg.header is not None else _has_header(path, compression)
     try:
         df = pd.read_csv(path, header=0 if header else None, skip_blank_lines=False, compression=compression)
@@ -96,8 +90,8 @@ def read_csv(path: Path, cfg: LineData) -> Table:
         raise DataError(f"{path}: not a valid CSV file: {str(exc).strip()}") from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a text CSV file (cannot decode it as UTF-8)") from None
-    except _DECOMPRESS_ERRORS as exc:  # a damaged archive may only show past the first line
-        raise _unreadable(path, compression, exc) from None
+    except DECOMPRESS_ERRORS as exc:  # a damaged archive may only show past the first line
+        raise unreadable(path, compression, exc) from None
     first_line = 2 if header else 1
     if not header:
         df.columns = _default_names(df.shape[1])
@@ -163,66 +157,9 @@ def check_file(path: Path) -> os.stat_result:
 
 def _has_header(path: Path, compression: str | None) -> bool:
     """A header is a first line none of whose cells parses as a number."""
-    first = _first_line(path, compression).decode("utf-8", errors="replace")
+    first = first_line(path, compression).decode("utf-8", errors="replace")
     cells = [c.strip() for c in first.split(",")]
     return bool(first.strip()) and not any(is_number(c) for c in cells)
-
-
-# Leading bytes of the compressed formats pandas reads, and pandas' names for them. Sniffing
-# the bytes (rather than letting pandas go by the name) means the header check and pandas
-# always decompress the same way.
-_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "zip", b"\x28\xb5\x2f\xfd": "zstd"}
-_DECOMPRESS_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile)
-
-
-def _compression(path: Path) -> str | None:
-    """pandas' name for the file's compression (from its first bytes), or None for plain text."""
-    with open(path, "rb") as fh:
-        head = fh.read(6)
-    return next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
-
-
-def _first_line(path: Path, compression: str | None) -> bytes:
-    """The first line of the file's content, decompressed as pandas will decompress it."""
-    try:
-        with contextlib.ExitStack() as stack:
-            if compression == "zip":
-                archive = stack.enter_context(zipfile.ZipFile(path))
-                names = archive.namelist()
-                if len(names) != 1:  # pandas reads a zip only when it holds one file
-                    raise DataError(f"{path}: a zip file must hold exactly one CSV file; it holds {len(names)}")
-                fh = stack.enter_context(archive.open(names[0]))
-            elif compression == "zstd":
-                fh = stack.enter_context(_zstd_open(path))
-            else:
-                opener = {None: open, "gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[compression]
-                fh = stack.enter_context(opener(path, "rb"))
-            line = fh.readline()
-    except _DECOMPRESS_ERRORS as exc:
-        raise _unreadable(path, compression, exc) from None
-    except Exception as exc:  # zstandard.ZstdError, whose module may not be importable
-        if type(exc).__name__ != "ZstdError":
-            raise
-        raise _unreadable(path, compression, exc) from None
-    if line[257:262] == b"ustar" and b"\0" in line[:257]:  # a tar archive's first "line" is a header block
-        raise DataError(f"{path}: a tar archive; give the CSV file itself (compressed or not)")
-    return line
-
-
-def _zstd_open(path: Path):
-    """A binary reader of the decompressed file (zstandard is optional, as it is for pandas)."""
-    try:
-        import zstandard
-    except ImportError:
-        raise DataError(f"{path}: zstd-compressed; reading it needs the zstandard package") from None
-    return io.BufferedReader(zstandard.open(path, "rb"))  # zstandard's own reader has no readline
-
-
-def _unreadable(path: Path, compression: str | None, exc: Exception) -> DataError:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if compression is None:
-        return DataError(f"{path}: cannot read data file: {reason}")
-    return DataError(f"{path}: corrupt {compression} data: {reason}")
 
 
 def _check_separator(path: Path, df) -> None:

@@ -18,9 +18,11 @@ from prefect import flow
 from pydantic import Field
 
 from bpcore import kinds
-from bpcore.config import ExperimentConfig, Number, Strict, Whole
+from bpcore.config import ExperimentConfig
+from bpcore.fields import Number, Strict, Whole
 from flows.experiments import registry
 from flows.experiments.skeleton import RunResult, Trained, tracked_training
+from flows.tracking import metrics
 from flows.tracking import runs as tracking
 
 
@@ -55,10 +57,10 @@ def descend(config: ToyConfig, data: Numbers, tracking_uri: str, run_id: str, ta
         cost.append((m - mean) ** 2)
         m -= config.trainer.learning_rate * 2 * (m - mean)
     mc = tracking.client(tracking_uri)
-    tracking.log_history(mc, run_id, "cost", cost)
+    metrics.log_history(mc, run_id, "cost", cost)
     if cost[-1] > cost[0]:
         return Trained(status="diverged", reason=f"diverged: cost {cost[-1]:.3g}", histories={"cost": cost})
-    tracking.log_values(mc, run_id, {"final_cost": cost[-1], "estimate": m})
+    metrics.log_values(mc, run_id, {"final_cost": cost[-1], "estimate": m})
     return Trained(metrics={"final_cost": cost[-1], "estimate": m}, histories={"cost": cost})
 
 

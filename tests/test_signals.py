@@ -195,6 +195,7 @@ def test_a_stop_never_cuts_a_write_to_a_sqlite_store(tmp_path):
 
     from mlflow.entities import Metric
 
+    from flows.tracking import metrics
     from flows.tracking import runs as tracking
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
@@ -211,7 +212,7 @@ def test_a_stop_never_cuts_a_write_to_a_sqlite_store(tmp_path):
             step = 0
             try:
                 while True:
-                    tracking.log_batch(mc, run_id, metrics=[Metric("cost", 1.0, 0, step), Metric("acc", 0.5, 0, step)])
+                    metrics.log_batch(mc, run_id, metrics=[Metric("cost", 1.0, 0, step), Metric("acc", 0.5, 0, step)])
                     step += 1
             except Halt:
                 pass

@@ -484,7 +484,7 @@ def test_running_stack_is_refused_and_a_reused_pid_left_alone(tmp_path):
 def test_parser_defaults():
     import argparse
 
-    from flows.stack.control import add_parser
+    from flows.stack.parser import add_parser
 
     parser = argparse.ArgumentParser(prog="bp")
     add_parser(parser.add_subparsers(dest="command"))

@@ -1,30 +1,25 @@
-"""How ``bp`` runs one flow in this process and turns its final state into an exit code.
+"""How ``bp`` runs one flow in this process: the temporary Prefect server when none is configured, and the
+flow's final state handed to ``flows.cli.exits`` for the exit code.
 
-Also what makes that quiet and safe on a terminal: Prefect's console output without tracebacks
-(they stay in the Prefect and MLflow records, and come back with ``--verbose``), signals turned
-into an orderly exit (the MLflow run marked, the temporary Prefect server stopped), and the
-warm-up of logging's imports while the temporary server starts.
+Also what makes that quiet on a terminal (Prefect's console output without tracebacks: they stay
+in the Prefect and MLflow records, and come back with ``--verbose``), and the warm-up of logging's
+imports while the temporary server starts.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import re
-import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
-from bpcore.errors import InputError
-
-# render(result) prints what a command shows before the ``run_id:`` line; returns the exit code
-Render = Callable[[Any], int]
+from flows.cli import exits
 
 
-def launch(get_flow: Callable[[], Any], render: Render | None = None, verbose: bool = False,
+def launch(get_flow: Callable[[], Any], render: exits.Render | None = None, verbose: bool = False,
            reap_uri: str | None = None, heartbeat: int | None = None, **params) -> int:
     """Call the flow ``get_flow()`` returns with ``params`` here; print its outcome, then ``run_id: <id>``
     last; return the exit code.
@@ -59,96 +54,14 @@ def launch(get_flow: Callable[[], Any], render: Render | None = None, verbose: b
                 print(f"bp: the Prefect server at {api} stopped answering: the flow run's end could not be reported "
                       f"(bp's requests wait about {outage.seconds():g} s, {outage.VARIABLE}; a sweep's flow run is "
                       "marked Crashed once the server is back, its heartbeats having stopped)", file=sys.stderr)
-                return 1
+                return exits.FAILED
             finally:
                 if server is not None:
                     _drain_to_server()  # while the server, and Prefect's context for it, are there
     finally:
         if server is not None:
             server.stop()  # now, so nothing of its shutdown is printed after the run_id line
-    return finish(state, render)
-
-
-def finish(state, render: Render | None = None) -> int:
-    """The exit code of a flow's final state; prints what ``render`` shows and then the ``run_id:`` line.
-
-    0 completed (or what ``render`` says); 1 the run failed, its MLflow run FAILED with the reason;
-    2 bad input found inside the flow (one line naming it).
-    """
-    from flows.tracking.runs import RunFailed
-
-    if state.is_completed():
-        result = state.result()
-        code = render(result) if render else 0
-        print(f"run_id: {result.run_id}")
-        return code
-    exc = state.result(raise_on_failure=False)
-    if isinstance(exc, InputError):
-        print(f"bp: {exc}", file=sys.stderr)
-        return 2
-    if not isinstance(exc, RunFailed):
-        print(f"bp: flow {state.name.lower()}: {_one_line(exc, state.message)}", file=sys.stderr)
-        return 1
-    print(f"bp: run {exc.status}: {exc.reason}", file=sys.stderr)
-    if render and exc.result is not None:
-        render(exc.result)
-    print(f"run_id: {exc.run_id}")
-    return 1
-
-
-def _one_line(exc, message: str | None) -> str:
-    """What a failed flow's exception says, in one line; a server that stopped answering, by its address."""
-    from flows.runtime import outage
-
-    if isinstance(exc, BaseException) and outage.unreachable(exc):
-        where = re.search(r"https?://[^/\s'\"]+", " ".join(_chain(exc)))
-        server = f"the server at {where[0]}" if where else "a server it needs"
-        return f"{server} stopped answering (bp's requests wait about {outage.seconds():g} s, {outage.VARIABLE})"
-    return " ".join(str(message or exc).split())[:500]
-
-
-def _chain(exc: BaseException) -> list[str]:
-    """The messages of ``exc`` and of what it was raised from."""
-    found, seen = [], set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        found.append(str(exc))
-        exc = exc.__cause__ or exc.__context__
-    return found
-
-
-class Stopped(SystemExit):
-    """Raised in the main thread by SIGTERM or SIGHUP; exits with 128 + the signal's number."""
-
-    def __init__(self, signum: int):
-        super().__init__(128 + signum)
-        self.signal = signal.Signals(signum).name
-
-    def __str__(self) -> str:
-        return f"stopped by {self.signal}"
-
-
-@contextmanager
-def signals_as_exit() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise Stopped (a SystemExit) in the main thread, as Ctrl-C raises KeyboardInterrupt.
-
-    The default action would end the process at once: the MLflow run left RUNNING and Prefect's
-    temporary server (a child process stopped only at exit) orphaned, listening. Unwinding
-    instead marks the run and runs the exit handlers that stop the server.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def leave(signum, frame):
-        raise Stopped(signum)
-
-    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return exits.finish(state, render)
 
 
 def _drain_to_server() -> None:
@@ -240,11 +153,11 @@ def _prewarm(reap_uri: str | None = None) -> None:
         if reap_uri is None or not reap_uri.startswith(("http:", "https:")):  # an SQL store: MLflow imports it
             import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
         import mlflow.pyfunc.loaders  # noqa: F401  (loaded when a logged model's input example is checked)
-        from mlflow.utils import requirements_utils
 
         import flows.tracking.models  # noqa: F401  (mlflow.pyfunc)
+        from flows.runtime import speedups
 
-        requirements_utils._init_packages_to_modules_map()
+        speedups.warm_package_map()
         import numpy as np
 
         from flows.experiments import plots

@@ -19,7 +19,7 @@ from bpcore.chain import Chain, descend
 from bpcore.config import ChainConfig
 from bpcore.network import Network
 from flows.experiments.skeleton import RunResult, Trained, alongside, logging_task, tracked_training
-from flows.tracking import runs
+from flows.tracking import metrics, runs
 
 
 @task(cache_policy=NO_CACHE)
@@ -49,7 +49,7 @@ def log_final(tracking_uri: str, run_id: str, history: list[dict[str, float]], t
               model_id: str) -> dict[str, float]:
     """``final_cost`` and every quantity's last value, at the last step, linked to the model."""
     final = {"final_cost": history[-1]["cost"]}
-    runs.log_values(runs.client(tracking_uri), run_id, {**history[-1], **final}, step=len(history) - 1,
+    metrics.log_values(runs.client(tracking_uri), run_id, {**history[-1], **final}, step=len(history) - 1,
                         timestamp_ms=ts, model_id=model_id)
     return final
 
@@ -59,7 +59,7 @@ def log_history(tracking_uri: str, run_id: str, history: list[dict[str, float]],
     """Every recorded quantity at every step before the last (log_final logs the last), batched."""
     mc = runs.client(tracking_uri)
     for key in history[0]:
-        runs.log_history(mc, run_id, key, [h[key] for h in history[:-1]], timestamp_ms=ts)
+        metrics.log_history(mc, run_id, key, [h[key] for h in history[:-1]], timestamp_ms=ts)
 
 
 @logging_task
@@ -82,7 +82,7 @@ def descend_and_log(config: ChainConfig, example, tracking_uri: str, run_id: str
     """
     trained, history = train(config)
     model_id = log_model(run_id, trained, history)
-    ts = runs.now_ms()
+    ts = metrics.now_ms()
     final = log_final(tracking_uri, run_id, history, ts, model_id)
     with alongside(log_history.submit(tracking_uri, run_id, history, ts)):
         log_plots(history)

@@ -18,7 +18,7 @@ from bpcore import linreg as gd
 from bpcore.config import LineTrainer, LinRegConfig
 from bpcore.data import Table
 from flows.experiments.skeleton import RunResult, Trained, alongside, logging_task, tracked_training
-from flows.tracking import runs
+from flows.tracking import datasets, metrics, runs
 
 
 @task(cache_policy=NO_CACHE)
@@ -46,7 +46,7 @@ def log_final(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit, sec
         else:
             values.update({f"slope.{name}": w for name, w in zip(table.feature_names, fit.w)})
     last = {key: curve[-1] for key, curve in _curves(fit).items()}
-    runs.log_values(runs.client(tracking_uri), run_id, {**values, **last}, step=fit.cost.size - 1,
+    metrics.log_values(runs.client(tracking_uri), run_id, {**values, **last}, step=fit.cost.size - 1,
                         timestamp_ms=ts, model_id=model_id)
     return {key: float(value) for key, value in values.items()}
 
@@ -56,7 +56,7 @@ def log_curves(tracking_uri: str, run_id: str, fit: gd.LineFit, ts: int) -> None
     """The cost and excess-cost curves at every step before the last (log_final logs the last), batched."""
     mc = runs.client(tracking_uri)
     for key, curve in _curves(fit).items():
-        runs.log_history(mc, run_id, key, curve[:-1], timestamp_ms=ts)
+        metrics.log_history(mc, run_id, key, curve[:-1], timestamp_ms=ts)
 
 
 def _curves(fit: gd.LineFit) -> dict[str, np.ndarray]:
@@ -102,7 +102,7 @@ def fit_and_log(config: LinRegConfig, table: Table, tracking_uri: str, run_id: s
     the model, so it finds none and log_final links them itself.
     """
     fit, seconds = train(table, config.trainer)
-    ts = runs.now_ms()
+    ts = metrics.now_ms()
     with alongside(log_curves.submit(tracking_uri, run_id, fit, ts),
                    log_plots.submit(tracking_uri, run_id, table, fit)):
         model_id = None if fit.diverged else log_model(run_id, table, fit)
@@ -119,5 +119,5 @@ def linreg(config: LinRegConfig, tracking_uri: str | None = None, tags: dict[str
 
     ``data_digest``: when given, the data read must have this sha256 (else the flow fails, naming the file).
     """
-    return tracked_training(config, tracking_uri, tags, run_name, data_digest, fit_and_log, runs.table_dataset,
+    return tracked_training(config, tracking_uri, tags, run_name, data_digest, fit_and_log, datasets.table_dataset,
                             data_key)

@@ -20,7 +20,7 @@ from bpcore.mnist import MnistSplits
 from bpcore.training import EpochStats, NetFit, fit_network
 from flows.experiments.progress import EpochBar, PrefectProgress
 from flows.experiments.skeleton import RunResult, Trained, logging_task, tracked_training
-from flows.tracking import runs
+from flows.tracking import datasets, metrics, runs
 
 
 @task(cache_policy=NO_CACHE)
@@ -32,13 +32,13 @@ def train(splits: MnistSplits, config: MnistConfig, tracking_uri: str, run_id: s
                                description=f"MLflow run {run_id}: epochs done")
 
     def on_epoch(stats: EpochStats) -> None:
-        ts = runs.now_ms()
+        ts = metrics.now_ms()
         values = {"cost": stats.cost, "train_accuracy": stats.train_accuracy,
                   "train_seconds": stats.train_seconds}
         if stats.val_accuracy is not None:
             values["val_accuracy"] = stats.val_accuracy
-        metrics = [Metric(k, float(v), ts, stats.epoch) for k, v in values.items()]
-        runs.with_retries(lambda: runs.log_batch(mc, run_id, metrics=metrics))
+        batch = [Metric(k, float(v), ts, stats.epoch) for k, v in values.items()]
+        metrics.with_retries(lambda: metrics.log_batch(mc, run_id, metrics=batch))
         bar.update(stats)
         progress.update(stats)
 
@@ -71,7 +71,7 @@ def log_results(tracking_uri: str, run_id: str, splits: MnistSplits, fit: NetFit
         mlflow.log_figure(plots.confusion_matrix(splits.val_y, predicted), "plots/confusion_matrix.png")
         mlflow.log_figure(plots.misclassified(splits.val_images, splits.val_y, predicted),
                           "plots/misclassified.png")
-    runs.log_values(mc, run_id, final, step=epochs[-1].epoch)
+    metrics.log_values(mc, run_id, final, step=epochs[-1].epoch)
     return final
 
 
@@ -113,4 +113,4 @@ def mnist(config: MnistConfig, tracking_uri: str | None = None, tags: dict[str, 
 
 
 def _dataset(splits: MnistSplits):
-    return runs.array_dataset(splits.train_X, splits.train_y, splits.source, splits.digest)
+    return datasets.array_dataset(splits.train_X, splits.train_y, splits.source, splits.digest)

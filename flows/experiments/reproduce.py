@@ -25,7 +25,7 @@ from bpcore.errors import DataError, InputError
 from bpcore.loading import fingerprint
 from flows.experiments.registry import flow_for
 from flows.experiments.skeleton import RunResult
-from flows.tracking import runs
+from flows.tracking import metrics, runs
 from flows.tracking import tags as tag
 
 TIMINGS = {"train_seconds"}  # wall-clock figures: never expected to repeat
@@ -87,7 +87,7 @@ def differences(original_id: str, new_id: str, tracking_uri: str | None) -> list
     out = []
     keys = sorted((set(both[0].data.metrics) | set(both[1].data.metrics)) - TIMINGS)
     for key in keys:
-        (steps, a), (_, b) = (runs.history(mc, run_id, key, with_steps=True) for run_id in (original_id, new_id))
+        (steps, a), (_, b) = (metrics.history(mc, run_id, key, with_steps=True) for run_id in (original_id, new_id))
         if len(a) != len(b):
             out.append(f"metric {key}: {len(a)} values recorded, {len(b)} now")
         elif not np.array_equal(a, b, equal_nan=True):

@@ -1,8 +1,14 @@
-"""Start-up speed-ups that lean on a library's internals: each says what it buys, and a test fails loudly,
-naming the internal, when an upgrade removes or changes it (tests/test_speedups.py)."""
+"""Start-up and exit speed-ups, the only place bp leans on a library's internals.
+
+Each says what it buys, as measured by ``benchmarks/startup_bench.py`` (docs/performance.md has
+the figures), and tests/test_speedups.py fails loudly, naming the internal, when an upgrade
+removes or changes one.
+"""
 
 from __future__ import annotations
 
+import gc
+import os
 import sys
 
 
@@ -10,9 +16,56 @@ def no_notebook_probe() -> None:
     """Make ``import IPython`` fail at once in a process that has not imported it.
 
     MLflow's REST client asks, on its first request, whether it runs in a Databricks notebook by
-    importing IPython (about 1.2 s, on the path of every run against an MLflow server). A process
-    that has not imported IPython by now is no notebook. A ``None`` entry in ``sys.modules`` is
-    Python's documented way to make an import raise ImportError.
+    importing IPython, on the path of every run against an MLflow server. A process that has not
+    imported IPython by now is no notebook. A ``None`` entry in ``sys.modules`` is Python's
+    documented way to make an import raise ImportError.
     """
     if "IPython" not in sys.modules and not sys.flags.interactive:
         sys.modules["IPython"] = None
+
+
+def fewer_collections() -> None:
+    """Make the cyclic garbage collector's passes rarer (not off) while MLflow, Prefect and pandas import.
+
+    With the default thresholds it walks the growing heap again and again during those imports.
+    """
+    gc.set_threshold(10_000, 50, 100)
+
+
+def leave(code: int, grace: float) -> None:
+    """Exit with ``code`` as the interpreter would, minus freeing the heap object by object.
+
+    What Python's own exit does first, in its order: wait for non-daemon threads and run
+    threading's exit hooks (Prefect drains its log and event queues there), then the atexit
+    handlers (MLflow, logging); then flush the standard streams. Only the teardown of modules and
+    objects, which the operating system makes moot, is skipped. Internals: ``threading._shutdown``
+    (the interpreter's own first exit step) and ``atexit._run_exitfuncs``. After ``grace`` s the
+    process leaves all the same, whatever a thread still waits for.
+    """
+    import atexit
+    import threading
+
+    _flush()
+    deadline = threading.Timer(grace, os._exit, args=(code,))
+    deadline.daemon = True
+    deadline.start()
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    _flush()
+    os._exit(code)
+
+
+def warm_package_map() -> None:
+    """Build MLflow's map of installed packages to their modules now, in a thread, rather than when the
+    first model is logged (internal: ``mlflow.utils.requirements_utils._init_packages_to_modules_map``)."""
+    from mlflow.utils import requirements_utils
+
+    requirements_utils._init_packages_to_modules_map()
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (bp ... | head): nothing more can reach it
+            pass

@@ -22,67 +22,28 @@ from pathlib import Path
 
 from bpcore.errors import InputError
 from flows.runtime.http import basic, request
+from flows.stack import checks, procs
 from flows.stack import db as stack_db
-from flows.stack import procs
 from flows.stack import secrets as stack_secrets
 from flows.stack import services as svc
 
-DEFAULT_DIR = ".bp-stack"
 START_TIMEOUT = 240.0  # s; both servers need ~15 s on two cores, a cold first start (migrations) more
-# How long `down` lets the workers' flow runs finish before it cancels them (--grace); then how long the
-# cancelled runs, and each process after SIGTERM, get before SIGKILL.
-WORKER_GRACE = 30.0
-STOP_GRACE = 15.0
+STOP_GRACE = 15.0  # s: what the cancelled flow runs, and each process after SIGTERM, get before SIGKILL
 
 StackError = procs.StackError  # a service did not start or stop: exit 1, the message quotes its log
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``stack`` with ``up``, ``down`` and ``status`` to the ``bp`` command's subparsers."""
-    stack = subparsers.add_parser("stack", help="start, stop or show the servers and workers as local processes",
-                                  description="the Prefect server, the MLflow server and Prefect workers as local "
-                                              "background processes (the docker-compose topology without Docker)")
-    actions = stack.add_subparsers(dest="action", required=True, metavar="{up,down,status}", parser_class=type(stack))
-    up = actions.add_parser("up", help="start the servers and workers, wait until they answer",
-                            description="start the Prefect server, the MLflow server and N workers on pool bp; the "
-                                        "last two lines printed are the export lines for clients")
-    up.add_argument("--workers", type=_count, default=1, metavar="N", help="Prefect workers to start (default: 1)")
-    up.add_argument("--database-url", metavar="URL", help=f"{stack_db.FORM}: both servers on this Postgres, "
-                    "databases mlflow and prefect (created when missing); default: SQLite files in DIR")
-    up.add_argument("--prefect-port", type=_port, default=4200, metavar="P", help="Prefect server port (default: 4200)")
-    up.add_argument("--mlflow-port", type=_port, default=5000, metavar="P", help="MLflow server port (default: 5000)")
-    up.add_argument("--auth", action="store_true", help="MLflow basic auth too (the Prefect API always asks for "
-                    "its auth string): admin password from BP_MLFLOW_ADMIN_PASSWORD, else a random one kept in DIR")
-    up.add_argument("--data-root", type=Path, metavar="DIR", help="workers read data only under DIR (BP_DATA_ROOT); "
-                    "default: anywhere")
-    down = actions.add_parser("down", help="stop the processes bp stack up started (workers first)",
-                              description="pause pool bp, let the workers' flow runs finish (up to --grace s), cancel "
-                                          "the rest, then stop the workers and the servers (SIGTERM, then SIGKILL)")
-    down.add_argument("--grace", type=_seconds, default=WORKER_GRACE, metavar="S",
-                      help=f"seconds the running flow runs get to finish before they are cancelled (default: "
-                           f"{WORKER_GRACE:g})")
-    status = actions.add_parser("status", help="one line per service: name, pid, up/down, URL (exit 1 if any is down)")
-    for p in (up, down, status):
-        p.add_argument("--dir", type=Path, default=Path(DEFAULT_DIR),
-                       help=f"the stack's directory (default: {DEFAULT_DIR})")
-        p.add_argument("--verbose", action="store_true", help="quote more of a failing service's log")
-    return stack
+def run(args: argparse.Namespace) -> bool:
+    """Run ``bp stack ACTION``: whether all is well. A stack that cannot start or stop raises StackError, bad input
+    InputError; the command line turns each into its exit code."""
+    return {"up": up, "down": down, "status": status}[args.action](args)
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run ``bp stack ACTION``; InputError (bad input, exit 2) is left to the caller."""
-    try:
-        return {"up": up, "down": down, "status": status}[args.action](args)
-    except StackError as exc:
-        print(f"bp: {exc}", file=sys.stderr)
-        return 1
-
-
-def up(args: argparse.Namespace) -> int:
-    directory = _stack_dir(args.dir)
-    _refuse_running(directory, args.dir)
-    _check_ports(args.prefect_port, args.mlflow_port)
-    data_root = _data_root(args.data_root)
+def up(args: argparse.Namespace) -> bool:
+    directory = checks.stack_dir(args.dir)
+    checks.refuse_running(directory, args.dir)
+    checks.check_ports(args.prefect_port, args.mlflow_port)
+    data_root = checks.data_root(args.data_root)
     stack_secrets.check_given(dict(os.environ), mlflow_auth=args.auth)
     pg = stack_db.parse(args.database_url) if args.database_url else None
     if pg:
@@ -92,7 +53,7 @@ def up(args: argparse.Namespace) -> int:
     elif args.workers > 1:
         _progress(f"{args.workers} workers on SQLite: its one writer at a time makes busy servers wait; "
                   "--database-url (Postgres) suits more than one worker")
-    _make_private(directory, args.dir)
+    checks.make_private(directory, args.dir)
     keys = stack_secrets.resolve(directory, dict(os.environ), mlflow_auth=args.auth)
     api, tracking = f"http://{svc.HOST}:{args.prefect_port}/api", f"http://{svc.HOST}:{args.mlflow_port}"
     headers = basic(keys.prefect_auth_string)
@@ -117,7 +78,7 @@ def up(args: argparse.Namespace) -> int:
           + (f", reading data under {data_root}" if data_root else "") + f"; logs, pids and secrets in {directory}")
     for name, value in exports(api, tracking, keys):
         print(f"export {name}={shlex.quote(value)}")
-    return 0
+    return True
 
 
 def exports(api: str, tracking: str, keys) -> list[tuple[str, str]]:
@@ -127,39 +88,6 @@ def exports(api: str, tracking: str, keys) -> list[tuple[str, str]]:
     if keys.mlflow_password:
         found += [("MLFLOW_TRACKING_USERNAME", keys.mlflow_user), ("MLFLOW_TRACKING_PASSWORD", keys.mlflow_password)]
     return found
-
-
-def _stack_dir(given: Path) -> Path:
-    """``--dir`` resolved; an InputError when it, or a directory above it, is a file."""
-    directory = given.expanduser().resolve()
-    for path in (directory, *directory.parents):
-        if path.exists():
-            if not path.is_dir():
-                where = "is a file" if path == directory else f"is under {path}, a file"
-                raise InputError(f"--dir {given}: {where}, not a directory")
-            break
-    return directory
-
-
-def _make_private(directory: Path, given: Path) -> None:
-    """DIR (mode 700) and its logs; what an older bp stack left there made its owner's only (700 / 600)."""
-    os.umask(0o077)  # everything bp stack up and its services create from now on
-    try:
-        (directory / "logs").mkdir(parents=True, exist_ok=True)
-        for path in (directory, *directory.rglob("*")):
-            if not path.is_symlink():
-                path.chmod(0o700 if path.is_dir() else 0o600)
-    except OSError as exc:
-        raise InputError(f"--dir {given}: cannot make it private: {exc.strerror or exc}") from None
-
-
-def _data_root(given: Path | None) -> Path | None:
-    if given is None:
-        return None
-    root = given.expanduser().resolve()
-    if not root.is_dir():
-        raise InputError(f"--data-root {given}: no such directory")
-    return root
 
 
 def _sqlite_store(directory: Path) -> None:
@@ -258,12 +186,12 @@ def _workers_then_servers(records: list[dict]) -> tuple[list[dict], list[dict]]:
     return [r for r in records if "worker" in r], [r for r in records if "worker" not in r]
 
 
-def down(args: argparse.Namespace) -> int:
-    directory = _stack_dir(args.dir)
+def down(args: argparse.Namespace) -> bool:
+    directory = checks.stack_dir(args.dir)
     records = procs.read_records(directory)
     if not records:
         print(f"no stack recorded in {directory}")
-        return 0
+        return True
     _drain(records, args.grace, _headers(directory))
     left = []
     for batch in _workers_then_servers(records):
@@ -278,7 +206,7 @@ def down(args: argparse.Namespace) -> int:
     if left:
         raise StackError("still running after SIGKILL: " + ", ".join(f"{r['name']} (pid {r['pid']})" for r in left))
     (directory / procs.PIDS_FILE).unlink(missing_ok=True)
-    return 0
+    return True
 
 
 def _headers(directory: Path) -> dict[str, str]:
@@ -321,14 +249,14 @@ def _until_done(api: str, headers: dict, timeout: float) -> list[dict]:
     return runs
 
 
-def status(args: argparse.Namespace) -> int:
+def status(args: argparse.Namespace) -> bool:
     """One line per service, judged by what answers: a server by its health URL, a worker by its process
-    or by the Prefect server counting it online. Exit 1 when anything is down."""
-    directory = _stack_dir(args.dir)
+    or by the Prefect server counting it online. False (exit 1) when anything is down."""
+    directory = checks.stack_dir(args.dir)
     records = procs.read_records(directory)
     if not records:
         print(f"no stack recorded in {directory}")
-        return 1
+        return False
     server = next((r for r in records if r["name"] == "prefect-server"), None)
     online = svc.online_workers(server["url"] + "/api", _headers(directory)) if server else set()
     up = []
@@ -343,53 +271,10 @@ def status(args: argparse.Namespace) -> int:
         up.append(answers)
         where = record.get("url", "") + (f" (pool {svc.POOL}, as {record['worker']})" if "worker" in record else "")
         print(f"{record['name']:<15} {record['pid']:>8}  {state:<5} {where}")
-    return 0 if all(up) else 1
-
-
-def _refuse_running(directory: Path, given: Path) -> None:
-    running = [r for r in procs.read_records(directory) if procs.alive(r)]
-    if running:
-        raise InputError(f"a stack already runs in {given} ({', '.join(r['name'] for r in running)}): "
-                         f"bp stack down --dir {given} first")
-
-
-def _check_ports(prefect: int, mlflow: int) -> None:
-    if prefect == mlflow:
-        raise InputError(f"--prefect-port and --mlflow-port are both {prefect}: the servers need a port each")
-    for option, port in (("--prefect-port", prefect), ("--mlflow-port", mlflow)):
-        if procs.port_in_use(port, svc.HOST):
-            raise InputError(f"{option} {port}: {svc.HOST}:{port} is already in use; pick another port")
+    return all(up)
 
 
 def _progress(message: str) -> None:
     print(f"bp stack: {message}", file=sys.stderr, flush=True)
 
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
-    return int(text)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, at least 0, got {text!r}")
-    return value
-
-
-MAX_WORKERS_PER_CORE = 4
-
-
-def _count(text: str) -> int:
-    most = MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
-    if int(text) > most:
-        raise argparse.ArgumentTypeError(f"{text} workers: at most {most} on this machine ({MAX_WORKERS_PER_CORE} "
-                                         f"per core; each is a process that trains)")
-    return int(text)
 

@@ -11,49 +11,29 @@ is divided between them so they don't fight over cores. The parent run holds the
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from typing import Any
 
-import mlflow
-from mlflow.exceptions import MlflowException
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel
 from threadpoolctl import threadpool_limits
 
-from bpcore import kinds
 from bpcore import sweep as grid
 from bpcore.configfile import validate
 from bpcore.loading import fingerprint, readable_here
 from bpcore.sweep import GridPoint
 from flows.experiments import membership
 from flows.experiments.registry import flow_for
-from flows.experiments.skeleton import RunResult, logging_task, prepare_store, run_tags, started_by_deployment
-from flows.runtime import outage, settings, speedups
+from flows.experiments.skeleton import RunResult, prepare_store, run_tags, started_by_deployment
+from flows.runtime import settings, speedups
 from flows.server.automations import ensure_zombie_automation
-from flows.sweep import remote
+from flows.sweep import champion, remote, results
 from flows.sweep.child import Child, ChildFailed
 from flows.sweep.child_deployments import ensure_child_deployments
 from flows.tracking import runs
 from flows.tracking import tags as tag
-
-CHAMPION = "champion"
-
-
-class SweepResult(BaseModel):
-    """What the sweep flow hands back: the parent run, one row per child, and what became of the best."""
-
-    run_id: str
-    metric: str
-    goal: str
-    rows: list[dict[str, Any]]
-    best: str | None = None
-    registry: str | None = None
 
 
 @task(cache_policy=NO_CACHE)
@@ -96,124 +76,6 @@ def blas_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def best_child(children: list[Child], goal: str) -> Child | None:
-    """The finished child with the best score (the first of equals), or None."""
-    best = None
-    for child in children:
-        if child.score is not None and grid.better(child.score, best.score if best else None, goal):
-            best = child
-    return best
-
-
-def table(children: list[Child], metric: str) -> list[dict]:
-    """One row per child: grid point, swept values, status, the metric, run id, reason."""
-    return [{"point": c.point.name, **{k: _cell(v) for k, v in c.point.values.items()}, "status": c.status,
-             metric: c.score, "run_id": c.run_id or "", "reason": c.reason or ""} for c in children]
-
-
-def _cell(value):
-    return value if isinstance(value, int | float | str) else str(value)
-
-
-@logging_task
-def log_comparison(tracking_uri: str, parent_id: str, kind: str, children: list[Child], metric: str,
-                   best: Child | None) -> None:
-    """The parent's table (MLflow table + CSV), every child's curve on one plot, counts and the best child."""
-    from flows.experiments import plots
-
-    mc = runs.client(tracking_uri)
-    rows = table(children, metric)
-    mlflow.log_table({key: [row[key] for row in rows] for key in rows[0]}, artifact_file="sweep/results.json")
-    mlflow.log_text(_csv(rows), "sweep/results.csv")
-    key, xlabel = kinds.get(kind).curve
-    curves = [(c.point.name, c.curve, c.status) for c in children if c.curve]
-    mlflow.log_figure(plots.sweep_curves(curves, key, xlabel), "plots/sweep.png")
-    values = {"children": len(children), **_counts(children)}
-    if best is not None:
-        values[best_name(metric)] = best.score
-        mc.set_tag(parent_id, tag.BEST_CHILD, best.run_id)
-        mc.set_tag(parent_id, tag.BEST_POINT, best.point.name)
-    runs.log_values(mc, parent_id, values)
-
-
-def best_name(metric: str) -> str:
-    """The parent's metric for its best child's score: ``best_final_cost``; ``best_val_accuracy`` stays itself."""
-    return metric if metric.startswith("best_") else f"best_{metric}"
-
-
-def _counts(children: list[Child]) -> dict[str, int]:
-    """How many children finished, diverged and failed."""
-    return {status: sum(c.status == status for c in children) for status in ("finished", "diverged", "failed")}
-
-
-def _csv(rows: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
-
-
-@task(cache_policy=NO_CACHE)  # no retries: a retry after the version was created would register it twice
-def register_best(tracking_uri: str, parent_id: str, name: str, best: Child, metric: str, goal: str,
-                  data_digest: str) -> str:
-    """Register the best child's model under ``name`` and make it the champion, only if it beats every version
-    trained on the same data (``bp.data_digest``): a model fitted to other data is no yardstick.
-
-    A version's score is its run's value of the same metric; one whose run lacks that metric is beaten
-    by any score. Returns one line saying what happened.
-    """
-    mc = runs.client(tracking_uri)
-    rival, previous, others = _best_on_same_data(mc, name, metric, goal, data_digest)
-    moved = grid.better(best.score, previous, goal)
-    mc.set_tag(parent_id, tag.CHAMPION_MOVED, str(moved).lower())
-    same = f"trained on the same data (sha256 {data_digest[:12]})"
-    if not moved:
-        note = (f"not registered: {best.point.name} ({metric} {best.score:.6g}) does not beat {name} version "
-                f"{rival.version} ({metric} {previous:.6g}), the best {same}")
-    else:
-        version = mlflow.register_model(_model_uri(mc, best.run_id), name,
-                                        tags={tag.SWEEP: parent_id, tag.score(metric): str(best.score),
-                                              tag.DATA_DIGEST: data_digest})
-        mc.set_registered_model_alias(name, CHAMPION, version.version)
-        mc.set_tag(parent_id, tag.REGISTERED_MODEL, f"{name}/{version.version}")
-        beaten = (f"beats version {rival.version} ({metric} {previous:.6g}), the best {same}" if rival is not None
-                  else f"the first version {same}")
-        note = f"registered {name} version {version.version} as {CHAMPION} ({metric} {best.score:.6g}): {beaten}"
-        if others:
-            note += f"; {others} version(s) trained on other data not compared"
-    mc.set_tag(parent_id, tag.REGISTRY, note)
-    get_run_logger().info(note)
-    return note
-
-
-def _best_on_same_data(mc, name: str, metric: str, goal: str, data_digest: str):
-    """(version, its score, how many versions were trained on other data) among ``name``'s versions."""
-    try:
-        versions = mc.search_model_versions(f"name = '{name}'")
-    except MlflowException:  # no such model yet
-        return None, None, 0
-    best, score, others = None, None, 0
-    for version in versions:
-        run = mc.get_run(version.run_id)
-        if run.data.tags.get(tag.DATA_DIGEST) != data_digest:
-            others += 1
-            continue
-        value = run.data.metrics.get(metric)
-        if value is not None and (score is None or grid.better(value, score, goal)):
-            best, score = version, value
-        elif best is None:
-            best = version
-    return best, score, others
-
-
-def _model_uri(mc, run_id: str) -> str:
-    """The run's logged model (``models:/m-...``; MLflow 3 keeps it outside the run's artifacts)."""
-    outputs = mc.get_run(run_id).outputs
-    models = outputs.model_outputs if outputs is not None else []
-    return f"models:/{models[0].model_id}" if models else f"runs:/{run_id}/model"
-
-
 def run_children(points: list[GridPoint], digests: list[str], tracking_uri: str, tags: dict[str, str],
                  metric: str, workers: int) -> list[Child]:
     """Every grid point on ``workers`` threads here (BLAS threads shared out), outcomes in grid order."""
@@ -238,7 +100,7 @@ def _crashed(point: GridPoint, exc: BaseException) -> Child:
 @flow(name="sweep", log_prints=False)
 def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[str, str] | None = None,
           run_name: str | None = None, parallel: int | None = None,
-          points: list[GridPoint] | None = None, pool: str | None = None) -> SweepResult:
+          points: list[GridPoint] | None = None, pool: str | None = None) -> results.SweepResult:
     """Train every grid point of the config's ``sweep`` as a nested MLflow run; returns the parent's outcome.
 
     ``config``: the resolved sweep config as plain values; ``parallel``: children trained at once
@@ -283,36 +145,17 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
                             len(points), workers, blas_threads(workers), parent_id)
                 children = run_children(points, [d for _, d in prints], tracking_uri, child_tags, metric, workers)
         except remote.Interrupted as stopped:
-            _summarise(tracking_uri, parent_id, model.kind, stopped.children, metric, goal)
+            results.summarise(tracking_uri, parent_id, model.kind, stopped.children, metric, goal)
             if isinstance(stopped.cause, Exception):  # the server lost: the parent FAILED, naming it
                 raise runs.RunFailed(parent_id, str(stopped.cause)) from stopped.cause
             raise stopped.cause from None  # a stop: the parent KILLED, as the process was told
         digest = prints[0][1] or _agreed(key, parent_id, tracking_uri)
-        best = best_child(children, goal)
-        log_comparison(tracking_uri, parent_id, model.kind, children, metric, best)
-        rows = table(children, metric)
-        create_table_artifact(table=rows, key="sweep-results",
-                              description=f"sweep {parent_id}: {metric} ({goal}) per grid point")
-        result = SweepResult(run_id=parent_id, metric=metric, goal=goal, rows=rows,
-                             best=best.point.name if best else None)
-        if best is None:
-            raise runs.RunFailed(parent_id, _no_winner(children), result)
+        result, best = results.conclude(tracking_uri, parent_id, model.kind, children, metric, goal)
         if model.sweep.model_name and digest:
-            result.registry = register_best(tracking_uri, parent_id, model.sweep.model_name, best, metric, goal,
-                                            digest)
+            result.registry = champion.register_best(tracking_uri, parent_id, model.sweep.model_name, best, metric,
+                                                     goal, digest)
     logger.info("best: %s (%s %s, MLflow run %s)", best.point.name, metric, best.score, best.run_id)
     return result
-
-
-def _summarise(tracking_uri: str, parent_id: str, kind: str, children: list[Child], metric: str, goal: str) -> None:
-    """On a stop, the parent's comparison of the children that ended (quickly; not through Prefect's API)."""
-    if not children:
-        return
-    try:
-        with outage.one_attempt(timeout=10):
-            log_comparison.fn(tracking_uri, parent_id, kind, children, metric, best_child(children, goal))
-    except Exception as exc:  # the store is away too: the stop goes on
-        get_run_logger().warning("could not log the comparison of the %d children that ended: %s", len(children), exc)
 
 
 def _agreed(key: str | None, parent_id: str, tracking_uri: str) -> str | None:
@@ -323,7 +166,3 @@ def _agreed(key: str | None, parent_id: str, tracking_uri: str) -> str | None:
     return digest
 
 
-def _no_winner(children: list[Child]) -> str:
-    counts = _counts(children)
-    return (f"no child finished with a score: {counts['diverged']} diverged, {counts['failed']} failed, "
-            f"{counts['finished']} finished without the metric")

@@ -37,7 +37,7 @@ from bpcore import kinds
 from bpcore.sweep import GridPoint
 from flows.runtime import outage
 from flows.sweep.child import Child
-from flows.tracking import runs
+from flows.tracking import metrics, runs
 from flows.tracking import tags as tag
 
 ATTEMPTS = 3  # a point whose worker dies is submitted again, at most this many times in all
@@ -241,7 +241,7 @@ def outcome(child: Submitted, tracking_uri: str, metric: str) -> Child:
 
 def _from_run(point: GridPoint, run, mc, metric: str) -> Child:
     status = run.data.tags.get(tag.STATUS, "failed")
-    curve = runs.history(mc, run.info.run_id, kinds.get(point.validated().kind).curve[0]).tolist()
+    curve = metrics.history(mc, run.info.run_id, kinds.get(point.validated().kind).curve[0]).tolist()
     score = run.data.metrics.get(metric) if status == "finished" else None
     return Child(point, run.info.run_id, status, run.data.tags.get(tag.FAILURE_REASON), score, curve)
 

@@ -10,29 +10,20 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import time
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
 
 import mlflow
-import numpy as np
-from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.dataset import Dataset
-from mlflow.data.dataset_source_registry import resolve_dataset_source
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 
 from bpcore import config as cfgmod
-from bpcore.data import Table
 from flows.runtime import outage, stops
 from flows.runtime.settings import resolve_tracking_uri
 from flows.tracking import tags as tag
-
-MAX_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
-MAX_PARAM_CHARS = 6000
+from flows.tracking.metrics import log_params, unbroken, with_retries
+from flows.tracking.provenance import environment, git_tags
 
 
 class RunFailed(Exception):
@@ -156,14 +147,14 @@ def stop_reason(exc: BaseException) -> str | None:
     """How the process was told to stop, when ``exc`` says it was: Ctrl-C, or a signal.
 
     Prefect's engine turns SIGTERM inside a flow run into its TerminationSignal (carrying the
-    signal's number); outside one, bp's own handler raises flows.cli.launch.Stopped.
+    signal's number); outside one, bp's own handler raises flows.cli.exits.Stopped.
     """
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (Ctrl-C)"
     number = getattr(exc, "signal", None)
     if isinstance(number, int):
         return f"stopped by {signal.Signals(number).name}"
-    if isinstance(number, str):  # flows.cli.launch.Stopped names it
+    if isinstance(number, str):  # flows.cli.exits.Stopped names it
         return f"stopped by {number}"
     if isinstance(exc, SystemExit):
         if isinstance(exc.__context__, BrokenPipeError):  # rich's console exits so when its reader is gone
@@ -222,159 +213,3 @@ def _terminate(mc: MlflowClient, run_id: str, run_status: str) -> None:
         mc.set_terminated(run_id, run_status)
 
 
-def unbroken(mc: MlflowClient):
-    """A context in which Ctrl-C and signals wait for the block's writes to ``mc``'s store to end.
-
-    A database store (SQLite, Postgres) is written by this process itself: a stop raised inside
-    one of its transactions leaves the connection holding the database's lock (measured on SQLite:
-    2 of 200 stops), and the run can then no longer be marked. A server's request can be cut.
-    """
-    return nullcontext() if str(mc.tracking_uri).startswith(("http:", "https:")) else stops.signals_held()
-
-
-def log_batch(mc: MlflowClient, run_id: str, **batch) -> None:
-    """``mc.log_batch(run_id, **batch)``, uncut by a stop (``unbroken``)."""
-    with unbroken(mc):
-        mc.log_batch(run_id, **batch)
-
-
-def log_params(mc: MlflowClient, run_id: str, params: Mapping[str, object]) -> None:
-    """Log flattened params (lists as their YAML-ish text), in batches."""
-    items = [Param(k, _param_text(v)) for k, v in params.items()]
-    for start in range(0, len(items), 100):
-        log_batch(mc, run_id, params=items[start : start + 100])
-
-
-def _param_text(value: object) -> str:
-    text = "null" if value is None else str(value)
-    return text[:MAX_PARAM_CHARS]
-
-
-def log_history(mc: MlflowClient, run_id: str, key: str, values: Sequence[float],
-                first_step: int = 0, timestamp_ms: int | None = None) -> None:
-    """Log a metric's whole history, step = first_step + index, at most 1000 values per call.
-
-    One fixed timestamp for the whole history makes a retried call write the same rows again
-    rather than a second copy of the curve.
-    """
-    ts = timestamp_ms if timestamp_ms is not None else now_ms()
-    values = np.asarray(values, dtype=float)
-    for start in range(0, values.size, MAX_BATCH):
-        chunk = values[start : start + MAX_BATCH]
-        metrics = [Metric(key, float(v), ts, first_step + start + i) for i, v in enumerate(chunk)]
-        log_batch(mc, run_id, metrics=metrics)
-
-
-def history(mc: MlflowClient, run_id: str, key: str, with_steps: bool = False):
-    """A metric's whole history as float64 values in step order (ties by timestamp); with ``with_steps``,
-    (steps, values)."""
-    points = sorted(mc.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
-    values = np.array([p.value for p in points], dtype=np.float64)
-    return ([p.step for p in points], values) if with_steps else values
-
-
-def now_ms() -> int:
-    """Milliseconds since the epoch: MLflow's metric timestamp."""
-    return int(time.time() * 1000)
-
-
-def with_retries(fn, attempts: int = 3, delay: float = 1.0):
-    """Call ``fn()``; on an exception try again, up to ``attempts`` calls, ``delay`` s apart.
-
-    For tracking calls made from inside a long task (per-epoch metrics), where retrying the
-    whole Prefect task would retrain the network.
-    """
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as exc:
-            if attempt == attempts or outage.unreachable(exc):  # that one already waited for the server
-                raise
-            time.sleep(delay)
-
-
-def log_values(mc: MlflowClient, run_id: str, values: Mapping[str, float],
-               step: int = 0, timestamp_ms: int | None = None, model_id: str | None = None) -> None:
-    """Log single-valued metrics in one call; linked to the logged model ``model_id`` when given."""
-    ts = timestamp_ms if timestamp_ms is not None else now_ms()
-    log_batch(mc, run_id, metrics=[Metric(k, float(v), ts, step, model_id=model_id) for k, v in values.items()])
-
-
-def table_dataset(table: Table) -> Dataset:
-    """A regression table as an MLflow dataset (name, source, our digest, schema, targets)."""
-    name, source = _dataset_source(table.source)
-    return mlflow.data.from_pandas(table.to_frame(), source=source, name=name,
-                                   targets=table.target_name, digest=table.digest[:16])
-
-
-def array_dataset(X: np.ndarray, y: np.ndarray, source: str, digest: str) -> Dataset:
-    """Feature and label arrays as an MLflow dataset, named and sourced like a table."""
-    name, src = _dataset_source(source)
-    return mlflow.data.from_numpy(X, source=src, targets=y, name=name, digest=digest[:16])
-
-
-def _dataset_source(source: str):
-    """(name, DatasetSource) for a file or directory path, or for a ``scheme:...`` description."""
-    if not Path(source).is_absolute():  # generated:..., bundled:...
-        return source.split("?")[0], CodeDatasetSource({"source": source})
-    # MLflow 3.17 registers its local-file source twice and warns that a path is ambiguous
-    # between the two (identical) classes; the resolution itself is right.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return Path(source).name, resolve_dataset_source(Path(source).as_uri())
-
-
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE")
-PACKAGES = ("bp-pipeline", "numpy", "pandas", "pydantic", "mlflow", "prefect", "matplotlib")
-
-
-def environment() -> dict:
-    """What a re-run must match to give the same numbers: interpreter, packages, BLAS, threads."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    def installed(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
-    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "packages": {name: installed(name) for name in PACKAGES},
-        "blas": {key: blas.get(key) for key in ("name", "version", "openblas configuration")},
-        "thread_pools": _thread_pools(),
-        "thread_variables": {name: os.environ.get(name) for name in THREAD_VARIABLES},
-    }
-
-
-def _thread_pools() -> list[dict] | None:
-    """BLAS/OpenMP pools and their thread counts, when threadpoolctl is installed."""
-    try:
-        import threadpoolctl
-    except ImportError:
-        return None
-    keys = ("user_api", "internal_api", "version", "num_threads")
-    return [{k: pool.get(k) for k in keys} for pool in threadpoolctl.threadpool_info()]
-
-
-def git_tags() -> dict[str, str]:
-    """The commit of the bp-pipeline checkout this code runs from, if it runs from one."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    if not commit:
-        return {}
-    return {"mlflow.source.git.commit": commit, tag.GIT_DIRTY: str(bool(dirty)).lower()}

@@ -1,0 +1,99 @@
+"""The ``bp`` command line: every subcommand, its arguments, and their one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+
+from flows.runtime.settings import DEFAULT_TRACKING_URI
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not usage + error
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bp", description="Gradient-descent experiments as tracked Prefect + MLflow runs.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=description or help)
+        p.add_argument("--verbose", action="store_true", help="show Prefect's full log, tracebacks included")
+        return p
+
+    def with_config(name: str, help: str) -> argparse.ArgumentParser:
+        p = command(name, help)
+        p.add_argument("config", help="YAML experiment config, e.g. configs/linreg.yaml")
+        _overrides(p)
+        return p
+
+    def tracked(name: str, help: str) -> argparse.ArgumentParser:
+        p = with_config(name, help)
+        p.add_argument("--experiment", help="MLflow experiment name (overrides the config's)")
+        _tracking_uri(p)
+        return p
+
+    tracked("train", "run one training flow (a config's sweep section is ignored)")
+    sweep = tracked("sweep", "train every point of the config's sweep.grid as nested MLflow runs")
+    sweep.add_argument("--parallel", type=_positive, metavar="N",
+                       help="children trained at once (default: the number of cores)")
+    sweep.add_argument("--pool", type=_pool, help="train the children on this Prefect work pool's workers (default: "
+                       "the config's sweep.pool, else in this process); needs PREFECT_API_URL")
+    deploy = command("deploy", "register each config as a deployment on a work pool, with its schedule",
+                     "register one deployment per config on the Prefect server in PREFECT_API_URL, named after "
+                     "the config file's stem, with the config's schedule; running it again updates them")
+    deploy.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML experiment configs")
+    deploy.add_argument("--pool", type=_pool, default="bp",
+                        help="the process work pool whose workers run them (default: bp)")
+    deploy.add_argument("--create-pool", action="store_true", help="create the work pool when it does not exist "
+                        "(else that is an error: a typo would make a pool no worker serves)")
+    _overrides(deploy, "override a dotted config key in every config (repeatable)")
+    serve = command("serve", "run the configs' schedules from this process (no work pool), until stopped")
+    serve.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML experiment configs")
+    _overrides(serve, "override a dotted config key in every config (repeatable)")
+    with_config("validate", "check a config and print it resolved")
+    again = command("reproduce", "train a recorded run again and compare",
+                    "train a recorded run again from its MLflow record and compare metrics and weights; "
+                    "exit 0 when identical, 1 when not")
+    again.add_argument("run_id", help="the MLflow run id to reproduce")
+    _tracking_uri(again)
+    _overrides(again, "re-run with this change to the recorded config (differences are then expected)")
+    runs = command("runs", "look after the runs in the tracking store",
+                   "mark FAILED the RUNNING runs whose process on this host is gone (bp train and bp sweep "
+                   "do this at start as well)")
+    runs.add_argument("--reap", action="store_true", required=True, help="mark orphaned runs FAILED")
+    _tracking_uri(runs)
+    from flows.stack import parser as stack_parser
+
+    stack_parser.add_parser(sub)
+    return parser
+
+
+def _overrides(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=help or "override a dotted config key (repeatable), e.g. trainer.learning_rate=0.0002")
+
+
+def _tracking_uri(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                   f"{DEFAULT_TRACKING_URI})")
+
+
+def _pool(text: str) -> str:
+    from bpcore.errors import ConfigError
+    from bpcore.fields import check_pool_name
+
+    try:
+        return check_pool_name(text, "")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value

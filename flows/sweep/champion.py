@@ -1,0 +1,76 @@
+"""The sweep's best model in MLflow's registry: registered, and made the champion, only when it beats
+every version trained on the same data."""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from bpcore import sweep as grid
+from flows.sweep.child import Child
+from flows.tracking import runs
+from flows.tracking import tags as tag
+
+CHAMPION = "champion"
+
+
+@task(cache_policy=NO_CACHE)  # no retries: a retry after the version was created would register it twice
+def register_best(tracking_uri: str, parent_id: str, name: str, best: Child, metric: str, goal: str,
+                  data_digest: str) -> str:
+    """Register the best child's model under ``name`` and make it the champion, only if it beats every version
+    trained on the same data (``bp.data_digest``): a model fitted to other data is no yardstick.
+
+    A version's score is its run's value of the same metric; one whose run lacks that metric is beaten
+    by any score. Returns one line saying what happened.
+    """
+    mc = runs.client(tracking_uri)
+    rival, previous, others = _best_on_same_data(mc, name, metric, goal, data_digest)
+    moved = grid.better(best.score, previous, goal)
+    mc.set_tag(parent_id, tag.CHAMPION_MOVED, str(moved).lower())
+    same = f"trained on the same data (sha256 {data_digest[:12]})"
+    if not moved:
+        note = (f"not registered: {best.point.name} ({metric} {best.score:.6g}) does not beat {name} version "
+                f"{rival.version} ({metric} {previous:.6g}), the best {same}")
+    else:
+        version = mlflow.register_model(_model_uri(mc, best.run_id), name,
+                                        tags={tag.SWEEP: parent_id, tag.score(metric): str(best.score),
+                                              tag.DATA_DIGEST: data_digest})
+        mc.set_registered_model_alias(name, CHAMPION, version.version)
+        mc.set_tag(parent_id, tag.REGISTERED_MODEL, f"{name}/{version.version}")
+        beaten = (f"beats version {rival.version} ({metric} {previous:.6g}), the best {same}" if rival is not None
+                  else f"the first version {same}")
+        note = f"registered {name} version {version.version} as {CHAMPION} ({metric} {best.score:.6g}): {beaten}"
+        if others:
+            note += f"; {others} version(s) trained on other data not compared"
+    mc.set_tag(parent_id, tag.REGISTRY, note)
+    get_run_logger().info(note)
+    return note
+
+
+def _best_on_same_data(mc, name: str, metric: str, goal: str, data_digest: str):
+    """(version, its score, how many versions were trained on other data) among ``name``'s versions."""
+    try:
+        versions = mc.search_model_versions(f"name = '{name}'")
+    except MlflowException:  # no such model yet
+        return None, None, 0
+    best, score, others = None, None, 0
+    for version in versions:
+        run = mc.get_run(version.run_id)
+        if run.data.tags.get(tag.DATA_DIGEST) != data_digest:
+            others += 1
+            continue
+        value = run.data.metrics.get(metric)
+        if value is not None and (score is None or grid.better(value, score, goal)):
+            best, score = version, value
+        elif best is None:
+            best = version
+    return best, score, others
+
+
+def _model_uri(mc, run_id: str) -> str:
+    """The run's logged model (``models:/m-...``; MLflow 3 keeps it outside the run's artifacts)."""
+    outputs = mc.get_run(run_id).outputs
+    models = outputs.model_outputs if outputs is not None else []
+    return f"models:/{models[0].model_id}" if models else f"runs:/{run_id}/model"

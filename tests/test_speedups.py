@@ -1,0 +1,81 @@
+"""The start-up speed-ups lean on internals: each test fails naming the internal when an upgrade removes or
+changes it (what each buys: benchmarks/startup_bench.py)."""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import subprocess
+import sys
+import threading
+
+from conftest import REPO
+
+
+def test_the_interpreter_exit_steps_leave_calls_are_still_there():
+    assert callable(getattr(threading, "_shutdown", None)), "threading._shutdown is gone: speedups.leave needs it"
+    assert callable(getattr(atexit, "_run_exitfuncs", None)), "atexit._run_exitfuncs is gone: speedups.leave needs it"
+
+
+LEAVING = """
+import atexit, threading, time
+from flows.runtime import speedups
+atexit.register(lambda: print("atexit ran", flush=True))
+threading.Thread(target=lambda: (time.sleep(0.3), print("thread finished", flush=True))).start()
+speedups.leave(3, grace=5)
+print("never printed")
+"""
+
+
+def test_leave_exits_with_the_code_after_threads_and_atexit_handlers_as_python_would():
+    done = subprocess.run([sys.executable, "-c", LEAVING], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.splitlines() == ["thread finished", "atexit ran"], done.stdout
+
+
+def test_leave_does_not_wait_past_its_grace_for_a_thread_that_hangs():
+    code = LEAVING.replace("time.sleep(0.3)", "time.sleep(60)").replace("grace=5", "grace=1")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=30)
+    assert done.returncode == 3 and "thread finished" not in done.stdout
+
+
+def test_mlflows_package_map_is_still_built_by_the_internal_bp_warms():
+    from mlflow.utils import requirements_utils
+
+    from flows.runtime import speedups
+
+    assert callable(getattr(requirements_utils, "_init_packages_to_modules_map", None)), \
+        "mlflow.utils.requirements_utils._init_packages_to_modules_map is gone: speedups.warm_package_map needs it"
+    speedups.warm_package_map()
+    assert requirements_utils._PACKAGES_TO_MODULES, \
+        "mlflow.utils.requirements_utils._PACKAGES_TO_MODULES is not filled by _init_packages_to_modules_map"
+
+
+PROBE = """
+from flows.runtime import speedups
+speedups.no_notebook_probe()
+try:
+    import IPython
+    print("imported")
+except ImportError:
+    print("refused")
+from mlflow.utils import databricks_utils
+print(databricks_utils.is_in_databricks_notebook())
+"""
+
+
+def test_the_notebook_probe_fails_at_once_and_mlflow_still_knows_it_is_no_notebook():
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["refused", "False"]
+
+
+def test_fewer_collections_raises_the_thresholds_without_turning_the_collector_off():
+    from flows.runtime import speedups
+
+    saved = gc.get_threshold()
+    try:
+        speedups.fewer_collections()
+        assert gc.get_threshold() == (10_000, 50, 100) and gc.isenabled()
+    finally:
+        gc.set_threshold(*saved)
