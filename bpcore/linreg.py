@@ -26,7 +26,7 @@ import numpy as np
 
 from bpcore.config import LineTrainer
 
-CHUNK_ROWS = 1 << 14  # 128 KiB per column: chunks stay in cache (measured best here)
+CHUNK_ROWS = 1 << 14  # 128 KiB per column: chunks stay in cache
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from pydantic import Field
 from bpcore import kinds
 from bpcore.config import ExperimentConfig
 from bpcore.fields import Number, Strict, Whole
-from flows.experiments import registry
-from flows.experiments.skeleton import RunResult, Trained, tracked_training
+from flows.experiments import pipeline, registry
+from flows.experiments.membership import SweepMember
+from flows.experiments.pipeline import RunResult, Trained
 from flows.tracking import metrics
-from flows.tracking import runs as tracking
 
 
 class ToyData(Strict):
@@ -51,23 +51,23 @@ class Numbers:
         self.source, self.digest = f"toy:{text}", hashlib.sha256(text.encode()).hexdigest()
 
 
-def descend(config: ToyConfig, data: Numbers, tracking_uri: str, run_id: str, tags: dict) -> Trained:
-    mean, m, cost = sum(data.values) / len(data.values), 0.0, []
-    for _ in range(config.trainer.iterations + 1):
-        cost.append((m - mean) ** 2)
-        m -= config.trainer.learning_rate * 2 * (m - mean)
-    mc = tracking.client(tracking_uri)
-    metrics.log_history(mc, run_id, "cost", cost)
-    if cost[-1] > cost[0]:
-        return Trained(status="diverged", reason=f"diverged: cost {cost[-1]:.3g}", histories={"cost": cost})
-    metrics.log_values(mc, run_id, {"final_cost": cost[-1], "estimate": m})
-    return Trained(metrics={"final_cost": cost[-1], "estimate": m}, histories={"cost": cost})
-
-
 @flow(name="toy")
 def toy(config: ToyConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
-        run_name: str | None = None, data_digest: str | None = None) -> RunResult:
-    return tracked_training(config, tracking_uri, tags, run_name, data_digest, descend)
+        run_name: str | None = None, data_digest: str | None = None, sweep: SweepMember | None = None) -> RunResult:
+    mc = pipeline.start(tracking_uri, sweep)
+    numbers = pipeline.load(config, data_digest, sweep)
+    with pipeline.tracked(config, numbers, mc, tags, run_name, sweep) as run:
+        mean, m, cost = sum(numbers.values) / len(numbers.values), 0.0, []
+        for _ in range(config.trainer.iterations + 1):
+            cost.append((m - mean) ** 2)
+            m -= config.trainer.learning_rate * 2 * (m - mean)
+        metrics.log_history(run.client, run.id, "cost", cost)
+        if cost[-1] > cost[0]:
+            run.ended(Trained(status="diverged", reason=f"diverged: cost {cost[-1]:.3g}"))
+        else:
+            metrics.log_values(run.client, run.id, {"final_cost": cost[-1], "estimate": m})
+            run.ended(Trained(metrics={"final_cost": cost[-1], "estimate": m}))
+    return run.outcome
 
 
 TOY = kinds.Kind("toy", ToyConfig, lambda c: Numbers(c.data.values), ("final_cost", "estimate"), "minimize",

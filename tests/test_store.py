@@ -18,6 +18,7 @@ from conftest import REPO, python_env
 from filelock import FileLock
 
 from bpcore.errors import InputError
+from flows.runtime.http import redacted
 from flows.tracking import store
 from flows.tracking.reap import reap
 from flows.tracking.store import check_store, ensure_store
@@ -36,7 +37,7 @@ def check_error(uri: str, **kwargs) -> tuple[str, float]:
     with pytest.raises(InputError) as info:
         check_store(uri, **kwargs)
     message = str(info.value)
-    assert "\n" not in message and message.startswith(f"tracking URI {store._redacted(uri)}: ")
+    assert "\n" not in message and message.startswith(f"tracking URI {redacted(uri)}: ")
     return message, time.perf_counter() - start
 
 

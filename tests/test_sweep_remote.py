@@ -10,7 +10,7 @@ import pytest
 
 from bpcore.errors import DataError
 from flows.experiments import membership
-from flows.experiments.skeleton import check_digest
+from flows.experiments.pipeline import check_digest
 from flows.runtime import outage
 from flows.sweep import remote as sweep_remote
 
@@ -82,11 +82,12 @@ def test_a_child_whose_sweep_is_over_does_not_start(tracking_uri):
     parent = mc.create_run(mc.create_experiment(f"pool-gone-{time.time_ns()}")).info.run_id
     with get_client(sync_client=True) as client:
         live, ended = new_flow_run(client, Running()), new_flow_run(client, Failed(message="gave up"))
-    assert membership.sweep_gone({"bp.sweep_flow_run": live, "mlflow.parentRunId": parent}, tracking_uri) is None
-    assert membership.sweep_gone({"bp.sweep_flow_run": ended}, tracking_uri) == (
+    member = membership.SweepMember(parent_run_id=parent, flow_run_id=str(live))
+    assert membership.sweep_gone(member, mc) is None
+    assert membership.sweep_gone(member.model_copy(update={"flow_run_id": str(ended)}), mc) == (
         f"its sweep's flow run {ended} ended Failed before this point started")
     mc.set_terminated(parent, "FAILED")
-    assert membership.sweep_gone({"bp.sweep_flow_run": live, "mlflow.parentRunId": parent}, tracking_uri) == (
+    assert membership.sweep_gone(member, mc) == (
         f"its sweep's MLflow run {parent} ended FAILED before this point started")
 
 

@@ -177,11 +177,12 @@ def _reproduce(args) -> int:
     uri = _prepare_store(args.tracking_uri)
     _check_prefect()
     from flows.experiments import reproduce
+    from flows.tracking import runs
 
-    config, record = reproduce.recorded_config(args.run_id, uri, args.overrides)  # fails fast on a bad id
-    reproduce.check_data(record, *fingerprint(config))
+    recorded = reproduce.read_record(args.run_id, runs.client(uri), args.overrides)  # fails fast on a bad id
+    reproduce.check_data(recorded, *fingerprint(recorded.validated()))
     return _launch(args, lambda: reproduce.reproduce, render.differences, run_id=args.run_id, tracking_uri=uri,
-                   overrides=args.overrides)
+                   overrides=args.overrides, recorded=recorded)
 
 
 def _runs(args) -> int:
@@ -198,8 +199,8 @@ def _runs(args) -> int:
 def _prepare_store(uri: str | None) -> str:
     """The tracking URI, checked (exit 2 within seconds if unusable) and, when new, created once.
 
-    Its orphaned runs are reaped by ``launch`` while Prefect's server starts (it needs MLflow's
-    imports, which would otherwise delay that start by about 1.5 s).
+    Its orphaned runs are reaped by ``launch`` while Prefect's server starts: reaping needs MLflow's
+    imports, which would otherwise delay that start.
     """
     from flows.tracking import store
 

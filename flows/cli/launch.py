@@ -173,7 +173,7 @@ def _reap(uri: str) -> None:
     from flows.tracking.reap import reap
 
     try:
-        for run_id, reason in reap(uri):
+        for run_id, reason in reap(uri, checked=True):  # the command checked the store before it started
             print(f"bp: run {run_id} marked FAILED: {reason}", file=sys.stderr)
     except Exception as exc:  # housekeeping: the run this process starts must not depend on it
         print(f"bp: could not look for orphaned runs in {uri}: {exc}", file=sys.stderr)

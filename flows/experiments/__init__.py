@@ -1,1 +1,1 @@
-"""The experiments: the tracked-run skeleton, one flow per kind, the registry of them, reproduce, plots."""
+"""The experiments: the steps every run takes (pipeline), one flow per kind, the registry of them, reproduce, plots."""

@@ -17,8 +17,10 @@ from prefect.cache_policies import NO_CACHE
 from bpcore import linreg as gd
 from bpcore.config import LineTrainer, LinRegConfig
 from bpcore.data import Table
-from flows.experiments.skeleton import RunResult, Trained, alongside, logging_task, tracked_training
-from flows.tracking import datasets, metrics, runs
+from flows.experiments import pipeline
+from flows.experiments.membership import SweepMember
+from flows.experiments.pipeline import Run, RunResult, Trained, alongside, logging_task
+from flows.tracking import datasets, metrics
 
 
 @task(cache_policy=NO_CACHE)
@@ -30,7 +32,7 @@ def train(table: Table, trainer: LineTrainer) -> tuple[gd.LineFit, float]:
 
 
 @logging_task
-def log_final(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit, seconds: float, ts: int,
+def log_final(run: Run, table: Table, fit: gd.LineFit, seconds: float, ts: int,
               model_id: str | None) -> dict[str, float]:
     """The weights and diagnostics, with each curve's last point, at the last step; returns the single values.
 
@@ -46,17 +48,16 @@ def log_final(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit, sec
         else:
             values.update({f"slope.{name}": w for name, w in zip(table.feature_names, fit.w)})
     last = {key: curve[-1] for key, curve in _curves(fit).items()}
-    metrics.log_values(runs.client(tracking_uri), run_id, {**values, **last}, step=fit.cost.size - 1,
-                        timestamp_ms=ts, model_id=model_id)
+    metrics.log_values(run.client, run.id, {**values, **last}, step=fit.cost.size - 1, timestamp_ms=ts,
+                       model_id=model_id)
     return {key: float(value) for key, value in values.items()}
 
 
 @logging_task
-def log_curves(tracking_uri: str, run_id: str, fit: gd.LineFit, ts: int) -> None:
+def log_curves(run: Run, fit: gd.LineFit, ts: int) -> None:
     """The cost and excess-cost curves at every step before the last (log_final logs the last), batched."""
-    mc = runs.client(tracking_uri)
     for key, curve in _curves(fit).items():
-        metrics.log_history(mc, run_id, key, curve[:-1], timestamp_ms=ts)
+        metrics.log_history(run.client, run.id, key, curve[:-1], timestamp_ms=ts)
 
 
 def _curves(fit: gd.LineFit) -> dict[str, np.ndarray]:
@@ -66,13 +67,12 @@ def _curves(fit: gd.LineFit) -> dict[str, np.ndarray]:
 
 
 @logging_task
-def log_plots(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit) -> None:
+def log_plots(run: Run, table: Table, fit: gd.LineFit) -> None:
     """plots/cost.png, and plots/fit.png (the line through the data) when training finished."""
-    from flows.experiments import plots  # matplotlib costs ~1 s to import: bp's start-up prewarms it
+    from flows.experiments import plots  # matplotlib is slow to import: bp's start-up prewarms it
 
-    mc = runs.client(tracking_uri)
     title = f"cost: {fit.status}, {fit.cost.size - 1} iterations"
-    mc.log_figure(run_id, plots.cost_curve(fit.cost, title), "plots/cost.png")
+    run.client.log_figure(run.id, plots.cost_curve(fit.cost, title), "plots/cost.png")
     if fit.diverged:
         return
     if fit.w.size == 1:
@@ -80,20 +80,26 @@ def log_plots(tracking_uri: str, run_id: str, table: Table, fit: gd.LineFit) -> 
                              table.feature_names[0], table.target_name)
     else:
         fig = plots.predicted_vs_actual(table.y, table.X @ fit.w + fit.b, table.target_name)
-    mc.log_figure(run_id, fig, "plots/fit.png")
+    run.client.log_figure(run.id, fig, "plots/fit.png")
 
 
 @logging_task
-def log_model(run_id: str, table: Table, fit: gd.LineFit) -> str:
+def log_model(run: Run, table: Table, fit: gd.LineFit) -> str:
     """The fitted line as a pyfunc model under ``model``, produced at the last step; returns its model id."""
     from flows.tracking.models import log_line_model  # mlflow.pyfunc's import is prewarmed by bp too
 
     with tempfile.TemporaryDirectory() as tmp:
-        return log_line_model(run_id, Path(tmp), table, fit.w, fit.b, step=fit.cost.size - 1).model_id
+        return log_line_model(run.id, Path(tmp), table, fit.w, fit.b, step=fit.cost.size - 1).model_id
 
 
-def fit_and_log(config: LinRegConfig, table: Table, tracking_uri: str, run_id: str, tags: dict) -> Trained:
-    """Train; log the curves, the plots, the model (unless training diverged) and the final values linked to it.
+@flow(name="linreg", log_prints=False)
+def linreg(config: LinRegConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
+           run_name: str | None = None, data_digest: str | None = None,
+           sweep: SweepMember | None = None) -> RunResult:
+    """Fit a line by gradient descent and track it in MLflow; returns the run's id and outcome.
+
+    ``data_digest``: when given, the data read must have this sha256 (else the flow fails, naming the
+    file); ``sweep``: the sweep this run is a point of.
 
     The curves (two 1000-point batches, mostly the tracking server's time) and the plots are made
     on Prefect's thread pool while this thread logs the model, and then the last step's figures.
@@ -101,23 +107,15 @@ def fit_and_log(config: LinRegConfig, table: Table, tracking_uri: str, run_id: s
     history back to find them; the curves stop one step short and the last step is logged after
     the model, so it finds none and log_final links them itself.
     """
-    fit, seconds = train(table, config.trainer)
-    ts = metrics.now_ms()
-    with alongside(log_curves.submit(tracking_uri, run_id, fit, ts),
-                   log_plots.submit(tracking_uri, run_id, table, fit)):
-        model_id = None if fit.diverged else log_model(run_id, table, fit)
-        values = log_final(tracking_uri, run_id, table, fit, seconds, ts, model_id)
-    return Trained(status=fit.status, reason=fit.message if fit.diverged else None, metrics=values,
-                   histories={"cost": fit.cost.tolist(), "excess_cost": fit.excess_cost.tolist()})
-
-
-@flow(name="linreg", log_prints=False)
-def linreg(config: LinRegConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
-           run_name: str | None = None, data_digest: str | None = None,
-           data_key: str | None = None) -> RunResult:
-    """Fit a line by gradient descent and track it in MLflow; returns the run's id and outcome.
-
-    ``data_digest``: when given, the data read must have this sha256 (else the flow fails, naming the file).
-    """
-    return tracked_training(config, tracking_uri, tags, run_name, data_digest, fit_and_log, datasets.table_dataset,
-                            data_key)
+    mc = pipeline.start(tracking_uri, sweep)
+    if over := pipeline.sweep_over(sweep, mc):
+        return over
+    table = pipeline.load(config, data_digest, sweep)
+    with pipeline.tracked(config, table, mc, tags, run_name, sweep, datasets.table_dataset(table)) as run:
+        fit, seconds = train(table, config.trainer)
+        ts = metrics.now_ms()
+        with alongside(log_curves.submit(run, fit, ts), log_plots.submit(run, table, fit)):
+            model_id = None if fit.diverged else log_model(run, table, fit)
+            values = log_final(run, table, fit, seconds, ts, model_id)
+        run.ended(Trained(status=fit.status, reason=fit.message if fit.diverged else None, metrics=values))
+    return run.outcome

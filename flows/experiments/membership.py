@@ -1,10 +1,31 @@
-"""A run that is one point of a sweep on a pool: whether its sweep is still on, and the data digest the
-points agree on (a Prefect variable, when the machine that submitted the sweep had no copy of the data)."""
+"""A run that is one point of a sweep: what it is told of its sweep (an explicit flow parameter), whether the
+sweep is still on, and the data digest the points agree on (a Prefect variable, when the machine that
+submitted the sweep had no copy of the data)."""
 
 from __future__ import annotations
 
-from flows.tracking import runs
+from mlflow.tracking import MlflowClient
+from pydantic import BaseModel
+
 from flows.tracking import tags as tag
+
+
+class SweepMember(BaseModel):
+    """A training flow's ``sweep`` parameter: the run is a child of the sweep's MLflow run ``parent_run_id``.
+
+    ``flow_run_id``: the sweep's Prefect flow run, when its points run on a pool's workers;
+    ``data_key``: the Prefect variable under which the points agree on their data's digest, when the
+    machine that submitted the sweep could not read the data.
+    """
+
+    parent_run_id: str
+    flow_run_id: str | None = None
+    data_key: str | None = None
+
+    def tags(self) -> dict[str, str]:
+        """The child run's tags that place it in its sweep (MLflow's parent link, the compare view's)."""
+        return {"mlflow.parentRunId": self.parent_run_id, tag.SWEEP: "child",
+                **({tag.SWEEP_FLOW_RUN: self.flow_run_id} if self.flow_run_id else {})}
 
 
 def agreed_digest(key: str, digest: str) -> str:
@@ -38,19 +59,16 @@ def digest_key(parent_run_id: str) -> str:
     return f"bp-sweep-{parent_run_id}-data"
 
 
-def sweep_gone(tags: dict[str, str], tracking_uri: str) -> str | None:
+def sweep_gone(member: SweepMember, mc: MlflowClient) -> str | None:
     """Why a child's sweep is over before the child began (its flow run final, or its MLflow run ended), or None."""
     from prefect.client.orchestration import get_client
 
-    flow_run_id = tags.get(tag.SWEEP_FLOW_RUN)
-    if flow_run_id:
+    if member.flow_run_id:
         with get_client(sync_client=True) as client:
-            state = client.read_flow_run(flow_run_id).state
+            state = client.read_flow_run(member.flow_run_id).state
         if state is not None and state.is_final():
-            return f"its sweep's flow run {flow_run_id} ended {state.name} before this point started"
-    parent = tags.get("mlflow.parentRunId")
-    if parent:
-        status = runs.client(tracking_uri).get_run(parent).info.status
-        if status != "RUNNING":
-            return f"its sweep's MLflow run {parent} ended {status} before this point started"
+            return f"its sweep's flow run {member.flow_run_id} ended {state.name} before this point started"
+    status = mc.get_run(member.parent_run_id).info.status
+    if status != "RUNNING":
+        return f"its sweep's MLflow run {member.parent_run_id} ended {status} before this point started"
     return None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import mlflow
 from mlflow.entities import Metric
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -18,18 +17,19 @@ from prefect.cache_policies import NO_CACHE
 from bpcore.config import MnistConfig
 from bpcore.mnist import MnistSplits
 from bpcore.training import EpochStats, NetFit, fit_network
+from flows.experiments import pipeline
+from flows.experiments.membership import SweepMember
+from flows.experiments.pipeline import Run, RunResult, Trained, logging_task
 from flows.experiments.progress import EpochBar, PrefectProgress
-from flows.experiments.skeleton import RunResult, Trained, logging_task, tracked_training
-from flows.tracking import datasets, metrics, runs
+from flows.tracking import datasets, metrics
 
 
 @task(cache_policy=NO_CACHE)
-def train(splits: MnistSplits, config: MnistConfig, tracking_uri: str, run_id: str, in_sweep: bool) -> NetFit:
+def train(splits: MnistSplits, config: MnistConfig, run: Run, in_sweep: bool) -> NetFit:
     """Mini-batch SGD; every epoch's figures go to MLflow as soon as the epoch ends."""
-    mc = runs.client(tracking_uri)
     bar = EpochBar(config.trainer.epochs, quiet=in_sweep)
     progress = PrefectProgress(config.trainer.epochs, key="mnist-training",
-                               description=f"MLflow run {run_id}: epochs done")
+                               description=f"MLflow run {run.id}: epochs done")
 
     def on_epoch(stats: EpochStats) -> None:
         ts = metrics.now_ms()
@@ -38,7 +38,7 @@ def train(splits: MnistSplits, config: MnistConfig, tracking_uri: str, run_id: s
         if stats.val_accuracy is not None:
             values["val_accuracy"] = stats.val_accuracy
         batch = [Metric(k, float(v), ts, stats.epoch) for k, v in values.items()]
-        metrics.with_retries(lambda: metrics.log_batch(mc, run_id, metrics=batch))
+        metrics.with_retries(lambda: metrics.log_batch(run.client, run.id, metrics=batch))
         bar.update(stats)
         progress.update(stats)
 
@@ -50,14 +50,13 @@ def train(splits: MnistSplits, config: MnistConfig, tracking_uri: str, run_id: s
 
 
 @logging_task
-def log_results(tracking_uri: str, run_id: str, splits: MnistSplits, fit: NetFit) -> dict[str, float]:
+def log_results(run: Run, splits: MnistSplits, fit: NetFit) -> dict[str, float]:
     """Final figures and plots: curves, confusion matrix, misclassified digits; returns the final values."""
     from flows.experiments import plots  # matplotlib: prewarmed by bp while Prefect's server starts
 
-    mc = runs.client(tracking_uri)
     epochs = fit.epochs
     if epochs:
-        mlflow.log_figure(plots.training_curves([e.epoch for e in epochs], [e.cost for e in epochs],
+        run.client.log_figure(run.id, plots.training_curves([e.epoch for e in epochs], [e.cost for e in epochs],
                                                 [e.train_accuracy for e in epochs],
                                                 [e.val_accuracy for e in epochs]), "plots/curves.png")
     if fit.diverged or not epochs:
@@ -68,49 +67,52 @@ def log_results(tracking_uri: str, run_id: str, splits: MnistSplits, fit: NetFit
     if len(splits.val_y):
         predicted = fit.net.predict(splits.val_X)
         final["best_val_accuracy"] = max(e.val_accuracy for e in epochs)
-        mlflow.log_figure(plots.confusion_matrix(splits.val_y, predicted), "plots/confusion_matrix.png")
-        mlflow.log_figure(plots.misclassified(splits.val_images, splits.val_y, predicted),
-                          "plots/misclassified.png")
-    metrics.log_values(mc, run_id, final, step=epochs[-1].epoch)
+        run.client.log_figure(run.id, plots.confusion_matrix(splits.val_y, predicted), "plots/confusion_matrix.png")
+        run.client.log_figure(run.id, plots.misclassified(splits.val_images, splits.val_y, predicted),
+                              "plots/misclassified.png")
+    metrics.log_values(run.client, run.id, final, step=epochs[-1].epoch)
     return final
 
 
 @logging_task
-def log_model(run_id: str, splits: MnistSplits, fit: NetFit) -> None:
+def log_model(run: Run, splits: MnistSplits, fit: NetFit) -> None:
     """The network as a pyfunc model reading raw pixels 0-255 and returning digits, produced at the last epoch."""
     from flows.tracking.models import log_network_model
 
     example = splits.val_images[:3] if len(splits.val_images) else (splits.train_X[:3] * 255).round()
     with tempfile.TemporaryDirectory() as tmp:
-        log_network_model(run_id, Path(tmp), fit.net, example, input_scale=1 / 255, output="class",
+        log_network_model(run.id, Path(tmp), fit.net, example, input_scale=1 / 255, output="class",
                           step=fit.epochs[-1].epoch if fit.epochs else 0)
 
 
-def fit_and_log(config: MnistConfig, splits: MnistSplits, tracking_uri: str, run_id: str, tags: dict) -> Trained:
-    """Train (logging each epoch as it ends), then the final figures, plots and, unless it diverged, the model."""
-    fit = train(splits, config, tracking_uri, run_id, "mlflow.parentRunId" in tags)
-    final = log_results(tracking_uri, run_id, splits, fit)
-    if not fit.diverged:
-        log_model(run_id, splits, fit)
-    epochs, last = fit.epochs, {}
-    if epochs:  # the last epoch's figures: what a sweep can rank by besides the final ones
-        last = {"train_accuracy": epochs[-1].train_accuracy, "train_seconds": epochs[-1].train_seconds}
-        if epochs[-1].val_accuracy is not None:
-            last["val_accuracy"] = epochs[-1].val_accuracy
-    histories = {"cost": [e.cost for e in epochs], "train_accuracy": [e.train_accuracy for e in epochs]}
-    return Trained(status=fit.status, reason=fit.message if fit.diverged else None,
-                   metrics={**last, **final}, histories=histories)
+def last_epoch(fit: NetFit) -> dict[str, float]:
+    """The last epoch's figures: what a sweep can rank by besides the final ones."""
+    if not fit.epochs:
+        return {}
+    last = fit.epochs[-1]
+    figures = {"train_accuracy": last.train_accuracy, "train_seconds": last.train_seconds}
+    return figures | ({"val_accuracy": last.val_accuracy} if last.val_accuracy is not None else {})
 
 
 @flow(name="mnist", log_prints=False)
 def mnist(config: MnistConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
-          run_name: str | None = None, data_digest: str | None = None, data_key: str | None = None) -> RunResult:
+          run_name: str | None = None, data_digest: str | None = None, sweep: SweepMember | None = None) -> RunResult:
     """Train a backpropagation network on MNIST digits and track it in MLflow; returns the run's id and outcome.
 
-    ``data_digest``: when given, the digits read must have this sha256 (else the flow fails, naming the file).
+    Each epoch is logged as it ends; then the final figures, plots and, unless it diverged, the model.
+    ``data_digest``: when given, the digits read must have this sha256 (else the flow fails, naming the
+    file); ``sweep``: the sweep this run is a point of.
     """
-    return tracked_training(config, tracking_uri, tags, run_name, data_digest, fit_and_log, _dataset, data_key)
-
-
-def _dataset(splits: MnistSplits):
-    return datasets.array_dataset(splits.train_X, splits.train_y, splits.source, splits.digest)
+    mc = pipeline.start(tracking_uri, sweep)
+    if over := pipeline.sweep_over(sweep, mc):
+        return over
+    splits = pipeline.load(config, data_digest, sweep)
+    dataset = datasets.array_dataset(splits.train_X, splits.train_y, splits.source, splits.digest)
+    with pipeline.tracked(config, splits, mc, tags, run_name, sweep, dataset) as run:
+        fit = train(splits, config, run, in_sweep=sweep is not None)
+        final = log_results(run, splits, fit)
+        if not fit.diverged:
+            log_model(run, splits, fit)
+        run.ended(Trained(status=fit.status, reason=fit.message if fit.diverged else None,
+                          metrics={**last_epoch(fit), **final}))
+    return run.outcome

@@ -10,38 +10,55 @@ the model's weights, bit for bit, and every config key but the data's location.
 
 from __future__ import annotations
 
+import json
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
 import yaml
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from prefect import flow
 from pydantic import BaseModel
+from threadpoolctl import threadpool_limits
 
+from bpcore.config import Config
 from bpcore.configfile import apply_override, validate
 from bpcore.errors import DataError, InputError
 from bpcore.loading import fingerprint
+from flows.experiments.pipeline import RunResult
 from flows.experiments.registry import flow_for
-from flows.experiments.skeleton import RunResult
 from flows.tracking import metrics, runs
 from flows.tracking import tags as tag
 
 TIMINGS = {"train_seconds"}  # wall-clock figures: never expected to repeat
 
 
-def recorded_config(run_id: str, tracking_uri: str | None, overrides=()):
-    """The run's resolved config (data path pinned to the file it read), with ``overrides``."""
-    mc = runs.client(tracking_uri)
+class Recorded(BaseModel):
+    """What a re-run needs of a run's record, read once: the resolved config (data path pinned to the file it
+    read, overrides applied), the data's digest and the BLAS thread count it trained with."""
+
+    run_id: str
+    config: dict[str, Any]
+    data_digest: str | None = None
+    blas_threads: int | None = None
+
+    def validated(self) -> Config:
+        return validate(self.config, source=f"run {self.run_id} config.yaml")
+
+
+def read_record(run_id: str, mc: MlflowClient, overrides=()) -> Recorded:
+    """Run ``run_id``'s record, with ``overrides``; InputError when it cannot be read or trained nothing itself."""
     try:
         run = mc.get_run(run_id)
         with tempfile.TemporaryDirectory() as tmp:
             raw = yaml.safe_load(Path(mc.download_artifacts(run_id, "config.yaml", tmp)).read_text())
     except (MlflowException, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"run {run_id}: cannot read its record at {runs.resolve_tracking_uri(tracking_uri)}: "
-                         f"{reason}") from None
+        raise InputError(f"run {run_id}: cannot read its record at {mc.tracking_uri}: {reason}") from None
     if run.data.tags.get(tag.SWEEP) == "parent":
         best = run.data.tags.get(tag.BEST_CHILD)
         hint = f" (its best child is {best})" if best else ""
@@ -53,36 +70,32 @@ def recorded_config(run_id: str, tracking_uri: str | None, overrides=()):
         data["path"] = source  # the recorded absolute path, wherever the re-run starts from
     for item in overrides:
         apply_override(raw, item)
-    return validate(raw, source=f"run {run_id} config.yaml"), run
+    recorded = Recorded(run_id=run_id, config=raw, data_digest=run.data.tags.get(tag.DATA_DIGEST),
+                        blas_threads=_blas_threads(mc, run_id))
+    recorded.validated()  # a bad override is refused now, naming the key
+    return recorded
 
 
-def recorded_threads(run):
-    """A context that sets the BLAS thread count the run recorded in environment.json (if it did)."""
-    from contextlib import nullcontext
-
-    from threadpoolctl import threadpool_limits
-
+def _blas_threads(mc: MlflowClient, run_id: str) -> int | None:
+    """The BLAS thread count the run recorded in environment.json, if it recorded exactly one."""
     try:
-        env = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/environment.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            env = json.loads(Path(mc.download_artifacts(run_id, "environment.json", tmp)).read_text())
     except (MlflowException, OSError, ValueError):
-        return nullcontext()
+        return None
     counts = {pool.get("num_threads") for pool in env.get("thread_pools") or [] if pool.get("user_api") == "blas"}
-    if len(counts) != 1 or not isinstance(next(iter(counts)), int):
-        return nullcontext()
-    return threadpool_limits(limits=counts.pop(), user_api="blas")
+    return counts.pop() if len(counts) == 1 and isinstance(next(iter(counts)), int) else None
 
 
-def check_data(run, source: str | None, digest: str | None) -> None:
+def check_data(recorded: Recorded, source: str | None, digest: str | None) -> None:
     """Refuse to re-run on data whose digest differs from the record."""
-    recorded = run.data.tags.get(tag.DATA_DIGEST)
-    if recorded and digest and digest != recorded:
-        raise DataError(f"{source}: data changed since run {run.info.run_id}: "
-                        f"recorded sha256 {recorded}, now {digest}")
+    if recorded.data_digest and digest and digest != recorded.data_digest:
+        raise DataError(f"{source}: data changed since run {recorded.run_id}: "
+                        f"recorded sha256 {recorded.data_digest}, now {digest}")
 
 
-def differences(original_id: str, new_id: str, tracking_uri: str | None) -> list[str]:
+def differences(original_id: str, new_id: str, mc: MlflowClient) -> list[str]:
     """Human-readable differences between two runs' metric histories and model weights."""
-    mc = runs.client(tracking_uri)
     both = [mc.get_run(original_id), mc.get_run(new_id)]
     out = []
     keys = sorted((set(both[0].data.metrics) | set(both[1].data.metrics)) - TIMINGS)
@@ -97,8 +110,8 @@ def differences(original_id: str, new_id: str, tracking_uri: str | None) -> list
             out.append(f"metric {key}: max |difference| {np.nanmax(diff):.3g} (relative {relative:.3g}), "
                        f"first at step {steps[first]}")
     out += _weight_differences(original_id, new_id)
-    out += _config_differences(runs[0].data.params, runs[1].data.params)
-    commits = [r.data.tags.get("mlflow.source.git.commit") for r in runs]
+    out += _config_differences(both[0].data.params, both[1].data.params)
+    commits = [r.data.tags.get("mlflow.source.git.commit") for r in both]
     if out and commits[0] != commits[1]:
         out.append(f"code: commit {commits[0]} recorded, {commits[1]} now")
     return out
@@ -149,20 +162,25 @@ class ReproduceResult(BaseModel):
 
 
 @flow(name="reproduce", log_prints=False)
-def reproduce(run_id: str, tracking_uri: str | None = None, overrides: list[str] | None = None) -> ReproduceResult:
+def reproduce(run_id: str, tracking_uri: str | None = None, overrides: list[str] | None = None,
+              recorded: Recorded | None = None) -> ReproduceResult:
     """Train run ``run_id`` again from its record (tagged ``bp.reproduces``) and compare the two.
 
-    Refuses (DataError) when the data's digest no longer matches the record. The recorded BLAS
-    thread count is set for the re-run: a product split differently between threads may round
-    differently. A re-run that diverges is compared all the same (the original may have too).
+    ``recorded``: the record as the caller already read it (``bp reproduce`` does, to fail fast), else
+    it is read here. Refuses (DataError) when the data's digest no longer matches the record. The
+    recorded BLAS thread count is set for the re-run: a product split differently between threads
+    may round differently. A re-run that diverges is compared all the same (the original may have too).
     """
-    config, record = recorded_config(run_id, tracking_uri, overrides or [])
-    check_data(record, *fingerprint(config))
-    with recorded_threads(record):
-        state = flow_for(config.kind)(config=config, tracking_uri=tracking_uri, tags={tag.REPRODUCES: run_id},
+    mc = runs.client(tracking_uri)
+    recorded = recorded or read_record(run_id, mc, overrides or [])
+    config = recorded.validated()
+    check_data(recorded, *fingerprint(config))
+    blas = recorded.blas_threads
+    with threadpool_limits(limits=blas, user_api="blas") if blas else nullcontext():
+        state = flow_for(config.kind)(config=config, tracking_uri=mc.tracking_uri, tags={tag.REPRODUCES: run_id},
                                       return_state=True)
     outcome = state.result(raise_on_failure=False)
     if not isinstance(outcome, RunResult | runs.RunFailed):
         raise outcome
-    found = differences(run_id, outcome.run_id, tracking_uri)
+    found = differences(run_id, outcome.run_id, mc)
     return ReproduceResult(run_id=outcome.run_id, original=run_id, differences=found)

@@ -1,5 +1,6 @@
 """One JSON request to a server, with the standard library only: the checks made before anything starts
-(is a server there, does it take our credentials, does a work pool exist) and ``bp stack``'s calls."""
+(is a server there, does it take our credentials, does a work pool exist) and ``bp stack``'s calls; and a
+URL fit for a message, its password hidden."""
 
 from __future__ import annotations
 
@@ -7,6 +8,16 @@ import base64
 import json
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
+
+
+def redacted(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (the rest as given, even when it does not parse further)."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return url
+    return url.replace(f":{password}@", ":***@", 1) if password else url
 
 
 def basic(credentials: str) -> dict[str, str]:

@@ -27,7 +27,7 @@ from flows.stack import db as stack_db
 from flows.stack import secrets as stack_secrets
 from flows.stack import services as svc
 
-START_TIMEOUT = 240.0  # s; both servers need ~15 s on two cores, a cold first start (migrations) more
+START_TIMEOUT = 240.0  # s: a cold first start runs both servers' migrations
 STOP_GRACE = 15.0  # s: what the cancelled flow runs, and each process after SIGTERM, get before SIGKILL
 
 StackError = procs.StackError  # a service did not start or stop: exit 1, the message quotes its log
@@ -218,7 +218,7 @@ def _headers(directory: Path) -> dict[str, str]:
 def _drain(records: list[dict], grace: float, headers: dict[str, str]) -> None:
     """Let the workers' flow runs finish (up to ``grace`` s), cancel the rest through Prefect, before any signal.
 
-    Signalled, a Prefect 3.9 process worker SIGKILLs the flow run it executes within about 2 s:
+    Signalled, a Prefect process worker SIGKILLs the flow run it executes within seconds:
     the flow's own cleanup never runs and the run stays Running in Prefect and MLflow. Cancelled
     through the API instead, the worker SIGTERMs it and the run ends Cancelled.
     """

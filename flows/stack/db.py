@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
 from bpcore.errors import InputError
+from flows.runtime.http import redacted
 
 DATABASES = ("mlflow", "prefect")
 FORM = "postgresql://USER[:PASSWORD]@HOST:PORT"
@@ -39,17 +40,9 @@ class Postgres:
         return f"{host}:{self.port}"
 
 
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages about a URL that did not parse)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
-
-
 def parse(url: str) -> Postgres:
     """``postgresql://USER[:PASSWORD]@HOST:PORT``; anything else is an InputError naming what is wrong."""
-    where = f"--database-url {redact(url)}"
+    where = f"--database-url {redacted(url)}"
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -72,8 +72,8 @@ BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 def blas_threads(workers: int) -> dict[str, str]:
     """Each of ``workers`` workers on this machine gets its share of the cores for its BLAS threads.
 
-    OpenBLAS threads spin while they wait: two children with two threads each on two cores ran a
-    sweep slower on two workers than on one (measured: 0.9x). Variables already set are kept.
+    OpenBLAS threads spin while they wait: workers whose threads outnumber the cores run a sweep
+    slower than fewer workers would (docs/performance.md). Variables already set are kept.
     """
     share = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
     return {name: os.environ.get(name, share) for name in BLAS_VARIABLES}

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import mlflow
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from bpcore import sweep as grid
 from flows.sweep.child import Child
-from flows.tracking import runs
 from flows.tracking import tags as tag
 
 CHAMPION = "champion"
 
 
 @task(cache_policy=NO_CACHE)  # no retries: a retry after the version was created would register it twice
-def register_best(tracking_uri: str, parent_id: str, name: str, best: Child, metric: str, goal: str,
+def register_best(mc: MlflowClient, parent_id: str, name: str, best: Child, metric: str, goal: str,
                   data_digest: str) -> str:
     """Register the best child's model under ``name`` and make it the champion, only if it beats every version
     trained on the same data (``bp.data_digest``): a model fitted to other data is no yardstick.
@@ -25,7 +25,6 @@ def register_best(tracking_uri: str, parent_id: str, name: str, best: Child, met
     A version's score is its run's value of the same metric; one whose run lacks that metric is beaten
     by any score. Returns one line saying what happened.
     """
-    mc = runs.client(tracking_uri)
     rival, previous, others = _best_on_same_data(mc, name, metric, goal, data_digest)
     moved = grid.better(best.score, previous, goal)
     mc.set_tag(parent_id, tag.CHAMPION_MOVED, str(moved).lower())

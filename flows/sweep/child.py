@@ -1,11 +1,16 @@
-"""What a sweep learns of each child, however the child ran (on a thread here, or on a worker)."""
+"""What a sweep learns of each child, however the child ran (on a thread here, or on a worker): read from the
+child's MLflow run, the one record of its outcome."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from mlflow.tracking import MlflowClient
+
+from bpcore import kinds
 from bpcore.sweep import GridPoint
+from flows.tracking import metrics
+from flows.tracking import tags as tag
 
 
 @dataclass
@@ -20,10 +25,17 @@ class Child:
     curve: list[float] = field(default_factory=list)
 
     @classmethod
-    def of(cls, point: GridPoint, result: Any, metric: str) -> Child:
-        """From the RunResult a training flow handed back (``flows.experiments.skeleton``)."""
-        score = result.metrics.get(metric) if result.status == "finished" else None
-        return cls(point, result.run_id, result.status, result.reason, score, result.curve)
+    def read(cls, point: GridPoint, run_id: str, mc: MlflowClient, metric: str) -> Child:
+        """The child whose MLflow run is ``run_id``."""
+        return cls.of_run(point, mc.get_run(run_id), mc, metric)
+
+    @classmethod
+    def of_run(cls, point: GridPoint, run, mc: MlflowClient, metric: str) -> Child:
+        """The child of an MLflow run already read: its status and reason tags, its score, its comparison curve."""
+        status = run.data.tags.get(tag.STATUS, "failed")
+        curve = metrics.history(mc, run.info.run_id, kinds.get(point.validated().kind).curve[0]).tolist()
+        score = run.data.metrics.get(metric) if status == "finished" else None
+        return cls(point, run.info.run_id, status, run.data.tags.get(tag.FAILURE_REASON), score, curve)
 
 
 class ChildFailed(Exception):

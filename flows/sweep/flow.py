@@ -1,12 +1,13 @@
 """A sweep as a Prefect flow: one parent MLflow run, one nested child run per grid point.
 
-Entrypoint ``flows/sweep/flow.py:sweep``. Each child runs its kind's own flow code in a task (a
-complete MLflow run: params, histories, model, plots, tags) tagged ``mlflow.parentRunId``, and
-hands its outcome (run id, status, metrics, curve) back to the parent: nothing is read back from
-MLflow. Children run side by side on threads: the data is loaded once into the per-process
-cache, each child checks it against the digest the parent recorded, and the BLAS thread count
-is divided between them so they don't fight over cores. The parent run holds the comparison
-(table, curves, best child) and registers the best child's model when it beats the champion.
+Entrypoint ``flows/sweep/flow.py:sweep``. Each child runs its kind's own flow code (a complete
+MLflow run: params, histories, model, plots, tags), told that it is a point of this sweep by its
+``sweep`` parameter: in a task here, or as a deployment run on a pool's workers
+(``flows.sweep.remote``). Either way the parent reads each child's outcome from its MLflow run.
+Children here run side by side on threads: the data is loaded once into the per-process cache,
+each child checks it against the digest the parent recorded, and the BLAS thread count is divided
+between them so they don't fight over cores. The parent run holds the comparison (table, curves,
+best child) and registers the best child's model when it beats the champion.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
@@ -24,10 +26,10 @@ from bpcore import sweep as grid
 from bpcore.configfile import validate
 from bpcore.loading import fingerprint, readable_here
 from bpcore.sweep import GridPoint
-from flows.experiments import membership
+from flows.experiments import membership, pipeline
+from flows.experiments.membership import SweepMember
+from flows.experiments.pipeline import RunResult, run_tags
 from flows.experiments.registry import flow_for
-from flows.experiments.skeleton import RunResult, prepare_store, run_tags, started_by_deployment
-from flows.runtime import settings, speedups
 from flows.server.automations import ensure_zombie_automation
 from flows.sweep import champion, remote, results
 from flows.sweep.child import Child, ChildFailed
@@ -46,27 +48,28 @@ ON_THE_WORKERS = "read on the workers"  # the parent's data digest until its chi
 
 
 @task(cache_policy=NO_CACHE, task_run_name="child {point.name}")
-def run_child(point: GridPoint, tracking_uri: str, tags: dict[str, str], data_digest: str,
-              metric: str) -> Child | State:
+def run_child(point: GridPoint, mc: MlflowClient, tags: dict[str, str] | None, data_digest: str,
+              member: SweepMember, metric: str) -> Child | State:
     """Train one grid point with its kind's own flow code; a child that did not finish ends this task Failed.
 
     The flow's body runs inside this task (its tasks nest under it), not as a subflow run: on
-    SQLite, Prefect's API answers concurrent subflow creations with 503 "database is locked",
-    retried only after about 2 s, which cost a line-fit sweep more than its children's training.
+    SQLite, Prefect's API answers concurrent subflow creations with 503 "database is locked" and the
+    client waits before it retries, which costs a short sweep more than its children's training.
     """
     try:
         config = point.validated()
-        result = flow_for(config.kind).fn(config=config, tracking_uri=tracking_uri, tags=tags,
-                                          run_name=point.name, data_digest=data_digest)
+        outcome = flow_for(config.kind).fn(config=config, tracking_uri=mc.tracking_uri, tags=tags,
+                                           run_name=point.name, data_digest=data_digest, sweep=member)
+        run_id = outcome.run_id if isinstance(outcome, RunResult) else outcome.result(raise_on_failure=False).run_id
     except runs.RunFailed as exc:
-        child = Child(point, exc.run_id, exc.status, exc.reason)
+        run_id = exc.run_id
     except Exception as exc:  # a child's crash is that child's outcome, not the sweep's
         child = Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0])
     else:
-        if isinstance(result, RunResult):
-            return Child.of(point, result, metric)
-        failure = result.result(raise_on_failure=False)  # a Failed state carrying Diverged and its RunResult
-        child = Child.of(point, failure.result, metric)
+        child = None
+    child = child or Child.read(point, run_id, mc, metric)
+    if child.status == "finished":
+        return child
     failed = ChildFailed(child)
     return Failed(message=str(failed), data=failed)
 
@@ -76,13 +79,13 @@ def blas_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def run_children(points: list[GridPoint], digests: list[str], tracking_uri: str, tags: dict[str, str],
-                 metric: str, workers: int) -> list[Child]:
+def run_children(points: list[GridPoint], digests: list[str], mc: MlflowClient, tags: dict[str, str] | None,
+                 member: SweepMember, metric: str, workers: int) -> list[Child]:
     """Every grid point on ``workers`` threads here (BLAS threads shared out), outcomes in grid order."""
     with threadpool_limits(limits=blas_threads(workers), user_api="blas"), \
             ThreadPoolTaskRunner(max_workers=workers) as runner:
-        futures = [runner.submit(run_child, {"point": p, "tracking_uri": tracking_uri, "tags": tags,
-                                             "data_digest": digest, "metric": metric})
+        futures = [runner.submit(run_child, {"point": p, "mc": mc, "tags": tags, "data_digest": digest,
+                                             "member": member, "metric": metric})
                    for p, digest in zip(points, digests)]
         for future in futures:
             future.wait()
@@ -109,60 +112,62 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
     train the children, each as a run of its kind's ``sweep-child-<pool>`` deployment (else in-process).
     With a pool and data this machine cannot read, the workers read it and agree on its digest.
     """
-    from prefect.runtime import flow_run
-
-    settings.apply()  # a sweep deployment's flow-run process starts here
-    speedups.no_notebook_probe()
-    logger = get_run_logger()
     model = validate(config, source="sweep config")
-    tracking_uri = runs.resolve_tracking_uri(tracking_uri)
-    if started_by_deployment():  # no bp command ran first
-        prepare_store(tracking_uri)
+    mc = pipeline.start(tracking_uri)
     points = points or grid.expand(model)
     metric, goal = grid.objective(model)
-    workers = max(1, min(parallel or os.cpu_count() or 1, len(points)))
     pool = pool or model.sweep.pool
     here = not pool or all(readable_here(p.validated()) for p in points)
     prints = load_once(points) if here else [(str(p.validated().data.path), None) for p in points]
-    deployment = None
-    if pool:  # children on workers: their deployment, and the automation that notices a worker lost mid-child
-        deployment = ensure_child_deployments({model.kind}, pool)[model.kind]
-        ensure_zombie_automation()
     parent_tags = {**run_tags(tags), tag.SWEEP: "parent"}  # its flow run (and deployment) as any run's
-    with runs.tracked_run(model, prints[0][0], prints[0][1] or ON_THE_WORKERS, None, tracking_uri,
-                              run_name or f"sweep of {len(points)}", parent_tags) as parent_id:
-        child_tags = {**(tags or {}), "mlflow.parentRunId": parent_id, tag.SWEEP: "child",
-                      **({tag.SWEEP_FLOW_RUN: str(flow_run.id)} if pool and flow_run.id else {})}
-        key = None if here else membership.digest_key(parent_id)
+    with runs.tracked_run(model, prints[0][0], prints[0][1] or ON_THE_WORKERS, None, mc,
+                          run_name or f"sweep of {len(points)}", parent_tags) as parent_id:
+        member = _member(parent_id, pool, here)
         try:
-            if deployment:
-                logger.info("%d children as runs of %s on work pool %r (MLflow run %s)", len(points), deployment,
-                            pool, parent_id)
-                children = remote.run_on_pool(points, [d for _, d in prints], deployment, tracking_uri,
-                                                    child_tags, metric, key)
-            else:
-                logger.info("%d children, %d at a time, %d BLAS thread(s) each (MLflow run %s)",
-                            len(points), workers, blas_threads(workers), parent_id)
-                children = run_children(points, [d for _, d in prints], tracking_uri, child_tags, metric, workers)
+            children = _train(points, [d for _, d in prints], mc, tags, member, metric, pool, parallel)
         except remote.Interrupted as stopped:
-            results.summarise(tracking_uri, parent_id, model.kind, stopped.children, metric, goal)
+            results.summarise(mc, parent_id, model.kind, stopped.children, metric, goal)
             if isinstance(stopped.cause, Exception):  # the server lost: the parent FAILED, naming it
                 raise runs.RunFailed(parent_id, str(stopped.cause)) from stopped.cause
             raise stopped.cause from None  # a stop: the parent KILLED, as the process was told
-        digest = prints[0][1] or _agreed(key, parent_id, tracking_uri)
-        result, best = results.conclude(tracking_uri, parent_id, model.kind, children, metric, goal)
+        digest = prints[0][1] or _agreed(member.data_key, parent_id, mc)
+        result, best = results.conclude(mc, parent_id, model.kind, children, metric, goal)
         if model.sweep.model_name and digest:
-            result.registry = champion.register_best(tracking_uri, parent_id, model.sweep.model_name, best, metric,
-                                                     goal, digest)
-    logger.info("best: %s (%s %s, MLflow run %s)", best.point.name, metric, best.score, best.run_id)
+            result.registry = champion.register_best(mc, parent_id, model.sweep.model_name, best, metric, goal,
+                                                     digest)
+    get_run_logger().info("best: %s (%s %s, MLflow run %s)", best.point.name, metric, best.score, best.run_id)
     return result
 
 
-def _agreed(key: str | None, parent_id: str, tracking_uri: str) -> str | None:
+def _member(parent_id: str, pool: str | None, here: bool) -> SweepMember:
+    """What the children are told of this sweep: its parent run; on a pool, its flow run and, when this machine
+    cannot read the data, the key the workers agree on its digest under."""
+    from prefect.runtime import flow_run
+
+    return SweepMember(parent_run_id=parent_id, flow_run_id=str(flow_run.id) if pool and flow_run.id else None,
+                       data_key=None if here else membership.digest_key(parent_id))
+
+
+def _train(points: list[GridPoint], digests: list[str | None], mc: MlflowClient, tags: dict[str, str] | None,
+           member: SweepMember, metric: str, pool: str | None, parallel: int | None) -> list[Child]:
+    """The children on the pool's workers (their deployment and the crash automation made first), or here."""
+    logger = get_run_logger()
+    if pool:
+        kind = points[0].validated().kind
+        deployment = ensure_child_deployments({kind}, pool)[kind]
+        ensure_zombie_automation()  # it notices a worker lost mid-child
+        logger.info("%d children as runs of %s on work pool %r (MLflow run %s)", len(points), deployment, pool,
+                    member.parent_run_id)
+        return remote.run_on_pool(points, digests, deployment, mc, tags, member, metric)
+    workers = max(1, min(parallel or os.cpu_count() or 1, len(points)))
+    logger.info("%d children, %d at a time, %d BLAS thread(s) each (MLflow run %s)", len(points), workers,
+                blas_threads(workers), member.parent_run_id)
+    return run_children(points, digests, mc, tags, member, metric, workers)
+
+
+def _agreed(key: str | None, parent_id: str, mc: MlflowClient) -> str | None:
     """The data digest the workers agreed on, recorded on the parent (None when no child read the data)."""
     digest = membership.forget_digest(key) if key else None
     if digest:
-        runs.client(tracking_uri).set_tag(parent_id, tag.DATA_DIGEST, digest)
+        mc.set_tag(parent_id, tag.DATA_DIGEST, digest)
     return digest
-
-

@@ -31,13 +31,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from mlflow.tracking import MlflowClient
 from prefect import get_run_logger
 
-from bpcore import kinds
 from bpcore.sweep import GridPoint
+from flows.experiments.membership import SweepMember
 from flows.runtime import outage
 from flows.sweep.child import Child
-from flows.tracking import metrics, runs
+from flows.tracking import runs
 from flows.tracking import tags as tag
 
 ATTEMPTS = 3  # a point whose worker dies is submitted again, at most this many times in all
@@ -91,8 +92,8 @@ def _why(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
 
 
-def run_on_pool(points: list[GridPoint], digests: list[str | None], deployment: str, tracking_uri: str,
-                tags: dict[str, str], metric: str, data_key: str | None) -> list[Child]:
+def run_on_pool(points: list[GridPoint], digests: list[str | None], deployment: str, mc: MlflowClient,
+                tags: dict[str, str] | None, member: SweepMember, metric: str) -> list[Child]:
     """Every grid point as a run of ``deployment``, outcomes in grid order.
 
     ``digests``: each point's data digest, when this machine has read the data (else None and
@@ -106,35 +107,34 @@ def run_on_pool(points: list[GridPoint], digests: list[str | None], deployment: 
     try:
         with get_client(sync_client=True) as client:
             for child in children:
-                submit(child, deployment, tags, data_key)
+                submit(child, deployment, tags, member)
             while not all(child.final for child in children):
                 time.sleep(POLL_SECONDS)
                 for child in refresh(client, children):
                     if child.state.is_crashed() and child.attempt < ATTEMPTS:
                         reason = f"flow run {child.flow_run_id} crashed: {child.state.message}"
-                        for run_id in fail_running(tracking_uri, str(child.flow_run_id), reason,
+                        for run_id in fail_running(mc, str(child.flow_run_id), reason,
                                                    child.point.config["experiment"]):
                             logger.warning("%s: MLflow run %s marked FAILED (%s)", child.point.name, run_id, reason)
                         logger.warning("%s: attempt %d of %d crashed; submitting it again", child.point.name,
                                        child.attempt, ATTEMPTS)
-                        submit(child, deployment, tags, data_key)
+                        submit(child, deployment, tags, member)
     except BaseException as exc:  # a stop (in a flow run SIGTERM is Prefect's TerminationSignal), the server lost
         why = runs.stop_reason(exc) or str(exc)
-        stop(children, tracking_uri, f"{why}: the sweep's children still to run were cancelled")
+        stop(children, mc, f"{why}: the sweep's children still to run were cancelled")
         if isinstance(exc, Exception) and not isinstance(exc, ServerLost):
             raise
-        raise Interrupted(_finished(children, tracking_uri, metric), exc) from exc
-    return [outcome(child, tracking_uri, metric) for child in children]
+        raise Interrupted(_finished(children, mc, metric), exc) from exc
+    return [outcome(child, mc, metric) for child in children]
 
 
-def _finished(children: list[Submitted], tracking_uri: str, metric: str) -> list[Child]:
+def _finished(children: list[Submitted], mc: MlflowClient, metric: str) -> list[Child]:
     """The outcomes MLflow holds of the children that ended, by their runs there (quickly).
 
     By MLflow's record, not Prefect's states: a child's run ends a few seconds before its flow run does.
     """
     done = []
     with outage.one_attempt():
-        mc = runs.client(tracking_uri)
         for child in children:
             if child.flow_run_id is None:
                 continue
@@ -142,20 +142,20 @@ def _finished(children: list[Submitted], tracking_uri: str, metric: str) -> list
                 ended = _runs_of(mc, str(child.flow_run_id), child.point.config["experiment"],
                                  " and attributes.status != 'RUNNING'")
                 if ended:
-                    done.append(_from_run(child.point, ended[0], mc, metric))
+                    done.append(Child.of_run(child.point, ended[0], mc, metric))
             except Exception:  # MLflow away as well
                 pass
     return done
 
 
-def submit(child: Submitted, deployment: str, tags: dict[str, str], data_key: str | None) -> None:
+def submit(child: Submitted, deployment: str, tags: dict[str, str] | None, member: SweepMember) -> None:
     """Create the point's next flow run (a subflow of the sweep); idempotent, so a retried request makes one."""
     from prefect.deployments import run_deployment
 
     child.attempt += 1
     parameters = {"config": child.point.config, "tags": tags, "run_name": child.point.name,
-                  "data_digest": child.digest, "data_key": data_key}
-    key = f"{tags['mlflow.parentRunId']}-{child.point.index}-{child.attempt}"
+                  "data_digest": child.digest, "sweep": member.model_dump()}
+    key = f"{member.parent_run_id}-{child.point.index}-{child.attempt}"
     flow_run = patiently(lambda: run_deployment(deployment, parameters=parameters, flow_run_name=child.point.name,
                                                 timeout=0, idempotency_key=key), f"submitting {child.point.name}")
     child.flow_run_id, child.state = flow_run.id, flow_run.state
@@ -177,7 +177,7 @@ def refresh(client, children: list[Submitted]) -> list[Submitted]:
     return became
 
 
-def stop(children: list[Submitted], tracking_uri: str, reason: str) -> None:
+def stop(children: list[Submitted], mc: MlflowClient, reason: str) -> None:
     """Cancel every child not final (one quick request each) and mark its MLflow run KILLED with ``reason``.
 
     Plain requests of a few seconds, not Prefect's client, which retries each for a minute: this
@@ -198,7 +198,6 @@ def stop(children: list[Submitted], tracking_uri: str, reason: str) -> None:
         if url:  # a child the server could not be told of finds its sweep over when it starts (sweep_gone)
             request("POST", f"{url.rstrip('/')}/flow_runs/{child.flow_run_id}/set_state", prefect_api.headers(auth),
                     {"state": state, "force": True}, timeout=3)
-    mc = runs.client(tracking_uri)
     with outage.one_attempt():
         for child in waiting:
             try:
@@ -216,9 +215,8 @@ def _runs_of(mc, flow_run_id: str, experiment: str, extra: str = ""):
     return mc.search_runs([found.experiment_id], f"tags.`{tag.FLOW_RUN}` = '{flow_run_id}'{extra}")
 
 
-def fail_running(tracking_uri: str, flow_run_id: str, reason: str, experiment: str) -> list[str]:
+def fail_running(mc: MlflowClient, flow_run_id: str, reason: str, experiment: str) -> list[str]:
     """Mark FAILED the RUNNING MLflow runs a crashed flow run left in ``experiment``; their ids."""
-    mc = runs.client(tracking_uri)
     failed = []
     for run in _runs_of(mc, flow_run_id, experiment, " and attributes.status = 'RUNNING'"):
         runs.mark_failed(mc, run.info.run_id, "failed", reason)
@@ -226,9 +224,8 @@ def fail_running(tracking_uri: str, flow_run_id: str, reason: str, experiment: s
     return failed
 
 
-def outcome(child: Submitted, tracking_uri: str, metric: str) -> Child:
+def outcome(child: Submitted, mc: MlflowClient, metric: str) -> Child:
     """The Child a worker trained: read from its MLflow run, or the flow run's failure when it opened none."""
-    mc = runs.client(tracking_uri)
     config = child.point.validated()
     found = _runs_of(mc, str(child.flow_run_id), config.experiment)
     state = child.state
@@ -236,14 +233,7 @@ def outcome(child: Submitted, tracking_uri: str, metric: str) -> Child:
         message = state.message or state.name
         status = "cancelled" if state.is_cancelled() else "failed"
         return Child(child.point, None, status, f"flow run {child.flow_run_id} {state.name.lower()}: {message}")
-    return _from_run(child.point, found[0], mc, metric)
-
-
-def _from_run(point: GridPoint, run, mc, metric: str) -> Child:
-    status = run.data.tags.get(tag.STATUS, "failed")
-    curve = metrics.history(mc, run.info.run_id, kinds.get(point.validated().kind).curve[0]).tolist()
-    score = run.data.metrics.get(metric) if status == "finished" else None
-    return Child(point, run.info.run_id, status, run.data.tags.get(tag.FAILURE_REASON), score, curve)
+    return Child.of_run(child.point, found[0], mc, metric)
 
 
 # -- the child's side, in the flow a worker runs --------------------------------------------------

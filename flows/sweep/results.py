@@ -7,14 +7,14 @@ import csv
 import io
 from typing import Any
 
-import mlflow
+from mlflow.tracking import MlflowClient
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel
 
 from bpcore import kinds
 from bpcore import sweep as grid
-from flows.experiments.skeleton import logging_task
+from flows.experiments.pipeline import logging_task
 from flows.runtime import outage
 from flows.sweep.child import Child
 from flows.tracking import metrics, runs
@@ -41,18 +41,17 @@ def _cell(value):
 
 
 @logging_task
-def log_comparison(tracking_uri: str, parent_id: str, kind: str, children: list[Child], metric: str,
+def log_comparison(mc: MlflowClient, parent_id: str, kind: str, children: list[Child], metric: str,
                    best: Child | None) -> None:
     """The parent's table (MLflow table + CSV), every child's curve on one plot, counts and the best child."""
     from flows.experiments import plots
 
-    mc = runs.client(tracking_uri)
     rows = table(children, metric)
-    mlflow.log_table({key: [row[key] for row in rows] for key in rows[0]}, artifact_file="sweep/results.json")
-    mlflow.log_text(_csv(rows), "sweep/results.csv")
+    mc.log_table(parent_id, {key: [row[key] for row in rows] for key in rows[0]}, artifact_file="sweep/results.json")
+    mc.log_text(parent_id, _csv(rows), "sweep/results.csv")
     key, xlabel = kinds.get(kind).curve
     curves = [(c.point.name, c.curve, c.status) for c in children if c.curve]
-    mlflow.log_figure(plots.sweep_curves(curves, key, xlabel), "plots/sweep.png")
+    mc.log_figure(parent_id, plots.sweep_curves(curves, key, xlabel), "plots/sweep.png")
     values = {"children": len(children), **_counts(children)}
     if best is not None:
         values[best_name(metric)] = best.score
@@ -79,13 +78,13 @@ def _csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def summarise(tracking_uri: str, parent_id: str, kind: str, children: list[Child], metric: str, goal: str) -> None:
+def summarise(mc: MlflowClient, parent_id: str, kind: str, children: list[Child], metric: str, goal: str) -> None:
     """On a stop, the parent's comparison of the children that ended (quickly; not through Prefect's API)."""
     if not children:
         return
     try:
         with outage.one_attempt(timeout=10):
-            log_comparison.fn(tracking_uri, parent_id, kind, children, metric, best_child(children, goal))
+            log_comparison.fn(mc, parent_id, kind, children, metric, best_child(children, goal))
     except Exception as exc:  # the store is away too: the stop goes on
         get_run_logger().warning("could not log the comparison of the %d children that ended: %s", len(children), exc)
 
@@ -107,14 +106,14 @@ class SweepResult(BaseModel):
     registry: str | None = None
 
 
-def conclude(tracking_uri: str, parent_id: str, kind: str, children: list[Child], metric: str,
+def conclude(mc: MlflowClient, parent_id: str, kind: str, children: list[Child], metric: str,
              goal: str) -> tuple[SweepResult, Child]:
     """Log the comparison on the parent and the results table as a Prefect artifact; the result and the best child.
 
     No child with a score: RunFailed, carrying the result, so the parent is marked FAILED with the counts.
     """
     best = best_child(children, goal)
-    log_comparison(tracking_uri, parent_id, kind, children, metric, best)
+    log_comparison(mc, parent_id, kind, children, metric, best)
     rows = table(children, metric)
     create_table_artifact(table=rows, key="sweep-results",
                           description=f"sweep {parent_id}: {metric} ({goal}) per grid point")

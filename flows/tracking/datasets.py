@@ -31,8 +31,8 @@ def _dataset_source(source: str):
     """(name, DatasetSource) for a file or directory path, or for a ``scheme:...`` description."""
     if not Path(source).is_absolute():  # generated:..., bundled:...
         return source.split("?")[0], CodeDatasetSource({"source": source})
-    # MLflow 3.17 registers its local-file source twice and warns that a path is ambiguous
-    # between the two (identical) classes; the resolution itself is right.
+    # MLflow registers its local-file source twice and warns that a path is ambiguous between
+    # the two (identical) classes; the resolution itself is right.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return Path(source).name, resolve_dataset_source(Path(source).as_uri())

@@ -22,8 +22,8 @@ def unbroken(mc: MlflowClient):
     """A context in which Ctrl-C and signals wait for the block's writes to ``mc``'s store to end.
 
     A database store (SQLite, Postgres) is written by this process itself: a stop raised inside
-    one of its transactions leaves the connection holding the database's lock (measured on SQLite:
-    2 of 200 stops), and the run can then no longer be marked. A server's request can be cut.
+    one of its transactions can leave the connection holding the database's lock, and the run can
+    then no longer be marked. A server's request can be cut.
     """
     return nullcontext() if str(mc.tracking_uri).startswith(("http:", "https:")) else stops.signals_held()
 

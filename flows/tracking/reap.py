@@ -9,10 +9,9 @@ import contextlib
 import os
 import socket
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
+from flows.tracking import store
 from flows.tracking import tags as tag
-from flows.tracking.store import _sqlite_path, check_store, ensure_store
 
 # A live process counts as a reused pid only if it started this long after the run: the two times come
 # from different clocks (boot ticks vs wall clock), and marking a live run FAILED cannot be undone.
@@ -20,20 +19,20 @@ _CLOCK_SLACK_S = 60
 WORKER_TAG = tag.WORKER
 
 
-def reap(uri: str, experiment_ids: list[str] | None = None) -> list[tuple[str, str]]:
+def reap(uri: str, experiment_ids: list[str] | None = None, checked: bool = False) -> list[tuple[str, str]]:
     """Mark FAILED the RUNNING runs whose training process on this host is gone; returns [(run_id, reason)].
 
     A run is this host's when its ``bp.worker`` tag is ``<this hostname>:<pid>``; it is orphaned when that
     pid is dead, a zombie, or (where /proc tells) a process that started after the run did (pid reuse).
     Runs of other hosts, and runs without the tag, are left alone. ``experiment_ids`` None means all.
-    Raises InputError only as ``check_store`` does; a store MLflow cannot search gives [].
+    The store is checked first (InputError, as ``check_store`` raises), unless the caller just did
+    (``checked``); one MLflow cannot search gives [].
     """
-    check_store(uri)
-    if urlsplit(uri).scheme.lower() == "sqlite":
-        path = _sqlite_path(uri)
-        if path is None or not os.path.isfile(path):
-            return []  # nothing recorded there, and reaping must not create a store
-        ensure_store(uri)  # an old schema is migrated once, not by each bp at once
+    if not store.exists(uri):
+        return []  # nothing recorded there, and reaping must not create a store
+    if not checked:
+        store.check_store(uri)
+        store.ensure_store(uri)  # an old schema is migrated once, not by each bp at once
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 

@@ -46,17 +46,17 @@ class Diverged(RunFailed):
 
 
 def client(uri: str | None = None) -> MlflowClient:
-    """A client for ``uri`` (resolved as above), also made the fluent API's tracking URI."""
+    """The client of a run or a sweep, for ``uri`` (else MLFLOW_TRACKING_URI, else sqlite:///mlflow.db); its URI
+    is also made the fluent API's, which opens the run and logs models and datasets into it."""
     uri = resolve_tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
     return MlflowClient(uri)
 
 
 @contextmanager
-def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None,
-                tracking_uri: str | None = None, run_name: str | None = None,
-                extra_tags: dict[str, str] | None = None) -> Iterator[str]:
-    """Open an MLflow run that records config and data; yield its id; always end it.
+def tracked_run(config, source: str, digest: str, dataset: Dataset | None, mc: MlflowClient,
+                run_name: str | None = None, extra_tags: dict[str, str] | None = None) -> Iterator[str]:
+    """Open an MLflow run through ``mc`` that records config and data; yield its id; always end it.
 
     ``source`` and ``digest`` identify the training data (its path and sha256); ``dataset`` is
     logged as the run's training input; ``extra_tags`` (e.g. ``bp.reproduces``) are added.
@@ -64,7 +64,6 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None
     An exception inside the block marks the run FAILED (KILLED for Ctrl-C and signals), tags the reason,
     and is re-raised as RunFailed so the caller still learns the run id.
     """
-    mc = client(tracking_uri)
     experiment_id = experiment_id_of(mc, config.experiment)
     tags = {
         tag.KIND: config.kind,
@@ -80,8 +79,8 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None = None
     run_id = run.info.run_id
     try:
         log_params(mc, run_id, cfgmod.flatten(cfgmod.to_dict(config)))
-        mlflow.log_text(cfgmod.to_yaml(config), "config.yaml")
-        mlflow.log_dict(environment(), "environment.json")
+        mc.log_text(run_id, cfgmod.to_yaml(config), "config.yaml")
+        mc.log_dict(run_id, environment(), "environment.json")
         if dataset is not None:
             # MLflow checks for the dataset, then inserts it: runs logging the same new dataset at
             # once (a sweep's children) can hit its UNIQUE constraint; by the retry it exists

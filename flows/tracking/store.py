@@ -22,9 +22,10 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from bpcore.errors import InputError
+from flows.runtime.http import redacted
 
 # SQLAlchemy scheme -> port used when the URI names none
 _DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
@@ -50,7 +51,7 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
     if not uri.strip():
         problem = "it is empty"
     elif scheme == "sqlite":
-        problem = _sqlite_problem(_sqlite_path(uri)) if uri[6:9] == "://" else "expected sqlite:///<file>"
+        problem = _sqlite_problem(sqlite_path(uri)) if uri[6:9] == "://" else "expected sqlite:///<file>"
     elif scheme in ("http", "https"):
         problem = _http_problem(uri, timeout)
     elif scheme.partition("+")[0] in _DB_PORTS:
@@ -69,10 +70,10 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
         problem = (f"unknown tracking URI scheme '{scheme}'{hint}; expected sqlite:///, http(s)://, postgresql://, "
                    "mysql://, mssql://, databricks, file: or a directory")
     if problem:
-        raise InputError(f"tracking URI {_redacted(uri)}: {problem}")
+        raise InputError(f"tracking URI {redacted(uri)}: {problem}")
 
 
-def _sqlite_path(uri: str) -> str | None:
+def sqlite_path(uri: str) -> str | None:
     """The database file of a ``sqlite:///`` URI (relative to the cwd, as SQLAlchemy opens it); None if in memory."""
     path = unquote(uri.split("://", 1)[1].partition("?")[0])
     path = path[1:] if path.startswith("/") else path  # sqlite:///rel.db -> rel.db, sqlite:////abs -> /abs
@@ -229,12 +230,12 @@ def _plugin_schemes() -> set[str]:
     return {ep.name for ep in entry_points(group="mlflow.tracking_store")}
 
 
-def _redacted(uri: str) -> str:
-    """``uri`` with any password replaced by ***, fit for an error message."""
-    parts = urlsplit(uri)
-    if not parts.password:
-        return uri
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+def exists(uri: str) -> bool:
+    """Whether the store is there: for SQLite, whether its file exists (any other store is a server or a database)."""
+    if urlsplit(uri).scheme.lower() != "sqlite":
+        return True
+    path = sqlite_path(uri)
+    return path is not None and os.path.isfile(path)
 
 
 def ensure_store(uri: str) -> None:
@@ -245,7 +246,7 @@ def ensure_store(uri: str) -> None:
     client's ``./mlruns`` at the cwd), and the others find them made. The lock file is left in place.
     Other URIs: nothing to do (a server, or whoever runs the database, migrates those).
     """
-    if urlsplit(uri).scheme.lower() != "sqlite" or (path := _sqlite_path(uri)) is None or _has_schema(path):
+    if urlsplit(uri).scheme.lower() != "sqlite" or (path := sqlite_path(uri)) is None or _has_schema(path):
         return
     from filelock import FileLock, Timeout
 
@@ -266,7 +267,7 @@ def _has_schema(path: str) -> bool:
 
     MLflow stamps each migration as it goes (alembic), so a store stamped with the installed MLflow's
     head revision is complete, and one another process is creating or migrating right now is not.
-    Read-only, without waiting, and without importing MLflow (about 1.5 s before Prefect could start).
+    Read-only, without waiting, and without importing MLflow (slow to import, before Prefect could start).
     """
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return False
