@@ -164,13 +164,13 @@ def _serve(args) -> int:
 
     prefect_api.require("bp serve registers its schedules on a Prefect server that outlives it")
 
-    for name, config in named:
-        flow, _ = deploy.flow_and_parameters(config, name)
-        print(f"bp: serving {flow.name}/{deploy.served_name(name)}: {deploy.describe(config)}", file=sys.stderr)
     import signal
 
+    def announce(line: str) -> None:
+        print(f"bp: serving {line}", file=sys.stderr)
+
     # serving ends only when the process is told to stop: say so, with the signal's exit code
-    raise exits.Stopped(getattr(signal, deploy.serve(named)))
+    raise exits.Stopped(getattr(signal, deploy.serve(named, announce)))
 
 
 def _reproduce(args) -> int:

@@ -10,6 +10,7 @@ a sweep config, the child deployments its points run as (``flows.sweep.child_dep
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -83,9 +84,9 @@ def deploy(configs: list[tuple[str, Config]], pool: str, create_pool: bool = Fal
     ensure_zombie_automation()
     names = []
     for name, config in configs:
-        to_deployment(config, name, pool).apply(work_pool_name=pool)
-        flow, _ = flow_and_parameters(config, name)
-        names.append(f"{flow.name}/{name}")
+        deployment = to_deployment(config, name, pool)
+        deployment.apply(work_pool_name=pool)
+        names.append(f"{deployment.flow_name}/{name}")
     sweeps = {config.kind for _, config in configs if config.sweep is not None}
     if sweeps:
         ensure_child_deployments(sweeps, pool)
@@ -103,8 +104,9 @@ def describe(config: Config) -> str:
     return f"{when}, overlapping runs {overlap}"
 
 
-def serve(configs: list[tuple[str, Config]]) -> str:
-    """Run the configs' schedules from this process until it is stopped (Prefect's runner; no work pool).
+def serve(configs: list[tuple[str, Config]], announce: Callable[[str], None] = print) -> str:
+    """Run the configs' schedules from this process until it is stopped (Prefect's runner; no work pool);
+    ``announce`` is told each deployment served, with its schedule.
 
     Returns the signal that stopped it (``SIGTERM``, ``SIGINT``). On SIGTERM Prefect's runner
     takes no more runs, cancels those it runs (their flows see the signal and mark their MLflow
@@ -123,7 +125,9 @@ def serve(configs: list[tuple[str, Config]]) -> str:
 
     runner = _Runner(pause_on_shutdown=True)
     for name, config in configs:
-        runner.add_deployment(to_deployment(config, served_name(name)))
+        deployment = to_deployment(config, served_name(name))
+        announce(f"{deployment.flow_name}/{deployment.name}: {describe(config)}")
+        runner.add_deployment(deployment)
     try:
         asyncio.run(runner.start())
     except KeyboardInterrupt:

@@ -16,11 +16,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from flows.runtime import waiting
+from flows.runtime.http import request
 
 HOST = "127.0.0.1"
 # loop services for deployments, schedules and workers: a server that lives for one bp run has none
@@ -38,22 +39,21 @@ class Server:
 
     def wait_ready(self, timeout: float) -> None:
         """Until its API answers; RuntimeError quoting its log if it exits or does not answer within ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                what = (f"exited with code {self.proc.returncode}" if self.proc.poll() is not None
-                        else f"did not answer within {timeout:g} s")
-                tail = self.log.read_text(errors="replace").strip().splitlines()[-5:]
-                self.stop()
-                raise RuntimeError(f"Prefect's temporary server {what} (PREFECT_SERVER_EPHEMERAL_STARTUP_"
-                                   f"TIMEOUT_SECONDS bounds its start): {' | '.join(tail)}")
-            time.sleep(0.1)
+        def state() -> str:
+            """``up``, ``exited`` or ``starting``."""
+            if request("GET", f"{self.api_url}/health", timeout=2)[0] == 200:
+                return "up"
+            return "exited" if self.proc.poll() is not None else "starting"
+
+        found = waiting.poll(state, lambda s: s != "starting", timeout, every=0.1)
+        if found == "up":
+            return
+        what = (f"exited with code {self.proc.returncode}" if found == "exited"
+                else f"did not answer within {timeout:g} s")
+        tail = self.log.read_text(errors="replace").strip().splitlines()[-5:]
+        self.stop()
+        raise RuntimeError(f"Prefect's temporary server {what} (PREFECT_SERVER_EPHEMERAL_STARTUP_"
+                           f"TIMEOUT_SECONDS bounds its start): {' | '.join(tail)}")
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 5 s; its log is removed."""

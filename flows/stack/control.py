@@ -16,11 +16,11 @@ import secrets
 import shlex
 import socket
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from bpcore.errors import InputError
+from flows.runtime import waiting
 from flows.runtime.http import basic, request
 from flows.stack import checks, procs
 from flows.stack import db as stack_db
@@ -146,19 +146,19 @@ def _start_workers(directory: Path, records: list[dict], n: int, api: str, track
 
 def _wait(records: list[dict], ready: Callable[[dict], bool], verbose: bool) -> None:
     """Until each record is ready; a StackError naming the one that died or did not answer in time."""
-    deadline = time.monotonic() + START_TIMEOUT
     pending = list(records)
-    while pending:
+
+    def still_pending() -> list[dict]:
         for record in list(pending):
             if not procs.alive(record):
                 raise StackError(_failure(record, "exited while starting", verbose))
             if ready(record):
                 pending.remove(record)
                 _progress(f"{record['name']} is up (pid {record['pid']})")
-        if pending and time.monotonic() > deadline:
-            raise StackError(_failure(pending[0], f"not ready after {START_TIMEOUT:g} s", verbose))
-        if pending:
-            time.sleep(0.5)
+        return pending
+
+    if waiting.poll(still_pending, lambda left: not left, START_TIMEOUT, every=0.5):
+        raise StackError(_failure(pending[0], f"not ready after {START_TIMEOUT:g} s", verbose))
 
 
 def _failure(record: dict, what: str, verbose: bool) -> str:
@@ -236,17 +236,12 @@ def _drain(records: list[dict], grace: float, headers: dict[str, str]) -> None:
         for run in runs:
             svc.cancel_run(api, headers, run["id"], "bp stack down: the stack is stopping")
         # until each is Cancelled: its worker reports that after the flow-run process has exited
-        deadline = time.monotonic() + STOP_GRACE
-        while runs and time.monotonic() < deadline:
-            time.sleep(1)
-            runs = [run for run in runs if not svc.run_finished(api, headers, run["id"])]
+        waiting.poll(lambda: [run for run in runs if not svc.run_finished(api, headers, run["id"])],
+                     lambda left: not left, STOP_GRACE, every=1)
 
 
 def _until_done(api: str, headers: dict, timeout: float) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while (runs := svc.runs_in_flight(api, headers)) and time.monotonic() < deadline:
-        time.sleep(1)
-    return runs
+    return waiting.poll(lambda: svc.runs_in_flight(api, headers), lambda runs: not runs, timeout, every=1)
 
 
 def status(args: argparse.Namespace) -> bool:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bpcore.errors import InputError
+from flows.runtime import processes, waiting
 from flows.runtime.stops import signals_held
 
 PIDS_FILE = "pids.json"
@@ -27,21 +28,10 @@ class StackError(Exception):
     """A service did not start or stop; the message names it and quotes its log. Exit code 1."""
 
 
-def _stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (index 0 is the state); None if no such process."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return text[text.rindex(")") + 2:].split()
-
-
 def start_time(pid: int) -> int | None:
     """When ``pid`` started (clock ticks since boot), or None when it is gone or a zombie."""
-    fields = _stat(pid)
-    if fields is None or fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
+    found = processes.stat(pid)
+    return found.start if found is not None and found.alive else None
 
 
 def ours(record: dict) -> bool:
@@ -67,14 +57,12 @@ def group(record: dict) -> list[int]:
     leader = start_time(record["pid"])
     if leader is not None and leader != record["start"]:
         return []
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat(int(entry.name))
-            if fields and fields[0] not in ("Z", "X") and int(fields[2]) == record["pid"] \
-                    and int(fields[19]) >= record["start"]:
-                pids.append(int(entry.name))
-    return pids
+    members = []
+    for pid in processes.pids():
+        found = processes.stat(pid)
+        if found is not None and found.alive and found.group == record["pid"] and found.start >= record["start"]:
+            members.append(pid)
+    return members
 
 
 def spawn(records: list[dict], name: str, argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = None,
@@ -102,15 +90,14 @@ def stop(records: list[dict], timeout: float) -> list[dict]:
     """SIGTERM each record's process group, wait up to ``timeout`` s, then SIGKILL what is left; what was killed."""
     for record in records:
         _signal_group(record, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(group(r) for r in records):
-        time.sleep(0.2)
+    def running() -> bool:
+        return any(group(r) for r in records)
+
+    waiting.poll(running, lambda busy: not busy, timeout, every=0.2)
     killed = [r for r in records if group(r)]
     for record in killed:
         _signal_group(record, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(group(r) for r in records):
-        time.sleep(0.1)
+    waiting.poll(running, lambda busy: not busy, 10, every=0.1)
     return killed
 
 

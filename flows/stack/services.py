@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from bpcore.dataroot import VARIABLE as DATA_ROOT
+from flows.runtime import blas
 from flows.runtime.http import request
 from flows.stack.db import Postgres
 from flows.stack.procs import StackError
@@ -66,17 +67,9 @@ def mlflow_server(directory: Path, port: int, pg: Postgres | None, keys: Secrets
     return argv, env
 
 
-BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
 def blas_threads(workers: int) -> dict[str, str]:
-    """Each of ``workers`` workers on this machine gets its share of the cores for its BLAS threads.
-
-    OpenBLAS threads spin while they wait: workers whose threads outnumber the cores run a sweep
-    slower than fewer workers would (docs/performance.md). Variables already set are kept.
-    """
-    share = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
-    return {name: os.environ.get(name, share) for name in BLAS_VARIABLES}
+    """Each of ``workers`` workers on this machine gets its share of the cores for its BLAS threads."""
+    return blas.environment(workers)
 
 
 def worker(directory: Path, name: str, api: str, tracking: str, keys: Secrets, workers: int = 1,

@@ -30,6 +30,7 @@ from flows.experiments import membership, pipeline
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import RunResult, run_tags
 from flows.experiments.registry import flow_for
+from flows.runtime import blas
 from flows.server.automations import ensure_zombie_automation
 from flows.sweep import champion, remote, results
 from flows.sweep.child import Child, ChildFailed
@@ -74,15 +75,10 @@ def run_child(point: GridPoint, mc: MlflowClient, tags: dict[str, str] | None, d
     return Failed(message=str(failed), data=failed)
 
 
-def blas_threads(workers: int) -> int:
-    """BLAS threads per child: the cores shared out, at least one each."""
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
 def run_children(points: list[GridPoint], digests: list[str], mc: MlflowClient, tags: dict[str, str] | None,
                  member: SweepMember, metric: str, workers: int) -> list[Child]:
     """Every grid point on ``workers`` threads here (BLAS threads shared out), outcomes in grid order."""
-    with threadpool_limits(limits=blas_threads(workers), user_api="blas"), \
+    with threadpool_limits(limits=blas.share(workers), user_api="blas"), \
             ThreadPoolTaskRunner(max_workers=workers) as runner:
         futures = [runner.submit(run_child, {"point": p, "mc": mc, "tags": tags, "data_digest": digest,
                                              "member": member, "metric": metric})
@@ -161,7 +157,7 @@ def _train(points: list[GridPoint], digests: list[str | None], mc: MlflowClient,
         return remote.run_on_pool(points, digests, deployment, mc, tags, member, metric)
     workers = max(1, min(parallel or os.cpu_count() or 1, len(points)))
     logger.info("%d children, %d at a time, %d BLAS thread(s) each (MLflow run %s)", len(points), workers,
-                blas_threads(workers), member.parent_run_id)
+                blas.share(workers), member.parent_run_id)
     return run_children(points, digests, mc, tags, member, metric, workers)
 
 

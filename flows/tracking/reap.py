@@ -10,6 +10,7 @@ import os
 import socket
 from datetime import UTC, datetime
 
+from flows.runtime import processes
 from flows.tracking import store
 from flows.tracking import tags as tag
 
@@ -89,21 +90,8 @@ def _is_orphan(worker: str, host: str, run_start_ms: int) -> bool:
         return True
     except PermissionError:
         pass  # alive, another user's
-    stat = _proc_stat(pid)
-    if stat is None:  # no /proc: liveness is all we know
+    found = processes.stat(pid)
+    started = processes.started_at(found.start) if found is not None else None
+    if found is None or started is None:  # no /proc: liveness is all we know
         return False
-    state, started = stat
-    return state == "Z" or started > run_start_ms / 1000 + _CLOCK_SLACK_S
-
-
-def _proc_stat(pid: int) -> tuple[str, float] | None:
-    """(state letter, start time in seconds since the epoch) of process ``pid`` from /proc; None if unknown."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()  # after the name, which may hold spaces and ")"
-        with open("/proc/stat") as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-        # fields[0] is field 3 of proc(5), the state; field 22, starttime, is in clock ticks since boot
-        return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, StopIteration, IndexError, ValueError):
-        return None
+    return found.state == "Z" or started > run_start_ms / 1000 + _CLOCK_SLACK_S

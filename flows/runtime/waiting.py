@@ -1,0 +1,27 @@
+"""Waiting with a deadline: ask again every few moments until the answer is the one awaited, or time is up."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def poll(ask: Callable[[], T], done: Callable[[T], bool], timeout: float, every: float) -> T:
+    """``ask()`` every ``every`` s until ``done`` of its answer is true or ``timeout`` s have passed; the last answer.
+
+    ``ask`` is called at least once, and once more at the deadline, so a timeout still reports the
+    state it ended in. An exception from ``ask`` ends the wait (it is how an awaited process that
+    died says so).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = ask()
+        if done(answer):
+            return answer
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return answer
+        time.sleep(min(every, left))
