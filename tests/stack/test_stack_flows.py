@@ -1,0 +1,333 @@
+"""The flows on real servers: Postgres, the MLflow server, the Prefect server and two workers, started once
+per session by ``bp stack up`` on free 127.0.0.1 ports (tests/stack_fixtures.py): scheduled runs, bp serve,
+sweeps on workers, a worker killed mid-child, the MLflow server restarted mid-run, and reproduction here of a
+worker's child."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from support import REPO, python_env
+
+pytestmark = pytest.mark.stack
+
+LINREG = str(REPO / "configs" / "linreg.yaml")
+LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
+MNIST_SWEEP = str(REPO / "configs" / "mnist_lr_sweep.yaml")
+# the scheduler looks for due runs every 60 s, a worker for work every 10 s: too slow for a test
+FAST_SERVICES = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2", "PREFECT_WORKER_QUERY_SECONDS": "2"}
+
+
+def bp(*argv: str, env: dict, cwd, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *argv], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def servers(stack, tmp_path_factory):
+    """The session's ``bp stack up`` (two workers, on the private Postgres), as the environment a client needs.
+
+    This module runs after tests/test_stack.py (file order): it kills a worker and restarts the MLflow
+    server, which that module's checks of the running stack must not see.
+    """
+    where = tmp_path_factory.mktemp("clients")
+    return {"env": {**python_env(), **FAST_SERVICES, **stack.env}, "dir": stack.dir, "cwd": where, **stack.env}
+
+
+def last_run_id(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("run_id: "), done.stdout[-2000:]
+    return last.removeprefix("run_id: ")
+
+
+def prefect_settings(servers) -> dict[str, str]:
+    return {"api.url": servers["PREFECT_API_URL"], "api.auth_string": servers["PREFECT_API_AUTH_STRING"]}
+
+
+@contextmanager
+def prefect_client(servers):
+    """A Prefect client of the stack's server (Prefect read its settings at import: the env var alone won't do)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import temporary_settings
+
+    with temporary_settings(updates=prefect_settings(servers)), get_client(sync_client=True) as prefect:
+        yield prefect
+
+
+def client(servers) -> MlflowClient:
+    return MlflowClient(servers["MLFLOW_TRACKING_URI"])
+
+
+def runs_of(mc: MlflowClient, experiment: str, where: str = "") -> list:
+    found = mc.get_experiment_by_name(experiment)
+    return mc.search_runs([found.experiment_id], where) if found else []
+
+
+def worker_flow_runs(servers) -> dict[str, set[str]]:
+    """The flow run ids each worker submitted, from their logs."""
+    taken = {}
+    for log in (servers["dir"] / "logs").glob("worker*.log"):
+        lines = log.read_text(errors="replace").splitlines()
+        taken[log.stem] = {line.rsplit("'", 2)[-2] for line in lines if "submitting flow run" in line}
+    return taken
+
+
+def test_stack_up_made_the_automation_that_crashes_silent_flow_runs(servers):
+    from prefect.automations import Automation
+    from prefect.settings import temporary_settings
+
+    from flows.server.automations import ZOMBIE_AUTOMATION
+
+    with temporary_settings(updates=prefect_settings(servers)):
+        automation = Automation.read(name=ZOMBIE_AUTOMATION)  # (through the same settings as prefect_client)
+    assert automation.enabled and automation.trigger.posture == "Proactive"
+    assert automation.trigger.after == {"prefect.flow-run.heartbeat"}
+    assert automation.actions[0].state.value == "CRASHED"
+
+
+def test_deploy_moves_deployments_of_the_old_flat_layout_to_the_new_module_paths(servers, tmp_path):
+    """A server holding deployments registered before flows/ had packages (``flows.linreg.linreg``, ...): bp deploy
+    points them, the sweep's child deployment included, at the modules that exist now."""
+    line, sweep = tmp_path / "moved.yaml", tmp_path / "moved_sweep.yaml"
+    line.write_text(Path(LINREG).read_text())
+    sweep.write_text(Path(LINREG_SWEEP).read_text())
+    old = {("linreg", "moved"): "flows.linreg.linreg", ("sweep", "moved_sweep"): "flows.sweep.sweep",
+           ("linreg", "sweep-child-moved"): "flows.linreg.linreg"}
+    made = bp("deploy", str(line), "--pool", "moved", "--create-pool", env=servers["env"], cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    try:
+        with prefect_client(servers) as prefect:
+            for (flow_name, name), entrypoint in old.items():
+                prefect.create_deployment(prefect.create_flow_from_name(flow_name), name, entrypoint=entrypoint,
+                                          work_pool_name="moved")
+            assert prefect.read_deployment_by_name("linreg/moved").entrypoint == "flows.linreg.linreg"
+        deployed = bp("deploy", str(line), str(sweep), "--pool", "moved", env=servers["env"], cwd=tmp_path)
+        assert deployed.returncode == 0, deployed.stderr[-3000:]
+        with prefect_client(servers) as prefect:
+            now = {key: prefect.read_deployment_by_name("/".join(key)).entrypoint for key in old}
+    finally:  # the other tests see the session's server with its one pool, bp
+        from prefect.exceptions import ObjectNotFound
+
+        with prefect_client(servers) as prefect:
+            for key in old:
+                with contextlib.suppress(ObjectNotFound):
+                    prefect.delete_deployment(prefect.read_deployment_by_name("/".join(key)).id)
+            prefect.delete_work_pool("moved")
+    assert now == {("linreg", "moved"): "flows.experiments.linreg.linreg",
+                   ("sweep", "moved_sweep"): "flows.sweep.flow.sweep",
+                   ("linreg", "sweep-child-moved"): "flows.experiments.linreg.linreg"}
+
+
+def test_a_scheduled_run_is_trained_by_a_worker(servers, tmp_path):
+    config = tmp_path / "every_few_seconds.yaml"
+    config.write_text(Path(LINREG).read_text() + "schedule:\n  interval: 10\n")
+    deployed = bp("deploy", str(config), "--set", "experiment=scheduled", env=servers["env"], cwd=tmp_path)
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    assert "linreg/every_few_seconds: every 10 s, overlapping runs skipped, work pool 'bp'" in deployed.stdout
+    again = bp("deploy", str(config), "--set", "experiment=scheduled", env=servers["env"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+
+    mc, deadline, finished = client(servers), time.monotonic() + 180, []
+    while not finished and time.monotonic() < deadline:
+        finished = runs_of(mc, "scheduled", "attributes.status = 'FINISHED'")
+        time.sleep(2)
+    assert finished, "no scheduled run finished within 3 minutes"
+    run = finished[0]
+    assert run.data.tags["bp.deployment"] == "every_few_seconds" and run.data.tags["bp.status"] == "finished"
+    assert [m.step for m in mc.get_metric_history(run.info.run_id, "cost")] == list(range(1001))
+    assert any(m.model_id for m in (run.outputs.model_outputs if run.outputs else []))
+
+    with prefect_client(servers) as prefect:
+        deployments = [d for d in prefect.read_deployments() if d.name == "every_few_seconds"]
+        assert len(deployments) == 1 and len(deployments[0].schedules) == 1  # deployed twice: updated
+        # overlap: skip (the default): one run at a time, a due run cancelled while the previous one runs
+        limit = deployments[0].concurrency_limit or getattr(deployments[0], "global_concurrency_limit", None)
+        assert getattr(limit, "limit", limit) == 1, limit
+        assert deployments[0].concurrency_options.collision_strategy.value == "CANCEL_NEW"
+        prefect.pause_deployment(deployments[0].id)  # stop the schedule for the other tests (deleting it under a
+        # running flow run makes the server fail to release the run's concurrency slot)
+
+
+def test_bp_serve_runs_schedules_and_stops_on_sigterm(servers, tmp_path):
+    """Quick chains finish; a long network is running when SIGTERM comes: exit 143 within seconds, its flow run
+    cancelled and its MLflow run KILLED, no process left; bp deploy's deployment of the same config untouched."""
+    import yaml
+    from test_signals import alive, children_of
+
+    chain, net = tmp_path / "served.yaml", tmp_path / "served_net.yaml"
+    for path, base, changes in ((chain, "chain", {"experiment": "served", "schedule": {"interval": 10}}),
+                                (net, "mnist", {"experiment": "served-net", "schedule": {"interval": 3600},
+                                                "data": {"limit": 1000}})):
+        config = {**yaml.safe_load((REPO / "configs" / f"{base}.yaml").read_text()), **changes}
+        config["trainer"] = {**config["trainer"], **({"iterations": 20} if base == "chain" else {"epochs": 500})}
+        path.write_text(yaml.safe_dump(config))
+    deployed = bp("deploy", str(chain), env=servers["env"], cwd=tmp_path)  # the same config on the pool
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    try:
+        serve = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", str(chain), str(net)], env=servers["env"],
+                                 cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True)
+        mc, deadline, finished, training, asked = client(servers), time.monotonic() + 240, [], [], False
+        try:
+            while not (finished and training) and time.monotonic() < deadline and serve.poll() is None:
+                finished = runs_of(mc, "served", "attributes.status = 'FINISHED' and tags.`bp.deployment` = "
+                                                 "'served-served'")
+                if finished and not asked:  # the served network, on demand: the runner in bp serve takes it
+                    from prefect.deployments import run_deployment
+                    from prefect.settings import temporary_settings
+
+                    with temporary_settings(updates=prefect_settings(servers)):
+                        run_deployment("mnist/served_net-served", timeout=0)
+                    asked = True
+                training = [r for r in runs_of(mc, "served-net", "attributes.status = 'RUNNING'")
+                            if mc.get_metric_history(r.info.run_id, "cost")]
+                time.sleep(1)
+            started = children_of(serve.pid)
+            serve.send_signal(signal.SIGTERM)
+            sent = time.monotonic()
+            out, err = serve.communicate(timeout=120)
+            took = time.monotonic() - sent
+        finally:
+            if serve.poll() is None:
+                os.killpg(serve.pid, signal.SIGKILL)
+        assert finished and training, err[-3000:]
+        assert serve.returncode == 128 + signal.SIGTERM and took < 30, (serve.returncode, took, err[-3000:])
+        assert "bp: serving chain/served-served: every 10 s, overlapping runs skipped" in err
+        killed = mc.get_run(training[0].info.run_id)
+        assert killed.info.status == "KILLED" and killed.data.tags["bp.failure_reason"] == "stopped by SIGTERM"
+        time.sleep(2)
+        assert not [pid for pid in started if alive(pid)], "a process bp serve started outlived it"
+        with prefect_client(servers) as prefect:
+            by_name = {d.name: d for d in prefect.read_deployments() if d.name.startswith("served")}
+            assert by_name["served"].work_pool_name == "bp" and not by_name["served"].paused  # bp deploy's, untouched
+            assert by_name["served-served"].paused  # the served one, paused as its server stopped
+            state = prefect.read_flow_run(killed.data.tags["bp.flow_run"]).state
+            assert state.is_cancelled() or state.is_crashed(), state
+    finally:
+        # no schedule left for the other tests, whatever happened: paused, which removes its scheduled runs
+        # (deleting it under a running flow run makes the server fail that run's end, 500 "Failed to release
+        # concurrency slots")
+        with prefect_client(servers) as prefect:
+            prefect.pause_deployment(prefect.read_deployment_by_name("chain/served").id)
+
+
+def test_a_sweep_on_the_pool_uses_both_workers(servers):
+    before = worker_flow_runs(servers)
+    done = bp("sweep", LINREG_SWEEP, "--pool", "bp", "--set", "experiment=pool-sweep", env=servers["env"],
+              cwd=servers["cwd"])
+    parent = last_run_id(done)
+    assert done.returncode == 0, done.stderr[-3000:]
+    mc = client(servers)
+    children = runs_of(mc, "pool-sweep", f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(children) == 8
+    assert {c.data.tags["bp.deployment"] for c in children} == {"sweep-child-bp"}
+    assert sorted(c.data.tags["bp.status"] for c in children).count("diverged") == 2
+    flow_runs = {c.data.tags["bp.flow_run"] for c in children}
+    taken = {name: runs - before.get(name, set()) & flow_runs for name, runs in worker_flow_runs(servers).items()}
+    assert len(taken) == 2 and all(taken.values()), taken  # both workers trained some
+    tags = mc.get_run(parent).data.tags
+    assert tags["bp.best_point"] == "lr=0.0003" and tags["bp.registry"].startswith("registered linreg-line")
+    assert mc.get_run(parent).data.metrics["diverged"] == 2
+    logs = "".join(log.read_text(errors="replace") for log in (servers["dir"] / "logs").glob("worker*.log"))
+    assert "flow run ended Failed: diverged at iteration" in logs  # a diverged child: one line, a result
+    assert "Engine execution exited with unexpected exception" not in logs and "View run" not in logs
+
+
+def test_reproduce_here_a_child_trained_on_a_worker(servers):
+    mc = client(servers)
+    child = runs_of(mc, "pool-sweep", "tags.`bp.status` = 'finished'")[0]
+    done = bp("reproduce", child.info.run_id, env=servers["env"], cwd=servers["cwd"])  # here, not on a worker
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-2] == "identical"
+
+
+def restart(record: dict) -> dict:
+    """Stop a stack process (its whole session) and start it again exactly as it was; its new record."""
+    from flows.stack.procs import start_time
+
+    pid = record["pid"]
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    env = dict(item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item)
+    cwd = os.readlink(f"/proc/{pid}/cwd")
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # the server is away a while, as in a real restart
+    with open(record["log"], "ab") as log:
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return {**record, "pid": proc.pid, "start": start_time(proc.pid)}
+
+
+def test_the_mlflow_server_restarted_mid_run_loses_no_step(servers):
+    from flows.stack.procs import read_records, write_records
+
+    argv = ["train", str(REPO / "configs" / "mnist.yaml"), "--set", "experiment=restarted", "--set",
+            "trainer.epochs=12", "--set", "data.limit=1500"]
+    train = subprocess.Popen([sys.executable, "-m", "flows.cli", *argv], env=servers["env"], cwd=servers["cwd"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mc, deadline, run = client(servers), time.monotonic() + 240, None
+    while run is None and time.monotonic() < deadline:
+        running = runs_of(mc, "restarted", "attributes.status = 'RUNNING'")
+        if running and len(mc.get_metric_history(running[0].info.run_id, "cost")) >= 2:
+            run = running[0]
+        time.sleep(0.5)
+    assert run is not None, "training did not start"
+    records = read_records(servers["dir"])
+    records = [restart(r) if r["name"] == "mlflow" else r for r in records]
+    write_records(servers["dir"], records)  # so bp stack down stops the new server
+    out, err = train.communicate(timeout=600)
+    assert train.returncode == 0, err[-3000:]
+    run = mc.get_run(run.info.run_id)
+    assert run.info.status == "FINISHED"
+    for key in ("cost", "train_accuracy", "val_accuracy"):
+        assert sorted(m.step for m in mc.get_metric_history(run.info.run_id, key)) == list(range(1, 13)), key
+
+
+def test_a_worker_killed_mid_child_loses_no_point(servers):
+    env = servers["env"]
+    sweep = subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep", MNIST_SWEEP, "--pool", "bp",
+                              "--set", "experiment=killed-worker", "--set", "trainer.epochs=15",
+                              "--set", "data.limit=1500", "--set", "sweep.model_name=null"],
+                             env=env, cwd=servers["cwd"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mc, deadline, victim = client(servers), time.monotonic() + 300, None
+    while victim is None and time.monotonic() < deadline:
+        for run in runs_of(mc, "killed-worker", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'"):
+            if mc.get_metric_history(run.info.run_id, "cost"):
+                victim = run
+                break
+        time.sleep(1)
+    assert victim is not None, "no child started training"
+    pid = int(victim.data.tags["bp.worker"].rsplit(":", 1)[1])
+    worker = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # the flow run's parent
+    os.kill(pid, signal.SIGKILL)  # the flow run (in a session of its own) and its worker: a machine lost
+    os.killpg(os.getpgid(worker), signal.SIGKILL)
+    out, err = sweep.communicate(timeout=900)
+    assert sweep.returncode == 0, err[-3000:]
+    parent = out.strip().splitlines()[-1].removeprefix("run_id: ")
+    children = runs_of(mc, "killed-worker", f"tags.mlflow.parentRunId = '{parent}'")
+    assert not [c for c in children if c.info.status == "RUNNING"]
+    killed = mc.get_run(victim.info.run_id)
+    # marked by the zombie automation's crash, or first by another bp on this host that saw its process gone
+    reason = killed.data.tags["bp.failure_reason"]
+    assert killed.info.status == "FAILED" and ("crashed" in reason or "that ran it is gone" in reason), err[-3000:]
+    names = [c.info.run_name for c in children if c.info.run_id != victim.info.run_id]
+    assert sorted(names) == sorted(["lr=0.002", "lr=0.02", "lr=0.2", "lr=2"]), names  # every point, once more
+    assert "submitting it again" in err
+
+    with prefect_client(servers) as prefect:
+        state = prefect.read_flow_run(victim.data.tags["bp.flow_run"]).state
+    assert state.is_crashed(), state
+    records = json.loads((servers["dir"] / "pids.json").read_text())
+    assert records  # the stack still knows its processes (bp stack down checks them by start time)
