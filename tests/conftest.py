@@ -1,107 +1,14 @@
-"""Shared fixtures: the seed's data, one MLflow SQLite store and one Prefect test server per session."""
+"""The test session: bp's settings applied first (as the bp command does), the shared fixtures as plugins."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
-from stack_fixtures import postgres, stack  # noqa: F401  (private Postgres cluster; bp stack up on it, per session)
 
 from flows.runtime import settings
 
-settings.apply()  # bp's offline Prefect/MLflow defaults, before either is imported, as the bp command does
+settings.apply()  # bp's offline Prefect/MLflow defaults, before either is imported
 
-REPO = Path(__file__).resolve().parents[1]
-SEED_DATA = REPO.parent / "shared" / "data" / "data.csv"
-
-# The seed program's published figures: lr 0.0001, 1000 iterations from b = m = 0.
-SEED_START_COST = 5565.107834483211
-SEED_B = 0.08893651993741346
-SEED_M = 1.4777440851894448
-SEED_COST = 112.61481011613473
-
-
-def forget_loaded_data() -> None:
-    """Empty the per-process load caches, as a new ``bp`` process starts."""
-    import bpcore.data
-    import bpcore.mnist
-
-    bpcore.data._CACHE.clear()
-    bpcore.mnist._CACHE.clear()
-
-
-@pytest.fixture(autouse=True)
-def cold_load_caches():
-    """Every test starts with nothing loaded: none passes or fails by what an earlier test read."""
-    forget_loaded_data()
-    yield
-    forget_loaded_data()
-
-
-@pytest.fixture(scope="session")
-def seed_csv() -> Path:
-    assert SEED_DATA.is_file(), f"the seed's data.csv is expected beside the checkout at {SEED_DATA}"
-    return SEED_DATA
-
-
-@pytest.fixture(scope="session")
-def workdir(tmp_path_factory) -> Path:
-    """A session working directory holding the tracking database and its mlruns/ artifacts."""
-    return tmp_path_factory.mktemp("bp-work")
-
-
-@pytest.fixture(scope="session")
-def tracking_uri(workdir) -> str:
-    # not ./mlflow.db, so a run that ignored --tracking-uri would not land in it by accident
-    return f"sqlite:///{workdir / 'tracking.db'}"
-
-
-@pytest.fixture(scope="session")
-def prefect_server():
-    """A temporary Prefect API for the whole session (its first start creates a database: ~20 s)."""
-    from prefect.settings import temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    # as bp does with a temporary server: no heartbeat thread, whose stop costs each flow run up to 1 s
-    with prefect_test_harness(server_startup_timeout=180), \
-            temporary_settings(updates={"flows.heartbeat_frequency": None}):
-        yield
-
-
-@pytest.fixture
-def in_workdir(workdir, monkeypatch):
-    """Run the test from the session working directory (MLflow puts artifacts under ./mlruns)."""
-    monkeypatch.chdir(workdir)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return workdir
-
-
-def run_bp(argv: list[str], capsys) -> tuple[int, str, str]:
-    """Run ``bp`` in this process; returns (exit code, stdout, stderr)."""
-    from flows.cli.main import main
-
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def history(mc, run_id: str, key: str):
-    """A metric's (steps, values as an array) in step order, as MLflow holds them."""
-    import numpy as np
-
-    points = sorted(mc.get_metric_history(run_id, key), key=lambda m: m.step)
-    return [p.step for p in points], np.array([p.value for p in points])
-
-
-def python_env() -> dict[str, str]:
-    """This environment for a subprocess, without the MLflow context in-process runs exported
-    (mlflow.set_tracking_uri and set_experiment set MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_ID)."""
-    drop = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
-    return {k: v for k, v in os.environ.items() if k not in drop}
+pytest_plugins = ["support.fixtures", "support.stack"]
 
 
 def pytest_collection_modifyitems(items):
@@ -110,32 +17,3 @@ def pytest_collection_modifyitems(items):
         if "prefect_server" in getattr(item, "fixturenames", ()) or item.get_closest_marker("stack") \
                 or item.get_closest_marker("compose"):
             item.add_marker(pytest.mark.slow)
-
-
-def prefect_api_env() -> dict[str, str]:
-    """The environment for a subprocess that should use the session's Prefect server (and no tracking URI)."""
-    from prefect.settings import get_current_settings
-
-    return {**python_env(), "PREFECT_API_URL": str(get_current_settings().api.url)}
-
-
-# Runs bp in a fresh interpreter; exit 99 if it imported Prefect or MLflow (input checks must not need them).
-LIGHT_BP = """
-import sys
-from flows.cli.main import main
-code = main(sys.argv[1:])
-heavy = sorted(m for m in ("prefect", "mlflow") if m in sys.modules)
-if heavy:
-    print("imported:", heavy, file=sys.stderr)
-    sys.exit(99)
-sys.exit(code)
-"""
-
-
-def light_bp(*argv: str, cwd=REPO, timeout: float = 120):
-    """``bp ARGV`` in a subprocess that must not import Prefect or MLflow; the CompletedProcess."""
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-c", LIGHT_BP, *argv], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env=python_env())

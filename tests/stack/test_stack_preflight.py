@@ -8,9 +8,9 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, python_env
 from mlflow.tracking import MlflowClient
-from stack_fixtures import free_port
+from support import REPO, python_env
+from support.stack import free_port
 
 pytestmark = pytest.mark.stack
 

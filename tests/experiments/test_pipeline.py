@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SEED_B, SEED_COST, SEED_M, SEED_START_COST, forget_loaded_data, history, python_env, run_bp
 from mlflow.tracking import MlflowClient
+from support import REPO, SEED_B, SEED_COST, SEED_M, SEED_START_COST, forget_loaded_data, history, python_env, run_bp
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "in_workdir")
 

@@ -1,6 +1,6 @@
 """Session fixtures of the stack tests: a private PostgreSQL cluster, and ``bp stack up`` on it.
 
-``tests/conftest.py`` imports them (``from stack_fixtures import postgres, stack``).
+tests/conftest.py registers this module as a plugin; its helpers are imported from ``support.stack``.
 ``postgres``: a cluster created in a temp dir, on a free 127.0.0.1 port, removed after. It trusts
 connections over its own unix socket and asks a password (scram-sha-256) over TCP, so a test that
 connects through the URL also checks that the password travels and is never printed. PostgreSQL
@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 SUPERUSER = "postgres"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STACK = [sys.executable, "-m", "flows.cli", "stack"]  # `bp stack`, whichever `bp` is on PATH
 
 

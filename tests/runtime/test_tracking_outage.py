@@ -12,9 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO, prefect_api_env, python_env
 from mlflow.tracking import MlflowClient
-from stack_fixtures import free_port
+from support import REPO, prefect_api_env, python_env
+from support.stack import free_port
 
 from flows.runtime import outage
 from flows.tracking import runs as tracking

@@ -12,7 +12,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import REPO
+from support import REPO
 
 from bpcore.config import LineData
 from bpcore.data import check_path, generated_line, load_line_data

@@ -11,8 +11,8 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
 import pytest
-from conftest import REPO, history, python_env, run_bp
 from mlflow.tracking import MlflowClient
+from support import REPO, history, python_env, run_bp
 
 import bpcore.data
 

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SEED_DATA, python_env
 from mlflow.tracking import MlflowClient
-from stack_fixtures import bp_stack, exported, free_port
+from support import REPO, SEED_DATA, python_env
+from support.stack import bp_stack, exported, free_port
 
 from flows.runtime import outage
 from flows.stack import procs as stack_procs

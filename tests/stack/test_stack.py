@@ -19,17 +19,11 @@ import time
 import urllib.error
 import urllib.request
 
-import conftest
 import pytest
-from stack_fixtures import REPO, STACK, bp_stack, free_port
+from support import python_env
+from support.stack import REPO, STACK, bp_stack, free_port
 
 from flows.stack import procs as stack_procs
-
-# until tests/conftest.py imports them (one cluster, one stack per session, whoever asks first)
-if not hasattr(conftest, "postgres"):
-    from stack_fixtures import postgres  # noqa: F401
-if not hasattr(conftest, "stack"):
-    from stack_fixtures import stack  # noqa: F401
 
 pytestmark = pytest.mark.stack
 
@@ -218,7 +212,7 @@ def test_sqlite_with_auth_up_status_down(tmp_path):
             for extra, fragment in (({}, "the server asks for credentials: set MLFLOW_TRACKING_USERNAME"),
                                     (wrong, "the server refuses the credentials given (user admin)")):
                 one_line_refusal(subprocess.run(train, capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                                                env={**conftest.python_env(), **extra}), f"tracking URI {tracking}: "
+                                                env={**python_env(), **extra}), f"tracking URI {tracking}: "
                                  f"{fragment}")
             assert get(f"{api}/flow_runs/filter", body={})[0] == 401
             # the worker authenticated to register: it got the auth string
@@ -322,7 +316,7 @@ def test_a_service_that_fails_to_start_is_named_and_the_rest_stopped(tmp_path):
 def test_sigterm_during_up_leaves_nothing_behind(tmp_path, when):
     directory = tmp_path / "stack"
     up = subprocess.Popen([*STACK, "up", "--dir", str(directory), "--workers", "2", "--prefect-port", str(free_port()),
-                           "--mlflow-port", str(free_port())], cwd=REPO, env=conftest.python_env(),
+                           "--mlflow-port", str(free_port())], cwd=REPO, env=python_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     try:

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, python_env
 from filelock import FileLock
+from support import REPO, python_env
 
 from bpcore.errors import InputError
 from flows.runtime.http import redacted

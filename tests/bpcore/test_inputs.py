@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import REPO, light_bp
+from support import REPO, light_bp
 
 LINREG = str(REPO / "configs" / "linreg.yaml")
 

@@ -14,8 +14,8 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import REPO, forget_loaded_data, history, python_env, run_bp
 from mlflow.tracking import MlflowClient
+from support import REPO, forget_loaded_data, history, python_env, run_bp
 
 from bpcore.chain import Chain, descend
 from bpcore.mnist import load_bundled

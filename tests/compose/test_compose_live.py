@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SEED_DATA, python_env
 from mlflow.tracking import MlflowClient
-from stack_fixtures import free_port
+from support import REPO, SEED_DATA, python_env
+from support.stack import free_port
 from test_compose import COPIED, compose_binary, example_settings, write_env
 
 pytestmark = pytest.mark.compose

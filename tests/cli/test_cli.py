@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, light_bp, run_bp
+from support import REPO, light_bp, run_bp
 
 LINREG = str(REPO / "configs" / "linreg.yaml")
 MNIST = str(REPO / "configs" / "mnist.yaml")

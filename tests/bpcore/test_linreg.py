@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SEED_B, SEED_COST, SEED_M, SEED_START_COST
+from support import SEED_B, SEED_COST, SEED_M, SEED_START_COST
 
 from bpcore.config import LineData, LineTrainer
 from bpcore.data import load_line_data

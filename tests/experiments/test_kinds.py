@@ -12,10 +12,10 @@ import json
 from typing import Literal
 
 import pytest
-from conftest import run_bp
 from mlflow.tracking import MlflowClient
 from prefect import flow
 from pydantic import Field
+from support import run_bp
 
 from bpcore import kinds
 from bpcore.config import ExperimentConfig

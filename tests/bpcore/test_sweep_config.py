@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import REPO, run_bp
+from support import REPO, run_bp
 
 from bpcore.config import to_dict
 from bpcore.configfile import load_config

@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, prefect_api_env, run_bp
 from mlflow.tracking import MlflowClient
 from prefect.flows import load_flow_from_entrypoint
+from support import REPO, prefect_api_env, run_bp
 
 from bpcore import kinds
 from bpcore.config import to_dict

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, prefect_api_env, python_env
 from mlflow.tracking import MlflowClient
+from support import REPO, prefect_api_env, python_env
 
 from flows.tracking.store import ensure_store
 

@@ -17,7 +17,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from conftest import REPO, python_env
+from support import REPO, python_env
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "in_workdir")
 

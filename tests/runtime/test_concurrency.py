@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, prefect_api_env
 from mlflow.tracking import MlflowClient
+from support import REPO, prefect_api_env
 
 
 @pytest.mark.usefixtures("prefect_server")

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 
-from conftest import REPO
+from support import REPO
 
 
 def test_the_interpreter_exit_steps_leave_calls_are_still_there():

@@ -13,7 +13,7 @@ LINREG = "configs/linreg.yaml"
 
 @pytest.fixture(autouse=True)
 def repo_cwd(monkeypatch):
-    from conftest import REPO
+    from support import REPO
 
     monkeypatch.chdir(REPO)
 

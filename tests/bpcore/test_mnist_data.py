@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pooch
 import pytest
-from conftest import REPO
+from support import REPO
 
 from bpcore import mnist, mnist_bundled
 from bpcore.config import MnistData

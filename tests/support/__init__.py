@@ -1,0 +1,84 @@
+"""What the tests share: the repository's paths, the seed's published figures, and ways to run bp.
+
+Importable from any test (``from support import REPO, run_bp``: pytest puts tests/ on the path); the
+fixtures are in ``support.fixtures`` and ``support.stack``, which tests/conftest.py registers as plugins.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SEED_DATA = REPO.parent / "shared" / "data" / "data.csv"
+
+# The seed program's published figures: lr 0.0001, 1000 iterations from b = m = 0.
+SEED_START_COST = 5565.107834483211
+SEED_B = 0.08893651993741346
+SEED_M = 1.4777440851894448
+SEED_COST = 112.61481011613473
+
+
+def forget_loaded_data() -> None:
+    """Empty the per-process load caches, as a new ``bp`` process starts."""
+    import bpcore.data
+    import bpcore.mnist
+
+    bpcore.data._CACHE.clear()
+    bpcore.mnist._CACHE.clear()
+
+
+def run_bp(argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run ``bp`` in this process; returns (exit code, stdout, stderr)."""
+    from flows.cli.main import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def history(mc, run_id: str, key: str):
+    """A metric's (steps, values as an array) in step order, as MLflow holds them."""
+    import numpy as np
+
+    points = sorted(mc.get_metric_history(run_id, key), key=lambda m: m.step)
+    return [p.step for p in points], np.array([p.value for p in points])
+
+
+def python_env() -> dict[str, str]:
+    """This environment for a subprocess, without the MLflow context in-process runs exported
+    (mlflow.set_tracking_uri and set_experiment set MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_ID)."""
+    drop = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def prefect_api_env() -> dict[str, str]:
+    """The environment for a subprocess that should use the session's Prefect server (and no tracking URI)."""
+    from prefect.settings import get_current_settings
+
+    return {**python_env(), "PREFECT_API_URL": str(get_current_settings().api.url)}
+
+
+# Runs bp in a fresh interpreter; exit 99 if it imported Prefect or MLflow (input checks must not need them).
+LIGHT_BP = """
+import sys
+from flows.cli.main import main
+code = main(sys.argv[1:])
+heavy = sorted(m for m in ("prefect", "mlflow") if m in sys.modules)
+if heavy:
+    print("imported:", heavy, file=sys.stderr)
+    sys.exit(99)
+sys.exit(code)
+"""
+
+
+def light_bp(*argv: str, cwd=REPO, timeout: float = 120):
+    """``bp ARGV`` in a subprocess that must not import Prefect or MLflow; the CompletedProcess."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", LIGHT_BP, *argv], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, env=python_env())

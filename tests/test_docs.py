@@ -1,0 +1,37 @@
+"""The docs hold to the code: the config reference is what the models say, and the README's links lead somewhere."""
+
+from __future__ import annotations
+
+import re
+
+from support import REPO
+
+from bpcore import kinds
+from bpcore.config import flatten, to_dict
+from bpcore.configfile import load_config
+from bpcore.reference import reference
+
+
+def test_the_committed_config_reference_is_what_the_models_generate():
+    page = (REPO / "docs" / "config-reference.md").read_text()
+    assert page == reference() + "\n", "docs/config-reference.md is stale: python -m bpcore.reference > it"
+
+
+def test_every_key_of_every_shipped_config_is_in_the_reference():
+    page = reference()
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        config = load_config(path)
+        keys = set(flatten(to_dict(config)))
+        keys = {k for k in keys if not k.startswith("sweep.grid.")} | ({"sweep.grid"} if config.sweep else set())
+        missing = sorted(k for k in keys if f"| `{k}` |" not in page)
+        assert not missing, f"{path.name}: {missing}"
+    assert all(f"## `kind: {name}`" in page for name in kinds.names())
+
+
+def test_the_readmes_relative_links_and_pictures_exist():
+    text = (REPO / "README.md").read_text()
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    targets = [t.split("#")[0] for t in links if "://" not in t and not t.startswith("#")]
+    assert targets, "the README links to nothing"
+    missing = [t for t in targets if not (REPO / t).exists()]
+    assert not missing
