@@ -1,7 +1,7 @@
 """Start-up and exit speed-ups, the only place bp leans on a library's internals.
 
 Each says what it buys, as measured by ``benchmarks/startup_bench.py`` (docs/performance.md has
-the figures), and tests/test_speedups.py fails loudly, naming the internal, when an upgrade
+the figures), and tests/runtime/test_speedups.py fails loudly, naming the internal, when an upgrade
 removes or changes one.
 """
 

@@ -1,5 +1,5 @@
 """The flows on real servers: Postgres, the MLflow server, the Prefect server and two workers, started once
-per session by ``bp stack up`` on free 127.0.0.1 ports (tests/stack_fixtures.py): scheduled runs, bp serve,
+per session by ``bp stack up`` on free 127.0.0.1 ports (tests/support/stack.py): scheduled runs, bp serve,
 sweeps on workers, a worker killed mid-child, the MLflow server restarted mid-run, and reproduction here of a
 worker's child."""
 
@@ -37,7 +37,7 @@ def bp(*argv: str, env: dict, cwd, timeout: float = 600) -> subprocess.Completed
 def servers(stack, tmp_path_factory):
     """The session's ``bp stack up`` (two workers, on the private Postgres), as the environment a client needs.
 
-    This module runs after tests/test_stack.py (file order): it kills a worker and restarts the MLflow
+    This module runs after tests/stack/test_stack.py (file order): it kills a worker and restarts the MLflow
     server, which that module's checks of the running stack must not see.
     """
     where = tmp_path_factory.mktemp("clients")

@@ -1,5 +1,5 @@
 """What ``bp`` checks of the servers before anything starts: each fault one line, exit 2, within seconds, before
-any run opens. Against the session's stack (tests/stack_fixtures.py)."""
+any run opens. Against the session's stack (tests/support/stack.py)."""
 
 from __future__ import annotations
 
