@@ -1,10 +1,10 @@
-"""docker-compose.yml on a real Docker engine: the README's compose section, done as a user would.
+"""docker-compose.yml on a real Docker engine: the compose section of docs/servers.md, done as a user would.
 
 Marker ``compose``, left out of the default run (it needs a Docker engine and about ten minutes);
 ``.ci/run`` starts a private engine (``../shared/tools/docker-standin.sh``) and runs
 ``python -m pytest -m compose`` against it, through ``DOCKER_HOST``. No engine is a failure, not a
 skip. The project is a copy of the checkout's compose files with a ``.env`` of its own, so the
-README's commands (``docker compose ...`` in the project directory) run here word for word.
+commands of docs/servers.md (``docker compose ...`` in the project directory) run here word for word.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class Project:
 
     @property
     def client(self) -> dict[str, str]:
-        """What a client on the host exports (the README's export lines)."""
+        """What a client on the host exports (the export lines of docs/servers.md)."""
         return {**python_env(), "PREFECT_API_URL": f"http://127.0.0.1:{self.settings['PREFECT_PORT']}/api",
                 "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{self.settings['MLFLOW_PORT']}",
                 "PREFECT_API_AUTH_STRING": self.settings["PREFECT_AUTH_STRING"]}
@@ -191,9 +191,9 @@ def test_a_worker_container_killed_mid_child_loses_no_point(project):
     assert finished == ["lr=0.01", "lr=0.02", "lr=0.05"], finished  # the killed point, trained again
 
 
-def readme_block(heading: str, index: int) -> str:
-    """The ``index``-th bash block under a heading of the README."""
-    text = (REPO / "README.md").read_text()
+def docs_block(heading: str, index: int) -> str:
+    """The ``index``-th bash block under a heading of docs/servers.md, where the README sends users for compose."""
+    text = (REPO / "docs" / "servers.md").read_text()
     section = text.split(f"\n{heading}\n", 1)[1].split("\n#", 1)[0]
     return re.findall(r"```bash\n(.*?)```", section, re.S)[index]
 
@@ -208,16 +208,16 @@ def inventory(project: Project) -> dict[str, list[str]]:
     return found
 
 
-def test_the_readme_backup_and_restore_keep_every_run_and_artifact(project):
+def test_the_documented_backup_and_restore_keep_every_run_and_artifact(project):
     before = inventory(project)
     assert len(before) >= 4 and all(before.values())
     shell = {**project.env, "PATH": os.environ["PATH"]}
-    backup = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_block("### Backup", 0)], cwd=project.dir,
+    backup = subprocess.run(["bash", "-euo", "pipefail", "-c", docs_block("## Backup", 0)], cwd=project.dir,
                             env=shell, capture_output=True, text=True, timeout=600)
     assert backup.returncode == 0, backup.stderr[-3000:]
     project.compose("down", "-v", "--timeout", "20")  # the volumes are gone: only the backup is left
     assert not project.labelled("volume")
-    restore = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_block("### Backup", 1)], cwd=project.dir,
+    restore = subprocess.run(["bash", "-euo", "pipefail", "-c", docs_block("## Backup", 1)], cwd=project.dir,
                              env=shell, capture_output=True, text=True, timeout=900)
     assert restore.returncode == 0, restore.stderr[-3000:]
     project.compose("up", "-d", "--no-build", "--scale", "worker=2", "--wait", timeout=900)

@@ -229,7 +229,7 @@ def test_sigterm_stops_a_pool_sweep_within_seconds(pool):
 
 
 def test_data_only_the_workers_have(pool):
-    """The README's compose sweep: a data path the submitting machine cannot read, but every worker can."""
+    """The compose sweep of docs/servers.md: a data path the submitting machine cannot read, but every worker can."""
     relative = os.path.relpath(SEED_DATA, REPO)  # the workers start in the checkout; this client elsewhere
     done = sweep(pool, LINREG_SWEEP, "--pool", "bp", "--set", "experiment=pool-data", "--set", f"data.path={relative}",
                  "--set", "sweep.model_name=null", "--set", "sweep.grid.trainer.learning_rate=[1.0e-4, 2.0e-4]")
