@@ -1,11 +1,13 @@
-"""One JSON request to a server, with the standard library only: the checks made before anything starts
+"""Every HTTP request bp makes itself, with the standard library only: the checks made before anything starts
 (is a server there, does it take our credentials, does a work pool exist) and ``bp stack``'s calls; and a
 URL fit for a message, its password hidden."""
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import ssl
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
@@ -27,17 +29,28 @@ def basic(credentials: str) -> dict[str, str]:
 
 def request(method: str, url: str, headers: dict | None = None, body=None, timeout: float = 3) -> tuple[int, object]:
     """(status, parsed JSON or text) of one request; status 0 when nothing answers."""
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {**(headers or {}), **({"Content-Type": "application/json"} if data else {})}
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:
-            status, text = response.status, response.read().decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        status, text = exc.code, exc.read().decode(errors="replace")
-    except (OSError, ValueError):
+    status, text, _ = exchange(method, url, headers, body, timeout)
+    if status == 0:
         return 0, None
     try:
         return status, json.loads(text)
     except ValueError:
         return status, text
+
+
+def exchange(method: str, url: str, headers: dict | None = None, body=None, timeout: float = 3,
+             context: ssl.SSLContext | None = None) -> tuple[int, str, BaseException | None]:
+    """(status, body text, None) of one request that was answered, any status; (0, "", why) when none was:
+    the refused connection, timeout, unknown host, untrusted certificate or broken answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {**(headers or {}), **({"Content-Type": "application/json"} if data else {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as response:
+            return response.status, response.read().decode(errors="replace"), None
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace"), None
+    except urllib.error.URLError as exc:
+        return 0, "", exc.reason if isinstance(exc.reason, BaseException) else OSError(str(exc.reason))
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # a reset, a bad port, not HTTP
+        return 0, "", exc

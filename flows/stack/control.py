@@ -16,12 +16,15 @@ import secrets
 import shlex
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bpcore.errors import InputError
 from flows.runtime import waiting
 from flows.runtime.http import basic, request
+from flows.server import pools
+from flows.server.automations import ensure_zombie_automation
 from flows.stack import checks, procs
 from flows.stack import db as stack_db
 from flows.stack import secrets as stack_secrets
@@ -64,9 +67,7 @@ def up(args: argparse.Namespace) -> bool:
         _start_servers(directory, records, args, pg, keys)
         if keys.mlflow_password:
             _check_mlflow_login(tracking, keys, directory)
-        if svc.ensure_pool(api, headers, Path.cwd()):  # or resume it: down paused it
-            _progress(f"work pool {svc.POOL} created (flow runs start in {Path.cwd()})")
-        _zombie_automation(api, keys)
+        _prepare_server(api, keys.prefect_auth_string)
         if args.workers:
             _start_workers(directory, records, args.workers, api, tracking, keys, headers, data_root)
     except BaseException:
@@ -101,13 +102,17 @@ def _sqlite_store(directory: Path) -> None:
         db.execute("PRAGMA journal_mode=WAL")
 
 
-def _zombie_automation(api: str, keys) -> None:
-    """The automation that crashes a flow run whose heartbeats stopped (flows.server.automations), made at start."""
-    from prefect.settings import temporary_settings
+def _prepare_server(api: str, auth: str) -> None:
+    """The work pool (created, or resumed: down paused it) and the automation that crashes a flow run whose
+    heartbeats stopped (``flows.server.automations``), through Prefect's client."""
+    from prefect.workers.process import ProcessWorker
 
-    from flows.server.automations import ensure_zombie_automation
-
-    with temporary_settings(updates={"api.url": api, "api.auth_string": keys.prefect_auth_string}):
+    template = ProcessWorker.get_default_base_job_template()
+    # relative paths in a config then mean what they mean to `bp train` run where `bp stack up` ran
+    template["variables"]["properties"]["working_dir"]["default"] = str(Path.cwd())
+    with _client_of(api, auth):
+        if pools.ensure_pool(svc.POOL, template, resume=True):
+            _progress(f"work pool {svc.POOL} created (flow runs start in {Path.cwd()})")
         ensure_zombie_automation()
     _progress("automation: flow runs whose heartbeats stop are marked Crashed")
 
@@ -192,7 +197,7 @@ def down(args: argparse.Namespace) -> bool:
     if not records:
         print(f"no stack recorded in {directory}")
         return True
-    _drain(records, args.grace, _headers(directory))
+    _drain(records, args.grace, _auth(directory))
     left = []
     for batch in _workers_then_servers(records):
         running = [r for r in batch if procs.group(r)]
@@ -209,13 +214,27 @@ def down(args: argparse.Namespace) -> bool:
     return True
 
 
+def _auth(directory: Path) -> str | None:
+    """The Prefect API's auth string kept in DIR (none for a stack from before it was)."""
+    return stack_secrets.read(directory).get("prefect_auth_string") or os.environ.get("BP_PREFECT_AUTH_STRING")
+
+
 def _headers(directory: Path) -> dict[str, str]:
-    """The Prefect API's auth header, from the auth string kept in DIR (none for a stack from before it was)."""
-    auth = stack_secrets.read(directory).get("prefect_auth_string") or os.environ.get("BP_PREFECT_AUTH_STRING")
+    """The Prefect API's auth header."""
+    auth = _auth(directory)
     return basic(auth) if auth else {}
 
 
-def _drain(records: list[dict], grace: float, headers: dict[str, str]) -> None:
+@contextmanager
+def _client_of(api: str, auth: str | None) -> Iterator[None]:
+    """Prefect's client settings pointed at the stack's server (this process's own are left as they were)."""
+    from prefect.settings import temporary_settings
+
+    with temporary_settings(updates={"api.url": api, "api.auth_string": auth}):
+        yield
+
+
+def _drain(records: list[dict], grace: float, auth: str | None) -> None:
     """Let the workers' flow runs finish (up to ``grace`` s), cancel the rest through Prefect, before any signal.
 
     Signalled, a Prefect process worker SIGKILLs the flow run it executes within seconds:
@@ -225,8 +244,9 @@ def _drain(records: list[dict], grace: float, headers: dict[str, str]) -> None:
     server = next((r for r in records if r["name"] == "prefect-server"), None)
     if server is None or not any("worker" in r and procs.alive(r) for r in records) or not procs.alive(server):
         return
-    api = server["url"] + "/api"
-    svc.set_pool_paused(api, headers, True)  # no new flow runs; bp stack up resumes the pool
+    api, headers = server["url"] + "/api", basic(auth) if auth else {}
+    with _client_of(api, auth):
+        pools.pause_pool(svc.POOL)  # no new flow runs; bp stack up resumes the pool
     runs = svc.runs_in_flight(api, headers)
     if runs:
         _progress(f"waiting up to {grace:g} s for {len(runs)} flow run(s) on the workers to finish")

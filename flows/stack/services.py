@@ -15,7 +15,6 @@ from bpcore.dataroot import VARIABLE as DATA_ROOT
 from flows.runtime import blas
 from flows.runtime.http import request
 from flows.stack.db import Postgres
-from flows.stack.procs import StackError
 from flows.stack.secrets import Secrets
 
 POOL = "bp"
@@ -102,23 +101,6 @@ def write_auth_ini(directory: Path, keys: Secrets) -> Path:
     return path
 
 
-def ensure_pool(api: str, headers: dict, working_dir: Path) -> bool:
-    """Create the ``process`` pool ``bp`` unless it exists, flow runs started in ``working_dir``; True if created."""
-    from prefect.workers.process import ProcessWorker
-
-    template = ProcessWorker.get_default_base_job_template()
-    # relative paths in a config then mean what they mean to `bp train` run where `bp stack up` ran
-    template["variables"]["properties"]["working_dir"]["default"] = str(working_dir)
-    status, answer = request("POST", f"{api}/work_pools/", headers,
-                          {"name": POOL, "type": "process", "base_job_template": template}, timeout=30)
-    if status == 409:  # there already: only resume it (bp stack down pauses it while it drains)
-        set_pool_paused(api, headers, False)
-        return False
-    if status not in (200, 201):
-        raise StackError(f"the Prefect server did not create work pool {POOL}: HTTP {status} {answer}")
-    return True
-
-
 def registered_workers(api: str, headers: dict) -> set[str]:
     """Names of the workers the Prefect server knows in pool ``bp``."""
     status, answer = request("POST", f"{api}/work_pools/{POOL}/workers/filter", headers, {"limit": 200})
@@ -131,11 +113,6 @@ def online_workers(api: str, headers: dict) -> set[str]:
     if status != 200 or not isinstance(answer, list):
         return set()
     return {w["name"] for w in answer if w.get("status") == "ONLINE"}
-
-
-def set_pool_paused(api: str, headers: dict, paused: bool) -> None:
-    """Pause pool ``bp`` (its workers take no new flow runs) or resume it."""
-    request("PATCH", f"{api}/work_pools/{POOL}", headers, {"is_paused": paused})
 
 
 def runs_in_flight(api: str, headers: dict) -> list[dict]:

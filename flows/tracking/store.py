@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from bpcore.errors import InputError
-from flows.runtime.http import redacted
+from flows.runtime.http import basic, exchange, redacted
 
 # SQLAlchemy scheme -> port used when the URI names none
 _DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
@@ -120,18 +120,13 @@ def _http_problem(uri: str, timeout: float) -> str | None:
         context = _tls_context(uri)
     except OSError as exc:  # a certificate file named in the environment is missing or unreadable
         return f"cannot load the TLS certificates MLFLOW_TRACKING_*_CERT_PATH names ({exc.strerror or exc})"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context):
-            pass
-    except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403):  # an authenticating proxy in front: the API call below says more
-            return _login_problem(uri, timeout, context)
-        return f"GET {url} answered HTTP {exc.code} {exc.reason} (is this an MLflow server?)"
-    except urllib.error.URLError as exc:
-        reason = exc.reason if isinstance(exc.reason, OSError) else OSError(str(exc.reason))
-        return f"MLflow server not reachable ({_os_reason(reason, timeout)})"
-    except (OSError, ValueError, http.client.HTTPException) as exc:  # a reset, a bad port, not HTTP
-        return f"MLflow server not reachable ({_os_reason(exc, timeout)})"
+    status, _, failed = exchange("GET", url, timeout=timeout, context=context)
+    if failed is not None:
+        return f"MLflow server not reachable ({_os_reason(failed, timeout)})"
+    if status in (401, 403):  # an authenticating proxy in front: the API call below says more
+        return _login_problem(uri, timeout, context)
+    if status >= 400:
+        return f"GET {url} answered HTTP {status} {http.client.responses.get(status, '')} (is this an MLflow server?)"
     return _login_problem(uri, timeout, context)
 
 
@@ -141,31 +136,21 @@ def _login_problem(uri: str, timeout: float, context) -> str | None:
     One real API call, with what MLflow's client would send: MLFLOW_TRACKING_USERNAME and
     MLFLOW_TRACKING_PASSWORD (basic auth), or MLFLOW_TRACKING_TOKEN.
     """
-    import base64
-
     user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
     token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-    headers = {}
-    if user and password:
-        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-    elif token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1",
-                                     headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context):
-            return None
-    except urllib.error.HTTPError as exc:
-        if exc.code == 401 and not headers:
-            return ("the server asks for credentials: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
-                    "(or MLFLOW_TRACKING_TOKEN)")
-        if exc.code == 401:
-            return f"the server refuses the credentials given ({'user ' + user if user else 'MLFLOW_TRACKING_TOKEN'})"
-        if exc.code == 403:
-            return f"the server does not let {'user ' + user if user else 'this client'} read experiments"
-        return None  # other answers are for MLflow's client to report, with its retries
-    except (OSError, ValueError, http.client.HTTPException):
-        return None  # it answered /health a moment ago: MLflow's client will retry
+    headers = basic(f"{user}:{password}") if user and password else {}
+    if token and not headers:
+        headers = {"Authorization": f"Bearer {token}"}
+    status, _, _ = exchange("GET", uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1", headers,
+                            timeout=timeout, context=context)
+    if status == 401 and not headers:
+        return ("the server asks for credentials: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                "(or MLFLOW_TRACKING_TOKEN)")
+    if status == 401:
+        return f"the server refuses the credentials given ({'user ' + user if user else 'MLFLOW_TRACKING_TOKEN'})"
+    if status == 403:
+        return f"the server does not let {'user ' + user if user else 'this client'} read experiments"
+    return None  # answered, or not at all a moment after /health did: MLflow's client reports it, with its retries
 
 
 def _tls_context(uri: str) -> ssl.SSLContext | None:
