@@ -62,13 +62,15 @@ def run_child(point: GridPoint, mc: MlflowClient, tags: dict[str, str] | None, d
         outcome = flow_for(config.kind).fn(config=config, tracking_uri=mc.tracking_uri, tags=tags,
                                            run_name=point.name, data_digest=data_digest, sweep=member)
         run_id = outcome.run_id if isinstance(outcome, RunResult) else outcome.result(raise_on_failure=False).run_id
-    except runs.RunFailed as exc:
+    except runs.RunFailed as exc:  # an error inside the run: the run is FAILED with the reason
         run_id = exc.run_id
     except Exception as exc:  # a child's crash is that child's outcome, not the sweep's
-        child = Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0])
-    else:
-        child = None
-    child = child or Child.read(point, run_id, mc, metric)
+        return _outcome(Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
+    return _outcome(Child.read(point, run_id, mc, metric))
+
+
+def _outcome(child: Child) -> Child | State:
+    """A finished child as the task's result; any other ends the task Failed, carrying the child all the same."""
     if child.status == "finished":
         return child
     failed = ChildFailed(child)

@@ -253,3 +253,34 @@ def test_bp_train_on_a_sweep_config_trains_the_base_values_once(capsys, tracking
     assert run.data.params["trainer.learning_rate"] == "0.0001"
     assert not any(key.startswith("sweep") for key in run.data.params)
     assert "mlflow.parentRunId" not in run.data.tags
+
+
+def test_a_child_whose_training_raises_is_failed_with_its_reason_and_the_others_finish(capsys, tracking_uri,
+                                                                                     monkeypatch, tmp_path):
+    """An error inside one child's MLflow run (not a divergence): that child is FAILED with the reason, read
+    back from its run, and the sweep goes on."""
+    import bpcore.linreg
+
+    real = bpcore.linreg.fit
+
+    def broken_at_one_rate(X, y, trainer):
+        if trainer.learning_rate == 2e-4:
+            raise FloatingPointError("simulated failure inside one child's trainer")
+        return real(X, y, trainer)
+
+    monkeypatch.setattr(bpcore.linreg, "fit", broken_at_one_rate)
+    code, parent, out, err = sweep(capsys, tracking_uri, "--set", "experiment=sweep-child-error",
+                                   "--set", "sweep.grid.trainer.learning_rate=[1.0e-4,2.0e-4]",
+                                   "--set", "trainer.iterations=20")
+    assert code == 0 and parent, err
+    mc = MlflowClient(tracking_uri)
+    kids = children(mc, parent)
+    broken = kids["lr=0.0002"]
+    assert broken.info.status == "FAILED" and broken.data.tags["bp.status"] == "failed"
+    assert "simulated failure inside one child's trainer" in broken.data.tags["bp.failure_reason"]
+    assert kids["lr=0.0001"].info.status == "FINISHED"
+    assert mc.get_run(parent).data.metrics["failed"] == 1 and mc.get_run(parent).data.metrics["finished"] == 1
+    rows = {r["point"]: r for r in csv.DictReader(open(mc.download_artifacts(parent, "sweep/results.csv",
+                                                                             str(tmp_path))))}
+    assert rows["lr=0.0002"]["run_id"] == broken.info.run_id  # the parent read the child's own record
+    assert "simulated failure inside one child's trainer" in rows["lr=0.0002"]["reason"]
