@@ -73,12 +73,12 @@ class Stack:
 
     def worker(self, pool: str, name: str, of: int) -> None:
         """A worker of ``pool``, one of ``of`` sharing the cores, with its BLAS threads as bp stack up sets them."""
-        from flows.stack.services import blas_threads
+        from flows.runtime import blas
 
         log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
         self.workers.append(subprocess.Popen(
             ["prefect", "worker", "start", "--pool", pool, "--type", "process", "--name", name, "--limit", "1"],
-            env={**self.client_env, **blas_threads(of), "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
+            env={**self.client_env, **blas.environment(of), "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
             cwd=self.dir, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True))
 

@@ -66,14 +66,9 @@ def mlflow_server(directory: Path, port: int, pg: Postgres | None, keys: Secrets
     return argv, env
 
 
-def blas_threads(workers: int) -> dict[str, str]:
-    """Each of ``workers`` workers on this machine gets its share of the cores for its BLAS threads."""
-    return blas.environment(workers)
-
-
 def worker(directory: Path, name: str, api: str, tracking: str, keys: Secrets, workers: int = 1,
            data_root: Path | None = None) -> tuple[list[str], dict]:
-    env = {**base_env(directory), "PREFECT_API_URL": api, "MLFLOW_TRACKING_URI": tracking, **blas_threads(workers),
+    env = {**base_env(directory), "PREFECT_API_URL": api, "MLFLOW_TRACKING_URI": tracking, **blas.environment(workers),
            "PREFECT_API_AUTH_STRING": keys.prefect_auth_string,
            # heartbeats let a dead worker's flow runs be found (bp deploy's automation); no dependency installs
            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30", "PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false"}
