@@ -86,8 +86,8 @@ def _sweep(args) -> int:
     if pool:
         from flows.server import prefect_api
 
-        url, auth = prefect_api.require("a sweep on a work pool needs the Prefect server its workers serve")
-        prefect_api.require_pool(url, auth, pool, "--pool" if args.pool else "sweep.pool")
+        url, _ = prefect_api.require("a sweep on a work pool needs the Prefect server its workers serve")
+        prefect_api.require_pool(url, pool, "--pool" if args.pool else "sweep.pool")
     else:
         _check_prefect()
 
@@ -132,9 +132,9 @@ def _deploy(args) -> int:
     from flows.deployments import deploy
     from flows.server import prefect_api
 
-    url, auth = prefect_api.require("deployments and work pools live on a Prefect server")
+    url, _ = prefect_api.require("deployments and work pools live on a Prefect server")
     if not args.create_pool:
-        prefect_api.require_pool(url, auth, args.pool, hint="; bp deploy --create-pool makes it")
+        prefect_api.require_pool(url, args.pool, hint="; bp deploy --create-pool makes it")
 
     if not args.verbose:
         from flows.cli.launch import quiet_console

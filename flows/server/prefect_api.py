@@ -4,13 +4,14 @@ Prefect's client would otherwise retry a server that is down, print tracebacks f
 for an auth string, or wait for ever on a work pool nobody serves. Checked here: that the URL
 answers as a Prefect API (``/health`` answers ``true``: not the MLflow server, whose ``/health``
 says ``OK``), that it takes our auth string (``/admin/version`` needs it when the server has one),
-and that a named work pool exists.
+and that a named work pool exists (listed through Prefect's client).
 """
 
 from __future__ import annotations
 
 from bpcore.errors import InputError
 from flows.runtime.http import basic, request
+from flows.server.pools import names
 
 
 def configured() -> tuple[str | None, str | None]:
@@ -61,18 +62,9 @@ def _mlflow(base: str, timeout: float) -> bool:
     return request("GET", f"{root}/health", timeout=timeout) == (200, "OK")
 
 
-def pools(url: str, auth: str | None) -> list[str]:
-    """The names of the work pools on the server."""
-    status, answer = request("POST", f"{url.rstrip('/')}/work_pools/filter", headers(auth), {"limit": 200},
-                             timeout=10)
-    if status != 200 or not isinstance(answer, list):
-        raise InputError(f"PREFECT_API_URL {url}: could not list its work pools (HTTP {status})")
-    return sorted(pool["name"] for pool in answer)
-
-
-def require_pool(url: str, auth: str | None, name: str, option: str = "--pool", hint: str = "") -> None:
+def require_pool(url: str, name: str, option: str = "--pool", hint: str = "") -> None:
     """An InputError naming the pools that exist when ``name`` is not one of them."""
-    existing = pools(url, auth)
+    existing = names(url)
     if name not in existing:
         known = ", ".join(repr(p) for p in existing) if existing else "none"
         raise InputError(f"{option} {name!r}: no such work pool on {url} (work pools: {known}){hint}")
