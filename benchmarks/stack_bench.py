@@ -84,14 +84,17 @@ class Stack:
 
     def wait_for_pools(self, *names: str, timeout: float = 120) -> None:
         """Until the workers have made their pools on the server."""
-        from flows.server import prefect_api
+        from prefect.settings import temporary_settings
+
+        from flows.server import pools
 
         deadline = time.monotonic() + timeout
-        url, auth = self.client_env["PREFECT_API_URL"], self.client_env["PREFECT_API_AUTH_STRING"]
-        while not set(names) <= set(prefect_api.pools(url, auth)):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the workers did not make pools {names} within {timeout:g} s")
-            time.sleep(1)
+        url = self.client_env["PREFECT_API_URL"]
+        with temporary_settings(updates={"api.url": url, "api.auth_string": self.client_env["PREFECT_API_AUTH_STRING"]}):
+            while not set(names) <= set(pools.names(url)):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the workers did not make pools {names} within {timeout:g} s")
+                time.sleep(1)
 
     def down(self) -> None:
         for proc in self.workers:
