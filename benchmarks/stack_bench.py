@@ -89,8 +89,8 @@ class Stack:
         from flows.server import pools
 
         deadline = time.monotonic() + timeout
-        url = self.client_env["PREFECT_API_URL"]
-        with temporary_settings(updates={"api.url": url, "api.auth_string": self.client_env["PREFECT_API_AUTH_STRING"]}):
+        url, auth = self.client_env["PREFECT_API_URL"], self.client_env["PREFECT_API_AUTH_STRING"]
+        with temporary_settings(updates={"api.url": url, "api.auth_string": auth}):
             while not set(names) <= set(pools.names(url)):
                 if time.monotonic() > deadline:
                     raise SystemExit(f"the workers did not make pools {names} within {timeout:g} s")

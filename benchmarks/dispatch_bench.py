@@ -1,0 +1,149 @@
+"""Dispatch benchmark: how long a sweep point waits from its submission to its body starting, on one
+`bp stack up` (SQLite), for the two ways Prefect runs work on other processes; ratios in one run.
+
+    python benchmarks/dispatch_bench.py [--runs 8] [--points 32] [--work 0.5]
+
+(a) Baseline: a flow run of a deployment on a process worker, which is how a sweep child on a pool
+    runs today. The time runs from the flow run's creation to its body, with the worker free. The
+    worker starts a Python process per flow run, and that process imports MLflow, pandas and Prefect.
+(b) A background task (`Task.delay()`) on a warm task worker (`prefect.task_worker.serve`: one
+    process that has already imported everything). The time runs from `delay()` to the body
+    starting, with the worker free.
+(c) `--points` background tasks of `--work` seconds each, delayed at once onto 2 task workers
+    (limit 1 each). Reported: the wall time against the work alone (points x work / 2), and the
+    overhead per point that remains when the queue is never empty.
+
+The body is `benchmarks/dispatch_probe.py`. It writes the time it starts to a file; the bench and the
+workers share one clock, this machine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from stack_bench import Stack  # noqa: E402 (the benchmarks' own stack helper)
+
+SERVE = "import dispatch_probe; from prefect.task_worker import serve; serve(dispatch_probe.probe_task, limit=1)"
+
+
+def wait_mark(marks: Path, token: str, timeout: float = 180) -> float:
+    """The time the body for ``token`` started, once it has."""
+    deadline = time.monotonic() + timeout
+    path = marks / token
+    while not path.exists() or not path.read_text():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no body started for {token} within {timeout:g} s")
+        time.sleep(0.01)
+    return float(path.read_text())
+
+
+def task_workers(stack: Stack, n: int, env: dict) -> list[subprocess.Popen]:
+    from flows.runtime import blas
+
+    procs = []
+    for i in range(n):
+        log = open(stack.dir / f"task-worker-{i}.log", "wb")  # noqa: SIM115 (closed with the process)
+        procs.append(subprocess.Popen([sys.executable, "-c", SERVE], cwd=HERE, env={**env, **blas.environment(n)},
+                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    return procs
+
+
+def part_a(marks: Path, runs: int) -> list[float]:
+    from dispatch_probe import probe_flow
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.deployments.runner import EntrypointType
+
+    probe_flow.to_deployment(name="probe", entrypoint_type=EntrypointType.MODULE_PATH,
+                             work_pool_name="bench-1").apply(work_pool_name="bench-1")
+    waits = []
+    with get_client(sync_client=True) as client:
+        for _ in range(runs + 1):  # the first is a warm-up: the worker's first poll
+            token = uuid.uuid4().hex
+            start = time.time()
+            flow_run = run_deployment("dispatch-probe/probe", parameters={"token": token}, timeout=0)
+            waits.append(wait_mark(marks, token) - start)
+            while not client.read_flow_run(flow_run.id).state.is_final():  # the worker is free again
+                time.sleep(0.2)
+    return waits[1:]
+
+
+def part_b(marks: Path, runs: int) -> list[float]:
+    from dispatch_probe import probe_task
+
+    waits = []
+    for _ in range(runs + 1):  # the first is a warm-up: the task workers' subscriptions
+        token = uuid.uuid4().hex
+        start = time.time()
+        future = probe_task.delay(token)
+        waits.append(wait_mark(marks, token) - start)
+        future.wait(timeout=120)
+    return waits[1:]
+
+
+def part_c(marks: Path, points: int, work: float) -> float:
+    from dispatch_probe import probe_task
+
+    tokens = [uuid.uuid4().hex for _ in range(points)]
+    start = time.time()
+    futures = [probe_task.delay(token, work) for token in tokens]
+    for future in futures:
+        future.wait(timeout=600)
+    return time.time() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=8, help="submissions timed one at a time in (a) and (b)")
+    ap.add_argument("--points", type=int, default=32, help="tasks delayed at once in (c)")
+    ap.add_argument("--work", type=float, default=0.5, help="seconds of work per task in (c)")
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed bench still stops its stack and workers
+
+    with tempfile.TemporaryDirectory(prefix="bp-dispatch-bench-") as tmp:
+        root, marks = Path(tmp), Path(tmp) / "marks"
+        marks.mkdir()
+        stack = Stack(root)
+        stack.client_env["BP_PROBE_DIR"] = str(marks)
+        stack.client_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+        # this process talks to the stack too, before Prefect is imported: its event subscriptions (which
+        # a future's wait() listens on) run on threads that see the environment, not temporary settings
+        os.environ.update({k: stack.client_env[k] for k in
+                           ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_URI", "BP_PROBE_DIR")})
+        procs: list[subprocess.Popen] = []
+        try:
+            stack.worker("bench-1", "bench-1-1", 1)
+            stack.wait_for_pools("bench-1")
+            a = part_a(marks, args.runs)
+            procs = task_workers(stack, 2, stack.client_env)
+            b = part_b(marks, args.runs)
+            c = part_c(marks, args.points, args.work)
+        finally:
+            for proc in procs:
+                proc.terminate()
+            stack.down()
+    ma, mb = statistics.median(a), statistics.median(b)
+    print(f"cores: {os.cpu_count()}; medians of {args.runs}, one submission at a time, the worker free")
+    print(f"(a) flow run on a process worker (baseline)   {ma:6.2f} s   1.00x   (min {min(a):.2f}, max {max(a):.2f})")
+    print(f"(b) background task on a warm task worker     {mb:6.2f} s   {mb / ma:.3f}x   (min {min(b):.2f}, "
+          f"max {max(b):.2f})   target <= 0.5 s: {'met' if mb <= 0.5 else 'MISSED'}")
+    ideal = args.points * args.work / 2
+    print(f"(c) {args.points} tasks of {args.work:g} s delayed at once on 2 task workers: {c:.2f} s against "
+          f"{ideal:.2f} s of work per worker = {c / ideal:.2f}x; {(c - ideal) / (args.points / 2):.3f} s a point "
+          "beyond the work")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""What dispatch_bench.py sends to the workers: a flow (for a process worker) and a task (for a task worker).
+
+Both import what a sweep child imports (MLflow, pandas, Prefect), so a process started for one flow run
+pays those imports as a child would, and both write the time their body starts to ``<BP_PROBE_DIR>/<token>``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import mlflow  # noqa: F401 (a child's imports: paid by a fresh process, already paid by a warm one)
+import pandas  # noqa: F401
+from prefect import flow, task
+
+
+def _mark(token: str) -> None:
+    Path(os.environ["BP_PROBE_DIR"], token).write_text(repr(time.time()))
+
+
+@flow(name="dispatch-probe")
+def probe_flow(token: str) -> None:
+    """A flow run whose body only says when it started."""
+    _mark(token)
+
+
+@task(name="dispatch-probe")
+def probe_task(token: str, seconds: float = 0.0) -> None:
+    """A background task whose body says when it started, then works (sleeps) ``seconds``."""
+    _mark(token)
+    time.sleep(seconds)
