@@ -1,7 +1,9 @@
-"""What dispatch_bench.py sends to the workers: a flow (for a process worker) and a task (for a task worker).
+"""What dispatch_bench.py sends to the workers: a flow (for a process worker) and tasks (for task workers).
 
-Both import what a sweep child imports (MLflow, pandas, Prefect), so a process started for one flow run
-pays those imports as a child would, and both write the time their body starts to ``<BP_PROBE_DIR>/<token>``.
+A task with no parameters that finds its token in its tags measures submission without Prefect's
+parameter storage. All import what a sweep child imports (MLflow, pandas, Prefect), so a process
+started for one flow run pays those imports as a child would, and all write the time their body
+starts to ``<BP_PROBE_DIR>/<token>``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import mlflow  # noqa: F401 (a child's imports: paid by a fresh process, already paid by a warm one)
 import pandas  # noqa: F401
 from prefect import flow, task
+from prefect.context import TaskRunContext
 
 
 def _mark(token: str) -> None:
@@ -30,3 +33,10 @@ def probe_task(token: str, seconds: float = 0.0) -> None:
     """A background task whose body says when it started, then works (sleeps) ``seconds``."""
     _mark(token)
     time.sleep(seconds)
+
+
+@task(name="dispatch-probe-tagged")
+def tagged_task() -> None:
+    """A background task with no parameters (nothing for Prefect to store): its token is its ``bp.point=`` tag."""
+    run_tags = TaskRunContext.get().task_run.tags
+    _mark(next(t.split("=", 1)[1] for t in run_tags if t.startswith("bp.point=")))
