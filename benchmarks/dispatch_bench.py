@@ -11,6 +11,8 @@
     starting, with the worker free.
 (d) As (b), for a task with no parameters whose key is in its tags: nothing goes to Prefect's
     parameter storage, which is a local folder unless a shared storage block is set.
+(e) `--fits` real line fits (the linreg flow's body, tracked on the stack's MLflow): on 2 threads in
+    this warm process (baseline, what an in-process sweep does) against the 2 task workers.
 (c) `--points` background tasks of `--work` seconds each, delayed at once onto 2 task workers
     (limit 1 each). Reported: the wall time against the work alone (points x work / 2), and the
     overhead per point that remains when the queue is never empty.
@@ -38,7 +40,7 @@ sys.path.insert(0, str(HERE))
 from stack_bench import Stack  # noqa: E402 (the benchmarks' own stack helper)
 
 SERVE = ("import dispatch_probe as p; from prefect.task_worker import serve; "
-         "serve(p.probe_task, p.tagged_task, limit=1)")
+         "serve(p.probe_task, p.tagged_task, p.line_fit_task, limit=1)")
 
 
 def wait_mark(marks: Path, token: str, timeout: float = 180) -> float:
@@ -131,11 +133,36 @@ def part_c(marks: Path, points: int, work: float) -> tuple[float, float]:
     return submitted, time.time() - start
 
 
+def part_e(marks: Path, fits: int, tracking_uri: str) -> tuple[float, float]:
+    """(seconds for ``fits`` line fits on 2 threads here, seconds for them on the 2 task workers)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dispatch_probe import fit_line, line_fit_task
+    from threadpoolctl import threadpool_limits
+
+    from flows.runtime import blas
+
+    rates = [round(2e-5 * 1.1 ** i, 9) for i in range(fits)]  # all below the largest stable rate, 3.8e-4
+    fit_line(rates[0], tracking_uri)  # warm-up: this process's imports and first MLflow requests
+    finish(line_fit_task.delay(uuid.uuid4().hex, rates[0], tracking_uri), 300)
+    finish(line_fit_task.delay(uuid.uuid4().hex, rates[0], tracking_uri), 300)
+    start = time.time()
+    with threadpool_limits(limits=blas.share(2), user_api="blas"), ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda lr: fit_line(lr, tracking_uri), rates))
+    here = time.time() - start
+    start = time.time()
+    futures = [line_fit_task.delay(uuid.uuid4().hex, lr, tracking_uri) for lr in rates]
+    for future in futures:
+        finish(future, 600)
+    return here, time.time() - start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=8, help="submissions timed one at a time in (a) and (b)")
     ap.add_argument("--points", type=int, default=32, help="tasks delayed at once in (c)")
     ap.add_argument("--work", type=float, default=0.5, help="seconds of work per task in (c)")
+    ap.add_argument("--fits", type=int, default=16, help="line fits in (e)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed bench still stops its stack and workers
 
@@ -158,6 +185,7 @@ def main() -> None:
             b_submit, b = part_b(marks, args.runs)
             d_submit, d = part_b(marks, args.runs, tagged=True)
             submitted, c = part_c(marks, args.points, args.work)
+            e_here, e_pool = part_e(marks, args.fits, stack.client_env["MLFLOW_TRACKING_URI"])
         finally:
             for proc in procs:
                 proc.terminate()
@@ -175,6 +203,9 @@ def main() -> None:
     print(f"(c) {args.points} tasks of {args.work:g} s delayed at once on 2 task workers: {c:.2f} s against "
           f"{ideal:.2f} s of work per worker = {c / ideal:.2f}x; {(c - ideal) / (args.points / 2):.3f} s a point "
           f"beyond the work; submitting them took {submitted:.2f} s ({submitted / args.points * 1000:.0f} ms a point)")
+    print(f"(e) {args.fits} real line fits (configs/linreg.yaml, each its own MLflow run on the stack): 2 threads in "
+          f"one warm process (baseline) {e_here:.2f} s, 2 task workers {e_pool:.2f} s = {e_pool / e_here:.2f}x; "
+          f"{e_here / args.fits:.2f} and {e_pool / args.fits:.2f} s a fit")
 
 
 if __name__ == "__main__":

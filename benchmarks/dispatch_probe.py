@@ -40,3 +40,23 @@ def tagged_task() -> None:
     """A background task with no parameters (nothing for Prefect to store): its token is its ``bp.point=`` tag."""
     run_tags = TaskRunContext.get().task_run.tags
     _mark(next(t.split("=", 1)[1] for t in run_tags if t.startswith("bp.point=")))
+
+
+LINREG = str(Path(__file__).resolve().parents[1] / "configs" / "linreg.yaml")
+
+
+def fit_line(learning_rate: float, tracking_uri: str) -> None:
+    """One real `bp train configs/linreg.yaml` at ``learning_rate``, tracked at ``tracking_uri``: a flow run in this
+    process (its tasks are submitted to the flow's task runner, which a task worker's task has none of)."""
+    from bpcore.configfile import load_config
+    from flows.experiments.registry import flow_for
+
+    config = load_config(LINREG, [f"trainer.learning_rate={learning_rate}", "experiment=dispatch-bench"])
+    flow_for("linreg")(config=config, tracking_uri=tracking_uri, run_name=f"lr={learning_rate:g}")
+
+
+@task(name="dispatch-probe-line-fit")
+def line_fit_task(token: str, learning_rate: float, tracking_uri: str) -> None:
+    """A real line fit (its MLflow run, curves, model and plots) on a task worker."""
+    _mark(token)
+    fit_line(learning_rate, tracking_uri)
