@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from bpcore.dataroot import VARIABLE as DATA_ROOT
-from flows.runtime import blas
+from flows.runtime import blas, processes
 from flows.runtime.http import request
 from flows.stack.db import Postgres
 from flows.stack.secrets import Secrets
@@ -98,16 +98,18 @@ def write_auth_ini(directory: Path, keys: Secrets) -> Path:
 
 def registered_workers(api: str, headers: dict) -> set[str]:
     """Names of the workers the Prefect server knows in pool ``bp``."""
-    status, answer = request("POST", f"{api}/work_pools/{POOL}/workers/filter", headers, {"limit": 200})
-    return {w["name"] for w in answer} if status == 200 and isinstance(answer, list) else set()
+    return {w["name"] for w in _pool_workers(api, headers)}
 
 
 def online_workers(api: str, headers: dict) -> set[str]:
     """Names of the workers of pool ``bp`` the Prefect server counts online (heartbeats arriving)."""
+    return {w["name"] for w in _pool_workers(api, headers) if w.get("status") == "ONLINE"}
+
+
+def _pool_workers(api: str, headers: dict) -> list[dict]:
+    """The workers of pool ``bp`` as the server lists them; none when it does not answer."""
     status, answer = request("POST", f"{api}/work_pools/{POOL}/workers/filter", headers, {"limit": 200})
-    if status != 200 or not isinstance(answer, list):
-        return set()
-    return {w["name"] for w in answer if w.get("status") == "ONLINE"}
+    return answer if status == 200 and isinstance(answer, list) else []
 
 
 def runs_in_flight(api: str, headers: dict) -> list[dict]:
@@ -123,7 +125,7 @@ def _here(run: dict) -> bool:
     pid = str(run.get("infrastructure_pid") or "")
     if not pid:
         return run.get("state_type") == "PENDING"  # taken by a worker, process not started yet
-    return pid.isdigit() and Path(f"/proc/{pid}").exists()
+    return pid.isdigit() and processes.stat(int(pid)) is not None
 
 
 def cancel_run(api: str, headers: dict, run_id: str, message: str) -> None:
