@@ -45,13 +45,13 @@ SERVE = ("import dispatch_probe as p; from prefect.task_worker import serve; "
 
 def wait_mark(marks: Path, token: str, timeout: float = 180) -> float:
     """The time the body for ``token`` started, once it has."""
-    deadline = time.monotonic() + timeout
+    from flows.runtime import waiting
+
     path = marks / token
-    while not path.exists() or not path.read_text():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"no body started for {token} within {timeout:g} s")
-        time.sleep(0.01)
-    return float(path.read_text())
+    text = waiting.poll(lambda: path.read_text() if path.exists() else "", bool, timeout, every=0.01)
+    if not text:
+        raise SystemExit(f"no body started for {token} within {timeout:g} s")
+    return float(text)
 
 
 def finish(future, timeout: float) -> None:

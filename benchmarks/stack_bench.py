@@ -86,15 +86,14 @@ class Stack:
         """Until the workers have made their pools on the server."""
         from prefect.settings import temporary_settings
 
+        from flows.runtime import waiting
         from flows.server import pools
 
-        deadline = time.monotonic() + timeout
         url, auth = self.client_env["PREFECT_API_URL"], self.client_env["PREFECT_API_AUTH_STRING"]
         with temporary_settings(updates={"api.url": url, "api.auth_string": auth}):
-            while not set(names) <= set(pools.names(url)):
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the workers did not make pools {names} within {timeout:g} s")
-                time.sleep(1)
+            made = waiting.poll(lambda: set(pools.names(url)), lambda found: set(names) <= found, timeout, every=1)
+        if not set(names) <= made:
+            raise SystemExit(f"the workers did not make pools {names} within {timeout:g} s")
 
     def down(self) -> None:
         for proc in self.workers:
