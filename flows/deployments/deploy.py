@@ -4,8 +4,9 @@ A deployment points at its flow by module path (``flows.experiments.linreg.linre
 installed package, on any machine, with no code to pull. Its parameters are the resolved config
 (the sweep flow's for a config with a ``sweep`` section), and its schedule the config's
 ``schedule``. Registering again updates the deployment (Prefect keys it by flow and name): never
-a duplicate. Registering also makes the zombie automation (``flows.server.automations``) and, for
-a sweep config, the child deployments its points run as (``flows.sweep.child_deployments``).
+a duplicate. Registering also makes the zombie automation (``flows.server.automations``) and deletes
+the ``sweep-child-<pool>`` deployments earlier bp versions ran sweep points as (points are background
+tasks of the sweep workers now, ``flows.sweep.points``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from bpcore.config import Config, to_dict
-from flows.experiments.registry import flow_for
+from flows.experiments.registry import FLOWS, flow_for
 from flows.server.automations import ensure_zombie_automation
 from flows.server.pools import ensure_pool
-from flows.sweep.child_deployments import ensure_child_deployments
 from flows.sweep.flow import sweep
 
 
@@ -87,10 +87,25 @@ def deploy(configs: list[tuple[str, Config]], pool: str, create_pool: bool = Fal
         deployment = to_deployment(config, name, pool)
         deployment.apply(work_pool_name=pool)
         names.append(f"{deployment.flow_name}/{name}")
-    sweeps = {config.kind for _, config in configs if config.sweep is not None}
-    if sweeps:
-        ensure_child_deployments(sweeps, pool)
+    retire_child_deployments(pool)
     return names
+
+
+def retire_child_deployments(pool: str) -> list[str]:
+    """Delete the ``<flow>/sweep-child-<pool>`` deployments of earlier bp versions; the names deleted."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    gone = []
+    with get_client(sync_client=True) as client:
+        for flow in FLOWS.values():
+            name = f"{flow.name}/sweep-child-{pool}"
+            try:
+                client.delete_deployment(client.read_deployment_by_name(name).id)
+                gone.append(name)
+            except ObjectNotFound:
+                pass
+    return gone
 
 
 def describe(config: Config) -> str:

@@ -2,7 +2,7 @@
 
 Entrypoint ``flows/sweep/flow.py:sweep``. Each child runs its kind's own flow code (a complete
 MLflow run: params, histories, model, plots, tags), told that it is a point of this sweep by its
-``sweep`` parameter: in a task here, or as a deployment run on a pool's workers
+``sweep`` parameter: in a task here, or as a background task on a pool's sweep workers
 (``flows.sweep.remote``). Either way the parent reads each child's outcome from its MLflow run.
 Children here run side by side on threads: the data is loaded once into the per-process cache,
 each child checks it against the digest the parent recorded, and the BLAS thread count is divided
@@ -31,10 +31,8 @@ from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import RunResult, run_tags
 from flows.experiments.registry import flow_for
 from flows.runtime import blas
-from flows.server.automations import ensure_zombie_automation
 from flows.sweep import champion, remote, results
 from flows.sweep.child import Child, ChildFailed
-from flows.sweep.child_deployments import ensure_child_deployments
 from flows.tracking import runs
 from flows.tracking import tags as tag
 
@@ -107,7 +105,7 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
     ``config``: the resolved sweep config as plain values; ``parallel``: children trained at once
     (default: the number of cores); ``points``: the grid as already expanded by the caller (else
     it is expanded here); ``pool`` (else the config's ``sweep.pool``): the work pool whose workers
-    train the children, each as a run of its kind's ``sweep-child-<pool>`` deployment (else in-process).
+    train the children, each a background task its sweep workers take (else in-process).
     With a pool and data this machine cannot read, the workers read it and agree on its digest.
     """
     model = validate(config, source="sweep config")
@@ -148,15 +146,12 @@ def _member(parent_id: str, pool: str | None, here: bool) -> SweepMember:
 
 def _train(points: list[GridPoint], digests: list[str | None], mc: MlflowClient, tags: dict[str, str] | None,
            member: SweepMember, metric: str, pool: str | None, parallel: int | None) -> list[Child]:
-    """The children on the pool's workers (their deployment and the crash automation made first), or here."""
+    """The children on the pool's sweep workers, or here."""
     logger = get_run_logger()
     if pool:
-        kind = points[0].validated().kind
-        deployment = ensure_child_deployments({kind}, pool)[kind]
-        ensure_zombie_automation()  # it notices a worker lost mid-child
-        logger.info("%d children as runs of %s on work pool %r (MLflow run %s)", len(points), deployment, pool,
-                    member.parent_run_id)
-        return remote.run_on_pool(points, digests, deployment, mc, tags, member, metric)
+        logger.info("%d children as background tasks on the sweep workers of pool %r (MLflow run %s)", len(points),
+                    pool, member.parent_run_id)
+        return remote.run_on_pool(points, digests, pool, mc, tags, member, metric)
     workers = max(1, min(parallel or os.cpu_count() or 1, len(points)))
     logger.info("%d children, %d at a time, %d BLAS thread(s) each (MLflow run %s)", len(points), workers,
                 blas.share(workers), member.parent_run_id)

@@ -1,23 +1,24 @@
-"""Sweep children on a work pool's workers: each grid point a run of its kind's ``sweep-child-<pool>`` deployment.
+"""Sweep children on a pool's sweep workers: each grid point a Prefect background task (``flows.sweep.points``).
 
-The parent submits the points one after another (each a subflow run of the sweep in the Prefect
-UI; whichever worker is free takes it), then watches all of them with one request every few
-seconds until each is final. A worker logs to its own ``MLFLOW_TRACKING_URI``, which must be the
-parent's store; the parent finds each child's MLflow run there by the tag ``bp.flow_run`` and
-reads its outcome back.
+The parent writes each point into a Prefect variable and delays its task (a task run of the sweep's
+flow run in the Prefect UI; whichever sweep worker of the pool is free takes it), then reads every
+point's variable with one request every few seconds until each has ended. A worker logs to its own
+``MLFLOW_TRACKING_URI``, which must be the parent's store; the parent reads each child's outcome from
+its MLflow run (found by the tag ``bp.point``) as soon as the point's variable says it ended.
 
 What can go wrong on the way, and what happens then:
 - the Prefect server answers with an error or not at all (a restart, its database away for a
   while, SQLite's "database is locked" under load): every request is tried again until the
-  server has failed for ``BP_SERVER_TIMEOUT`` seconds in a row; then ``ServerLost``;
-- a child's flow run crashes (its worker killed or lost: no heartbeat, see
-  ``flows.server.automations``): its MLflow run is marked FAILED with the reason and
-  the point is submitted again, a bounded number of times;
-- the sweep is stopped (Ctrl-C, SIGTERM) or gives up: the children not final are cancelled
-  (those not started never start; running ones are stopped by their workers) and their MLflow
-  runs marked KILLED with the reason. A child that starts after its sweep ended, because the
-  server could not be told in time, finds the sweep over and ends Cancelled without training
-  (``sweep_gone``);
+  server has failed for ``BP_SERVER_TIMEOUT`` seconds in a row; then ``ServerLost``. A server that
+  stopped answering may have restarted, and its queue of task runs not yet taken lives in memory
+  only: the points not started are delayed again (the old ones, if still queued, find their
+  variable gone and do not train);
+- a point's worker dies (killed, its machine lost): its heartbeat count stops; after LEASE seconds
+  its MLflow run is marked FAILED with the reason, its task run Crashed, and the point is delayed
+  again, a bounded number of times;
+- the sweep is stopped (Ctrl-C, SIGTERM) or gives up: the points not started are cancelled (their
+  variables deleted, so a worker that takes one does not train it), those training are marked
+  KILLED with the reason and stop within seconds (their workers see the sweep's MLflow run ended);
 - the machine that submits the sweep has no copy of the data (compose mounts it on the workers
   only): the first child to read it records its digest under the sweep's key (a Prefect variable,
   created once), and every other child checks its own copy against it (``agreed_digest``).
@@ -25,10 +26,12 @@ What can go wrong on the way, and what happens then:
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from mlflow.tracking import MlflowClient
@@ -37,13 +40,17 @@ from prefect import get_run_logger
 from bpcore.sweep import GridPoint
 from flows.experiments.membership import SweepMember
 from flows.runtime import outage
+from flows.runtime.http import request
+from flows.server import prefect_api
+from flows.sweep import points as sweep_points
 from flows.sweep.child import Child
 from flows.tracking import runs
 from flows.tracking import tags as tag
 
-ATTEMPTS = 3  # a point whose worker dies is submitted again, at most this many times in all
-POLL_SECONDS = 2.0  # between two reads of every child's state (one request for all of them)
-FINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+ATTEMPTS = 3  # a point whose worker dies is delayed again, at most this many times in all
+POLL_SECONDS = 1.0  # between two reads of every point's variable (one request for all of them)
+LEASE_VARIABLE = "BP_POINT_LEASE"
+LEASE_SECONDS = 30.0  # a started point whose heartbeat count stays this long is taken for lost (its worker dead)
 T = TypeVar("T")
 
 
@@ -61,17 +68,33 @@ class Interrupted(Exception):
 
 @dataclass
 class Submitted:
-    """One grid point on the pool: its current flow run and how many times it was submitted."""
+    """One grid point on the pool: its current task run and variable, and what is known of how it goes."""
 
     point: GridPoint
     digest: str | None
-    attempt: int = 0
-    flow_run_id: uuid.UUID | None = None
-    state: Any = None  # the flow run's last known state
+    tags: dict[str, str] | None
+    member: SweepMember
+    attempt: int = 0  # how many times the point was delayed
+    lost: int = 0  # how many of those attempts lost their worker
+    variable: str | None = None  # the current attempt's Prefect variable (and ``bp.point`` tag)
+    task_run_id: uuid.UUID | None = None
+    beat: int = 0  # the last heartbeat count read (0: not started)
+    seen: float = 0.0  # time.monotonic() when that count was read first
+    ended: dict | None = None  # what the worker wrote as the point ended
+    child: Child | None = None  # its outcome, once read
+    names: list[str] = field(default_factory=list)  # every attempt's variable
 
     @property
     def final(self) -> bool:
-        return self.state is not None and self.state.type.value in FINAL
+        return self.child is not None
+
+
+def lease() -> float:
+    """Seconds a started point may go without a heartbeat (``BP_POINT_LEASE``, default 30)."""
+    try:
+        return max(3 * sweep_points.BEAT_SECONDS, float(os.environ.get(LEASE_VARIABLE, LEASE_SECONDS)))
+    except ValueError:
+        return LEASE_SECONDS
 
 
 def patiently(call: Callable[[], T], what: str) -> T:
@@ -92,150 +115,222 @@ def _why(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
 
 
-def run_on_pool(points: list[GridPoint], digests: list[str | None], deployment: str, mc: MlflowClient,
+class Unanswered(ConnectionError):
+    """The Prefect server did not answer at all (not running, restarting, unreachable)."""
+
+
+class Pool:
+    """The requests of one sweep on a pool, through the configured Prefect API."""
+
+    def __init__(self, pool: str, member: SweepMember):
+        self.url, auth = prefect_api.configured()
+        self.url = (self.url or "").rstrip("/")
+        self.headers = prefect_api.headers(auth)
+        self.task = sweep_points.point_task(pool)
+        self.prefix = f"bp-point-{member.parent_run_id}-"
+        self.missed = False  # a request found nobody answering since this was last reset
+
+    def call(self, method: str, path: str, body=None, ok=(200, 201, 204), timeout: float = 10):
+        status, answer = request(method, self.url + path, self.headers, body, timeout=timeout)
+        if status == 0:
+            self.missed = True
+            raise Unanswered(f"{method} {path}: no answer")
+        if status not in ok:
+            raise ConnectionError(f"{method} {path}: HTTP {status}: {str(answer)[:200]}")
+        return answer
+
+    def variables(self) -> dict[str, Any]:
+        """Every variable of this sweep's points: name -> value (paged by 200, the API's limit)."""
+        found: dict[str, Any] = {}
+        while True:
+            page = self.call("POST", "/variables/filter", {"variables": {"name": {"like_": self.prefix}},
+                                                           "offset": len(found), "limit": 200})
+            found.update({v["name"]: v["value"] for v in page})
+            if len(page) < 200:
+                return found
+
+    def workers(self) -> int | None:
+        """How many sweep workers serve this pool's points now (None: the server did not say)."""
+        return prefect_api.task_workers(self.url, self.headers, self.task.task_key)
+
+
+def run_on_pool(points: list[GridPoint], digests: list[str | None], pool: str, mc: MlflowClient,
                 tags: dict[str, str] | None, member: SweepMember, metric: str) -> list[Child]:
-    """Every grid point as a run of ``deployment``, outcomes in grid order.
+    """Every grid point as a background task on ``pool``'s sweep workers, outcomes in grid order.
 
     ``digests``: each point's data digest, when this machine has read the data (else None and
     ``data_key`` names the rendezvous where the first child to read it records its digest).
     Raises Interrupted (carrying the children that finished) when stopped or when the server is lost.
     """
-    from prefect.client.orchestration import get_client
-
-    children = [Submitted(point, digest) for point, digest in zip(points, digests)]
     logger = get_run_logger()
+    logging.getLogger("prefect.tasks").setLevel(logging.WARNING)  # not a line per point: "Created task run ..."
+    api = Pool(pool, member)
+    children = [Submitted(point, digest, tags, member) for point, digest in zip(points, digests)]
+    experiment = Experiments(mc)
     try:
-        with get_client(sync_client=True) as client:
-            for child in children:
-                submit(child, deployment, tags, member)
-            while not all(child.final for child in children):
-                time.sleep(POLL_SECONDS)
-                for child in refresh(client, children):
-                    if child.state.is_crashed() and child.attempt < ATTEMPTS:
-                        reason = f"flow run {child.flow_run_id} crashed: {child.state.message}"
-                        for run_id in fail_running(mc, str(child.flow_run_id), reason,
-                                                   child.point.config["experiment"]):
-                            logger.warning("%s: MLflow run %s marked FAILED (%s)", child.point.name, run_id, reason)
-                        logger.warning("%s: attempt %d of %d crashed; submitting it again", child.point.name,
-                                       child.attempt, ATTEMPTS)
-                        submit(child, deployment, tags, member)
+        if api.workers() == 0:
+            logger.warning("no sweep worker serves pool %r yet: the points wait for one (bp sweep-worker --pool %s)",
+                           pool, pool)
+        for child in children:
+            submit(api, child)
+        while not all(child.final for child in children):
+            time.sleep(POLL_SECONDS)
+            watch(api, children, mc, experiment, metric, logger)
     except BaseException as exc:  # a stop (in a flow run SIGTERM is Prefect's TerminationSignal), the server lost
         why = runs.stop_reason(exc) or str(exc)
-        stop(children, mc, f"{why}: the sweep's children still to run were cancelled")
+        stop(api, children, mc, experiment, f"{why}: the sweep's children still to run were cancelled")
         if isinstance(exc, Exception) and not isinstance(exc, ServerLost):
             raise
-        raise Interrupted(_finished(children, mc, metric), exc) from exc
-    return [outcome(child, mc, metric) for child in children]
+        raise Interrupted([c.child for c in children if c.child is not None], exc) from exc
+    return [child.child for child in children]
 
 
-def _finished(children: list[Submitted], mc: MlflowClient, metric: str) -> list[Child]:
-    """The outcomes MLflow holds of the children that ended, by their runs there (quickly).
-
-    By MLflow's record, not Prefect's states: a child's run ends a few seconds before its flow run does.
-    """
-    done = []
-    with outage.one_attempt():
-        for child in children:
-            if child.flow_run_id is None:
-                continue
-            try:
-                ended = _runs_of(mc, str(child.flow_run_id), child.point.config["experiment"],
-                                 " and attributes.status != 'RUNNING'")
-                if ended:
-                    done.append(Child.of_run(child.point, ended[0], mc, metric))
-            except Exception:  # MLflow away as well
-                pass
-    return done
-
-
-def submit(child: Submitted, deployment: str, tags: dict[str, str] | None, member: SweepMember) -> None:
-    """Create the point's next flow run (a subflow of the sweep); idempotent, so a retried request makes one."""
-    from prefect.deployments import run_deployment
+def submit(api: Pool, child: Submitted) -> None:
+    """Write the point's next attempt into its variable and delay its task (a task run of the sweep's flow run)."""
+    from prefect import tags as prefect_tags
 
     child.attempt += 1
-    parameters = {"config": child.point.config, "tags": tags, "run_name": child.point.name,
-                  "data_digest": child.digest, "sweep": member.model_dump()}
-    key = f"{member.parent_run_id}-{child.point.index}-{child.attempt}"
-    flow_run = patiently(lambda: run_deployment(deployment, parameters=parameters, flow_run_name=child.point.name,
-                                                timeout=0, idempotency_key=key), f"submitting {child.point.name}")
-    child.flow_run_id, child.state = flow_run.id, flow_run.state
+    child.variable = f"{api.prefix}{child.point.index}-{child.attempt}"
+    child.names.append(child.variable)
+    child.beat, child.ended = 0, None
+    value = {"point": {"config": child.point.config, "tags": child.tags, "run_name": child.point.name,
+                       "data_digest": child.digest, "sweep": child.member.model_dump()}, "beat": 0, "ended": None}
+    # a retried request may find the variable made by the first: then it is this attempt's all the same
+    patiently(lambda: api.call("POST", "/variables/", {"name": child.variable, "value": value,
+                                                        "tags": ["bp", "sweep-point"]}, ok=(200, 201, 409)),
+              f"submitting {child.point.name}")
+    with prefect_tags(f"{sweep_points.TAG}{child.variable}"):
+        task = api.task.with_options(name=f"point {child.point.name}")  # the task run's name (and a suffix)
+        future = patiently(task.delay, f"submitting {child.point.name}")
+    child.task_run_id = future.task_run_id
 
 
-def refresh(client, children: list[Submitted]) -> list[Submitted]:
-    """Read every unfinished child's state in one request; the children that became final."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    waiting = {c.flow_run_id: c for c in children if not c.final}
-    flow_runs = patiently(lambda: client.read_flow_runs(flow_run_filter=FlowRunFilter(
-        id=FlowRunFilterId(any_=list(waiting))), limit=len(waiting)), "reading the children's states")
-    became = []
-    for run in flow_runs:
-        child = waiting[run.id]
-        child.state = run.state
+def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Experiments, metric: str, logger) -> None:
+    """Read every point's variable once; take the outcomes of those that ended, act on those whose worker is lost."""
+    api.missed = False
+    values = patiently(api.variables, "reading the points")
+    now, limit = time.monotonic(), lease()
+    for child in children:
         if child.final:
-            became.append(child)
-    return became
+            continue
+        value = values.get(child.variable)
+        if value is None:  # deleted by hand, or never made: the point cannot be trained from it
+            lost(api, child, mc, experiment, metric, logger, "its Prefect variable is gone")
+            continue
+        if value.get("ended") is not None:
+            child.ended = value["ended"]
+            child.child = outcome(child, mc, experiment, metric)
+            _forget(api, child.variable)
+            continue
+        beat = int(value.get("beat") or 0)
+        if beat != child.beat or api.missed:  # the server away: no worker could have counted meanwhile
+            child.beat, child.seen = beat, now
+        elif beat and now - child.seen > limit:
+            lost(api, child, mc, experiment, metric, logger,
+                 f"its worker sent no heartbeat for {limit:g} s ({LEASE_VARIABLE}): the worker is gone")
+    if api.missed:  # a restarted server has forgotten the task runs no worker had taken yet
+        for child in children:
+            if not child.final and child.beat == 0:
+                _cancel(api, child, "delayed again: the Prefect server restarted and forgot it")
+                _forget(api, child.variable)
+                submit(api, child)
+        logger.warning("the Prefect server did not answer for a while: the points not started were delayed again")
 
 
-def stop(children: list[Submitted], mc: MlflowClient, reason: str) -> None:
-    """Cancel every child not final (one quick request each) and mark its MLflow run KILLED with ``reason``.
-
-    Plain requests of a few seconds, not Prefect's client, which retries each for a minute: this
-    runs on the way out, perhaps with the server away.
-    """
-    from flows.runtime.http import request
-    from flows.server import prefect_api
-
-    waiting = [c for c in children if c.flow_run_id is not None and not c.final]
-    if not waiting:
+def lost(api: Pool, child: Submitted, mc: MlflowClient, experiment: Experiments, metric: str, logger, why: str) -> None:
+    """A point whose worker is gone: its MLflow run FAILED with the reason, its task run Crashed, delayed again."""
+    done = _runs_of(mc, experiment, child, " and attributes.status != 'RUNNING'")
+    if done:  # it ended, but could not say so (the server away as it did)
+        child.child = Child.of_run(child.point, done[0], mc, metric)
+        _forget(api, child.variable)
         return
-    url, auth = prefect_api.configured()
+    reason = f"{child.point.name}: attempt {child.attempt} lost: {why} (task run {child.task_run_id})"
+    for run in _runs_of(mc, experiment, child, " and attributes.status = 'RUNNING'"):
+        runs.mark_failed(mc, run.info.run_id, "failed", reason)
+        logger.warning("%s: MLflow run %s marked FAILED (%s)", child.point.name, run.info.run_id, reason)
+    _set_state(api, child, "CRASHED", reason)
+    _forget(api, child.variable)
+    child.lost += 1
+    if child.lost >= ATTEMPTS:
+        child.child = Child(child.point, None, "failed", reason)
+        return
+    logger.warning("%s: delaying it again (attempt %d of %d)", child.point.name, child.attempt + 1, ATTEMPTS)
+    submit(api, child)
+
+
+def outcome(child: Submitted, mc: MlflowClient, experiment: Experiments, metric: str) -> Child:
+    """The Child a worker trained: read from its MLflow run, or what its worker wrote when it opened none."""
+    found = _runs_of(mc, experiment, child)
+    if found:
+        return Child.of_run(child.point, found[0], mc, metric)
+    reason = (child.ended or {}).get("reason") or "the point ended without an MLflow run"
+    status = "cancelled" if reason.startswith("not trained:") else "failed"
+    return Child(child.point, None, status, reason)
+
+
+def stop(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Experiments, reason: str) -> None:
+    """Cancel every point not ended and mark its MLflow run KILLED with ``reason``, one quick attempt each.
+
+    Plain requests of a few seconds: this runs on the way out, perhaps with the server away. A point
+    not started finds its variable gone when a worker takes it; one training stops within seconds
+    when its worker sees the sweep's MLflow run ended.
+    """
+    waiting = [c for c in children if c.variable is not None and not c.final]
     for child in waiting:
-        started = child.state is not None and child.state.type.value in ("RUNNING", "PENDING")
-        # a started flow run is stopped by its worker (SIGTERM); one not started never will be
-        kind = "CANCELLING" if started else "CANCELLED"
-        state = {"type": kind, "name": kind.title(), "message": reason}
-        if url:  # a child the server could not be told of finds its sweep over when it starts (sweep_gone)
-            request("POST", f"{url.rstrip('/')}/flow_runs/{child.flow_run_id}/set_state", prefect_api.headers(auth),
-                    {"state": state, "force": True}, timeout=3)
+        if api.url:
+            _forget(api, child.variable, timeout=3)
+            if child.beat == 0:
+                _set_state(api, child, "CANCELLED", reason, timeout=3)
     with outage.one_attempt():
         for child in waiting:
             try:
-                for run in _runs_of(mc, str(child.flow_run_id), child.point.config["experiment"],
-                                    " and attributes.status = 'RUNNING'"):
+                for run in _runs_of(mc, experiment, child, " and attributes.status = 'RUNNING'"):
                     runs.mark_failed(mc, run.info.run_id, "failed", reason, run_status="KILLED")
             except Exception:  # MLflow away too: the next bp on the worker's machine reaps it
                 pass
 
 
-def _runs_of(mc, flow_run_id: str, experiment: str, extra: str = ""):
-    found = mc.get_experiment_by_name(experiment)
-    if found is None:
+def _set_state(api: Pool, child: Submitted, kind: str, message: str, timeout: float = 10) -> None:
+    state = {"type": kind, "name": kind.title(), "message": message[:5000]}
+    try:
+        api.call("POST", f"/task_runs/{child.task_run_id}/set_state", {"state": state, "force": True},
+                 timeout=timeout)
+    except ConnectionError:  # the record of a run that is over anyway; the outcome does not depend on it
+        pass
+
+
+def _cancel(api: Pool, child: Submitted, message: str) -> None:
+    _set_state(api, child, "CANCELLED", message)
+
+
+def _forget(api: Pool, name: str | None, timeout: float = 10) -> None:
+    """Delete a point's variable: a worker that takes its task run now does not train it."""
+    if name:
+        try:
+            api.call("DELETE", f"/variables/name/{name}", ok=(200, 204, 404), timeout=timeout)
+        except ConnectionError:
+            pass
+
+
+class Experiments:
+    """The id of each child's MLflow experiment (its config's), read once."""
+
+    def __init__(self, mc: MlflowClient):
+        self.mc, self.ids = mc, {}
+
+    def of(self, child: Submitted) -> str | None:
+        name = child.point.config["experiment"]
+        if name not in self.ids:
+            found = self.mc.get_experiment_by_name(name)
+            if found is None:
+                return None  # no child has opened a run there yet
+            self.ids[name] = found.experiment_id
+        return self.ids[name]
+
+
+def _runs_of(mc: MlflowClient, experiment: Experiments, child: Submitted, extra: str = ""):
+    """The MLflow runs of the point's current attempt (``extra``: more of the filter)."""
+    found = experiment.of(child)
+    if child.variable is None or found is None:
         return []
-    return mc.search_runs([found.experiment_id], f"tags.`{tag.FLOW_RUN}` = '{flow_run_id}'{extra}")
-
-
-def fail_running(mc: MlflowClient, flow_run_id: str, reason: str, experiment: str) -> list[str]:
-    """Mark FAILED the RUNNING MLflow runs a crashed flow run left in ``experiment``; their ids."""
-    failed = []
-    for run in _runs_of(mc, flow_run_id, experiment, " and attributes.status = 'RUNNING'"):
-        runs.mark_failed(mc, run.info.run_id, "failed", reason)
-        failed.append(run.info.run_id)
-    return failed
-
-
-def outcome(child: Submitted, mc: MlflowClient, metric: str) -> Child:
-    """The Child a worker trained: read from its MLflow run, or the flow run's failure when it opened none."""
-    config = child.point.validated()
-    found = _runs_of(mc, str(child.flow_run_id), config.experiment)
-    state = child.state
-    if not found:
-        message = state.message or state.name
-        status = "cancelled" if state.is_cancelled() else "failed"
-        return Child(child.point, None, status, f"flow run {child.flow_run_id} {state.name.lower()}: {message}")
-    return Child.of_run(child.point, found[0], mc, metric)
-
-
-# -- the child's side, in the flow a worker runs --------------------------------------------------
-
-
+    return mc.search_runs([found], f"tags.`{tag.POINT}` = '{child.variable}'{extra}")

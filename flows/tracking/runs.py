@@ -142,6 +142,25 @@ def experiment_id_of(mc: MlflowClient, name: str) -> str:
     return found.experiment_id
 
 
+class StopRequested(BaseException):
+    """Raised in a thread told to stop from another (a sweep point whose sweep ended): ``reason`` says why.
+
+    A BaseException, as Ctrl-C is: the code it interrupts must not take it for an error of its own.
+    Raised by class (``PyThreadState_SetAsyncExc`` takes no instance), so each stop makes a subclass
+    carrying its reason (``stop_request``).
+    """
+
+    reason = "stopped"
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def stop_request(reason: str) -> type[StopRequested]:
+    """A StopRequested class whose instances say ``reason``."""
+    return type("StopRequested", (StopRequested,), {"reason": reason})
+
+
 def stop_reason(exc: BaseException) -> str | None:
     """How the process was told to stop, when ``exc`` says it was: Ctrl-C, or a signal.
 
@@ -150,6 +169,8 @@ def stop_reason(exc: BaseException) -> str | None:
     """
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (Ctrl-C)"
+    if isinstance(exc, StopRequested):
+        return exc.reason
     number = getattr(exc, "signal", None)
     if isinstance(number, int):
         return f"stopped by {signal.Signals(number).name}"

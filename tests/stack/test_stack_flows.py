@@ -1,12 +1,11 @@
 """The flows on real servers: Postgres, the MLflow server, the Prefect server and two workers, started once
 per session by ``bp stack up`` on free 127.0.0.1 ports (tests/support/stack.py): scheduled runs, bp serve,
-sweeps on workers, a worker killed mid-child, the MLflow server restarted mid-run, and reproduction here of a
-worker's child."""
+sweeps on the sweep workers, 32 points with a sweep worker killed mid-point, the MLflow server restarted mid-run,
+and reproduction here of a worker's child."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -74,15 +73,6 @@ def runs_of(mc: MlflowClient, experiment: str, where: str = "") -> list:
     return mc.search_runs([found.experiment_id], where) if found else []
 
 
-def worker_flow_runs(servers) -> dict[str, set[str]]:
-    """The flow run ids each worker submitted, from their logs."""
-    taken = {}
-    for log in (servers["dir"] / "logs").glob("worker*.log"):
-        lines = log.read_text(errors="replace").splitlines()
-        taken[log.stem] = {line.rsplit("'", 2)[-2] for line in lines if "submitting flow run" in line}
-    return taken
-
-
 def test_stack_up_made_the_automation_that_crashes_silent_flow_runs(servers):
     from prefect.automations import Automation
     from prefect.settings import temporary_settings
@@ -98,7 +88,8 @@ def test_stack_up_made_the_automation_that_crashes_silent_flow_runs(servers):
 
 def test_deploy_moves_deployments_of_the_old_flat_layout_to_the_new_module_paths(servers, tmp_path):
     """A server holding deployments registered before flows/ had packages (``flows.linreg.linreg``, ...): bp deploy
-    points them, the sweep's child deployment included, at the modules that exist now."""
+    points them at the modules that exist now, and deletes the sweep child deployment (``sweep-child-<pool>``) that
+    earlier versions ran sweep points as (they are sweep workers' background tasks now)."""
     line, sweep = tmp_path / "moved.yaml", tmp_path / "moved_sweep.yaml"
     line.write_text(Path(LINREG).read_text())
     sweep.write_text(Path(LINREG_SWEEP).read_text())
@@ -114,8 +105,13 @@ def test_deploy_moves_deployments_of_the_old_flat_layout_to_the_new_module_paths
             assert prefect.read_deployment_by_name("linreg/moved").entrypoint == "flows.linreg.linreg"
         deployed = bp("deploy", str(line), str(sweep), "--pool", "moved", env=servers["env"], cwd=tmp_path)
         assert deployed.returncode == 0, deployed.stderr[-3000:]
+        from prefect.exceptions import ObjectNotFound
+
         with prefect_client(servers) as prefect:
-            now = {key: prefect.read_deployment_by_name("/".join(key)).entrypoint for key in old}
+            now = {}
+            for key in old:
+                with contextlib.suppress(ObjectNotFound):
+                    now[key] = prefect.read_deployment_by_name("/".join(key)).entrypoint
     finally:  # the other tests see the session's server with its one pool, bp
         from prefect.exceptions import ObjectNotFound
 
@@ -125,8 +121,7 @@ def test_deploy_moves_deployments_of_the_old_flat_layout_to_the_new_module_paths
                     prefect.delete_deployment(prefect.read_deployment_by_name("/".join(key)).id)
             prefect.delete_work_pool("moved")
     assert now == {("linreg", "moved"): "flows.experiments.linreg.linreg",
-                   ("sweep", "moved_sweep"): "flows.sweep.flow.sweep",
-                   ("linreg", "sweep-child-moved"): "flows.experiments.linreg.linreg"}
+                   ("sweep", "moved_sweep"): "flows.sweep.flow.sweep"}
 
 
 def test_a_scheduled_run_is_trained_by_a_worker(servers, tmp_path):
@@ -222,8 +217,14 @@ def test_bp_serve_runs_schedules_and_stops_on_sigterm(servers, tmp_path):
             prefect.pause_deployment(prefect.read_deployment_by_name("chain/served").id)
 
 
+def sweep_workers(servers) -> dict[int, dict]:
+    """The stack's sweep workers by pid."""
+    from flows.stack.procs import read_records
+
+    return {r["pid"]: r for r in read_records(servers["dir"]) if "sweep_worker" in r}
+
+
 def test_a_sweep_on_the_pool_uses_both_workers(servers):
-    before = worker_flow_runs(servers)
     done = bp("sweep", LINREG_SWEEP, "--pool", "bp", "--set", "experiment=pool-sweep", env=servers["env"],
               cwd=servers["cwd"])
     parent = last_run_id(done)
@@ -231,17 +232,17 @@ def test_a_sweep_on_the_pool_uses_both_workers(servers):
     mc = client(servers)
     children = runs_of(mc, "pool-sweep", f"tags.mlflow.parentRunId = '{parent}'")
     assert len(children) == 8
-    assert {c.data.tags["bp.deployment"] for c in children} == {"sweep-child-bp"}
+    assert all(c.data.tags["bp.point"].startswith(f"bp-point-{parent}-") for c in children)
     assert sorted(c.data.tags["bp.status"] for c in children).count("diverged") == 2
-    flow_runs = {c.data.tags["bp.flow_run"] for c in children}
-    taken = {name: runs - before.get(name, set()) & flow_runs for name, runs in worker_flow_runs(servers).items()}
-    assert len(taken) == 2 and all(taken.values()), taken  # both workers trained some
+    pids = {int(c.data.tags["bp.worker"].rsplit(":", 1)[1]) for c in children}
+    assert pids == set(sweep_workers(servers)), pids  # both sweep workers trained some, in their own processes
     tags = mc.get_run(parent).data.tags
     assert tags["bp.best_point"] == "lr=0.0003" and tags["bp.registry"].startswith("registered linreg-line")
     assert mc.get_run(parent).data.metrics["diverged"] == 2
-    logs = "".join(log.read_text(errors="replace") for log in (servers["dir"] / "logs").glob("worker*.log"))
-    assert "flow run ended Failed: diverged at iteration" in logs  # a diverged child: one line, a result
-    assert "Engine execution exited with unexpected exception" not in logs and "View run" not in logs
+    logs = "".join(log.read_text(errors="replace") for log in (servers["dir"] / "logs").glob("sweep-worker*.log"))
+    assert "Finished in state Failed('diverged at iteration" in logs  # a diverged child: its result, one line
+    assert "Task run failed with state" not in logs and "Traceback" not in logs and "View run" not in logs
+    assert "Created task run" not in done.stderr  # not a line per point in the sweep's output
 
 
 def test_reproduce_here_a_child_trained_on_a_worker(servers):
@@ -295,39 +296,71 @@ def test_the_mlflow_server_restarted_mid_run_loses_no_step(servers):
         assert sorted(m.step for m in mc.get_metric_history(run.info.run_id, key)) == list(range(1, 13)), key
 
 
-def test_a_worker_killed_mid_child_loses_no_point(servers):
-    env = servers["env"]
-    sweep = subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep", MNIST_SWEEP, "--pool", "bp",
-                              "--set", "experiment=killed-worker", "--set", "trainer.epochs=15",
-                              "--set", "data.limit=1500", "--set", "sweep.model_name=null"],
+def test_32_points_on_two_sweep_workers_lose_none_when_one_is_killed(servers):
+    """A sweep worker SIGKILLed while it trains a point (a machine lost): the point's run is marked FAILED once
+    its heartbeat stops, the point is delayed again, and every point ends a child with its full cost history,
+    recorded in Prefect as a task run of the sweep's flow run. The worker is then started again, as a new
+    machine joining a sweep in flight."""
+    from flows.stack.procs import read_records, start_time, write_records
+
+    rates = "[" + ", ".join(f"{1.0e-5 * (1 + i):.6g}" for i in range(32)) + "]"
+    names = sorted(f"lr={1.0e-5 * (1 + i):g}" for i in range(32))
+    env = {**servers["env"], "BP_POINT_LEASE": "12"}
+    sweep = subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep", LINREG_SWEEP, "--pool", "bp",
+                              "--set", "experiment=killed-worker", "--set", "sweep.model_name=null",
+                              "--set", f"sweep.grid.trainer.learning_rate={rates}"],
                              env=env, cwd=servers["cwd"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     mc, deadline, victim = client(servers), time.monotonic() + 300, None
-    while victim is None and time.monotonic() < deadline:
-        for run in runs_of(mc, "killed-worker", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'"):
-            if mc.get_metric_history(run.info.run_id, "cost"):
-                victim = run
-                break
-        time.sleep(1)
-    assert victim is not None, "no child started training"
-    pid = int(victim.data.tags["bp.worker"].rsplit(":", 1)[1])
-    worker = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # the flow run's parent
-    os.kill(pid, signal.SIGKILL)  # the flow run (in a session of its own) and its worker: a machine lost
-    os.killpg(os.getpgid(worker), signal.SIGKILL)
-    out, err = sweep.communicate(timeout=900)
+    try:
+        while victim is None:
+            assert time.monotonic() < deadline and sweep.poll() is None, "no point trained"
+            if len(runs_of(mc, "killed-worker", "attributes.status = 'FINISHED'")) >= 4:  # mid-sweep
+                running = runs_of(mc, "killed-worker", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'")
+                victim = running[0] if running else None
+            time.sleep(0.1)
+        pid = int(victim.data.tags["bp.worker"].rsplit(":", 1)[1])
+        record = sweep_workers(servers)[pid]
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        environ = dict(item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                       if b"=" in item)
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        os.killpg(pid, signal.SIGKILL)
+        while Path(f"/proc/{pid}").exists() and (Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"):
+            time.sleep(0.1)
+        time.sleep(15)  # the lost point is noticed with one worker left; then a new one joins
+        with open(record["log"], "ab") as log:
+            new = subprocess.Popen(argv, env=environ, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        write_records(servers["dir"], [{**r, "pid": new.pid, "start": start_time(new.pid)} if r["pid"] == pid else r
+                                       for r in read_records(servers["dir"])])  # bp stack down stops it
+        out, err = sweep.communicate(timeout=900)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
     assert sweep.returncode == 0, err[-3000:]
-    parent = out.strip().splitlines()[-1].removeprefix("run_id: ")
-    children = runs_of(mc, "killed-worker", f"tags.mlflow.parentRunId = '{parent}'")
+    parent = mc.get_run(out.strip().splitlines()[-1].removeprefix("run_id: "))
+    children = runs_of(mc, "killed-worker", f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert not [c for c in children if c.info.status == "RUNNING"]
     killed = mc.get_run(victim.info.run_id)
-    # marked by the zombie automation's crash, or first by another bp on this host that saw its process gone
     reason = killed.data.tags["bp.failure_reason"]
-    assert killed.info.status == "FAILED" and ("crashed" in reason or "that ran it is gone" in reason), err[-3000:]
-    names = [c.info.run_name for c in children if c.info.run_id != victim.info.run_id]
-    assert sorted(names) == sorted(["lr=0.002", "lr=0.02", "lr=0.2", "lr=2"]), names  # every point, once more
-    assert "submitting it again" in err
+    assert killed.info.status == "FAILED" and "the worker is gone" in reason, reason
+    assert "delaying it again (attempt 2 of 3)" in err
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert sorted(c.info.run_name for c in finished) == names  # every point, once
+    assert len(children) == 33  # and the lost attempt
+    for child in finished:
+        assert [m.step for m in mc.get_metric_history(child.info.run_id, "cost")] == list(range(1001))
+    assert parent.data.metrics["finished"] == 32
 
-    with prefect_client(servers) as prefect:
-        state = prefect.read_flow_run(victim.data.tags["bp.flow_run"]).state
-    assert state.is_crashed(), state
-    records = json.loads((servers["dir"] / "pids.json").read_text())
-    assert records  # the stack still knows its processes (bp stack down checks them by start time)
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with prefect_client(servers) as prefect:  # what the Prefect UI shows under the sweep's flow run
+        task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[parent.data.tags["bp.flow_run"]])), limit=200)
+        points = [t for t in task_runs if t.name.startswith("point ")]
+        by_point = {tag.removeprefix("bp.point="): t for t in points for tag in t.tags if tag.startswith("bp.point=")}
+        nested = {c.info.run_id: prefect.read_flow_run(c.data.tags["bp.flow_run"]) for c in finished}
+    assert sorted(t.name.rsplit("-", 1)[0] for t in points if t.state.is_completed()) == [f"point {n}" for n in names]
+    assert by_point[victim.data.tags["bp.point"]].state.is_crashed()
+    for child in finished:  # each point's own flow run, nested in its task run
+        assert nested[child.info.run_id].parent_task_run_id == by_point[child.data.tags["bp.point"]].id

@@ -1,12 +1,16 @@
-"""The pool side of a sweep, piece by piece on the session's Prefect server: requests that ride out a server
-that fails a while, children cancelled when the sweep stops, a child that finds its sweep over, and the
-children agreeing on the data's digest when the submitting machine has no copy of it."""
+"""The pool side of a sweep, piece by piece on the session's Prefect server (no sweep worker runs): requests that
+ride out a server that fails a while, points cancelled when the sweep stops, a point whose worker's heartbeat
+stops, a point that ended, a training point stopped when its sweep ends, a child that finds its sweep over, and
+the children agreeing on the data's digest when the submitting machine has no copy of it."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 
 import pytest
+from support import REPO
 
 from bpcore.errors import DataError
 from flows.experiments import membership
@@ -15,17 +19,6 @@ from flows.runtime import outage
 from flows.sweep import remote as sweep_remote
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-
-
-def new_flow_run(client, state=None):
-    from prefect.client.schemas.actions import FlowRunCreate
-
-    flow_id = client.create_flow_from_name("bp-pool-test")
-    created = client.request("POST", "/flow_runs/", json=FlowRunCreate(flow_id=flow_id).model_dump(mode="json"))
-    flow_run_id = created.json()["id"]
-    if state is not None:
-        client.set_flow_run_state(flow_run_id, state, force=True)
-    return flow_run_id
 
 
 def test_requests_ride_out_errors_then_give_up_after_the_budget(monkeypatch):
@@ -51,23 +44,144 @@ def test_requests_ride_out_errors_then_give_up_after_the_budget(monkeypatch):
                                       "refused); gave up after 4 s (BP_SERVER_TIMEOUT)")
 
 
-def test_a_stop_cancels_the_children_not_final(tracking_uri):
-    from prefect.client.orchestration import get_client
-    from prefect.states import Completed, Running, Scheduled
+def _pool_sweep(tracking_uri, name: str, points: int):
+    """A parent MLflow run, ``points`` linreg points submitted as a pool sweep's (no worker takes them)."""
+    from mlflow import MlflowClient
 
+    from bpcore.config import to_dict
+    from bpcore.configfile import load_config
     from bpcore.sweep import GridPoint
+    from flows.tracking.store import ensure_store
 
-    point = GridPoint(index=0, name="lr=1", values={}, config={"experiment": "pool-stop"})
+    ensure_store(tracking_uri)
+    mc = MlflowClient(tracking_uri)
+    experiment = f"{name}-{time.time_ns()}"
+    config = to_dict(load_config(str(REPO / "configs" / "linreg.yaml"), [f"experiment={experiment}"]))
+    parent = mc.create_run(mc.create_experiment(experiment)).info.run_id
+    member = membership.SweepMember(parent_run_id=parent)
+    api = sweep_remote.Pool("unit", member)
+    children = [sweep_remote.Submitted(GridPoint(index=i, name=f"lr={i}", values={}, config=config), None, None,
+                                       member) for i in range(points)]
+    for child in children:
+        sweep_remote.submit(api, child)
+    return mc, api, children, sweep_remote.Experiments(mc)
+
+
+def _child_run(mc, child, status: str = "RUNNING") -> str:
+    """An MLflow run as the point's worker opens it: tagged with the point's variable."""
+    experiment = mc.get_experiment_by_name(child.point.config["experiment"]).experiment_id
+    run_id = mc.create_run(experiment, tags={"bp.point": child.variable, "bp.status": "running"}).info.run_id
+    if status != "RUNNING":
+        mc.set_tag(run_id, "bp.status", "finished")
+        mc.set_terminated(run_id, status)
+    return run_id
+
+
+def _task_state(task_run_id):
+    from prefect.client.orchestration import get_client
+
     with get_client(sync_client=True) as client:
-        waiting = sweep_remote.Submitted(point, None, 1, new_flow_run(client, Scheduled()))
-        running = sweep_remote.Submitted(point, None, 1, new_flow_run(client, Running()))
-        done = sweep_remote.Submitted(point, None, 1, new_flow_run(client, Completed()))
-        for child in (waiting, running, done):
-            child.state = client.read_flow_run(child.flow_run_id).state
-        sweep_remote.stop([waiting, running, done], tracking_uri, "stopped by SIGTERM: cancelled")
-        states = [client.read_flow_run(c.flow_run_id).state for c in (waiting, running, done)]
-    assert [s.type.value for s in states] == ["CANCELLED", "CANCELLING", "COMPLETED"]
-    assert states[0].message == "stopped by SIGTERM: cancelled"
+        return client.read_task_run(task_run_id).state
+
+
+def _beat(child, count: int, ended=None) -> None:
+    """What a worker writes into the point's variable."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import VariableUpdate
+
+    with get_client(sync_client=True) as client:
+        value = client.read_variable_by_name(child.variable).value
+        client.update_variable(VariableUpdate(name=child.variable, value={**value, "beat": count, "ended": ended}))
+
+
+def test_a_stop_cancels_the_points_not_started_and_kills_those_training(tracking_uri):
+    mc, api, (waiting, training), experiment = _pool_sweep(tracking_uri, "pool-stop", 2)
+    training.beat = 1
+    run_id = _child_run(mc, training)
+    assert set(api.variables()) == {waiting.variable, training.variable}
+    sweep_remote.stop(api, [waiting, training], mc, experiment, "stopped by SIGTERM: cancelled")
+    assert api.variables() == {}  # a worker that takes either finds its sweep over
+    state = _task_state(waiting.task_run_id)
+    assert state.type.value == "CANCELLED" and state.message == "stopped by SIGTERM: cancelled"
+    run = mc.get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.tags["bp.failure_reason"] == "stopped by SIGTERM: cancelled"
+
+
+def test_a_point_whose_heartbeat_stops_is_failed_crashed_and_delayed_again(tracking_uri):
+    mc, api, (child,), experiment = _pool_sweep(tracking_uri, "pool-lost", 1)
+    logger = logging.getLogger("test")
+    first, task_run = child.variable, child.task_run_id
+    run_id = _child_run(mc, child)
+    _beat(child, 1)
+    sweep_remote.watch(api, [child], mc, experiment, "final_cost", logger)
+    assert child.beat == 1 and child.attempt == 1
+    child.seen -= sweep_remote.lease() + 1  # no new count for longer than the lease
+    sweep_remote.watch(api, [child], mc, experiment, "final_cost", logger)
+    run = mc.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert "attempt 1 lost: its worker sent no heartbeat for 30 s (BP_POINT_LEASE): the worker is gone" in \
+        run.data.tags["bp.failure_reason"]
+    assert _task_state(task_run).type.value == "CRASHED"
+    assert child.attempt == 2 and child.variable != first and child.task_run_id != task_run and not child.final
+    assert set(api.variables()) == {child.variable}  # the old attempt's variable gone: it cannot train now
+
+
+def test_a_point_that_ended_is_read_from_its_mlflow_run(tracking_uri):
+    mc, api, (child,), experiment = _pool_sweep(tracking_uri, "pool-ended", 1)
+    run_id = _child_run(mc, child, "FINISHED")
+    _beat(child, 3, ended={"run_id": run_id, "reason": None})
+    sweep_remote.watch(api, [child], mc, experiment, "final_cost", logging.getLogger("test"))
+    assert child.final and child.child.run_id == run_id and child.child.status == "finished"
+    assert api.variables() == {}
+
+
+def test_a_point_stops_where_it_is_once_its_sweep_has_ended(tracking_uri, monkeypatch):
+    from mlflow import MlflowClient
+
+    from flows.sweep import points as sweep_points
+    from flows.tracking import runs
+    from flows.tracking.store import ensure_store
+
+    monkeypatch.setattr(sweep_points, "BEAT_SECONDS", 0.2)
+    ensure_store(tracking_uri)
+    mc = MlflowClient(tracking_uri)
+    parent = mc.create_run(mc.create_experiment(f"pool-beat-{time.time_ns()}")).info.run_id
+    mc.set_tag(parent, "bp.failure_reason", "stopped by SIGTERM")
+    member = membership.SweepMember(parent_run_id=parent)
+    caught, after = [], []
+
+    def train() -> None:
+        beat = sweep_points.Beat("bp-point-none", {"beat": 0}, member, mc)  # its variable missing: beats fail
+        beat.start()
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # training, a Python instruction at a time
+                sum(range(1000))
+        except runs.StopRequested as exc:
+            caught.append(str(exc))
+        finally:
+            beat.stop()
+        time.sleep(1)
+        after.append("no stop raised after the point ended")
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    time.sleep(1)
+    assert not caught  # its sweep still runs
+    mc.set_terminated(parent, "KILLED")
+    thread.join(30)
+    assert caught == ["stopped by SIGTERM"] and after
+
+
+def new_flow_run(client, state=None):
+    from prefect.client.schemas.actions import FlowRunCreate
+
+    flow_id = client.create_flow_from_name("bp-pool-test")
+    created = client.request("POST", "/flow_runs/", json=FlowRunCreate(flow_id=flow_id).model_dump(mode="json"))
+    flow_run_id = created.json()["id"]
+    if state is not None:
+        client.set_flow_run_state(flow_run_id, state, force=True)
+    return flow_run_id
 
 
 def test_a_child_whose_sweep_is_over_does_not_start(tracking_uri):

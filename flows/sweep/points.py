@@ -1,0 +1,244 @@
+"""A sweep's points on warm processes: the background task a point runs as, and the sweep worker that serves it.
+
+A sweep on a pool (``flows.sweep.remote``) delays one Prefect background task per grid point
+(``Task.delay``). Sweep workers (``bp sweep-worker --pool P``: long-lived processes that imported
+Prefect, MLflow, NumPy and pandas once) each take one point at a time and run the kind's own flow in
+their process, so a point pays no Python start. The task run is one of the sweep's in the Prefect
+UI (its flow run is the sweep's), and the kind's flow run is nested under it.
+
+The task has no parameters: Prefect would store them in the submitter's local result storage,
+which a worker on another machine cannot read. The point travels instead in a Prefect variable
+(``Variable``, on the server) named by the task run's tag ``bp.point=<name>``, whose value is
+
+    {"point": {config, tags, run_name, data_digest, sweep}, "beat": N, "ended": null | {run_id, reason}}
+
+While its point trains, the worker counts ``beat`` up every BEAT_SECONDS: a sweep whose point's
+count stops knows its worker is gone (a killed worker's task run stays Running for ever; Prefect
+sends task runs no heartbeats and delivers a task run once). The same thread reads the sweep's
+MLflow run: once it has ended (the sweep stopped, or gave up), the point is stopped where it is
+and its MLflow run ends KILLED with the sweep's reason. As it ends, the worker writes ``ended``.
+
+Each pool has its own task (its Prefect task key names the pool), so ``bp sweep-worker --pool P``
+takes the points of sweeps on P only. The key also hashes this task's code: the sweep and its workers
+must run the same bp, on the same Python minor version.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+import time
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+from prefect import Task, get_run_logger, task
+from prefect.states import Cancelled, Completed, Failed, State
+
+from bpcore.configfile import validate
+from flows.experiments import membership
+from flows.experiments.membership import SweepMember
+from flows.experiments.registry import flow_for
+from flows.runtime import outage
+from flows.tracking import runs
+from flows.tracking import tags as tag
+
+BEAT_SECONDS = 3.0  # between two counts of a training point's heartbeat
+TAG = "bp.point="  # a point's task-run tag: the prefix, then its variable's name
+
+
+def point_task(pool: str) -> Task:
+    """The background task of pool ``pool``'s sweep points (the same task, for the same pool, in every process)."""
+    def run() -> State:
+        return run_point()
+
+    # Prefect's task key is the function's name and a hash of its code: the name routes a pool's points
+    run.__name__ = run.__qualname__ = f"sweep_point_{pool.replace('-', '_')}"
+    # never cached: a task worker gives a task without a cache policy Prefect's default, keyed by its
+    # inputs (none here) and its flow run (the sweep's), which would take every point for the first
+    return task(run, name=f"sweep-point {pool}", cache_key_fn=_never_cached)
+
+
+def _never_cached(context, parameters) -> None:
+    """No cache key: every point trains."""
+    return None
+
+
+def run_point() -> State:
+    """Train the point named in this task run's tags: its kind's flow, nested here; the task's final state."""
+    from prefect.context import TaskRunContext
+
+    name = next(t[len(TAG):] for t in TaskRunContext.get().task_run.tags if t.startswith(TAG))
+    logger = get_run_logger()
+    value = _read(name)
+    if value is None:
+        return _ended(name, None, "not trained: its sweep is over (the point's variable is gone)", Cancelled)
+    point = value["point"]
+    member = SweepMember.model_validate(point["sweep"])
+    mc = runs.client(None)  # this worker's MLFLOW_TRACKING_URI: the sweep's store
+    if gone := membership.sweep_gone(member, mc):
+        return _ended(name, None, f"not trained: {gone}", Cancelled)
+    beat = Beat(name, value, member, mc)
+    beat.count()  # the sweep learns that the point started
+    beat.start()
+    run_id, reason = None, None
+    try:
+        config = validate(point["config"], source=f"sweep point {point['run_name']}")
+        state = flow_for(config.kind)(config=config, tracking_uri=None, tags={**(point["tags"] or {}), tag.POINT: name},
+                                      run_name=point["run_name"], data_digest=point["data_digest"], sweep=member,
+                                      return_state=True)
+        result = state.result(raise_on_failure=False)
+        run_id = getattr(result, "run_id", None)
+        if not state.is_completed():
+            reason = state.message or state.name
+        elif getattr(result, "status", "finished") != "finished":
+            reason = result.reason or result.status
+    except runs.StopRequested as stop:  # Prefect ended the point's flow run Crashed: it was cancelled
+        reason = stop.reason
+        _cancel_flow_run(mc, point["config"]["experiment"], name, reason)
+    except Exception as exc:  # a point's error is that point's outcome (the parent reads it from ``ended``)
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:2000]
+    finally:
+        beat.stop()
+    if beat.stopped:
+        reason = beat.stopped
+        logger.warning("%s: stopped: %s", point["run_name"], reason)
+    return _ended(name, run_id, reason, Cancelled if beat.stopped else Failed if reason else Completed)
+
+
+def _cancel_flow_run(mc: MlflowClient, experiment: str, name: str, reason: str) -> None:
+    """Mark Cancelled the point's flow run (Prefect took its stop for a crash), found by the point's MLflow run."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        found = mc.search_runs([mc.get_experiment_by_name(experiment).experiment_id], f"tags.`{tag.POINT}` = '{name}'")
+        with get_client(sync_client=True) as client:
+            for run in found:
+                if flow_run := run.data.tags.get(tag.FLOW_RUN):
+                    client.set_flow_run_state(flow_run, Cancelled(message=reason), force=True)
+    except Exception:  # a server away: the flow run stays Crashed, its MLflow run KILLED all the same
+        pass
+
+
+class _OutcomeNotError(logging.Filter):
+    """A point that did not finish (it diverged, its data was bad) is its sweep's result, not a worker's error:
+    Prefect's "Task run failed with state ..." line (with an empty traceback) is left out; its
+    "Finished in state Failed(...)" line says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Task run failed with state")
+
+
+logging.getLogger("prefect.task_runs").addFilter(_OutcomeNotError())
+
+
+def _ended(name: str, run_id: str | None, reason: str | None, end) -> State:
+    """Record how the point ended in its variable (if the sweep still has it); the task run's state."""
+    value = _read(name)
+    if value is not None:
+        _write(name, {**value, "ended": {"run_id": run_id, "reason": reason}})
+    return end(message=reason) if reason else end()
+
+
+def _read(name: str) -> dict[str, Any] | None:
+    from prefect.client.orchestration import get_client
+
+    def read():
+        with get_client(sync_client=True) as client:
+            variable = client.read_variable_by_name(name)
+        return None if variable is None else variable.value
+
+    return _patiently(read)
+
+
+def _write(name: str, value: dict[str, Any]) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import VariableUpdate
+
+    def write():
+        with get_client(sync_client=True) as client:
+            client.update_variable(VariableUpdate(name=name, value=value))
+
+    _patiently(write)
+
+
+def _patiently(call):
+    """``call()``, tried again a second apart while the Prefect server is away, up to ``BP_SERVER_TIMEOUT`` s."""
+    deadline = time.monotonic() + outage.seconds()
+    while True:
+        try:
+            return call()
+        except Exception:
+            if time.monotonic() + 1 > deadline:
+                raise
+            time.sleep(1)
+
+
+class Beat(threading.Thread):
+    """While a point trains: its heartbeat count, and its stop once the sweep's MLflow run has ended."""
+
+    def __init__(self, name: str, value: dict[str, Any], member: SweepMember, mc: MlflowClient):
+        super().__init__(name=f"beat {name}", daemon=True)
+        self.variable, self.value, self.member, self.mc = name, value, member, mc
+        self.target = threading.get_ident()  # the thread that trains the point
+        self.stopped: str | None = None  # why the sweep stopped the point
+        self._done = threading.Event()
+        self._lock = threading.Lock()  # a stop is raised only while the point trains
+
+    def count(self) -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import VariableUpdate
+
+        self.value = {**self.value, "beat": int(self.value.get("beat") or 0) + 1}
+        with get_client(sync_client=True) as client:
+            client.update_variable(VariableUpdate(name=self.variable, value=self.value))
+
+    def run(self) -> None:
+        while not self._done.wait(BEAT_SECONDS):
+            try:
+                self.count()
+            except Exception:  # the server away a while: the sweep, unable to read the counts either, waits too
+                pass
+            try:
+                parent = self.mc.get_run(self.member.parent_run_id)
+            except Exception:  # MLflow away: the point's own logging rides it out or fails
+                continue
+            if parent.info.status != "RUNNING":
+                why = parent.data.tags.get(tag.FAILURE_REASON) or f"its sweep's MLflow run ended {parent.info.status}"
+                with self._lock:
+                    if not self._done.is_set():
+                        self.stopped = why
+                        self._raise(runs.stop_request(why))
+                return
+
+    def _raise(self, exc: type[BaseException] | None) -> None:
+        """Raise ``exc`` in the training thread at its next Python instruction (None: take back one not raised yet)."""
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.target),
+                                                   ctypes.py_object(exc) if exc else None)
+
+    def stop(self) -> None:
+        """The point is done: no stop is raised after this returns (one not raised yet is taken back)."""
+        with self._lock:
+            self._done.set()
+            if self.stopped:
+                self._raise(None)
+
+
+def serve(pool: str, limit: int = 1, status_port: int | None = None) -> None:
+    """Take pool ``pool``'s sweep points, ``limit`` at a time, until stopped (``bp sweep-worker``); with
+    ``status_port``, Prefect's status page of the worker on 127.0.0.1 (``GET /status``, for a healthcheck)."""
+    from prefect.task_worker import serve as serve_tasks
+
+    from flows.runtime import settings, speedups
+
+    settings.apply()
+    speedups.no_notebook_probe()
+    _warm()
+    serve_tasks(point_task(pool), limit=limit, status_server_port=status_port)
+
+
+def _warm() -> None:
+    """Import now what every point's flow imports as it runs: the first point then starts as fast as the rest."""
+    import mlflow.pyfunc  # noqa: F401 (a line fit's model)
+
+    from flows.experiments import plots  # noqa: F401 (matplotlib)
