@@ -6,6 +6,7 @@ start of Prefect's temporary server.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -173,6 +174,20 @@ def _serve(args) -> int:
     raise exits.Stopped(getattr(signal, deploy.serve(named, announce)))
 
 
+def _sweep_worker(args) -> int:
+    from flows.server import prefect_api
+    from flows.sweep import points
+
+    uri = _prepare_store(args.tracking_uri)
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # the points' runs: their flows read it (``runs.client(None)``)
+    url, _ = prefect_api.require("a sweep worker takes its points from the Prefect server the sweeps run on")
+    prefect_api.require_pool(url, args.pool, hint="; bp deploy --create-pool or bp stack up makes it")
+    print(f"bp: sweep worker for pool {args.pool!r} on {url}, {args.limit} point(s) at a time, logging to "
+          f"{uri}", file=sys.stderr)
+    points.serve(args.pool, args.limit, args.status_port)
+    return exits.FINISHED
+
+
 def _reproduce(args) -> int:
     uri = _prepare_store(args.tracking_uri)
     _check_prefect()
@@ -221,4 +236,4 @@ def _launch(args, get_flow, render, heartbeat: int | None = None, **params) -> i
 
 
 COMMANDS = {"train": _train, "sweep": _sweep, "validate": _validate, "reproduce": _reproduce, "runs": _runs,
-            "deploy": _deploy, "serve": _serve, "stack": _stack}
+            "deploy": _deploy, "serve": _serve, "stack": _stack, "sweep-worker": _sweep_worker}

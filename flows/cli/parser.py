@@ -51,6 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve = command("serve", "run the configs' schedules from this process (no work pool), until stopped")
     serve.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML experiment configs")
     _overrides(serve, "override a dotted config key in every config (repeatable)")
+    points = command("sweep-worker", "take the points of sweeps on a work pool, one at a time, until stopped",
+                     "a long-lived process that trains the points of sweeps on --pool (background tasks on the "
+                     "Prefect server in PREFECT_API_URL), logging to MLFLOW_TRACKING_URI, the sweeps' store; "
+                     "run one per core to use, on any machine that reaches both servers")
+    points.add_argument("--pool", type=_pool, default="bp", help="the work pool whose sweeps' points it takes "
+                        "(default: bp)")
+    points.add_argument("--limit", type=_positive, default=1, metavar="N",
+                        help="points trained at once in this process (default: 1; more processes scale better)")
+    points.add_argument("--status-port", type=_positive, metavar="PORT",
+                        help="serve Prefect's task-worker status (GET /status) on 127.0.0.1:PORT, for a healthcheck")
+    _tracking_uri(points)
     with_config("validate", "check a config and print it resolved")
     again = command("reproduce", "train a recorded run again and compare",
                     "train a recorded run again from its MLflow record and compare metrics and weights; "

@@ -1,7 +1,8 @@
 """``bp stack up|down|status``: the servers' topology as local background processes, for one machine without Docker.
 
-``up`` starts the Prefect server, the MLflow server (artifacts proxied into DIR) and N Prefect workers
-on the ``process`` pool ``bp``, each in its own session with its log in DIR/logs; records their pids
+``up`` starts the Prefect server, the MLflow server (artifacts proxied into DIR), N Prefect workers
+on the ``process`` pool ``bp`` (the deployments' flow runs) and N sweep workers (``bp sweep-worker``: the
+points of sweeps on ``bp``), each in its own session with its log in DIR/logs; records their pids
 (with start times, so a reused pid is never taken for ours) in DIR/pids.json; waits until each is
 healthy; and prints the UIs, then the two ``export`` lines as its last two lines. ``down`` pauses
 the pool, lets the workers' flow runs finish (cancels them after ``--grace`` s), then stops exactly
@@ -23,7 +24,7 @@ from pathlib import Path
 from bpcore.errors import InputError
 from flows.runtime import waiting
 from flows.runtime.http import basic, request
-from flows.server import pools
+from flows.server import pools, prefect_api
 from flows.server.automations import ensure_zombie_automation
 from flows.stack import checks, procs
 from flows.stack import db as stack_db
@@ -138,15 +139,27 @@ def _start_workers(directory: Path, records: list[dict], n: int, api: str, track
         started.append(procs.spawn(records, f"worker-{i}", argv, env, directory / "logs" / f"worker-{i}.log",
                                    cwd=Path.cwd(), url=api, worker=worker))
         procs.write_records(directory, records)
-    _progress(f"starting {n} worker{'s' * (n > 1)} on pool {svc.POOL}")
+    points = []
+    for i in range(1, n + 1):
+        argv, env = svc.sweep_worker(directory, api, tracking, keys, workers=n, data_root=data_root)
+        points.append(procs.spawn(records, f"sweep-worker-{i}", argv, env,
+                                  directory / "logs" / f"sweep-worker-{i}.log", cwd=Path.cwd(), url=api,
+                                  sweep_worker=svc.POOL))
+        procs.write_records(directory, records)
+    _progress(f"starting {n} worker{'s' * (n > 1)} and {n} sweep worker{'s' * (n > 1)} on pool {svc.POOL}")
     known: set[str] = set()
 
     def registered(record: dict) -> bool:
+        if "sweep_worker" in record:  # connected: the server counts at least as many as are ready
+            return (prefect_api.task_workers(api, headers, key) or 0) >= points.index(record) + 1
         if record["worker"] not in known:
             known.update(svc.registered_workers(api, headers))
         return record["worker"] in known
 
-    _wait(started, registered, verbose=False)
+    from flows.sweep.points import point_task  # Prefect's task key of the pool's points
+
+    key = point_task(svc.POOL).task_key
+    _wait(started + points, registered, verbose=False)
 
 
 def _wait(records: list[dict], ready: Callable[[dict], bool], verbose: bool) -> None:
@@ -188,7 +201,8 @@ def _abort(directory: Path, records: list[dict]) -> None:
 
 def _workers_then_servers(records: list[dict]) -> tuple[list[dict], list[dict]]:
     """The order to stop a stack in: a flow run a worker hands on still reaches both servers."""
-    return [r for r in records if "worker" in r], [r for r in records if "worker" not in r]
+    first = [r for r in records if "worker" in r or "sweep_worker" in r]
+    return first, [r for r in records if r not in first]
 
 
 def down(args: argparse.Namespace) -> bool:
@@ -279,12 +293,15 @@ def status(args: argparse.Namespace) -> bool:
         alive = procs.alive(record)
         if "worker" in record:
             answers = record["worker"] in online
+        elif "sweep_worker" in record:  # it says nothing itself: its process, which reconnects to the server
+            answers = alive
         else:
             answers = request("GET", record["health"])[0] == 200 if "health" in record else alive
         state = ("up" if alive else "up, not the recorded process") if answers else \
             ("up, not answering" if alive else "down")
         up.append(answers)
-        where = record.get("url", "") + (f" (pool {svc.POOL}, as {record['worker']})" if "worker" in record else "")
+        where = record.get("url", "") + (f" (pool {svc.POOL}, as {record['worker']})" if "worker" in record else
+                                         f" (sweep points of pool {svc.POOL})" if "sweep_worker" in record else "")
         print(f"{record['name']:<15} {record['pid']:>8}  {state:<5} {where}")
     return all(up)
 

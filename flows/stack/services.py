@@ -68,21 +68,37 @@ def mlflow_server(directory: Path, port: int, pg: Postgres | None, keys: Secrets
 
 def worker(directory: Path, name: str, api: str, tracking: str, keys: Secrets, workers: int = 1,
            data_root: Path | None = None) -> tuple[list[str], dict]:
-    env = {**base_env(directory), "PREFECT_API_URL": api, "MLFLOW_TRACKING_URI": tracking, **blas.environment(workers),
-           "PREFECT_API_AUTH_STRING": keys.prefect_auth_string,
+    """A Prefect process worker of pool ``bp``: it runs the deployments' flow runs (schedules, ``bp deploy``)."""
+    env = {**_worker_env(directory, api, tracking, keys, workers, data_root),
            # heartbeats let a dead worker's flow runs be found (bp deploy's automation); no dependency installs
            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30", "PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false"}
-    env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")  # Prefect's 10 s is felt by every sweep child; local is cheap
+    env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")  # Prefect's 10 s is felt by every flow run; local is cheap
+    # one flow run at a time, as compose's workers
+    argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process", "--name", name,
+            "--limit", "1", "--install-policy", "never", "--no-prompt"]
+    return argv, env
+
+
+def sweep_worker(directory: Path, api: str, tracking: str, keys: Secrets, workers: int = 1,
+                 data_root: Path | None = None) -> tuple[list[str], dict]:
+    """A sweep worker of pool ``bp`` (``bp sweep-worker``): one point of a sweep at a time, in a warm process."""
+    env = _worker_env(directory, api, tracking, keys, workers, data_root)
+    return [sys.executable, "-m", "flows.cli", "sweep-worker", "--pool", POOL], env
+
+
+def _worker_env(directory: Path, api: str, tracking: str, keys: Secrets, workers: int,
+                data_root: Path | None) -> dict[str, str]:
+    """What every worker process of the stack runs with: both servers, the auth, its share of the BLAS threads
+    (``workers`` of each kind side by side on this machine) and the data root."""
+    env = {**base_env(directory), "PREFECT_API_URL": api, "MLFLOW_TRACKING_URI": tracking, **blas.environment(workers),
+           "PREFECT_API_AUTH_STRING": keys.prefect_auth_string}
     if data_root is not None:
         env[DATA_ROOT] = str(data_root)
     else:
         env.pop(DATA_ROOT, None)
     if keys.mlflow_password:
         env.update(MLFLOW_TRACKING_USERNAME=keys.mlflow_user, MLFLOW_TRACKING_PASSWORD=keys.mlflow_password)
-    # one flow run at a time, as compose's workers: N workers train N sweep children side by side
-    argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process", "--name", name,
-            "--limit", "1", "--install-policy", "never", "--no-prompt"]
-    return argv, env
+    return env
 
 
 def write_auth_ini(directory: Path, keys: Secrets) -> Path:

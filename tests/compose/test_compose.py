@@ -30,7 +30,7 @@ COPIED = ["docker-compose.yml", ".env.example", "Dockerfile", ".dockerignore", "
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY|AUTH")  # a compose variable named so is a secret
 SECRET_ENV = re.compile(r"PASSWORD|SECRET|AUTH_STRING")  # a container variable holding one
 SERVERS = ("postgres", "mlflow", "prefect-server")
-CLIENTS = ("worker", "deploy")
+CLIENTS = ("worker", "sweep-worker", "deploy")
 
 
 def compose_binary() -> Path:
@@ -208,6 +208,7 @@ def test_servers_and_workers_have_healthchecks(any_model):
         "postgres": "pg_isready",
         "prefect-server": "/api/health",
         "worker": "/health",
+        "sweep-worker": "/status",
     }
     for name, probe in probes.items():
         check = services[name].get("healthcheck") or {}
@@ -223,6 +224,7 @@ def test_everything_starts_after_what_it_needs_is_healthy(any_model):
         mlflow_name: ["postgres"],
         "prefect-server": ["postgres"],
         "worker": ["prefect-server", mlflow_name],
+        "sweep-worker": ["prefect-server", mlflow_name],
         "deploy": ["prefect-server"],
     }
     for service, dependencies in needs.items():
@@ -233,11 +235,12 @@ def test_everything_starts_after_what_it_needs_is_healthy(any_model):
 
 def test_restart_policies(model):
     services = model["services"]
-    assert {name: services[name].get("restart") for name in (*SERVERS, "worker")} == dict.fromkeys(
-        (*SERVERS, "worker"), "unless-stopped")
+    assert {name: services[name].get("restart") for name in (*SERVERS, "worker", "sweep-worker")} == dict.fromkeys(
+        (*SERVERS, "worker", "sweep-worker"), "unless-stopped")
     assert services["deploy"].get("restart") == "no"
     # `up --wait` fails on a one-shot job's exit unless a service waits for it to complete
-    assert services["worker"]["depends_on"]["deploy"]["condition"] == "service_completed_successfully"
+    for name in ("worker", "sweep-worker"):
+        assert services[name]["depends_on"]["deploy"]["condition"] == "service_completed_successfully"
 
 
 def test_clients_reach_the_servers_by_service_name(any_model):
@@ -326,6 +329,13 @@ def test_workers_scale_and_see_the_data_at_one_path(model):
     for name in CLIENTS:
         data = [v for v in model["services"][name]["volumes"] if v["target"] == "/data"]
         assert len(data) == 1 and data[0].get("read_only"), name
+    points = model["services"]["sweep-worker"]  # `--scale sweep-worker=N`: N processes that take sweep points
+    assert "container_name" not in points and not points.get("ports") and points.get("init") is True
+    assert points["command"][:2] == ["bp", "sweep-worker"] and flag(points["command"], "--pool") == "bp"
+    assert points["environment"]["BP_DATA_ROOT"] == "/data"
+    # every container sees all the cores: each point's BLAS threads are capped, one by default
+    assert {points["environment"][name] for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")} \
+        == {"1"}
 
 
 def test_deploy_registers_the_configs_then_exits(model):

@@ -95,7 +95,8 @@ class Project:
 
 @pytest.fixture(scope="module")
 def project(engine, tmp_path_factory) -> Project:
-    """The project image built, the stack up with two workers; ``docker compose down -v`` after."""
+    """The project image built, the stack up with two workers and two sweep workers; ``docker compose down -v``
+    after."""
     built = docker("build", "--network", "host", "-t", f"bp-pipeline:{TAG}", str(REPO), env=engine, timeout=1500)
     assert built.returncode == 0
     directory = tmp_path_factory.mktemp("compose-project")
@@ -115,7 +116,8 @@ def project(engine, tmp_path_factory) -> Project:
     stack = Project(directory, env, settings, data)
     try:
         started = time.monotonic()
-        stack.compose("up", "-d", "--no-build", "--scale", "worker=2", "--wait", timeout=900)
+        stack.compose("up", "-d", "--no-build", "--scale", "worker=2", "--scale", "sweep-worker=2", "--wait",
+                      timeout=900)
         print(f"compose up --wait: {time.monotonic() - started:.0f} s")
         yield stack
     finally:
@@ -133,7 +135,9 @@ def test_up_with_two_workers_and_the_deploy_job_exited_0(project):
     for container in found:
         by_service.setdefault(container["Service"], []).append(container)
     assert [c["ExitCode"] for c in by_service["deploy"]] == [0] and by_service["deploy"][0]["State"] == "exited"
-    assert len(by_service["worker"]) == 2 and all(c["State"] == "running" for c in by_service["worker"])
+    for name in ("worker", "sweep-worker"):
+        assert len(by_service[name]) == 2 and all(c["State"] == "running" for c in by_service[name]), name
+        assert all(c["Health"] == "healthy" for c in by_service[name]), by_service[name]
     for name in ("postgres", "mlflow", "prefect-server"):
         assert by_service[name][0]["Health"] == "healthy", by_service[name]
     logs = project.compose("logs", "deploy").stdout
@@ -160,7 +164,7 @@ def test_the_readme_pool_sweep_from_the_host_with_the_data_only_on_the_workers(p
     assert {r.data.tags["bp.data_digest"] for r in runs} == {hashlib.sha256(SEED_DATA.read_bytes()).hexdigest()}
 
 
-def test_a_worker_container_killed_mid_child_loses_no_point(project):
+def test_a_sweep_worker_container_killed_mid_point_loses_no_point(project):
     sweep = project.bp("sweep", "configs/mnist_lr_sweep.yaml", "--pool", "bp", "--set", "experiment=compose-kill",
                        "--set", "trainer.epochs=25", "--set", "data.limit=500", "--set", "sweep.model_name=null",
                        "--set", "sweep.grid.trainer.learning_rate=[0.01, 0.02, 0.05]", wait=False)
@@ -220,7 +224,7 @@ def test_the_documented_backup_and_restore_keep_every_run_and_artifact(project):
     restore = subprocess.run(["bash", "-euo", "pipefail", "-c", docs_block("## Backup", 1)], cwd=project.dir,
                              env=shell, capture_output=True, text=True, timeout=900)
     assert restore.returncode == 0, restore.stderr[-3000:]
-    project.compose("up", "-d", "--no-build", "--scale", "worker=2", "--wait", timeout=900)
+    project.compose("up", "-d", "--no-build", "--scale", "worker=2", "--scale", "sweep-worker=2", "--wait", timeout=900)
     assert inventory(project) == before
 
 

@@ -119,7 +119,20 @@ def test_up_on_postgres_with_two_workers(stack):
     assert status.returncode == 0, status.stderr
     rows = [line.split() for line in status.stdout.strip().splitlines()]
     assert [(row[0], int(row[1]), row[2]) for row in rows] == [(r["name"], r["pid"], "up") for r in stack.records]
-    assert [row[0] for row in rows] == ["prefect-server", "mlflow-server", "worker-1", "worker-2"]
+    assert [row[0] for row in rows] == ["prefect-server", "mlflow-server", "worker-1", "worker-2", "sweep-worker-1",
+                                        "sweep-worker-2"]
+    # the sweep workers: connected to the server for pool bp's points, their share of the cores each
+    from flows.runtime import blas
+    from flows.server.prefect_api import task_workers
+    from flows.sweep.points import point_task
+
+    takers = [r for r in stack.records if "sweep_worker" in r]
+    assert task_workers(stack.prefect_api, {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()},
+                        point_task("bp").task_key) == 2
+    for record in takers:
+        environ = open(f"/proc/{record['pid']}/environ", "rb").read()
+        assert b"\0--pool\0bp" in open(f"/proc/{record['pid']}/cmdline", "rb").read() + b"\0"
+        assert f"OMP_NUM_THREADS={blas.environment(2)['OMP_NUM_THREADS']}".encode() in environ
 
 
 def test_status_judges_by_what_answers(stack, tmp_path):
@@ -219,7 +232,8 @@ def test_sqlite_with_auth_up_status_down(tmp_path):
             assert {r["worker"] for r in records if "worker" in r} <= workers_of(api, PREFECT_AUTH)
 
             status = bp_stack("status", "--dir", str(directory))
-            assert status.returncode == 0 and status.stdout.count(" up ") == 3, status.stdout
+            # the servers, the worker, the sweep worker (it connected to the server with the auth string to be up)
+            assert status.returncode == 0 and status.stdout.count(" up ") == 4, status.stdout
 
             client = {"PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": PREFECT_AUTH}
             seen = start_slow_flow_run(tmp_path / "flow", client)
@@ -235,7 +249,8 @@ def test_sqlite_with_auth_up_status_down(tmp_path):
         with sqlite3.connect(directory / "mlflow.db") as db:  # the flow logged with the worker's credentials
             statuses = db.execute("SELECT status FROM runs WHERE run_uuid = ?", (seen["run_id"],)).fetchall()
         assert statuses == [("FAILED",)]  # MLflow's `with start_run()` saw the TerminationSignal: never RUNNING
-        assert [line.split()[0] for line in down.stdout.splitlines()] == ["worker-1", "prefect-server", "mlflow-server"]
+        stopped = [line.split()[0] for line in down.stdout.splitlines()]
+        assert stopped == ["worker-1", "sweep-worker-1", "prefect-server", "mlflow-server"]
         assert not [r for r in records if stack_procs.group(r)]
         assert bystander.poll() is None  # not ours: still running
         assert not (directory / stack_procs.PIDS_FILE).exists()
