@@ -83,10 +83,7 @@ def run_point() -> State:
     beat.start()
     run_id, reason = None, None
     try:
-        config = validate(point["config"], source=f"sweep point {point['run_name']}")
-        state = flow_for(config.kind)(config=config, tracking_uri=None, tags={**(point["tags"] or {}), tag.POINT: name},
-                                      run_name=point["run_name"], data_digest=point["data_digest"], sweep=member,
-                                      return_state=True)
+        state = _train(name, point)
         result = state.result(raise_on_failure=False)
         run_id = getattr(result, "run_id", None)
         if not state.is_completed():
@@ -104,6 +101,21 @@ def run_point() -> State:
         reason = beat.stopped
         logger.warning("%s: stopped: %s", point["run_name"], reason)
     return _ended(name, run_id, reason, Cancelled if beat.stopped else Failed if reason else Completed)
+
+
+def _train(name: str, point: dict[str, Any]) -> State:
+    """Run the point's kind's flow here, as a flow run nested under this task run (named after the point)."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import TaskRunContext
+    from prefect.flow_engine import run_flow
+
+    flow = flow_for(validate(point["config"], source=f"sweep point {point['run_name']}").kind)
+    parameters = {"config": point["config"], "tracking_uri": None, "tags": {**(point["tags"] or {}), tag.POINT: name},
+                  "run_name": point["run_name"], "data_digest": point["data_digest"], "sweep": point["sweep"]}
+    with get_client(sync_client=True) as client:  # a flow called in a background task would have no parent
+        flow_run = client.create_flow_run(flow, name=point["run_name"], parameters=parameters,
+                                          parent_task_run_id=TaskRunContext.get().task_run.id)
+    return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
 
 
 def _cancel_flow_run(mc: MlflowClient, experiment: str, name: str, reason: str) -> None:

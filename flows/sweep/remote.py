@@ -209,13 +209,14 @@ def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Ex
     """Read every point's variable once; take the outcomes of those that ended, act on those whose worker is lost."""
     api.missed = False
     values = patiently(api.variables, "reading the points")
-    now, limit = time.monotonic(), lease()
+    now, limit, gone = time.monotonic(), lease(), 0
+    attempts = [child.attempt for child in children]
     for child in children:
         if child.final:
             continue
         value = values.get(child.variable)
         if value is None:  # deleted by hand, or never made: the point cannot be trained from it
-            lost(api, child, mc, experiment, metric, logger, "its Prefect variable is gone")
+            gone += lost(api, child, mc, experiment, metric, logger, "its Prefect variable is gone")
             continue
         if value.get("ended") is not None:
             child.ended = value["ended"]
@@ -226,24 +227,33 @@ def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Ex
         if beat != child.beat or api.missed:  # the server away: no worker could have counted meanwhile
             child.beat, child.seen = beat, now
         elif beat and now - child.seen > limit:
-            lost(api, child, mc, experiment, metric, logger,
-                 f"its worker sent no heartbeat for {limit:g} s ({LEASE_VARIABLE}): the worker is gone")
-    if api.missed:  # a restarted server has forgotten the task runs no worker had taken yet
-        for child in children:
-            if not child.final and child.beat == 0:
-                _cancel(api, child, "delayed again: the Prefect server restarted and forgot it")
-                _forget(api, child.variable)
-                submit(api, child)
-        logger.warning("the Prefect server did not answer for a while: the points not started were delayed again")
+            gone += lost(api, child, mc, experiment, metric, logger,
+                         f"its worker sent no heartbeat for {limit:g} s ({LEASE_VARIABLE}): the worker is gone")
+    # Points not started may be lost too: a restarted server has forgotten the task runs no worker had
+    # taken yet, and a dead worker took one in reserve as it started its last (Prefect's task worker
+    # receives its next task run before a slot is free). Delayed again; the old ones find their variable gone.
+    why = "the Prefect server did not answer for a while" if api.missed else "a worker was lost" if gone else None
+    if why:
+        waiting = [c for c, attempt in zip(children, attempts)
+                   if not c.final and c.beat == 0 and c.attempt == attempt]  # not delayed again just now
+        for child in waiting:
+            _cancel(api, child, f"delayed again: {why}")
+            _forget(api, child.variable)
+            submit(api, child)
+        if waiting:
+            logger.warning("%s: the %d point(s) not started were delayed again", why, len(waiting))
 
 
-def lost(api: Pool, child: Submitted, mc: MlflowClient, experiment: Experiments, metric: str, logger, why: str) -> None:
-    """A point whose worker is gone: its MLflow run FAILED with the reason, its task run Crashed, delayed again."""
+def lost(api: Pool, child: Submitted, mc: MlflowClient, experiment: Experiments, metric: str, logger,
+         why: str) -> bool:
+    """A point whose worker is gone: its MLflow run FAILED with the reason, its task run Crashed, delayed again.
+
+    False when it had ended all the same (its run ended, but the server was away as it said so)."""
     done = _runs_of(mc, experiment, child, " and attributes.status != 'RUNNING'")
-    if done:  # it ended, but could not say so (the server away as it did)
+    if done:
         child.child = Child.of_run(child.point, done[0], mc, metric)
         _forget(api, child.variable)
-        return
+        return False
     reason = f"{child.point.name}: attempt {child.attempt} lost: {why} (task run {child.task_run_id})"
     for run in _runs_of(mc, experiment, child, " and attributes.status = 'RUNNING'"):
         runs.mark_failed(mc, run.info.run_id, "failed", reason)
@@ -253,9 +263,10 @@ def lost(api: Pool, child: Submitted, mc: MlflowClient, experiment: Experiments,
     child.lost += 1
     if child.lost >= ATTEMPTS:
         child.child = Child(child.point, None, "failed", reason)
-        return
-    logger.warning("%s: delaying it again (attempt %d of %d)", child.point.name, child.attempt + 1, ATTEMPTS)
+        return True
+    logger.warning("%s: delaying it again (attempt %d of %d)", child.point.name, child.lost + 1, ATTEMPTS)
     submit(api, child)
+    return True
 
 
 def outcome(child: Submitted, mc: MlflowClient, experiment: Experiments, metric: str) -> Child:

@@ -108,22 +108,25 @@ def test_a_stop_cancels_the_points_not_started_and_kills_those_training(tracking
 
 
 def test_a_point_whose_heartbeat_stops_is_failed_crashed_and_delayed_again(tracking_uri):
-    mc, api, (child,), experiment = _pool_sweep(tracking_uri, "pool-lost", 1)
+    """And the points not started are delayed again: the dead worker may have taken one in reserve."""
+    mc, api, (child, queued), experiment = _pool_sweep(tracking_uri, "pool-lost", 2)
     logger = logging.getLogger("test")
-    first, task_run = child.variable, child.task_run_id
+    first, task_run, reserved = child.variable, child.task_run_id, queued.task_run_id
     run_id = _child_run(mc, child)
     _beat(child, 1)
-    sweep_remote.watch(api, [child], mc, experiment, "final_cost", logger)
-    assert child.beat == 1 and child.attempt == 1
+    sweep_remote.watch(api, [child, queued], mc, experiment, "final_cost", logger)
+    assert child.beat == 1 and child.attempt == 1 and queued.attempt == 1
     child.seen -= sweep_remote.lease() + 1  # no new count for longer than the lease
-    sweep_remote.watch(api, [child], mc, experiment, "final_cost", logger)
+    sweep_remote.watch(api, [child, queued], mc, experiment, "final_cost", logger)
     run = mc.get_run(run_id)
     assert run.info.status == "FAILED"
     assert "attempt 1 lost: its worker sent no heartbeat for 30 s (BP_POINT_LEASE): the worker is gone" in \
         run.data.tags["bp.failure_reason"]
     assert _task_state(task_run).type.value == "CRASHED"
     assert child.attempt == 2 and child.variable != first and child.task_run_id != task_run and not child.final
-    assert set(api.variables()) == {child.variable}  # the old attempt's variable gone: it cannot train now
+    assert queued.attempt == 2 and _task_state(reserved).type.value == "CANCELLED"
+    # the old attempts' variables gone: they cannot train now
+    assert set(api.variables()) == {child.variable, queued.variable}
 
 
 def test_a_point_that_ended_is_read_from_its_mlflow_run(tracking_uri):

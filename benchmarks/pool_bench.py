@@ -1,0 +1,227 @@
+"""Sweeps on sweep workers (issue 16): ratios against baselines measured in the same run.
+
+    python benchmarks/pool_bench.py [--rounds 3] [--parts adcm] [--points 32] [--growth 8,32,128]
+                                    [--children 8] [--epochs 20] [--mnist-rounds 1]
+
+Everything runs against one `bp stack up --workers 2` (SQLite, its default): two Prefect process
+workers and two sweep workers (`bp sweep-worker`) on pool `bp`.
+
+(a) A `--points`-point line-fit sweep (`configs/linreg_lr_sweep.yaml`, learning rates 1e-5 ..
+    3.2e-4, all finish) on the pool against the baseline, the same sweep in-process (threads, one
+    per core), interleaved, whole `bp sweep` processes. Target: at most 1.2x.
+(d) Dispatch with a free worker: from a point's task run being created (the sweep's `delay()`) to
+    its MLflow run opening (its flow has started and loaded the data), for the first two points of
+    each pool sweep of (a) (both workers idle then). Target: median at most 0.5 s.
+(c) Cost growth: sweeps of 1 and of each `--growth` count of points on the pool; seconds per point
+    beyond the fixed cost (the 1-point sweep): (T(n) - T(1)) / (n - 1). It must not grow with n.
+(m) An N-child MNIST sweep (E epochs) on 2 sweep workers (pool `bp`) against the baseline, 1 sweep
+    worker (pool `bench-1`, all the cores its own), interleaved. Target: at least 1.85x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
+MNIST_SWEEP = str(REPO / "configs" / "mnist_lr_sweep.yaml")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """``bp stack up --workers 2`` in a fresh directory; ``down`` stops it and any sweep worker started here."""
+
+    def __init__(self, root: Path):
+        self.root, self.dir = root, root / "stack"
+        self.env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
+        up = subprocess.run([sys.executable, "-m", "flows.cli", "stack", "up", "--dir", str(self.dir), "--workers", "2",
+                             "--prefect-port", str(free_port()), "--mlflow-port", str(free_port())],
+                            env=self.env, cwd=root, capture_output=True, text=True)
+        if up.returncode != 0:
+            raise SystemExit(f"bp stack up failed:\n{up.stderr[-3000:]}")
+        lines = [line.removeprefix("export ") for line in up.stdout.splitlines() if line.startswith("export ")]
+        self.client_env = {**self.env, **dict(shlex.split(line)[0].split("=", 1) for line in lines)}
+        # a bench process that talks to the stack: Prefect reads these once, at import
+        os.environ.update({k: self.client_env[k] for k in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING",
+                                                           "MLFLOW_TRACKING_URI")})
+        self.extra: list[subprocess.Popen] = []
+
+    def sweep_worker(self, pool: str, of: int) -> None:
+        """A sweep worker of ``pool`` (made here if missing), one of ``of`` sharing the cores."""
+        from flows.runtime import blas
+        from flows.server import pools
+
+        pools.ensure_pool(pool)
+        log = open(self.dir / f"sweep-worker-{pool}-{len(self.extra)}.log", "wb")  # noqa: SIM115 (the process's)
+        self.extra.append(subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep-worker", "--pool", pool],
+                                           env={**self.client_env, **blas.environment(of)}, cwd=self.root,
+                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+
+    def wait_for_sweep_workers(self, pool: str, n: int, timeout: float = 120) -> None:
+        from flows.runtime import waiting
+        from flows.server import prefect_api
+        from flows.sweep.points import point_task
+
+        url, headers = self.client_env["PREFECT_API_URL"], prefect_api.headers(self.client_env[
+            "PREFECT_API_AUTH_STRING"])
+        key = point_task(pool).task_key
+        if waiting.poll(lambda: prefect_api.task_workers(url, headers, key) or 0, lambda found: found >= n, timeout,
+                        every=1) < n:
+            raise SystemExit(f"{n} sweep worker(s) of pool {pool} did not connect within {timeout:g} s")
+
+    def down(self) -> None:
+        for proc in self.extra:
+            proc.terminate()
+        for proc in self.extra:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        subprocess.run([sys.executable, "-m", "flows.cli", "stack", "down", "--dir", str(self.dir), "--grace", "5"],
+                       env=self.env, capture_output=True, text=True)
+
+
+def bp_sweep(stack: Stack, args: list[str]) -> tuple[float, str]:
+    """One whole ``bp sweep ARGS`` process: (seconds, the parent's MLflow run id)."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "sweep", *args], env=stack.client_env, cwd=stack.root,
+                          capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    if done.returncode != 0 or not last.startswith("run_id: "):
+        raise SystemExit(f"bp sweep {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return elapsed, last.removeprefix("run_id: ")
+
+
+def line_sweep(points: int, experiment: str, pool: str | None) -> list[str]:
+    rates = "[" + ", ".join(f"{1.0e-5 * (1 + i * 31 / max(1, points - 1)):.6g}" for i in range(points)) + "]"
+    args = [LINREG_SWEEP, "--set", f"sweep.grid.trainer.learning_rate={rates}", "--set", "sweep.model_name=null",
+            "--set", f"experiment={experiment}"]
+    return args + (["--pool", pool] if pool else [])
+
+
+def dispatch(parent: str, first: int = 2) -> list[float]:
+    """Seconds from task run created to MLflow run opened, for the ``first`` points a sweep delayed."""
+    from mlflow.tracking import MlflowClient
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    mc = MlflowClient()
+    run = mc.get_run(parent)
+    children = {c.data.tags["bp.point"]: c for c in mc.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'", max_results=1000)}
+    with get_client(sync_client=True) as prefect:
+        task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
+            any_=[run.data.tags["bp.flow_run"]])), limit=1000)
+    points = sorted((t for t in task_runs if t.name.startswith("point ")), key=lambda t: t.created)[:first]
+    waits = []
+    for task_run in points:
+        name = next(tag.removeprefix("bp.point=") for tag in task_run.tags if tag.startswith("bp.point="))
+        opened = children[name].info.start_time / 1000
+        waits.append(opened - task_run.created.timestamp())
+    return waits
+
+
+def part_a(stack: Stack, rounds: int, points: int) -> list[str]:
+    times: dict[str, list[float]] = {"in-process": [], "pool": []}
+    parents = []
+    bp_sweep(stack, line_sweep(2, "bench-warm", "bp"))  # warm-up: stores, experiments, workers' first imports
+    for i in range(rounds):
+        times["in-process"].append(bp_sweep(stack, line_sweep(points, f"bench-in-{i}", None))[0])
+        elapsed, parent = bp_sweep(stack, line_sweep(points, f"bench-pool-{i}", "bp"))
+        times["pool"].append(elapsed)
+        parents.append(parent)
+    here, pool = statistics.median(times["in-process"]), statistics.median(times["pool"])
+    print(f"(a) {points}-point line-fit sweep, whole bp sweep process, median of {rounds} interleaved; "
+          "baseline = in-process")
+    print(f"    in-process (threads)    {here:7.1f} s   1.00x   ({_list(times['in-process'])})")
+    print(f"    on 2 sweep workers      {pool:7.1f} s   {pool / here:.2f}x   ({_list(times['pool'])})"
+          f"   target <= 1.2x: {'met' if pool / here <= 1.2 else 'MISSED'}")
+    return parents
+
+
+def part_d(parents: list[str]) -> None:
+    waits = [w for parent in parents for w in dispatch(parent)]
+    median = statistics.median(waits)
+    print(f"(d) dispatch with a free worker (task run created -> the point's MLflow run open), {len(waits)} points: "
+          f"median {median:.2f} s (min {min(waits):.2f}, max {max(waits):.2f})"
+          f"   target <= 0.5 s: {'met' if median <= 0.5 else 'MISSED'}")
+
+
+def part_c(stack: Stack, counts: list[int]) -> None:
+    fixed = statistics.median([bp_sweep(stack, line_sweep(1, f"bench-one-{i}", "bp"))[0] for i in range(2)])
+    print(f"(c) cost growth on 2 sweep workers; fixed cost = a 1-point sweep, {fixed:.1f} s")
+    for n in counts:
+        elapsed, _ = bp_sweep(stack, line_sweep(n, f"bench-growth-{n}", "bp"))
+        beyond = (elapsed - fixed) / (n - 1)
+        print(f"    {n:4d} points  {elapsed:7.1f} s   {beyond:.3f} s a point beyond the fixed cost")
+
+
+def part_m(stack: Stack, rounds: int, children: int, epochs: int) -> None:
+    stack.sweep_worker("bench-1", of=1)
+    stack.wait_for_sweep_workers("bench-1", 1)
+    rates = [round(0.002 * 1.6 ** i, 6) for i in range(children)]  # all train: 0.002 .. 0.054 for 8
+    times: dict[str, list[float]] = {"bench-1": [], "bp": []}
+    for i in range(rounds):
+        for pool in times:
+            args = [MNIST_SWEEP, "--set", f"sweep.grid.trainer.learning_rate={rates}", "--set",
+                    f"trainer.epochs={epochs}", "--set", "sweep.model_name=null", "--set",
+                    f"experiment=bench-mnist-{pool}-{i}", "--pool", pool]
+            times[pool].append(bp_sweep(stack, args)[0])
+    one, two = statistics.median(times["bench-1"]), statistics.median(times["bp"])
+    print(f"(m) {children}-child MNIST sweep, {epochs} epochs each, whole bp sweep process, median of {rounds}; "
+          "baseline = 1 sweep worker")
+    print(f"    1 sweep worker    {one:7.1f} s   1.00x   ({_list(times['bench-1'])})")
+    print(f"    2 sweep workers   {two:7.1f} s   {one / two:.2f}x faster   ({_list(times['bp'])})"
+          f"   target >= 1.85x: {'met' if one / two >= 1.85 else 'MISSED'}")
+
+
+def _list(values: list[float]) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--parts", default="adcm")
+    ap.add_argument("--points", type=int, default=32)
+    ap.add_argument("--growth", default="8,32,128")
+    ap.add_argument("--children", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--mnist-rounds", type=int, default=1, help="rounds of (m), each two sweeps of minutes")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bp-pool-bench-"))
+    stack = Stack(root)
+    try:
+        print(f"cores: {os.cpu_count()}; bp stack up --workers 2 in {stack.dir}")
+        stack.wait_for_sweep_workers("bp", 2)
+        parents = part_a(stack, args.rounds, args.points) if "a" in args.parts or "d" in args.parts else []
+        if "d" in args.parts:
+            part_d(parents)
+        if "c" in args.parts:
+            part_c(stack, [int(n) for n in args.growth.split(",")])
+        if "m" in args.parts:
+            part_m(stack, args.mnist_rounds, args.children, args.epochs)
+    finally:
+        stack.down()
+
+
+if __name__ == "__main__":
+    main()
