@@ -12,6 +12,8 @@ which a worker on another machine cannot read. The point travels instead in a Pr
 
     {"point": {config, tags, run_name, data_digest, sweep}, "beat": N, "ended": null | {run_id, reason}}
 
+A worker takes a point by creating the variable ``<name>-claim`` (which only one can): when the sweep
+delays a point again that may still be held by a live worker, only one of its task runs trains it.
 While its point trains, the worker counts ``beat`` up every BEAT_SECONDS: a sweep whose point's
 count stops knows its worker is gone (a killed worker's task run stays Running for ever; Prefect
 sends task runs no heartbeats and delivers a task run once). The same thread reads the sweep's
@@ -78,6 +80,9 @@ def run_point() -> State:
     mc = runs.client(None)  # this worker's MLFLOW_TRACKING_URI: the sweep's store
     if gone := membership.sweep_gone(member, mc):
         return _ended(name, None, f"not trained: {gone}", Cancelled)
+    if not _claim(name):  # the sweep delayed the point again, and another task run of it started first
+        logger.info("%s: another task run of this point took it", point["run_name"])
+        return Cancelled(message="not trained: another task run of this point took it")
     beat = Beat(name, value, member, mc)
     beat.count()  # the sweep learns that the point started
     beat.start()
@@ -142,6 +147,23 @@ class _OutcomeNotError(logging.Filter):
 
 
 logging.getLogger("prefect.task_runs").addFilter(_OutcomeNotError())
+
+
+def _claim(name: str) -> bool:
+    """Take the point for this task run: the variable ``<name>-claim`` made here (it can be made only once)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import VariableCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    def claim() -> bool:
+        with get_client(sync_client=True) as client:
+            try:
+                client.create_variable(VariableCreate(name=f"{name}-claim", value=True, tags=["bp", "sweep-point"]))
+                return True
+            except ObjectAlreadyExists:
+                return False
+
+    return _patiently(claim)
 
 
 def _ended(name: str, run_id: str | None, reason: str | None, end) -> State:

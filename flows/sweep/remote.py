@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import httpx
 from mlflow.tracking import MlflowClient
 from prefect import get_run_logger
 
@@ -129,6 +130,7 @@ class Pool:
         self.task = sweep_points.point_task(pool)
         self.prefix = f"bp-point-{member.parent_run_id}-"
         self.missed = False  # a request found nobody answering since this was last reset
+        self.free_since: float | None = None  # since when points have waited while a worker was free
 
     def call(self, method: str, path: str, body=None, ok=(200, 201, 204), timeout: float = 10):
         status, answer = request(method, self.url + path, self.headers, body, timeout=timeout)
@@ -148,6 +150,33 @@ class Pool:
             found.update({v["name"]: v["value"] for v in page})
             if len(page) < 200:
                 return found
+
+    def stalled(self, children: list[Submitted], now: float, limit: float) -> bool:
+        """Whether points not started have waited ``limit`` s while a sweep worker had nothing to do.
+
+        A free worker takes a queued point at once, and a busy one holds at most one in reserve: more
+        points waiting than there are points in training, with fewer in training than workers, means
+        the server no longer has them queued (it restarted unnoticed, between two of this sweep's requests).
+        """
+        training = sum(1 for c in children if not c.final and c.beat > 0)
+        waiting = sum(1 for c in children if not c.final and c.beat == 0)
+        free = waiting > training and (self.workers() or 0) > training
+        if not free:
+            self.free_since = None
+        elif self.free_since is None:
+            self.free_since = now
+        elif now - self.free_since > limit:
+            self.free_since = None
+            return True
+        return False
+
+    def clean(self, timeout: float = 10) -> None:
+        """Delete what is left of this sweep's variables (an old attempt's, when its deletion met the server away)."""
+        try:
+            for name in self.variables():
+                _forget(self, name, timeout=timeout)
+        except ConnectionError:
+            pass
 
     def workers(self) -> int | None:
         """How many sweep workers serve this pool's points now (None: the server did not say)."""
@@ -176,19 +205,36 @@ def run_on_pool(points: list[GridPoint], digests: list[str | None], pool: str, m
         while not all(child.final for child in children):
             time.sleep(POLL_SECONDS)
             watch(api, children, mc, experiment, metric, logger)
+        api.clean()
     except BaseException as exc:  # a stop (in a flow run SIGTERM is Prefect's TerminationSignal), the server lost
         why = runs.stop_reason(exc) or str(exc)
         stop(api, children, mc, experiment, f"{why}: the sweep's children still to run were cancelled")
         if isinstance(exc, Exception) and not isinstance(exc, ServerLost):
             raise
-        raise Interrupted([c.child for c in children if c.child is not None], exc) from exc
+        raise Interrupted(_finished(children, mc, member, metric), exc) from exc
     return [child.child for child in children]
+
+
+def _finished(children: list[Submitted], mc: MlflowClient, member: SweepMember, metric: str) -> list[Child]:
+    """The children that ended, by MLflow's record (one search, one attempt): also those whose workers had not
+    yet said so as the sweep stopped."""
+    done = {id(c): c.child for c in children if c.child is not None}
+    with outage.one_attempt():
+        try:
+            parent = mc.get_run(member.parent_run_id)
+            ended = {run.data.tags.get(tag.POINT): run for run in mc.search_runs(
+                [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{member.parent_run_id}' and "
+                "attributes.status != 'RUNNING'", max_results=5000)}
+            for child in children:
+                if id(child) not in done and child.variable in ended:
+                    done[id(child)] = Child.of_run(child.point, ended[child.variable], mc, metric)
+        except Exception:  # MLflow away as well: what was read before
+            pass
+    return [done[id(c)] for c in children if id(c) in done]
 
 
 def submit(api: Pool, child: Submitted) -> None:
     """Write the point's next attempt into its variable and delay its task (a task run of the sweep's flow run)."""
-    from prefect import tags as prefect_tags
-
     child.attempt += 1
     child.variable = f"{api.prefix}{child.point.index}-{child.attempt}"
     child.names.append(child.variable)
@@ -199,16 +245,33 @@ def submit(api: Pool, child: Submitted) -> None:
     patiently(lambda: api.call("POST", "/variables/", {"name": child.variable, "value": value,
                                                         "tags": ["bp", "sweep-point"]}, ok=(200, 201, 409)),
               f"submitting {child.point.name}")
-    with prefect_tags(f"{sweep_points.TAG}{child.variable}"):
-        task = api.task.with_options(name=f"point {child.point.name}")  # the task run's name (and a suffix)
-        future = patiently(task.delay, f"submitting {child.point.name}")
+    _delay(api, child)
+
+
+def _delay(api: Pool, child: Submitted) -> None:
+    """A task run of the point's current variable, for whichever sweep worker is free."""
+    from prefect import tags as prefect_tags
+
+    task = api.task.with_options(name=f"point {child.point.name}")  # the task run's name (and a suffix)
+
+    def delay():
+        try:
+            with prefect_tags(f"{sweep_points.TAG}{child.variable}"):
+                return task.delay()
+        except Exception as exc:
+            if not isinstance(exc, httpx.HTTPStatusError):  # no answer at all: the server may be restarting
+                api.missed = True
+            raise
+
+    future = patiently(delay, f"submitting {child.point.name}")
     child.task_run_id = future.task_run_id
 
 
 def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Experiments, metric: str, logger) -> None:
     """Read every point's variable once; take the outcomes of those that ended, act on those whose worker is lost."""
-    api.missed = False
     values = patiently(api.variables, "reading the points")
+    # the server did not answer some request since the last look (this read, a submission, ...): it may have restarted
+    missed, api.missed = api.missed, False
     now, limit, gone = time.monotonic(), lease(), 0
     attempts = [child.attempt for child in children]
     for child in children:
@@ -224,22 +287,23 @@ def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Ex
             _forget(api, child.variable)
             continue
         beat = int(value.get("beat") or 0)
-        if beat != child.beat or api.missed:  # the server away: no worker could have counted meanwhile
+        if beat != child.beat or missed:  # the server away: no worker could have counted meanwhile
             child.beat, child.seen = beat, now
         elif beat and now - child.seen > limit:
             gone += lost(api, child, mc, experiment, metric, logger,
                          f"its worker sent no heartbeat for {limit:g} s ({LEASE_VARIABLE}): the worker is gone")
     # Points not started may be lost too: a restarted server has forgotten the task runs no worker had
     # taken yet, and a dead worker took one in reserve as it started its last (Prefect's task worker
-    # receives its next task run before a slot is free). Delayed again; the old ones find their variable gone.
-    why = "the Prefect server did not answer for a while" if api.missed else "a worker was lost" if gone else None
+    # receives its next task run before a slot is free). Each gets a new task run; should the old one
+    # still start (a live worker held it), the point's claim lets only one of them train it.
+    why = "the Prefect server did not answer for a while" if missed else "a worker was lost" if gone else \
+        "points waited while a sweep worker was free" if api.stalled(children, now, limit) else None
     if why:
         waiting = [c for c, attempt in zip(children, attempts)
                    if not c.final and c.beat == 0 and c.attempt == attempt]  # not delayed again just now
-        for child in waiting:
+        for child in waiting:  # the same variable: of two task runs of a point, the first to claim it trains
             _cancel(api, child, f"delayed again: {why}")
-            _forget(api, child.variable)
-            submit(api, child)
+            _delay(api, child)
         if waiting:
             logger.warning("%s: the %d point(s) not started were delayed again", why, len(waiting))
 
@@ -292,6 +356,8 @@ def stop(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Exp
             _forget(api, child.variable, timeout=3)
             if child.beat == 0:
                 _set_state(api, child, "CANCELLED", reason, timeout=3)
+    if api.url and not api.missed:
+        api.clean(timeout=3)
     with outage.one_attempt():
         for child in waiting:
             try:

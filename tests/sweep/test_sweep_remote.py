@@ -124,7 +124,8 @@ def test_a_point_whose_heartbeat_stops_is_failed_crashed_and_delayed_again(track
         run.data.tags["bp.failure_reason"]
     assert _task_state(task_run).type.value == "CRASHED"
     assert child.attempt == 2 and child.variable != first and child.task_run_id != task_run and not child.final
-    assert queued.attempt == 2 and _task_state(reserved).type.value == "CANCELLED"
+    # the point not started: a new task run of the same variable (the first to claim it trains), the old Cancelled
+    assert queued.attempt == 1 and queued.task_run_id != reserved and _task_state(reserved).type.value == "CANCELLED"
     # the old attempts' variables gone: they cannot train now
     assert set(api.variables()) == {child.variable, queued.variable}
 
@@ -221,3 +222,28 @@ def test_children_agree_on_the_digest_of_data_the_submitter_lacks():
                                         f"{'a' * 64}, read {'b' * 64}"):
         check_digest(Read, other)
     assert membership.forget_digest(key) == "a" * 64 and membership.forget_digest(key) is None
+
+
+def test_points_waiting_while_a_worker_is_free_are_taken_for_lost(monkeypatch):
+    """A server restarted between two of the sweep's requests has forgotten its queue, unnoticed: points that wait
+    while a worker has nothing to do (busy ones hold one in reserve at most) are delayed again after the lease."""
+    from bpcore.sweep import GridPoint
+
+    member = membership.SweepMember(parent_run_id="0" * 32)
+    api = sweep_remote.Pool("unit", member)
+    monkeypatch.setattr(api, "workers", lambda: 2)
+    point = GridPoint(index=0, name="p", values={}, config={})
+    children = [sweep_remote.Submitted(point, None, None, member, beat=b) for b in (3, 0, 0)]
+    assert not api.stalled(children, 100.0, 30.0)  # one in training, one worker free, two waiting: it starts
+    assert not api.stalled(children, 120.0, 30.0)
+    assert api.stalled(children, 131.0, 30.0)
+    children[2].beat = 1  # two in training, one in reserve: all as it should be
+    assert not api.stalled(children[:2] + children[2:], 200.0, 30.0) and not api.stalled(children, 300.0, 30.0)
+
+
+def test_only_one_task_run_of_a_point_claims_it():
+    from flows.sweep import points as sweep_points
+
+    name = f"bp-point-{time.time_ns():032x}-0-1"
+    assert sweep_points._claim(name) is True
+    assert sweep_points._claim(name) is False  # a second task run of the point, delayed again: it does not train
