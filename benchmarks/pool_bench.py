@@ -129,7 +129,7 @@ def dispatch(parent: str, first: int = 2) -> list[float]:
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'", max_results=1000)}
     with get_client(sync_client=True) as prefect:
         task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
-            any_=[run.data.tags["bp.flow_run"]])), limit=1000)
+            any_=[run.data.tags["bp.flow_run"]])), limit=200)
     points = sorted((t for t in task_runs if t.name.startswith("point ")), key=lambda t: t.created)[:first]
     waits = []
     for task_run in points:
