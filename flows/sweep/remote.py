@@ -26,6 +26,7 @@ What can go wrong on the way, and what happens then:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -38,6 +39,7 @@ import httpx
 from mlflow.tracking import MlflowClient
 from prefect import get_run_logger
 
+from bpcore.errors import InputError
 from bpcore.sweep import GridPoint
 from flows.experiments.membership import SweepMember
 from flows.runtime import outage
@@ -52,6 +54,7 @@ ATTEMPTS = 3  # a point whose worker dies is delayed again, at most this many ti
 POLL_SECONDS = 1.0  # between two reads of every point's variable (one request for all of them)
 LEASE_VARIABLE = "BP_POINT_LEASE"
 LEASE_SECONDS = 30.0  # a started point whose heartbeat count stays this long is taken for lost (its worker dead)
+VALUE_LIMIT = 5000  # characters of JSON in a Prefect variable's value (prefect.types.MAX_VARIABLE_VALUE_LENGTH)
 T = TypeVar("T")
 
 
@@ -241,6 +244,9 @@ def submit(api: Pool, child: Submitted) -> None:
     child.beat, child.ended = 0, None
     value = {"point": {"config": child.point.config, "tags": child.tags, "run_name": child.point.name,
                        "data_digest": child.digest, "sweep": child.member.model_dump()}, "beat": 0, "ended": None}
+    if len(json.dumps(value)) > VALUE_LIMIT:  # Prefect would refuse it (HTTP 422), again and again
+        raise InputError(f"sweep point {child.point.name}: its config is {len(json.dumps(value))} characters as "
+                         f"JSON, more than the {VALUE_LIMIT} a Prefect variable holds: too large to send to a pool")
     # a retried request may find the variable made by the first: then it is this attempt's all the same
     patiently(lambda: api.call("POST", "/variables/", {"name": child.variable, "value": value,
                                                         "tags": ["bp", "sweep-point"]}, ok=(200, 201, 409)),

@@ -247,3 +247,18 @@ def test_only_one_task_run_of_a_point_claims_it():
     name = f"bp-point-{time.time_ns():032x}-0-1"
     assert sweep_points._claim(name) is True
     assert sweep_points._claim(name) is False  # a second task run of the point, delayed again: it does not train
+
+
+def test_a_point_too_large_for_a_prefect_variable_is_one_clear_error(tracking_uri):
+    from prefect.types import MAX_VARIABLE_VALUE_LENGTH
+
+    from bpcore.errors import InputError
+
+    assert sweep_remote.VALUE_LIMIT == MAX_VARIABLE_VALUE_LENGTH
+    mc, api, (child,), experiment = _pool_sweep(tracking_uri, "pool-large", 1)
+    child.tags = {"note": "x" * 6000}
+    start = time.monotonic()
+    with pytest.raises(InputError, match=r"sweep point lr=0: its config is \d+ characters as JSON, more than the "
+                                         r"5000 a Prefect variable holds"):
+        sweep_remote.submit(api, child)
+    assert time.monotonic() - start < 5  # not retried as if the server were away
