@@ -72,3 +72,10 @@ def sweep_gone(member: SweepMember, mc: MlflowClient) -> str | None:
     if status != "RUNNING":
         return f"its sweep's MLflow run {member.parent_run_id} ended {status} before this point started"
     return None
+
+
+def parent_ended(member: SweepMember, mc: MlflowClient) -> str | None:
+    """Why a pool point must not open its run (its sweep's MLflow run has ended), or None; MLflow only, so
+    it answers while the Prefect server is away."""
+    status = mc.get_run(member.parent_run_id).info.status
+    return None if status == "RUNNING" else f"its sweep's MLflow run {member.parent_run_id} ended {status}"

@@ -222,6 +222,9 @@ def tracked(config: Config, data: Any, mc: MlflowClient, tags: dict[str, str] | 
     kind = kinds.get(config.kind)
     name = run_name or default_name(config)
     handle = None
+    if sweep is not None and sweep.flow_run_id and (gone := membership.parent_ended(sweep, mc)):
+        # a pool point that waited (for the Prefect server, say) past its sweep's end: no run opens
+        raise InputError(f"not trained: {gone} before this point opened its run")
     try:
         with runs.tracked_run(config, data.source, data.digest, dataset, mc, name, run_tags(tags, sweep)) as run_id:
             handle = Run(run_id, mc)

@@ -78,13 +78,13 @@ def run_point() -> State:
     point = value["point"]
     member = SweepMember.model_validate(point["sweep"])
     mc = runs.client(None)  # this worker's MLFLOW_TRACKING_URI: the sweep's store
+    beat = Beat(name, value, member, mc)
+    beat.count()  # at once: the sweep takes a point it reads uncounted for one still queued
     if gone := membership.sweep_gone(member, mc):
         return _ended(name, None, f"not trained: {gone}", Cancelled)
     if not _claim(name):  # the sweep delayed the point again, and another task run of it started first
         logger.info("%s: another task run of this point took it", point["run_name"])
         return Cancelled(message="not trained: another task run of this point took it")
-    beat = Beat(name, value, member, mc)
-    beat.count()  # the sweep learns that the point started
     beat.start()
     run_id, reason = None, None
     try:

@@ -154,8 +154,9 @@ class Pool:
             if len(page) < 200:
                 return found
 
-    def stalled(self, children: list[Submitted], now: float, limit: float) -> bool:
-        """Whether points not started have waited ``limit`` s while a sweep worker had nothing to do.
+    def stalled(self, children: list[Submitted], now: float, limit: float, progressed: bool = False) -> bool:
+        """Whether points not started have waited ``limit`` s while a sweep worker had nothing to do and no point
+        moved (``progressed``: a count or an end seen in this look; the server may count a dead worker a while).
 
         A free worker takes a queued point at once, and a busy one holds at most one in reserve: more
         points waiting than there are points in training, with fewer in training than workers, means
@@ -163,7 +164,7 @@ class Pool:
         """
         training = sum(1 for c in children if not c.final and c.beat > 0)
         waiting = sum(1 for c in children if not c.final and c.beat == 0)
-        free = waiting > training and (self.workers() or 0) > training
+        free = not progressed and waiting > training and (self.workers() or 0) > training
         if not free:
             self.free_since = None
         elif self.free_since is None:
@@ -278,7 +279,7 @@ def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Ex
     values = patiently(api.variables, "reading the points")
     # the server did not answer some request since the last look (this read, a submission, ...): it may have restarted
     missed, api.missed = api.missed, False
-    now, limit, gone = time.monotonic(), lease(), 0
+    now, limit, gone, progressed = time.monotonic(), lease(), 0, False
     attempts = [child.attempt for child in children]
     for child in children:
         if child.final:
@@ -288,11 +289,13 @@ def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Ex
             gone += lost(api, child, mc, experiment, metric, logger, "its Prefect variable is gone")
             continue
         if value.get("ended") is not None:
+            progressed = True
             child.ended = value["ended"]
             child.child = outcome(child, mc, experiment, metric)
             _forget(api, child.variable)
             continue
         beat = int(value.get("beat") or 0)
+        progressed = progressed or beat != child.beat
         if beat != child.beat or missed:  # the server away: no worker could have counted meanwhile
             child.beat, child.seen = beat, now
         elif beat and now - child.seen > limit:
@@ -303,7 +306,7 @@ def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Ex
     # receives its next task run before a slot is free). Each gets a new task run; should the old one
     # still start (a live worker held it), the point's claim lets only one of them train it.
     why = "the Prefect server did not answer for a while" if missed else "a worker was lost" if gone else \
-        "points waited while a sweep worker was free" if api.stalled(children, now, limit) else None
+        "points waited while a sweep worker was free" if api.stalled(children, now, limit, progressed) else None
     if why:
         waiting = [c for c, attempt in zip(children, attempts)
                    if not c.final and c.beat == 0 and c.attempt == attempt]  # not delayed again just now

@@ -358,9 +358,14 @@ def test_32_points_on_two_sweep_workers_lose_none_when_one_is_killed(servers):
         task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(
             id=FlowRunFilterId(any_=[parent.data.tags["bp.flow_run"]])), limit=200)
         points = [t for t in task_runs if t.name.startswith("point ")]
-        by_point = {tag.removeprefix("bp.point="): t for t in points for tag in t.tags if tag.startswith("bp.point=")}
+        by_point: dict[str, list] = {}  # a point delayed again has two task runs: the first to claim it trained
+        for task_run in points:
+            for tag in task_run.tags:
+                if tag.startswith("bp.point="):
+                    by_point.setdefault(tag.removeprefix("bp.point="), []).append(task_run)
         nested = {c.info.run_id: prefect.read_flow_run(c.data.tags["bp.flow_run"]) for c in finished}
     assert sorted(t.name.rsplit("-", 1)[0] for t in points if t.state.is_completed()) == [f"point {n}" for n in names]
-    assert by_point[victim.data.tags["bp.point"]].state.is_crashed()
-    for child in finished:  # each point's own flow run, nested in its task run
-        assert nested[child.info.run_id].parent_task_run_id == by_point[child.data.tags["bp.point"]].id
+    assert any(t.state.is_crashed() for t in by_point[victim.data.tags["bp.point"]])
+    for child in finished:  # each point's own flow run, nested in the task run that trained it
+        trained = [t for t in by_point[child.data.tags["bp.point"]] if t.state.is_completed()]
+        assert [t.id for t in trained] == [nested[child.info.run_id].parent_task_run_id]

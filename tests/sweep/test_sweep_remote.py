@@ -236,7 +236,9 @@ def test_points_waiting_while_a_worker_is_free_are_taken_for_lost(monkeypatch):
     children = [sweep_remote.Submitted(point, None, None, member, beat=b) for b in (3, 0, 0)]
     assert not api.stalled(children, 100.0, 30.0)  # one in training, one worker free, two waiting: it starts
     assert not api.stalled(children, 120.0, 30.0)
-    assert api.stalled(children, 131.0, 30.0)
+    assert not api.stalled(children, 131.0, 30.0, progressed=True)  # a point moved: the queue is alive
+    assert not api.stalled(children, 140.0, 30.0) and not api.stalled(children, 165.0, 30.0)
+    assert api.stalled(children, 171.0, 30.0)
     children[2].beat = 1  # two in training, one in reserve: all as it should be
     assert not api.stalled(children[:2] + children[2:], 200.0, 30.0) and not api.stalled(children, 300.0, 30.0)
 
