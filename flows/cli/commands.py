@@ -184,7 +184,7 @@ def _sweep_worker(args) -> int:
     prefect_api.require_pool(url, args.pool, hint="; bp deploy --create-pool or bp stack up makes it")
     print(f"bp: sweep worker for pool {args.pool!r} on {url}, {args.limit} point(s) at a time, logging to "
           f"{uri}", file=sys.stderr)
-    points.serve(args.pool, args.limit, args.status_port)
+    points.serve(args.pool, args.limit)
     return exits.FINISHED
 
 

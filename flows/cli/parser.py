@@ -59,8 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: bp)")
     points.add_argument("--limit", type=_positive, default=1, metavar="N",
                         help="points trained at once in this process (default: 1; more processes scale better)")
-    points.add_argument("--status-port", type=_positive, metavar="PORT",
-                        help="serve Prefect's task-worker status (GET /status) on 127.0.0.1:PORT, for a healthcheck")
     _tracking_uri(points)
     with_config("validate", "check a config and print it resolved")
     again = command("reproduce", "train a recorded run again and compare",

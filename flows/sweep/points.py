@@ -258,9 +258,8 @@ class Beat(threading.Thread):
                 self._raise(None)
 
 
-def serve(pool: str, limit: int = 1, status_port: int | None = None) -> None:
-    """Take pool ``pool``'s sweep points, ``limit`` at a time, until stopped (``bp sweep-worker``); with
-    ``status_port``, Prefect's status page of the worker on 127.0.0.1 (``GET /status``, for a healthcheck)."""
+def serve(pool: str, limit: int = 1) -> None:
+    """Take pool ``pool``'s sweep points, ``limit`` at a time, until stopped (``bp sweep-worker``)."""
     from prefect.task_worker import serve as serve_tasks
 
     from flows.runtime import settings, speedups
@@ -268,7 +267,7 @@ def serve(pool: str, limit: int = 1, status_port: int | None = None) -> None:
     settings.apply()
     speedups.no_notebook_probe()
     _warm()
-    serve_tasks(point_task(pool), limit=limit, status_server_port=status_port)
+    serve_tasks(point_task(pool), limit=limit)
 
 
 def _warm() -> None:

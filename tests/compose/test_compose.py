@@ -208,7 +208,6 @@ def test_servers_and_workers_have_healthchecks(any_model):
         "postgres": "pg_isready",
         "prefect-server": "/api/health",
         "worker": "/health",
-        "sweep-worker": "/status",
     }
     for name, probe in probes.items():
         check = services[name].get("healthcheck") or {}

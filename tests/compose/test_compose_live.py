@@ -137,7 +137,6 @@ def test_up_with_two_workers_and_the_deploy_job_exited_0(project):
     assert [c["ExitCode"] for c in by_service["deploy"]] == [0] and by_service["deploy"][0]["State"] == "exited"
     for name in ("worker", "sweep-worker"):
         assert len(by_service[name]) == 2 and all(c["State"] == "running" for c in by_service[name]), name
-        assert all(c["Health"] == "healthy" for c in by_service[name]), by_service[name]
     for name in ("postgres", "mlflow", "prefect-server"):
         assert by_service[name][0]["Health"] == "healthy", by_service[name]
     logs = project.compose("logs", "deploy").stdout
