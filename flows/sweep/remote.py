@@ -32,7 +32,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -86,7 +86,6 @@ class Submitted:
     seen: float = 0.0  # time.monotonic() when that count was read first
     ended: dict | None = None  # what the worker wrote as the point ended
     child: Child | None = None  # its outcome, once read
-    names: list[str] = field(default_factory=list)  # every attempt's variable
 
     @property
     def final(self) -> bool:
@@ -241,7 +240,6 @@ def submit(api: Pool, child: Submitted) -> None:
     """Write the point's next attempt into its variable and delay its task (a task run of the sweep's flow run)."""
     child.attempt += 1
     child.variable = f"{api.prefix}{child.point.index}-{child.attempt}"
-    child.names.append(child.variable)
     child.beat, child.ended = 0, None
     value = {"point": {"config": child.point.config, "tags": child.tags, "run_name": child.point.name,
                        "data_digest": child.digest, "sweep": child.member.model_dump()}, "beat": 0, "ended": None}
