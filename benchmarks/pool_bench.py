@@ -133,8 +133,7 @@ def dispatch(parent: str, first: int = 2) -> list[float]:
     points = sorted((t for t in task_runs if t.name.startswith("point ")), key=lambda t: t.created)[:first]
     waits = []
     for task_run in points:
-        name = next(tag.removeprefix("bp.point=") for tag in task_run.tags if tag.startswith("bp.point="))
-        opened = children[name].info.start_time / 1000
+        opened = children[task_run.task_version].info.start_time / 1000  # the version names the point's variable
         waits.append(opened - task_run.created.timestamp())
     return waits
 

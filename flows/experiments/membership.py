@@ -7,6 +7,7 @@ from __future__ import annotations
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
+from flows.server import busy
 from flows.tracking import tags as tag
 
 
@@ -30,11 +31,10 @@ class SweepMember(BaseModel):
 
 def agreed_digest(key: str, digest: str) -> str:
     """The digest the sweep's first child to read the data recorded under ``key`` (this one, if it is first)."""
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import VariableCreate
     from prefect.exceptions import ObjectAlreadyExists
 
-    with get_client(sync_client=True) as client:
+    with busy.client() as client:
         try:
             client.create_variable(VariableCreate(name=key, value=digest, tags=["bp", "sweep-data"]))
             return digest
@@ -44,9 +44,7 @@ def agreed_digest(key: str, digest: str) -> str:
 
 def forget_digest(key: str) -> str | None:
     """The digest recorded under ``key`` (None if no child recorded one), removed now that the sweep is over."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
+    with busy.client() as client:
         variable = client.read_variable_by_name(key)
         if variable is None:
             return None
@@ -61,10 +59,8 @@ def digest_key(parent_run_id: str) -> str:
 
 def sweep_gone(member: SweepMember, mc: MlflowClient) -> str | None:
     """Why a child's sweep is over before the child began (its flow run final, or its MLflow run ended), or None."""
-    from prefect.client.orchestration import get_client
-
     if member.flow_run_id:
-        with get_client(sync_client=True) as client:
+        with busy.client() as client:
             state = client.read_flow_run(member.flow_run_id).state
         if state is not None and state.is_final():
             return f"its sweep's flow run {member.flow_run_id} ended {state.name} before this point started"

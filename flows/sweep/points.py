@@ -8,17 +8,23 @@ UI (its flow run is the sweep's), and the kind's flow run is nested under it.
 
 The task has no parameters: Prefect would store them in the submitter's local result storage,
 which a worker on another machine cannot read. The point travels instead in a Prefect variable
-(``Variable``, on the server) named by the task run's tag ``bp.point=<name>``, whose value is
+(``Variable``, on the server) named by the task run's version (``task_version``), whose value is
 
-    {"point": {config, tags, run_name, data_digest, sweep}, "beat": N, "ended": null | {run_id, reason}}
+    {"point": {config, tags, run_name, data_digest, sweep}, "beat": N}
 
 A worker takes a point by creating the variable ``<name>-claim`` (which only one can): when the sweep
-delays a point again that may still be held by a live worker, only one of its task runs trains it.
-While its point trains, the worker counts ``beat`` up every BEAT_SECONDS: a sweep whose point's
-count stops knows its worker is gone (a killed worker's task run stays Running for ever; Prefect
-sends task runs no heartbeats and delivers a task run once). The same thread reads the sweep's
-MLflow run: once it has ended (the sweep stopped, or gave up), the point is stopped where it is
-and its MLflow run ends KILLED with the sweep's reason. As it ends, the worker writes ``ended``.
+delays a point again that may still be held by a live worker, only one of its task runs trains it,
+and the claim tells the sweep the point has started. While its point trains, the worker counts
+``beat`` up every BEAT_SECONDS: a sweep whose point's count stops knows its worker is gone (a killed
+worker's task run stays Running for ever; Prefect sends task runs no heartbeats and delivers a task
+run once). The same thread reads the sweep's MLflow run: once it has ended (the sweep stopped, or
+gave up), the point is stopped where it is and its MLflow run ends KILLED with the sweep's reason. As
+it ends, the worker creates ``<name>-ended`` holding ``{run_id, reason}``.
+
+The claim and the end are new variables, not updates of the point's: creating one is a single
+write, while Prefect's update reads the row first and, on SQLite under load, is refused (503) when
+another write lands between the two. Requests go through ``flows.server.busy``, which sends a
+refused one again within milliseconds.
 
 Each pool has its own task (its Prefect task key names the pool), so ``bp sweep-worker --pool P``
 takes the points of sweeps on P only. The key also hashes this task's code: the sweep and its workers
@@ -42,15 +48,19 @@ from flows.experiments import membership
 from flows.experiments.membership import SweepMember
 from flows.experiments.registry import flow_for
 from flows.runtime import outage
+from flows.server import busy
 from flows.tracking import runs
 from flows.tracking import tags as tag
 
 BEAT_SECONDS = 3.0  # between two counts of a training point's heartbeat
-TAG = "bp.point="  # a point's task-run tag: the prefix, then its variable's name
+CLAIM, ENDED = "-claim", "-ended"  # after a point's variable name: the variables of its claim and of its end
 
 
-def point_task(pool: str) -> Task:
-    """The background task of pool ``pool``'s sweep points (the same task, for the same pool, in every process)."""
+def point_task(pool: str, name: str | None = None, variable: str | None = None) -> Task:
+    """The background task of pool ``pool``'s sweep points (the same task, for the same pool, in every process).
+
+    ``name`` names its task runs; ``variable``, the point's variable, goes as the task's version (below).
+    """
     def run() -> State:
         return run_point()
 
@@ -58,7 +68,9 @@ def point_task(pool: str) -> Task:
     run.__name__ = run.__qualname__ = f"sweep_point_{pool.replace('-', '_')}"
     # never cached: a task worker gives a task without a cache policy Prefect's default, keyed by its
     # inputs (none here) and its flow run (the sweep's), which would take every point for the first
-    return task(run, name=f"sweep-point {pool}", cache_key_fn=_never_cached)
+    # the point's variable rides as the task run's ``task_version``: a tag would make Prefect's task engine
+    # ask the server for a concurrency lease of that tag as every point starts (and keep a thread per tag)
+    return task(run, name=name or f"sweep-point {pool}", version=variable, cache_key_fn=_never_cached)
 
 
 def _never_cached(context, parameters) -> None:
@@ -70,21 +82,20 @@ def run_point() -> State:
     """Train the point named in this task run's tags: its kind's flow, nested here; the task's final state."""
     from prefect.context import TaskRunContext
 
-    name = next(t[len(TAG):] for t in TaskRunContext.get().task_run.tags if t.startswith(TAG))
+    name = TaskRunContext.get().task_run.task_version
     logger = get_run_logger()
     value = _read(name)
     if value is None:
-        return _ended(name, None, "not trained: its sweep is over (the point's variable is gone)", Cancelled)
+        return Cancelled(message="not trained: its sweep is over (the point's variable is gone)")
     point = value["point"]
     member = SweepMember.model_validate(point["sweep"])
     mc = runs.client(None)  # this worker's MLFLOW_TRACKING_URI: the sweep's store
-    beat = Beat(name, value, member, mc)
-    beat.count()  # at once: the sweep takes a point it reads uncounted for one still queued
-    if gone := membership.sweep_gone(member, mc):
-        return _ended(name, None, f"not trained: {gone}", Cancelled)
     if not _claim(name):  # the sweep delayed the point again, and another task run of it started first
         logger.info("%s: another task run of this point took it", point["run_name"])
         return Cancelled(message="not trained: another task run of this point took it")
+    if gone := membership.sweep_gone(member, mc):
+        return _ended(name, None, f"not trained: {gone}", Cancelled)
+    beat = Beat(name, value, member, mc)
     beat.start()
     run_id, reason = None, None
     try:
@@ -98,7 +109,7 @@ def run_point() -> State:
     except runs.StopRequested as stop:  # Prefect ended the point's flow run Crashed: it was cancelled
         reason = stop.reason
         _cancel_flow_run(mc, point["config"]["experiment"], name, reason)
-    except Exception as exc:  # a point's error is that point's outcome (the parent reads it from ``ended``)
+    except Exception as exc:  # a point's error is that point's outcome (the parent reads it from ``<name>-ended``)
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:2000]
     finally:
         beat.stop()
@@ -109,27 +120,31 @@ def run_point() -> State:
 
 
 def _train(name: str, point: dict[str, Any]) -> State:
-    """Run the point's kind's flow here, as a flow run nested under this task run (named after the point)."""
-    from prefect.client.orchestration import get_client
+    """Run the point's kind's flow here, as a flow run nested under this task run (named after the point).
+
+    The flow run sends Prefect no heartbeats: the point's own count stands for them (the sweep marks
+    the flow run Crashed with its task run when the worker is lost), and Prefect's, whose thread
+    sleeps in steps of a second, would hold every point up to a second at its end while it is joined.
+    """
     from prefect.context import TaskRunContext
     from prefect.flow_engine import run_flow
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     flow = flow_for(validate(point["config"], source=f"sweep point {point['run_name']}").kind)
     parameters = {"config": point["config"], "tracking_uri": None, "tags": {**(point["tags"] or {}), tag.POINT: name},
                   "run_name": point["run_name"], "data_digest": point["data_digest"], "sweep": point["sweep"]}
-    with get_client(sync_client=True) as client:  # a flow called in a background task would have no parent
+    with busy.client() as client:  # a flow called in a background task would have no parent
         flow_run = client.create_flow_run(flow, name=point["run_name"], parameters=parameters,
                                           parent_task_run_id=TaskRunContext.get().task_run.id)
-    return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
 
 
 def _cancel_flow_run(mc: MlflowClient, experiment: str, name: str, reason: str) -> None:
     """Mark Cancelled the point's flow run (Prefect took its stop for a crash), found by the point's MLflow run."""
-    from prefect.client.orchestration import get_client
-
     try:
         found = mc.search_runs([mc.get_experiment_by_name(experiment).experiment_id], f"tags.`{tag.POINT}` = '{name}'")
-        with get_client(sync_client=True) as client:
+        with busy.client() as client:
             for run in found:
                 if flow_run := run.data.tags.get(tag.FLOW_RUN):
                     client.set_flow_run_state(flow_run, Cancelled(message=reason), force=True)
@@ -151,49 +166,39 @@ logging.getLogger("prefect.task_runs").addFilter(_OutcomeNotError())
 
 def _claim(name: str) -> bool:
     """Take the point for this task run: the variable ``<name>-claim`` made here (it can be made only once)."""
-    from prefect.client.orchestration import get_client
+    return _create(f"{name}{CLAIM}", True)
+
+
+def _ended(name: str, run_id: str | None, reason: str | None, end) -> State:
+    """Record how the point ended in ``<name>-ended`` (if the sweep still has the point); the task run's state."""
+    if _read(name) is not None:
+        _create(f"{name}{ENDED}", {"run_id": run_id, "reason": reason})
+    return end(message=reason) if reason else end()
+
+
+def _create(name: str, value: Any) -> bool:
+    """Make the variable ``name``; False if it exists (made by another, or by this call's first try)."""
     from prefect.client.schemas.actions import VariableCreate
     from prefect.exceptions import ObjectAlreadyExists
 
-    def claim() -> bool:
-        with get_client(sync_client=True) as client:
+    def create() -> bool:
+        with busy.client() as client:
             try:
-                client.create_variable(VariableCreate(name=f"{name}-claim", value=True, tags=["bp", "sweep-point"]))
+                client.create_variable(VariableCreate(name=name, value=value, tags=["bp", "sweep-point"]))
                 return True
             except ObjectAlreadyExists:
                 return False
 
-    return _patiently(claim)
-
-
-def _ended(name: str, run_id: str | None, reason: str | None, end) -> State:
-    """Record how the point ended in its variable (if the sweep still has it); the task run's state."""
-    value = _read(name)
-    if value is not None:
-        _write(name, {**value, "ended": {"run_id": run_id, "reason": reason}})
-    return end(message=reason) if reason else end()
+    return _patiently(create)
 
 
 def _read(name: str) -> dict[str, Any] | None:
-    from prefect.client.orchestration import get_client
-
     def read():
-        with get_client(sync_client=True) as client:
+        with busy.client() as client:
             variable = client.read_variable_by_name(name)
         return None if variable is None else variable.value
 
     return _patiently(read)
-
-
-def _write(name: str, value: dict[str, Any]) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import VariableUpdate
-
-    def write():
-        with get_client(sync_client=True) as client:
-            client.update_variable(VariableUpdate(name=name, value=value))
-
-    _patiently(write)
 
 
 def _patiently(call):
@@ -220,11 +225,10 @@ class Beat(threading.Thread):
         self._lock = threading.Lock()  # a stop is raised only while the point trains
 
     def count(self) -> None:
-        from prefect.client.orchestration import get_client
         from prefect.client.schemas.actions import VariableUpdate
 
         self.value = {**self.value, "beat": int(self.value.get("beat") or 0) + 1}
-        with get_client(sync_client=True) as client:
+        with busy.client() as client:
             client.update_variable(VariableUpdate(name=self.variable, value=self.value))
 
     def run(self) -> None:

@@ -4,7 +4,7 @@ The parent writes each point into a Prefect variable and delays its task (a task
 flow run in the Prefect UI; whichever sweep worker of the pool is free takes it), then reads every
 point's variable with one request every few seconds until each has ended. A worker logs to its own
 ``MLFLOW_TRACKING_URI``, which must be the parent's store; the parent reads each child's outcome from
-its MLflow run (found by the tag ``bp.point``) as soon as the point's variable says it ended.
+its MLflow run (found by the tag ``bp.point``) as soon as the point's ``-ended`` variable appears.
 
 What can go wrong on the way, and what happens then:
 - the Prefect server answers with an error or not at all (a restart, its database away for a
@@ -44,7 +44,7 @@ from bpcore.sweep import GridPoint
 from flows.experiments.membership import SweepMember
 from flows.runtime import outage
 from flows.runtime.http import request
-from flows.server import prefect_api
+from flows.server import busy, prefect_api
 from flows.sweep import points as sweep_points
 from flows.sweep.child import Child
 from flows.tracking import runs
@@ -82,9 +82,9 @@ class Submitted:
     lost: int = 0  # how many of those attempts lost their worker
     variable: str | None = None  # the current attempt's Prefect variable (and ``bp.point`` tag)
     task_run_id: uuid.UUID | None = None
-    beat: int = 0  # the last heartbeat count read (0: not started)
+    beat: int = 0  # the last heartbeat count read: 1 for the claim, then one a beat (0: not started)
     seen: float = 0.0  # time.monotonic() when that count was read first
-    ended: dict | None = None  # what the worker wrote as the point ended
+    ended: dict | None = None  # what the worker wrote as the point ended (its ``-ended`` variable)
     child: Child | None = None  # its outcome, once read
 
     @property
@@ -129,13 +129,19 @@ class Pool:
         self.url, auth = prefect_api.configured()
         self.url = (self.url or "").rstrip("/")
         self.headers = prefect_api.headers(auth)
-        self.task = sweep_points.point_task(pool)
+        self.pool, self.task = pool, sweep_points.point_task(pool)
         self.prefix = f"bp-point-{member.parent_run_id}-"
         self.missed = False  # a request found nobody answering since this was last reset
         self.free_since: float | None = None  # since when points have waited while a worker was free
 
     def call(self, method: str, path: str, body=None, ok=(200, 201, 204), timeout: float = 10):
-        status, answer = request(method, self.url + path, self.headers, body, timeout=timeout)
+        """The answer to one request; a busy server's 503 (SQLite refusing a write that met another) is sent again
+        within milliseconds, a few times (``flows.server.busy``), before it counts as a failure."""
+        for pause in busy.pauses():
+            status, answer = request(method, self.url + path, self.headers, body, timeout=timeout)
+            if status != busy.BUSY:
+                break
+            time.sleep(pause)
         if status == 0:
             self.missed = True
             raise Unanswered(f"{method} {path}: no answer")
@@ -174,10 +180,11 @@ class Pool:
         return False
 
     def clean(self, timeout: float = 10) -> None:
-        """Delete what is left of this sweep's variables (an old attempt's, when its deletion met the server away)."""
+        """Delete what is left of this sweep's variables (an old attempt's, when its deletion met the server away;
+        a claim made as the sweep stopped)."""
         try:
             for name in self.variables():
-                _forget(self, name, timeout=timeout)
+                _forget(self, name, timeout=timeout, whole=False)
         except ConnectionError:
             pass
 
@@ -242,7 +249,7 @@ def submit(api: Pool, child: Submitted) -> None:
     child.variable = f"{api.prefix}{child.point.index}-{child.attempt}"
     child.beat, child.ended = 0, None
     value = {"point": {"config": child.point.config, "tags": child.tags, "run_name": child.point.name,
-                       "data_digest": child.digest, "sweep": child.member.model_dump()}, "beat": 0, "ended": None}
+                       "data_digest": child.digest, "sweep": child.member.model_dump()}, "beat": 0}
     if len(json.dumps(value)) > VALUE_LIMIT:  # Prefect would refuse it (HTTP 422), again and again
         raise InputError(f"sweep point {child.point.name}: its config is {len(json.dumps(value))} characters as "
                          f"JSON, more than the {VALUE_LIMIT} a Prefect variable holds: too large to send to a pool")
@@ -254,22 +261,28 @@ def submit(api: Pool, child: Submitted) -> None:
 
 
 def _delay(api: Pool, child: Submitted) -> None:
-    """A task run of the point's current variable, for whichever sweep worker is free."""
-    from prefect import tags as prefect_tags
+    """A task run of the point's current variable, for whichever sweep worker is free.
 
-    task = api.task.with_options(name=f"point {child.point.name}")  # the task run's name (and a suffix)
+    What ``Task.delay()`` does (a task run of the sweep's flow run, Scheduled and deferred: the server
+    queues it for the task's workers), through a client that asks a busy server again at once.
+    """
+    import asyncio
+
+    task = sweep_points.point_task(api.pool, name=f"point {child.point.name}", variable=child.variable)
+
+    async def create():
+        async with busy.client(asynchronous=True) as client:
+            return await task.create_run(client=client, deferred=True)
 
     def delay():
         try:
-            with prefect_tags(f"{sweep_points.TAG}{child.variable}"):
-                return task.delay()
+            return asyncio.run(create())
         except Exception as exc:
             if not isinstance(exc, httpx.HTTPStatusError):  # no answer at all: the server may be restarting
                 api.missed = True
             raise
 
-    future = patiently(delay, f"submitting {child.point.name}")
-    child.task_run_id = future.task_run_id
+    child.task_run_id = patiently(delay, f"submitting {child.point.name}").id
 
 
 def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Experiments, metric: str, logger) -> None:
@@ -286,13 +299,13 @@ def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Ex
         if value is None:  # deleted by hand, or never made: the point cannot be trained from it
             gone += lost(api, child, mc, experiment, metric, logger, "its Prefect variable is gone")
             continue
-        if value.get("ended") is not None:
+        if (ended := values.get(child.variable + sweep_points.ENDED)) is not None:
             progressed = True
-            child.ended = value["ended"]
+            child.ended = ended
             child.child = outcome(child, mc, experiment, metric)
             _forget(api, child.variable)
             continue
-        beat = int(value.get("beat") or 0)
+        beat = int(value.get("beat") or 0) + (child.variable + sweep_points.CLAIM in values)
         progressed = progressed or beat != child.beat
         if beat != child.beat or missed:  # the server away: no worker could have counted meanwhile
             child.beat, child.seen = beat, now
@@ -329,7 +342,9 @@ def lost(api: Pool, child: Submitted, mc: MlflowClient, experiment: Experiments,
     for run in _runs_of(mc, experiment, child, " and attributes.status = 'RUNNING'"):
         runs.mark_failed(mc, run.info.run_id, "failed", reason)
         logger.warning("%s: MLflow run %s marked FAILED (%s)", child.point.name, run.info.run_id, reason)
-    _set_state(api, child, "CRASHED", reason)
+        if flow_run := run.data.tags.get(tag.FLOW_RUN):  # the point's own flow run, nested in the task run
+            _set_state(api, f"/flow_runs/{flow_run}", "CRASHED", reason)
+    _set_state(api, f"/task_runs/{child.task_run_id}", "CRASHED", reason)
     _forget(api, child.variable)
     child.lost += 1
     if child.lost >= ATTEMPTS:
@@ -360,9 +375,9 @@ def stop(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Exp
     waiting = [c for c in children if c.variable is not None and not c.final]
     for child in waiting:
         if api.url:
-            _forget(api, child.variable, timeout=3)
+            _forget(api, child.variable, timeout=3, whole=False)
             if child.beat == 0:
-                _set_state(api, child, "CANCELLED", reason, timeout=3)
+                _set_state(api, f"/task_runs/{child.task_run_id}", "CANCELLED", reason, timeout=3)
     if api.url and not api.missed:
         api.clean(timeout=3)
     with outage.one_attempt():
@@ -374,24 +389,27 @@ def stop(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Exp
                 pass
 
 
-def _set_state(api: Pool, child: Submitted, kind: str, message: str, timeout: float = 10) -> None:
+def _set_state(api: Pool, run: str, kind: str, message: str, timeout: float = 10) -> None:
+    """Force the state of ``run`` (its API path: ``/task_runs/<id>`` or ``/flow_runs/<id>``)."""
     state = {"type": kind, "name": kind.title(), "message": message[:5000]}
     try:
-        api.call("POST", f"/task_runs/{child.task_run_id}/set_state", {"state": state, "force": True},
-                 timeout=timeout)
+        api.call("POST", f"{run}/set_state", {"state": state, "force": True}, timeout=timeout)
     except ConnectionError:  # the record of a run that is over anyway; the outcome does not depend on it
         pass
 
 
 def _cancel(api: Pool, child: Submitted, message: str) -> None:
-    _set_state(api, child, "CANCELLED", message)
+    _set_state(api, f"/task_runs/{child.task_run_id}", "CANCELLED", message)
 
 
-def _forget(api: Pool, name: str | None, timeout: float = 10) -> None:
-    """Delete a point's variable: a worker that takes its task run now does not train it."""
-    if name:
+def _forget(api: Pool, name: str | None, timeout: float = 10, whole: bool = True) -> None:
+    """Delete a point's variable (a worker that takes its task run now does not train it) and, if ``whole``,
+    those of its claim and its end (else ``Pool.clean`` finds them)."""
+    if not name:
+        return
+    for each in [name, f"{name}{sweep_points.CLAIM}", f"{name}{sweep_points.ENDED}"] if whole else [name]:
         try:
-            api.call("DELETE", f"/variables/name/{name}", ok=(200, 204, 404), timeout=timeout)
+            api.call("DELETE", f"/variables/name/{each}", ok=(200, 204, 404), timeout=timeout)
         except ConnectionError:
             pass
 

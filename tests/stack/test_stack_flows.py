@@ -359,10 +359,8 @@ def test_32_points_on_two_sweep_workers_lose_none_when_one_is_killed(servers):
             id=FlowRunFilterId(any_=[parent.data.tags["bp.flow_run"]])), limit=200)
         points = [t for t in task_runs if t.name.startswith("point ")]
         by_point: dict[str, list] = {}  # a point delayed again has two task runs: the first to claim it trained
-        for task_run in points:
-            for tag in task_run.tags:
-                if tag.startswith("bp.point="):
-                    by_point.setdefault(tag.removeprefix("bp.point="), []).append(task_run)
+        for task_run in points:  # the point's variable is its task run's version
+            by_point.setdefault(task_run.task_version, []).append(task_run)
         nested = {c.info.run_id: prefect.read_flow_run(c.data.tags["bp.flow_run"]) for c in finished}
     assert sorted(t.name.rsplit("-", 1)[0] for t in points if t.state.is_completed()) == [f"point {n}" for n in names]
     assert any(t.state.is_crashed() for t in by_point[victim.data.tags["bp.point"]])

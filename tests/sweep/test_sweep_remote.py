@@ -67,10 +67,11 @@ def _pool_sweep(tracking_uri, name: str, points: int):
     return mc, api, children, sweep_remote.Experiments(mc)
 
 
-def _child_run(mc, child, status: str = "RUNNING") -> str:
-    """An MLflow run as the point's worker opens it: tagged with the point's variable."""
+def _child_run(mc, child, status: str = "RUNNING", flow_run=None) -> str:
+    """An MLflow run as the point's worker opens it: tagged with the point's variable (and its flow run's id)."""
     experiment = mc.get_experiment_by_name(child.point.config["experiment"]).experiment_id
-    run_id = mc.create_run(experiment, tags={"bp.point": child.variable, "bp.status": "running"}).info.run_id
+    tags = {"bp.point": child.variable, "bp.status": "running", **({"bp.flow_run": str(flow_run)} if flow_run else {})}
+    run_id = mc.create_run(experiment, tags=tags).info.run_id
     if status != "RUNNING":
         mc.set_tag(run_id, "bp.status", "finished")
         mc.set_terminated(run_id, status)
@@ -84,23 +85,35 @@ def _task_state(task_run_id):
         return client.read_task_run(task_run_id).state
 
 
-def _beat(child, count: int, ended=None) -> None:
-    """What a worker writes into the point's variable."""
+def _worker(child, beats: int = 0) -> None:
+    """What a worker writes as it takes the point: its claim, then ``beats`` counts in its variable."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import VariableUpdate
 
-    with get_client(sync_client=True) as client:
-        value = client.read_variable_by_name(child.variable).value
-        client.update_variable(VariableUpdate(name=child.variable, value={**value, "beat": count, "ended": ended}))
+    from flows.sweep import points as sweep_points
+
+    assert sweep_points._claim(child.variable)
+    if beats:
+        with get_client(sync_client=True) as client:
+            value = client.read_variable_by_name(child.variable).value
+            client.update_variable(VariableUpdate(name=child.variable, value={**value, "beat": beats}))
+
+
+def _end(child, run_id: str | None, reason: str | None) -> None:
+    """What a worker writes as the point ends."""
+    from flows.sweep import points as sweep_points
+
+    assert sweep_points._ended(child.variable, run_id, reason, lambda **_: "its state") == "its state"
 
 
 def test_a_stop_cancels_the_points_not_started_and_kills_those_training(tracking_uri):
     mc, api, (waiting, training), experiment = _pool_sweep(tracking_uri, "pool-stop", 2)
+    _worker(training)
     training.beat = 1
     run_id = _child_run(mc, training)
-    assert set(api.variables()) == {waiting.variable, training.variable}
+    assert set(api.variables()) == {waiting.variable, training.variable, f"{training.variable}-claim"}
     sweep_remote.stop(api, [waiting, training], mc, experiment, "stopped by SIGTERM: cancelled")
-    assert api.variables() == {}  # a worker that takes either finds its sweep over
+    assert api.variables() == {}  # a worker that takes either finds its sweep over; the claim is gone too
     state = _task_state(waiting.task_run_id)
     assert state.type.value == "CANCELLED" and state.message == "stopped by SIGTERM: cancelled"
     run = mc.get_run(run_id)
@@ -111,11 +124,16 @@ def test_a_point_whose_heartbeat_stops_is_failed_crashed_and_delayed_again(track
     """And the points not started are delayed again: the dead worker may have taken one in reserve."""
     mc, api, (child, queued), experiment = _pool_sweep(tracking_uri, "pool-lost", 2)
     logger = logging.getLogger("test")
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
     first, task_run, reserved = child.variable, child.task_run_id, queued.task_run_id
-    run_id = _child_run(mc, child)
-    _beat(child, 1)
+    with get_client(sync_client=True) as client:
+        flow_run = new_flow_run(client, Running())  # the point's own, nested
+    run_id = _child_run(mc, child, flow_run=flow_run)
+    _worker(child)  # its claim: the point has started
     sweep_remote.watch(api, [child, queued], mc, experiment, "final_cost", logger)
-    assert child.beat == 1 and child.attempt == 1 and queued.attempt == 1
+    assert child.beat == 1 and child.attempt == 1 and queued.attempt == 1 and queued.beat == 0
     child.seen -= sweep_remote.lease() + 1  # no new count for longer than the lease
     sweep_remote.watch(api, [child, queued], mc, experiment, "final_cost", logger)
     run = mc.get_run(run_id)
@@ -123,6 +141,9 @@ def test_a_point_whose_heartbeat_stops_is_failed_crashed_and_delayed_again(track
     assert "attempt 1 lost: its worker sent no heartbeat for 30 s (BP_POINT_LEASE): the worker is gone" in \
         run.data.tags["bp.failure_reason"]
     assert _task_state(task_run).type.value == "CRASHED"
+    with get_client(sync_client=True) as client:
+        crashed = client.read_flow_run(flow_run).state
+    assert crashed.type.value == "CRASHED" and "attempt 1 lost" in crashed.message
     assert child.attempt == 2 and child.variable != first and child.task_run_id != task_run and not child.final
     # the point not started: a new task run of the same variable (the first to claim it trains), the old Cancelled
     assert queued.attempt == 1 and queued.task_run_id != reserved and _task_state(reserved).type.value == "CANCELLED"
@@ -133,10 +154,14 @@ def test_a_point_whose_heartbeat_stops_is_failed_crashed_and_delayed_again(track
 def test_a_point_that_ended_is_read_from_its_mlflow_run(tracking_uri):
     mc, api, (child,), experiment = _pool_sweep(tracking_uri, "pool-ended", 1)
     run_id = _child_run(mc, child, "FINISHED")
-    _beat(child, 3, ended={"run_id": run_id, "reason": None})
+    _worker(child, 2)
+    sweep_remote.watch(api, [child], mc, experiment, "final_cost", logging.getLogger("test"))
+    assert child.beat == 3 and not child.final  # the claim and two counts
+    _end(child, run_id, None)
+    assert api.variables()[f"{child.variable}-ended"] == {"run_id": run_id, "reason": None}
     sweep_remote.watch(api, [child], mc, experiment, "final_cost", logging.getLogger("test"))
     assert child.final and child.child.run_id == run_id and child.child.status == "finished"
-    assert api.variables() == {}
+    assert api.variables() == {}  # the point's variable, its claim and its end
 
 
 def test_a_point_stops_where_it_is_once_its_sweep_has_ended(tracking_uri, monkeypatch):
@@ -264,3 +289,59 @@ def test_a_point_too_large_for_a_prefect_variable_is_one_clear_error(tracking_ur
                                          r"5000 a Prefect variable holds"):
         sweep_remote.submit(api, child)
     assert time.monotonic() - start < 5  # not retried as if the server were away
+
+
+@pytest.fixture
+def busy_server():
+    """A local HTTP server that answers 503 (as Prefect on SQLite does for a write that met another) to the first
+    two requests of each path, then 200 with ``{}``; its ``hits`` count the requests per path."""
+    import http.server
+    import json
+
+    hits: dict[str, int] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            hits[self.path] = hits.get(self.path, 0) + 1
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.dumps({"exception_message": "Service Unavailable"} if hits[self.path] <= 2 else {}).encode()
+            self.send_response(503 if hits[self.path] <= 2 else 200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.hits = hits
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_busy_server_is_asked_again_at_once(busy_server):
+    """bp's own Prefect requests (the workers' through their client, the sweep's through ``Pool.call``) send a 503
+    again within milliseconds: Prefect's client, whose own retries are off here, would return it."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_CLIENT_CSRF_SUPPORT_ENABLED,
+        PREFECT_CLIENT_MAX_RETRIES,
+        temporary_settings,
+    )
+
+    from flows.server import busy
+
+    url = f"http://127.0.0.1:{busy_server.server_address[1]}/api"
+    with temporary_settings({PREFECT_API_URL: url, PREFECT_CLIENT_MAX_RETRIES: 0,
+                             PREFECT_CLIENT_CSRF_SUPPORT_ENABLED: False}):
+        with busy.client() as client:
+            answer = client.request("PATCH", "/variables/name/x", json={"value": 1})
+    assert answer.status_code == 200 and busy_server.hits["/api/variables/name/x"] == 3
+    api = sweep_remote.Pool("unit", membership.SweepMember(parent_run_id="0" * 32))
+    api.url = url
+    assert api.call("DELETE", "/variables/name/y") == {} and busy_server.hits["/api/variables/name/y"] == 3

@@ -1,0 +1,94 @@
+"""Prefect's client for bp's own requests, with a busy server's answers tried again within milliseconds.
+
+A Prefect server on SQLite answers HTTP 503 when a write meets another one: its update and delete
+routes read the row first in a deferred transaction, and SQLite refuses to turn that read into a
+write once another writer has committed (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out).
+The request did nothing and can simply be sent again. Prefect's client does so after 2, 4, 8 ...
+seconds, which under a sweep's load stalls a worker for seconds at a time on a request that
+would succeed a few milliseconds later. Here a 503 is sent again after PAUSES (jittered), and only
+then handed to Prefect's client with its own back-off.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import ssl
+import time
+from collections.abc import Iterator
+
+import httpx
+
+PAUSES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.5, 1.0, 1.0)  # seconds, about 3.7 s in all
+BUSY = 503
+
+
+def pauses() -> Iterator[float]:
+    """The pauses before each quick retry of a busy answer, jittered so that two writers do not meet again."""
+    for pause in PAUSES:
+        yield pause * random.uniform(0.5, 1.5)
+
+
+class BusyRetry(httpx.HTTPTransport):
+    """An httpx transport that sends a request answered 503 again after each of ``pauses()``."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for pause in pauses():
+            response = super().handle_request(request)
+            if response.status_code != BUSY:
+                return response
+            response.read()
+            response.close()
+            time.sleep(pause)
+        return super().handle_request(request)
+
+
+class AsyncBusyRetry(httpx.AsyncHTTPTransport):
+    """The same, for Prefect's asynchronous client."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import asyncio
+
+        for pause in pauses():
+            response = await super().handle_async_request(request)
+            if response.status_code != BUSY:
+                return response
+            await response.aread()
+            await response.aclose()
+            await asyncio.sleep(pause)
+        return await super().handle_async_request(request)
+
+
+def client(asynchronous: bool = False):
+    """A Prefect client (a context manager; ``asynchronous``: Prefect's async one) on this process's settings,
+    whose 503s are retried here.
+
+    Its transport is given the TLS context and connection limits Prefect's own client would use; the
+    TLS context, which takes milliseconds to load, is made once a process.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_ENABLE_HTTP2
+
+    verify = _tls()
+    transport = (AsyncBusyRetry if asynchronous else BusyRetry)(
+        verify=verify, http2=bool(PREFECT_API_ENABLE_HTTP2.value()),
+        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8, keepalive_expiry=25))
+    return get_client(sync_client=not asynchronous, httpx_settings={"transport": transport, "verify": verify})
+
+
+@functools.cache
+def _tls_for(insecure: bool, cafile: str | None) -> ssl.SSLContext:
+    if insecure:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        return context
+    import certifi
+
+    return ssl.create_default_context(cafile=cafile or certifi.where())
+
+
+def _tls() -> ssl.SSLContext:
+    """The TLS context Prefect's client would make, for the current settings."""
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY
+
+    return _tls_for(bool(PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value()), PREFECT_API_SSL_CERT_FILE.value() or None)
