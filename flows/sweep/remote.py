@@ -51,7 +51,8 @@ from flows.tracking import runs
 from flows.tracking import tags as tag
 
 ATTEMPTS = 3  # a point whose worker dies is delayed again, at most this many times in all
-POLL_SECONDS = 1.0  # between two reads of every point's variable (one request for all of them)
+POLL_SECONDS = 0.5  # between two reads of the points' variables (one request for all of them)
+QUEUED_PER_WORKER, MIN_QUEUED = 2, 4  # points delayed and not started, for each sweep worker and at least
 LEASE_VARIABLE = "BP_POINT_LEASE"
 LEASE_SECONDS = 30.0  # a started point whose heartbeat count stays this long is taken for lost (its worker dead)
 VALUE_LIMIT = 5000  # characters of JSON in a Prefect variable's value (prefect.types.MAX_VARIABLE_VALUE_LENGTH)
@@ -168,7 +169,7 @@ class Pool:
         the server no longer has them queued (it restarted unnoticed, between two of this sweep's requests).
         """
         training = sum(1 for c in children if not c.final and c.beat > 0)
-        waiting = sum(1 for c in children if not c.final and c.beat == 0)
+        waiting = sum(1 for c in children if c.attempt and not c.final and c.beat == 0)
         free = not progressed and waiting > training and (self.workers() or 0) > training
         if not free:
             self.free_since = None
@@ -207,14 +208,15 @@ def run_on_pool(points: list[GridPoint], digests: list[str | None], pool: str, m
     children = [Submitted(point, digest, tags, member) for point, digest in zip(points, digests)]
     experiment = Experiments(mc)
     try:
-        if api.workers() == 0:
+        workers = api.workers()
+        if workers == 0:
             logger.warning("no sweep worker serves pool %r yet: the points wait for one (bp sweep-worker --pool %s)",
                            pool, pool)
-        for child in children:
-            submit(api, child)
+        top_up(api, children, workers)
         while not all(child.final for child in children):
             time.sleep(POLL_SECONDS)
             watch(api, children, mc, experiment, metric, logger)
+            top_up(api, children, api.workers())
         api.clean()
     except BaseException as exc:  # a stop (in a flow run SIGTERM is Prefect's TerminationSignal), the server lost
         why = runs.stop_reason(exc) or str(exc)
@@ -241,6 +243,20 @@ def _finished(children: list[Submitted], mc: MlflowClient, member: SweepMember, 
         except Exception:  # MLflow away as well: what was read before
             pass
     return [done[id(c)] for c in children if id(c) in done]
+
+
+def top_up(api: Pool, children: list[Submitted], workers: int | None) -> None:
+    """Delay the next points not delayed yet, until QUEUED_PER_WORKER points per sweep worker wait to start.
+
+    A worker trains one point and holds the next in reserve, so two a worker keep them all busy
+    between two looks; delaying every point at once would only make the server queue (in memory,
+    at most ``PREFECT_TASK_SCHEDULING_MAX_SCHEDULED_QUEUE_SIZE``) and write them all in one burst,
+    while the first points start. ``workers`` None (the server did not say): as if one.
+    """
+    waiting = sum(1 for c in children if c.attempt and not c.final and c.beat == 0)
+    room = max(MIN_QUEUED, QUEUED_PER_WORKER * (workers or 1)) - waiting
+    for child in [c for c in children if not c.attempt][:max(0, room)]:
+        submit(api, child)
 
 
 def submit(api: Pool, child: Submitted) -> None:
@@ -293,7 +309,7 @@ def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Ex
     now, limit, gone, progressed = time.monotonic(), lease(), 0, False
     attempts = [child.attempt for child in children]
     for child in children:
-        if child.final:
+        if child.final or not child.attempt:  # ended, or not delayed yet
             continue
         value = values.get(child.variable)
         if value is None:  # deleted by hand, or never made: the point cannot be trained from it
@@ -320,7 +336,7 @@ def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Ex
         "points waited while a sweep worker was free" if api.stalled(children, now, limit, progressed) else None
     if why:
         waiting = [c for c, attempt in zip(children, attempts)
-                   if not c.final and c.beat == 0 and c.attempt == attempt]  # not delayed again just now
+                   if c.attempt and not c.final and c.beat == 0 and c.attempt == attempt]  # not just delayed again
         for child in waiting:  # the same variable: of two task runs of a point, the first to claim it trains
             _cancel(api, child, f"delayed again: {why}")
             _delay(api, child)

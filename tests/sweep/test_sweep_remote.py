@@ -258,7 +258,7 @@ def test_points_waiting_while_a_worker_is_free_are_taken_for_lost(monkeypatch):
     api = sweep_remote.Pool("unit", member)
     monkeypatch.setattr(api, "workers", lambda: 2)
     point = GridPoint(index=0, name="p", values={}, config={})
-    children = [sweep_remote.Submitted(point, None, None, member, beat=b) for b in (3, 0, 0)]
+    children = [sweep_remote.Submitted(point, None, None, member, attempt=1, beat=b) for b in (3, 0, 0)]
     assert not api.stalled(children, 100.0, 30.0)  # one in training, one worker free, two waiting: it starts
     assert not api.stalled(children, 120.0, 30.0)
     assert not api.stalled(children, 131.0, 30.0, progressed=True)  # a point moved: the queue is alive
@@ -345,3 +345,31 @@ def test_a_busy_server_is_asked_again_at_once(busy_server):
     api = sweep_remote.Pool("unit", membership.SweepMember(parent_run_id="0" * 32))
     api.url = url
     assert api.call("DELETE", "/variables/name/y") == {} and busy_server.hits["/api/variables/name/y"] == 3
+
+
+def test_points_are_delayed_a_few_at_a_time_as_workers_take_them(monkeypatch):
+    """Two points waiting a worker, at least four: not every point of a long sweep queued on the server at once."""
+    from bpcore.sweep import GridPoint
+    from flows.sweep.child import Child
+
+    member = membership.SweepMember(parent_run_id="0" * 32)
+    api = sweep_remote.Pool("unit", member)
+    delayed = []
+
+    def submit(api, child):
+        child.attempt += 1
+        delayed.append(child.point.index)
+
+    monkeypatch.setattr(sweep_remote, "submit", submit)
+    children = [sweep_remote.Submitted(GridPoint(index=i, name=f"p{i}", values={}, config={}), None, None, member)
+                for i in range(12)]
+    sweep_remote.top_up(api, children, 2)
+    assert delayed == [0, 1, 2, 3]
+    sweep_remote.top_up(api, children, None)  # the server did not say how many: four wait already
+    assert delayed == [0, 1, 2, 3]
+    children[0].beat = 1  # started
+    children[1].child = Child(children[1].point, None, "finished", None)  # ended
+    sweep_remote.top_up(api, children, 2)
+    assert delayed == [0, 1, 2, 3, 4, 5]
+    sweep_remote.top_up(api, children, 5)  # three more workers: ten points waiting
+    assert delayed == list(range(12))
