@@ -372,8 +372,12 @@ def lost(api: Pool, child: Submitted, mc: MlflowClient, experiment: Experiments,
 
 
 def outcome(child: Submitted, mc: MlflowClient, experiment: Experiments, metric: str) -> Child:
-    """The Child a worker trained: read from its MLflow run, or what its worker wrote when it opened none."""
-    found = _runs_of(mc, experiment, child)
+    """The Child a worker trained: read from its MLflow run, or what its worker wrote when it opened none.
+
+    The run is read by the id its worker wrote when it has one (a search by tag reads every run of
+    the experiment, more with each point of a long sweep)."""
+    run_id = (child.ended or {}).get("run_id")
+    found = [mc.get_run(run_id)] if run_id else _runs_of(mc, experiment, child)
     if found:
         return Child.of_run(child.point, found[0], mc, metric)
     reason = (child.ended or {}).get("reason") or "the point ended without an MLflow run"
