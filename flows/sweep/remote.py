@@ -216,7 +216,8 @@ def run_on_pool(points: list[GridPoint], digests: list[str | None], pool: str, m
         while not all(child.final for child in children):
             time.sleep(POLL_SECONDS)
             watch(api, children, mc, experiment, metric, logger)
-            top_up(api, children, api.workers())
+            if not all(child.attempt for child in children):  # points still to delay: how many workers take them
+                top_up(api, children, api.workers())
         api.clean()
     except BaseException as exc:  # a stop (in a flow run SIGTERM is Prefect's TerminationSignal), the server lost
         why = runs.stop_reason(exc) or str(exc)
