@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import random
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 
@@ -63,9 +64,38 @@ def client(asynchronous: bool = False):
     """A Prefect client (a context manager; ``asynchronous``: Prefect's async one) on this process's settings,
     whose 503s are retried here.
 
-    Its transport is given the TLS context and connection limits Prefect's own client would use; the
-    TLS context, which takes milliseconds to load, is made once a process.
+    The synchronous one is kept open, one a thread and set of settings: Prefect's client retries a
+    refused connection (a server restarting) only once it has connected, so a new one for each
+    request would fail at once through a restart. ``release()`` closes the calling thread's.
     """
+    if asynchronous:
+        return _new(asynchronous=True)
+    from prefect.settings import get_current_settings
+
+    api = get_current_settings().api
+    key = (str(api.url), api.auth_string.get_secret_value() if api.auth_string else None,
+           api.key.get_secret_value() if api.key else None)
+    clients = _kept.__dict__.setdefault("clients", {})
+    if key not in clients:
+        made = _new(asynchronous=False)
+        made.__enter__()  # entered once: each caller's ``with`` enters and leaves it again, and it stays open
+        clients[key] = made
+    return clients[key]
+
+
+def release() -> None:
+    """Close the clients the calling thread kept (a thread that is about to end)."""
+    for kept in getattr(_kept, "clients", {}).values():
+        kept.__exit__(None, None, None)
+    _kept.clients = {}
+
+
+_kept = threading.local()
+
+
+def _new(asynchronous: bool):
+    """Prefect's client with a transport of ours, given the TLS context and connection limits its own would use;
+    the TLS context, which takes milliseconds to load, is made once a process."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_ENABLE_HTTP2
 

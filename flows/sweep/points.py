@@ -232,6 +232,12 @@ class Beat(threading.Thread):
             client.update_variable(VariableUpdate(name=self.variable, value=self.value))
 
     def run(self) -> None:
+        try:
+            self._beat()
+        finally:
+            busy.release()
+
+    def _beat(self) -> None:
         while not self._done.wait(BEAT_SECONDS):
             try:
                 self.count()

@@ -163,6 +163,7 @@ def test_a_signal_inside_signals_held_acts_at_its_end_through_the_handler_then_i
     from flows.runtime.stops import signals_held
 
     previous = signal.signal(signal.SIGTERM, raise_halt)
+    interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, whatever ran before
     reached = []
     try:
         with pytest.raises(Halt):
@@ -182,6 +183,7 @@ def test_a_signal_inside_signals_held_acts_at_its_end_through_the_handler_then_i
         assert reached[-1] == "ctrl-c"
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, interrupt)
 
 
 def test_a_stop_never_cuts_a_write_to_a_sqlite_store(tmp_path):
