@@ -16,12 +16,14 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import httpx
 
 PAUSES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.5, 1.0, 1.0)  # seconds, about 3.7 s in all
 BUSY = 503
+T = TypeVar("T")
 
 
 def pauses() -> Iterator[float]:
@@ -30,18 +32,30 @@ def pauses() -> Iterator[float]:
         yield pause * random.uniform(0.5, 1.5)
 
 
+def resend(send: Callable[[], T], refused: Callable[[T], bool]) -> T:
+    """``send()``, sent again after each of ``pauses()`` while ``refused`` says its answer is a busy one;
+    the last answer."""
+    for pause in pauses():
+        answer = send()
+        if not refused(answer):
+            return answer
+        time.sleep(pause)
+    return send()
+
+
 class BusyRetry(httpx.HTTPTransport):
     """An httpx transport that sends a request answered 503 again after each of ``pauses()``."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        for pause in pauses():
-            response = super().handle_request(request)
-            if response.status_code != BUSY:
-                return response
-            response.read()
-            response.close()
-            time.sleep(pause)
-        return super().handle_request(request)
+        return resend(lambda: super(BusyRetry, self).handle_request(request), _refused)
+
+
+def _refused(response: httpx.Response) -> bool:
+    if response.status_code != BUSY:
+        return False
+    response.read()  # a refused answer is dropped: its connection goes back to the pool
+    response.close()
+    return True
 
 
 class AsyncBusyRetry(httpx.AsyncHTTPTransport):

@@ -79,7 +79,8 @@ def _never_cached(context, parameters) -> None:
 
 
 def run_point() -> State:
-    """Train the point named in this task run's tags: its kind's flow, nested here; the task's final state."""
+    """Train the point whose variable this task run's version names: its kind's flow, nested here; the task's
+    final state."""
     from prefect.context import TaskRunContext
 
     name = TaskRunContext.get().task_run.task_version

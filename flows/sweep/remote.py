@@ -138,11 +138,8 @@ class Pool:
     def call(self, method: str, path: str, body=None, ok=(200, 201, 204), timeout: float = 10):
         """The answer to one request; a busy server's 503 (SQLite refusing a write that met another) is sent again
         within milliseconds, a few times (``flows.server.busy``), before it counts as a failure."""
-        for pause in busy.pauses():
-            status, answer = request(method, self.url + path, self.headers, body, timeout=timeout)
-            if status != busy.BUSY:
-                break
-            time.sleep(pause)
+        status, answer = busy.resend(lambda: request(method, self.url + path, self.headers, body, timeout=timeout),
+                                     lambda answered: answered[0] == busy.BUSY)
         if status == 0:
             self.missed = True
             raise Unanswered(f"{method} {path}: no answer")
