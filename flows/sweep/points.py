@@ -4,7 +4,8 @@ A sweep on a pool (``flows.sweep.remote``) delays one Prefect background task pe
 (``Task.delay``). Sweep workers (``bp sweep-worker --pool P``: long-lived processes that imported
 Prefect, MLflow, NumPy and pandas once) each take one point at a time and run the kind's own flow in
 their process, so a point pays no Python start. The task run is one of the sweep's in the Prefect
-UI (its flow run is the sweep's), and the kind's flow run is nested under it.
+UI (its flow run is the sweep's), and the kind's flow code runs in it, as in an in-process sweep's
+child: the flow's tasks nest under the point's task run.
 
 The task has no parameters: Prefect would store them in the submitter's local result storage,
 which a worker on another machine cannot read. The point travels instead in a Prefect variable
@@ -34,6 +35,7 @@ must run the same bp, on the same Python minor version.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import threading
 import time
@@ -46,6 +48,7 @@ from prefect.states import Cancelled, Completed, Failed, State
 from bpcore.configfile import validate
 from flows.experiments import membership
 from flows.experiments.membership import SweepMember
+from flows.experiments.pipeline import RunResult
 from flows.experiments.registry import flow_for
 from flows.runtime import outage
 from flows.server import busy
@@ -79,7 +82,7 @@ def _never_cached(context, parameters) -> None:
 
 
 def run_point() -> State:
-    """Train the point whose variable this task run's version names: its kind's flow, nested here; the task's
+    """Train the point whose variable this task run's version names, with its kind's flow code; the task's
     final state."""
     from prefect.context import TaskRunContext
 
@@ -100,16 +103,9 @@ def run_point() -> State:
     beat.start()
     run_id, reason = None, None
     try:
-        state = _train(name, point)
-        result = state.result(raise_on_failure=False)
-        run_id = getattr(result, "run_id", None)
-        if not state.is_completed():
-            reason = state.message or state.name
-        elif getattr(result, "status", "finished") != "finished":
-            reason = result.reason or result.status
-    except runs.StopRequested as stop:  # Prefect ended the point's flow run Crashed: it was cancelled
+        run_id, reason = _train(name, point, member)
+    except runs.StopRequested as stop:  # the sweep's MLflow run ended: its reason is the point's
         reason = stop.reason
-        _cancel_flow_run(mc, point["config"]["experiment"], name, reason)
     except Exception as exc:  # a point's error is that point's outcome (the parent reads it from ``<name>-ended``)
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:2000]
     finally:
@@ -120,37 +116,42 @@ def run_point() -> State:
     return _ended(name, run_id, reason, Cancelled if beat.stopped else Failed if reason else Completed)
 
 
-def _train(name: str, point: dict[str, Any]) -> State:
-    """Run the point's kind's flow here, as a flow run nested under this task run (named after the point).
+def _train(name: str, point: dict[str, Any], member: SweepMember) -> tuple[str | None, str | None]:
+    """Run the point's kind's flow code in this task run, in the sweep's flow run, as an in-process sweep's
+    child does: the flow's tasks are task runs of the sweep's flow run, nested under this one, and its
+    MLflow run's ``bp.flow_run`` is the sweep's flow run. The point's MLflow run id, and why it did not
+    finish (None: it did).
 
-    The flow run sends Prefect no heartbeats: the point's own count stands for them (the sweep marks
-    the flow run Crashed with its task run when the worker is lost), and Prefect's, whose thread
-    sleeps in steps of a second, would hold every point up to a second at its end while it is joined.
+    Not a flow run of its own: on top of the task run, it would cost the Prefect server a flow, a
+    flow run and its orchestrated states per point (eight requests, more than half of the server's
+    work for a short point on a pool). The flow's context is Prefect's own run context, made here as
+    its flow engine makes it, with the flow's own task runner (its tasks submit to it).
     """
-    from prefect.context import TaskRunContext
-    from prefect.flow_engine import run_flow
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.context import FlowRunContext
+    from prefect.results import get_result_store
 
-    flow = flow_for(validate(point["config"], source=f"sweep point {point['run_name']}").kind)
-    parameters = {"config": point["config"], "tracking_uri": None, "tags": {**(point["tags"] or {}), tag.POINT: name},
-                  "run_name": point["run_name"], "data_digest": point["data_digest"], "sweep": point["sweep"]}
-    with busy.client() as client:  # a flow called in a background task would have no parent
-        flow_run = client.create_flow_run(flow, name=point["run_name"], parameters=parameters,
-                                          parent_task_run_id=TaskRunContext.get().task_run.id)
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
+    config = validate(point["config"], source=f"sweep point {point['run_name']}")
+    flow = flow_for(config.kind)
+    sweep_run = _flow_run(member.flow_run_id) if member.flow_run_id else None
+    with busy.client() as client, flow.task_runner.duplicate() as runner, \
+            FlowRunContext(flow=flow, flow_run=sweep_run, task_runner=runner, client=client, parameters={},
+                           result_store=get_result_store()):
+        try:
+            outcome = flow.fn(config=config, tracking_uri=None, tags={**(point["tags"] or {}), tag.POINT: name},
+                              run_name=point["run_name"], data_digest=point["data_digest"], sweep=member)
+        except runs.RunFailed as failed:  # an error inside the run: the run is FAILED with the reason
+            return failed.run_id, failed.reason
+    result = outcome if isinstance(outcome, RunResult) else outcome.result(raise_on_failure=False)
+    if getattr(result, "status", "finished") != "finished":
+        return getattr(result, "run_id", None), result.reason or result.status
+    return getattr(result, "run_id", None), None
 
 
-def _cancel_flow_run(mc: MlflowClient, experiment: str, name: str, reason: str) -> None:
-    """Mark Cancelled the point's flow run (Prefect took its stop for a crash), found by the point's MLflow run."""
-    try:
-        found = mc.search_runs([mc.get_experiment_by_name(experiment).experiment_id], f"tags.`{tag.POINT}` = '{name}'")
-        with busy.client() as client:
-            for run in found:
-                if flow_run := run.data.tags.get(tag.FLOW_RUN):
-                    client.set_flow_run_state(flow_run, Cancelled(message=reason), force=True)
-    except Exception:  # a server away: the flow run stays Crashed, its MLflow run KILLED all the same
-        pass
+@functools.lru_cache(maxsize=16)
+def _flow_run(flow_run_id: str):
+    """The sweep's flow run, read once for all of its points this worker trains."""
+    with busy.client() as client:
+        return client.read_flow_run(flow_run_id)
 
 
 class _OutcomeNotError(logging.Filter):
@@ -271,6 +272,7 @@ class Beat(threading.Thread):
 
 def serve(pool: str, limit: int = 1) -> None:
     """Take pool ``pool``'s sweep points, ``limit`` at a time, until stopped (``bp sweep-worker``)."""
+    from prefect.settings import PREFECT_CLIENT_CSRF_SUPPORT_ENABLED, temporary_settings
     from prefect.task_worker import serve as serve_tasks
 
     from flows.runtime import settings, speedups
@@ -278,7 +280,26 @@ def serve(pool: str, limit: int = 1) -> None:
     settings.apply()
     speedups.no_notebook_probe()
     _warm()
-    serve_tasks(point_task(pool), limit=limit)
+    if _csrf_enforced():
+        serve_tasks(point_task(pool), limit=limit)
+        return
+    # Prefect's client asks a new CSRF token before its first write, one more request each point (each
+    # task run has its own client); a server that does not check them answers that request 422
+    with temporary_settings(updates={PREFECT_CLIENT_CSRF_SUPPORT_ENABLED: False}):
+        serve_tasks(point_task(pool), limit=limit)
+
+
+def _csrf_enforced() -> bool:
+    """Whether the Prefect server checks CSRF tokens (``PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED``; off by
+    default): a server that does not answers a token request 422. True when it does not say."""
+    from flows.runtime.http import request
+    from flows.server import prefect_api
+
+    url, auth = prefect_api.configured()
+    if not url:
+        return True
+    status, _ = request("GET", f"{url.rstrip('/')}/csrf-token?client=bp-sweep-worker", prefect_api.headers(auth))
+    return status != 422
 
 
 def _warm() -> None:

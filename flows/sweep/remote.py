@@ -356,8 +356,6 @@ def lost(api: Pool, child: Submitted, mc: MlflowClient, experiment: Experiments,
     for run in _runs_of(mc, experiment, child, " and attributes.status = 'RUNNING'"):
         runs.mark_failed(mc, run.info.run_id, "failed", reason)
         logger.warning("%s: MLflow run %s marked FAILED (%s)", child.point.name, run.info.run_id, reason)
-        if flow_run := run.data.tags.get(tag.FLOW_RUN):  # the point's own flow run, nested in the task run
-            _set_state(api, f"/flow_runs/{flow_run}", "CRASHED", reason)
     _set_state(api, f"/task_runs/{child.task_run_id}", "CRASHED", reason)
     _forget(api, child.variable)
     child.lost += 1
@@ -408,7 +406,7 @@ def stop(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Exp
 
 
 def _set_state(api: Pool, run: str, kind: str, message: str, timeout: float = 10) -> None:
-    """Force the state of ``run`` (its API path: ``/task_runs/<id>`` or ``/flow_runs/<id>``)."""
+    """Force the state of ``run`` (its API path: ``/task_runs/<id>``)."""
     state = {"type": kind, "name": kind.title(), "message": message[:5000]}
     try:
         api.call("POST", f"{run}/set_state", {"state": state, "force": True}, timeout=timeout)

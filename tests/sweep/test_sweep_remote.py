@@ -68,7 +68,7 @@ def _pool_sweep(tracking_uri, name: str, points: int):
 
 
 def _child_run(mc, child, status: str = "RUNNING", flow_run=None) -> str:
-    """An MLflow run as the point's worker opens it: tagged with the point's variable (and its flow run's id)."""
+    """An MLflow run as the point's worker opens it: tagged with the point's variable (and the sweep's flow run)."""
     experiment = mc.get_experiment_by_name(child.point.config["experiment"]).experiment_id
     tags = {"bp.point": child.variable, "bp.status": "running", **({"bp.flow_run": str(flow_run)} if flow_run else {})}
     run_id = mc.create_run(experiment, tags=tags).info.run_id
@@ -129,7 +129,7 @@ def test_a_point_whose_heartbeat_stops_is_failed_crashed_and_delayed_again(track
 
     first, task_run, reserved = child.variable, child.task_run_id, queued.task_run_id
     with get_client(sync_client=True) as client:
-        flow_run = new_flow_run(client, Running())  # the point's own, nested
+        flow_run = new_flow_run(client, Running())  # the sweep's: its points' MLflow runs name it
     run_id = _child_run(mc, child, flow_run=flow_run)
     _worker(child)  # its claim: the point has started
     sweep_remote.watch(api, [child, queued], mc, experiment, "final_cost", logger)
@@ -141,9 +141,8 @@ def test_a_point_whose_heartbeat_stops_is_failed_crashed_and_delayed_again(track
     assert "attempt 1 lost: its worker sent no heartbeat for 30 s (BP_POINT_LEASE): the worker is gone" in \
         run.data.tags["bp.failure_reason"]
     assert _task_state(task_run).type.value == "CRASHED"
-    with get_client(sync_client=True) as client:
-        crashed = client.read_flow_run(flow_run).state
-    assert crashed.type.value == "CRASHED" and "attempt 1 lost" in crashed.message
+    with get_client(sync_client=True) as client:  # one point lost is not its sweep lost
+        assert client.read_flow_run(flow_run).state.type.value == "RUNNING"
     assert child.attempt == 2 and child.variable != first and child.task_run_id != task_run and not child.final
     # the point not started: a new task run of the same variable (the first to claim it trains), the old Cancelled
     assert queued.attempt == 1 and queued.task_run_id != reserved and _task_state(reserved).type.value == "CANCELLED"
