@@ -13,10 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bpcore import sharpness
 from bpcore.config import NetTrainer
 from bpcore.network import SGD, Network
+from bpcore.sharpness import Sharpness
 
 SIDE = 28  # MNIST images are 28 x 28
+SHARPNESS_ROWS = 256  # training rows the starting sharpness is measured on
+SHARPNESS_STREAM = 1  # the sharpness's random numbers: a stream of the seed apart from training's
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class NetFit:
     epochs: list[EpochStats] = field(default_factory=list)
     status: str = "finished"
     message: str = "finished"
+    sharpness: Sharpness | None = None  # of the starting weights' cost
+    max_stable_lr: float | None = None  # the largest learning rate stable at the start (below)
 
     @property
     def diverged(self) -> bool:
@@ -61,11 +67,17 @@ def shift_batch(X: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.n
 
 def fit_network(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
                 trainer: NetTrainer, seed: int = 0,
-                on_epoch: Callable[[EpochStats], None] | None = None) -> NetFit:
+                on_epoch: Callable[[EpochStats], None] | None = None,
+                on_start: Callable[[NetFit], None] | None = None) -> NetFit:
     """Train a fresh network on X (n, 784) floats in [0, 1] and labels y (n,) in 0..k-1.
 
-    ``on_epoch`` is called after every finished epoch (its time is not counted as training).
-    Stops at the first non-finite batch cost with ``diverged at epoch k``.
+    Before the first epoch, the sharpness of the starting weights' cost is measured on
+    SHARPNESS_ROWS training rows (``bpcore.sharpness``), with random numbers of their own: training
+    draws the same ones with or without it. Its stability limit is ``2 (1 + momentum) / sharpness``
+    (2 / sharpness for plain gradient descent; heavy-ball momentum widens it by 1 + momentum).
+    ``on_start`` is called with the result before the first epoch, ``on_epoch`` after every finished
+    epoch (neither's time, nor the measurement's, counts as training). Stops at the first non-finite
+    batch cost with ``diverged at epoch k``.
     """
     dtype = np.dtype(trainer.dtype)
     rng = np.random.default_rng(seed)
@@ -76,6 +88,13 @@ def fit_network(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
     X = X if X.dtype == dtype else X.astype(dtype)
     X_val = X_val if X_val.dtype == dtype else X_val.astype(dtype)
     result = NetFit(net)
+    if len(y):
+        stream = np.random.default_rng([seed, SHARPNESS_STREAM])
+        Xs, Ys = sharpness.batch(X, y, SHARPNESS_ROWS, k, stream)
+        result.sharpness = sharpness.estimate(net, Xs, Ys, trainer.l2, rng=stream)
+        result.max_stable_lr = result.sharpness.max_stable_lr * (1 + trainer.momentum)
+    if on_start is not None:
+        on_start(result)
     elapsed = 0.0
     for epoch in range(1, trainer.epochs + 1):
         start = time.perf_counter()

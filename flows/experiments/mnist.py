@@ -7,6 +7,7 @@ the Prefect UI.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -42,9 +43,14 @@ def train(splits: MnistSplits, config: MnistConfig, run: Run, in_sweep: bool) ->
         bar.update(stats)
         progress.update(stats)
 
+    def on_start(fit: NetFit) -> None:  # the stability limit of the starting weights, as the line fit logs its own
+        if fit.sharpness is not None:
+            limit = {"max_stable_lr": fit.max_stable_lr} if math.isfinite(fit.max_stable_lr) else {}
+            metrics.log_values(run.client, run.id, {"sharpness": fit.sharpness.sharpness, **limit}, step=0)
+
     try:
         return fit_network(splits.train_X, splits.train_y, splits.val_X, splits.val_y,
-                           config.trainer, config.seed, on_epoch)
+                           config.trainer, config.seed, on_epoch, on_start)
     finally:
         bar.close()
 

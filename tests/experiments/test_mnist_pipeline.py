@@ -66,6 +66,33 @@ def test_mnist_run_logs_epochs_plots_and_tags(mnist_run, tracking_uri):
     assert set(linked.values()) == {2}
 
 
+def test_mnist_run_logs_the_stability_limit_of_its_starting_weights(mnist_run, tracking_uri):
+    """The top Hessian eigenvalue at step 0, and the learning rate it allows with the config's momentum (0.9)."""
+    from bpcore import sharpness
+    from bpcore.config import MnistConfig
+    from bpcore.configfile import load_config
+    from bpcore.network import Network
+    from bpcore.training import SHARPNESS_ROWS, SHARPNESS_STREAM
+
+    mc = MlflowClient(tracking_uri)
+    logged = {key: mc.get_metric_history(mnist_run, key) for key in ("sharpness", "max_stable_lr")}
+    assert [m.step for m in logged["sharpness"]] == [0] and [m.step for m in logged["max_stable_lr"]] == [0]
+    top, limit = logged["sharpness"][0].value, logged["max_stable_lr"][0].value
+    assert top > 0 and limit == pytest.approx(2 * 1.9 / top)
+    # the same figure from the same seed, out of the flow: the weights the run started from, the same rows
+    config = load_config(MNIST, ["trainer.epochs=2"])
+    assert isinstance(config, MnistConfig)
+    from bpcore.loading import load  # the digits as the flow splits them
+
+    splits = load(config)
+    rng = np.random.default_rng(config.seed)
+    net = Network.create([784, *config.trainer.hidden, 10], config.trainer.activation, config.trainer.cost, rng,
+                         np.dtype(config.trainer.dtype))
+    stream = np.random.default_rng([config.seed, SHARPNESS_STREAM])
+    X, Y = sharpness.batch(splits.train_X, splits.train_y, SHARPNESS_ROWS, 10, stream)
+    assert sharpness.estimate(net, X, Y, config.trainer.l2, rng=stream).sharpness == pytest.approx(top, rel=1e-9)
+
+
 def test_mnist_run_leaves_a_finished_progress_artifact_in_prefect(mnist_run):
     import asyncio
 
