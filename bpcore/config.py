@@ -12,7 +12,7 @@ import json
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from bpcore.fields import (
@@ -56,12 +56,80 @@ class LineTrainer(Strict):
     )
 
 
-class Sweep(Strict):
-    """A grid of runs: ``bp sweep`` trains the Cartesian product of ``grid``'s value lists."""
+RANGE_KINDS = ("log_uniform", "uniform", "int", "choice")
+STABLE = "stable"  # a range's upper end that stands for the learning rate's stability limit
 
-    grid: dict[str, list[Any]] = Field(
-        min_length=1, description="dotted config key -> list of values, e.g. trainer.learning_rate: [1e-4, 2e-4]"
+
+class Range(Strict):
+    """One key's range in a search space (``sweep.space``): exactly one of its four kinds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    log_uniform: list[Number | Literal["stable"]] | None = Field(
+        None, description="[low, high], sampled uniformly in log space (low > 0); high may be `stable`"
     )
+    uniform: list[Number | Literal["stable"]] | None = Field(
+        None, description="[low, high], sampled uniformly; high may be `stable`"
+    )
+    int_: list[Whole] | None = Field(None, alias="int", description="[low, high], whole numbers, both included")
+    choice: list[Any] | None = Field(None, min_length=1, description="the values to choose among")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Range:
+        given = [kind for kind in RANGE_KINDS if self.of(kind) is not None]
+        if len(given) != 1:
+            raise ValueError(f"{'/'.join(RANGE_KINDS)}: give exactly one kind of range (got "
+                             f"{', '.join(given) or 'none'})")
+        kind = given[0]
+        if kind == "choice":
+            texts = [json.dumps(v, sort_keys=True) for v in self.choice]
+            if len(set(texts)) != len(texts):
+                raise ValueError("choice: the values must differ")
+            return self
+        bounds = self.of(kind)
+        if len(bounds) != 2:
+            raise ValueError(f"{kind}: needs [low, high], two values (got {len(bounds)})")
+        low, high = bounds
+        if low == STABLE:
+            raise ValueError(f"{kind}: only the upper end may be 'stable'")
+        if high != STABLE and not low < high:
+            raise ValueError(f"{kind}: low must be below high (got [{low:g}, {high:g}])")
+        if kind == "log_uniform" and low <= 0:
+            raise ValueError(f"log_uniform: a log range must stay above zero (got low = {low:g})")
+        return self
+
+    def of(self, kind: str) -> list[Any] | None:
+        """The value given for range kind ``kind`` (one of RANGE_KINDS), or None."""
+        return getattr(self, "int_" if kind == "int" else kind)
+
+    @property
+    def kind(self) -> str:
+        """Which of RANGE_KINDS this range is."""
+        return next(kind for kind in RANGE_KINDS if self.of(kind) is not None)
+
+    def bounds(self) -> tuple[Any, Any] | None:
+        """(low, high) of a numeric range (high may be ``stable``); None for a choice."""
+        return None if self.choice is not None else tuple(self.of(self.kind))
+
+
+class Sweep(Strict):
+    """Many runs of one config: ``bp sweep`` trains the Cartesian product of ``grid``'s value lists, or
+    ``trials`` points of ``space`` drawn by a sampler (``search``)."""
+
+    search: Literal["grid", "random", "tpe"] = Field(
+        "grid", description="grid: every combination of `grid`; random or tpe (Optuna's samplers): `trials` "
+        "points of `space`, seeded by `seed`"
+    )
+    grid: dict[str, list[Any]] | None = Field(
+        None, min_length=1, description="dotted config key -> list of values, e.g. trainer.learning_rate: [1e-4, 2e-4] "
+        "(what a grid search trains)"
+    )
+    space: dict[str, Range] | None = Field(
+        None, min_length=1, description="dotted config key -> range: {log_uniform: [lo, hi]}, {uniform: [lo, hi]}, "
+        "{int: [lo, hi]} or {choice: [...]}; hi may be `stable` for trainer.learning_rate (the stability limit at "
+        "the start: 2 / the top Hessian eigenvalue, times 1 + momentum)"
+    )
+    trials: Whole | None = Field(None, ge=1, le=10_000, description="points a random or tpe search trains")
     metric: str | None = Field(
         None, min_length=1, description="what picks the best child; null = final_cost (line fit, chain) "
         "or best_val_accuracy (network)"
@@ -91,25 +159,71 @@ class Sweep(Strict):
     @classmethod
     def _dotted(cls, grid: Any) -> Any:
         """Nested sections (as ``--set sweep.grid.trainer.learning_rate=[...]`` writes) become dotted keys."""
-        if not isinstance(grid, dict):
-            return grid
-        flat: dict[str, Any] = {}
-        for key, value in grid.items():
-            if isinstance(value, dict) and value:
-                flat.update({f"{key}.{k}": v for k, v in cls._dotted(value).items()})
-            else:
-                flat[str(key)] = value
-        return flat
+        return _dotted(grid, lambda value: isinstance(value, dict) and bool(value))
 
     @field_validator("grid")
     @classmethod
-    def _non_empty(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for key, values in grid.items():
+    def _non_empty(cls, grid: dict[str, list[Any]] | None) -> dict[str, list[Any]] | None:
+        for key, values in (grid or {}).items():
             if not values:
                 raise ValueError(f"{key}: needs at least one value")
-            if key.split(".")[0] in ("kind", "experiment", "sweep", "schedule"):
-                raise ValueError(f"{key}: cannot be swept (a sweep is one experiment of one kind)")
+            _sweepable(key)
         return grid
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _dotted_space(cls, space: Any) -> Any:
+        """Nested sections become dotted keys, down to the ranges (a mapping of range kinds to values; a
+        mapping of mappings is a section)."""
+        return _dotted(space, lambda value: isinstance(value, dict) and bool(value) and not set(value) & set(
+            RANGE_KINDS) and all(isinstance(v, dict) for v in value.values()))
+
+    @field_validator("space")
+    @classmethod
+    def _space_keys(cls, space: dict[str, Range] | None) -> dict[str, Range] | None:
+        for key, span in (space or {}).items():
+            _sweepable(key)
+            if STABLE in (span.bounds() or ()) and key != "trainer.learning_rate":
+                raise ValueError(f"{key}: only trainer.learning_rate's range may end at 'stable'")
+        return space
+
+    @model_validator(mode="after")
+    def _search_has_what_it_needs(self) -> Sweep:
+        if self.search == "grid":
+            if self.grid is None:
+                raise ValueError("grid: required key is missing (bp sweep needs a grid of values)")
+            for key in ("space", "trials"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key}: only a random or tpe search samples a space (sweep.search is grid)")
+            return self
+        if self.grid is not None:
+            raise ValueError(f"grid: a {self.search} search samples sweep.space, not a grid")
+        if self.pool is not None:
+            raise ValueError(f"pool: a {self.search} search trains its trials in-process for now (a pool takes "
+                             "grid sweeps)")
+        for key in ("space", "trials"):
+            if getattr(self, key) is None:
+                raise ValueError(f"{key}: required key is missing (a {self.search} search needs sweep.space and "
+                                 "sweep.trials)")
+        return self
+
+
+def _dotted(tree: Any, section) -> Any:
+    """A mapping's nested sections (``section(value)`` says which values are) flattened into dotted keys."""
+    if not isinstance(tree, dict):
+        return tree
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if section(value):
+            flat.update({f"{key}.{k}": v for k, v in _dotted(value, section).items()})
+        else:
+            flat[str(key)] = value
+    return flat
+
+
+def _sweepable(key: str) -> None:
+    if key.split(".")[0] in ("kind", "experiment", "sweep", "schedule"):
+        raise ValueError(f"{key}: cannot be swept (a sweep is one experiment of one kind)")
 
 
 def _seconds(value: Any) -> Any:

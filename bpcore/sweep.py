@@ -1,4 +1,5 @@
-"""Sweeps: a config's ``sweep.grid`` expanded into one validated child config per grid point.
+"""Sweeps: a config's ``sweep.grid`` expanded into one validated child config per grid point (a search's
+trials are drawn as it runs: ``bpcore.search``).
 
 Pure config work (no Prefect, no MLflow): the flow in ``flows/sweep.py`` runs the children.
 Every point is validated before anything runs, so a bad value in the grid is one error naming
@@ -51,27 +52,42 @@ def expand(config: Config, source: str = "config") -> list[GridPoint]:
     """
     if config.sweep is None:
         raise ConfigError(f"{source}: sweep.grid: required key is missing (bp sweep needs a grid of values)")
+    if config.sweep.search != "grid":
+        raise ConfigError(f"{source}: sweep.search = {config.sweep.search!r}: its trials are drawn as the sweep "
+                          "runs (bpcore.search), not expanded")
     objective(config, source)
+    base = base_config(config)
+    keys = list(config.sweep.grid)
+    names = short_names(keys)
+    return [make_point(index, base, dict(zip(keys, combo)), names, source, "sweep.grid", "sweep.grid point")
+            for index, combo in enumerate(itertools.product(*(config.sweep.grid[k] for k in keys)))]
+
+
+def base_config(config: Config) -> dict[str, Any]:
+    """The config a sweep's children start from: no ``sweep`` (and no ``schedule``: the sweep is what runs on
+    one, not each child)."""
     base = to_dict(config)
     base.pop("sweep")
-    base.pop("schedule", None)  # the sweep is what runs on a schedule, not each child
-    keys = list(config.sweep.grid)
-    names = _short_names(keys)
-    points = []
-    for index, combo in enumerate(itertools.product(*(config.sweep.grid[k] for k in keys))):
-        raw = copy.deepcopy(base)
-        for key, value in zip(keys, combo):
-            _set(raw, key, value, source)
-        try:
-            child = validate(raw, source=source)
-        except ConfigError as exc:
-            where = ", ".join(f"{k}={v!r}" for k, v in zip(keys, combo))
-            raise ConfigError(f"{exc} (sweep.grid point {where})") from None
-        resolved = to_dict(child)  # names show values as validated: "1e-4" in YAML is a string until then
-        values = {k: _get(resolved, k) for k in keys}
-        name = ", ".join(f"{names[k]}={_text(v)}" for k, v in values.items())
-        points.append(GridPoint(index=index, name=name, values=values, config=resolved))
-    return points
+    base.pop("schedule", None)
+    return base
+
+
+def make_point(index: int, base: dict[str, Any], chosen: dict[str, Any], names: dict[str, str], source: str,
+               section: str, label: str) -> GridPoint:
+    """The point setting each dotted key of ``chosen`` in a copy of ``base``, validated; a bad value is a
+    ConfigError naming the point (``label``: ``sweep.grid point``, ``sweep.space trial 3:``)."""
+    raw = copy.deepcopy(base)
+    for key, value in chosen.items():
+        set_existing(raw, key, value, source, section)
+    try:
+        child = validate(raw, source=source)
+    except ConfigError as exc:
+        where = ", ".join(f"{k}={v!r}" for k, v in chosen.items())
+        raise ConfigError(f"{exc} ({label} {where})") from None
+    resolved = to_dict(child)  # names show values as validated: "1e-4" in YAML is a string until then
+    values = {k: get_key(resolved, k) for k in chosen}
+    name = ", ".join(f"{names[k]}={value_text(v)}" for k, v in values.items())
+    return GridPoint(index=index, name=name, values=values, config=resolved)
 
 
 def objective(config: Config, source: str = "config") -> tuple[str, str]:
@@ -96,31 +112,31 @@ def better(a: float, b: float | None, goal: str) -> bool:
     return a > b if goal == "maximize" else a < b
 
 
-def _set(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
-    """Set a dotted key that must already exist in the resolved config (a typo is an error)."""
+def set_existing(raw: dict[str, Any], key: str, value: Any, source: str, section: str = "sweep.grid") -> None:
+    """Set a dotted key that must already exist in the resolved config (a typo is an error naming ``section``)."""
     parts = key.split(".")
     node: Any = raw
     for depth, part in enumerate(parts):
         if not isinstance(node, dict) or part not in node:
             prefix = ".".join(parts[: depth + 1])
-            raise ConfigError(f"{source}: sweep.grid.{key}: unknown key {prefix!r} in the config")
+            raise ConfigError(f"{source}: {section}.{key}: unknown key {prefix!r} in the config")
         node = node[part]
-    set_key(raw, key, copy.deepcopy(value), f"{source}: sweep.grid.{key}")
+    set_key(raw, key, copy.deepcopy(value), f"{source}: {section}.{key}")
 
 
-def _get(tree: dict[str, Any], key: str) -> Any:
+def get_key(tree: dict[str, Any], key: str) -> Any:
     for part in key.split("."):
         tree = tree[part]
     return tree
 
 
-def _short_names(keys: list[str]) -> dict[str, str]:
+def short_names(keys: list[str]) -> dict[str, str]:
     """``trainer.learning_rate`` -> ``lr``; otherwise the last part, or the whole key if that clashes."""
     last = [SHORT.get(k, k.split(".")[-1]) for k in keys]
     return {k: (short if last.count(short) == 1 else k) for k, short in zip(keys, last)}
 
 
-def _text(value: Any) -> str:
+def value_text(value: Any) -> str:
     """A grid value as it reads in a run name: ``0.0002``, ``[128, 64]``, ``relu``."""
     if isinstance(value, float):
         return f"{value:g}"

@@ -65,6 +65,22 @@ def shift_batch(X: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.n
     return windows[np.arange(n), dy, dx].reshape(n, SIDE * SIDE)
 
 
+def starting_sharpness(X: np.ndarray, y: np.ndarray, trainer: NetTrainer, seed: int = 0) -> tuple[Sharpness, float]:
+    """What ``fit_network`` measures before its first epoch (the same weights, the same rows), without training:
+    the sharpness and the stability limit."""
+    rng = np.random.default_rng(seed)
+    net = Network.create([X.shape[1], *trainer.hidden, 10], trainer.activation, trainer.cost, rng,
+                         np.dtype(trainer.dtype))
+    return _measure(net, X, y, trainer, seed)
+
+
+def _measure(net: Network, X: np.ndarray, y: np.ndarray, trainer: NetTrainer, seed: int) -> tuple[Sharpness, float]:
+    stream = np.random.default_rng([seed, SHARPNESS_STREAM])
+    Xs, Ys = sharpness.batch(X, y, SHARPNESS_ROWS, net.sizes[-1], stream)
+    found = sharpness.estimate(net, Xs, Ys, trainer.l2, rng=stream)
+    return found, found.max_stable_lr * (1 + trainer.momentum)
+
+
 def fit_network(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
                 trainer: NetTrainer, seed: int = 0,
                 on_epoch: Callable[[EpochStats], None] | None = None,
@@ -89,10 +105,7 @@ def fit_network(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
     X_val = X_val if X_val.dtype == dtype else X_val.astype(dtype)
     result = NetFit(net)
     if len(y):
-        stream = np.random.default_rng([seed, SHARPNESS_STREAM])
-        Xs, Ys = sharpness.batch(X, y, SHARPNESS_ROWS, k, stream)
-        result.sharpness = sharpness.estimate(net, Xs, Ys, trainer.l2, rng=stream)
-        result.max_stable_lr = result.sharpness.max_stable_lr * (1 + trainer.momentum)
+        result.sharpness, result.max_stable_lr = _measure(net, X, y, trainer, seed)
     if on_start is not None:
         on_start(result)
     elapsed = 0.0

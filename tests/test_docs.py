@@ -22,7 +22,8 @@ def test_every_key_of_every_shipped_config_is_in_the_reference():
     for path in sorted((REPO / "configs").glob("*.yaml")):
         config = load_config(path)
         keys = set(flatten(to_dict(config)))
-        keys = {k for k in keys if not k.startswith("sweep.grid.")} | ({"sweep.grid"} if config.sweep else set())
+        keys = {k for k in keys if not k.startswith(("sweep.grid.", "sweep.space."))} | (
+            {f"sweep.{config.sweep.search == 'grid' and 'grid' or 'space'}"} if config.sweep else set())
         missing = sorted(k for k in keys if f"| `{k}` |" not in page)
         assert not missing, f"{path.name}: {missing}"
     assert all(f"## `kind: {name}`" in page for name in kinds.names())

@@ -33,7 +33,12 @@ def _config(args):
 def _validate(args) -> int:
     config = _config(args)
     _check_data_path(config)
-    if config.sweep is not None:
+    if config.sweep is not None and config.sweep.search != "grid":
+        from bpcore.search import check, describe
+
+        check(config, args.config)
+        print(f"bp: {describe(config)}", file=sys.stderr)
+    elif config.sweep is not None:
         print(f"bp: {len(expand(config, args.config))} grid points", file=sys.stderr)
     print(to_yaml(config), end="")
     return exits.FINISHED
@@ -75,8 +80,11 @@ def _train(args) -> int:
 
 def _sweep(args) -> int:
     config = _config(args)
-    points = expand(config, args.config)
-    pool = args.pool if args.pool is not None else config.sweep.pool
+    pool = args.pool if args.pool is not None else config.sweep.pool if config.sweep else None
+    if config.sweep is not None and config.sweep.search != "grid":
+        points = _search_checked(config, args.config, pool)
+    else:
+        points = expand(config, args.config)
     if pool and not all(readable_here(p.validated()) for p in points):
         print(f"bp: {config.data.path} is not on this machine: the workers read it, and their copies must agree",
               file=sys.stderr)
@@ -103,6 +111,21 @@ def _sweep(args) -> int:
                    heartbeat=HEARTBEAT_SECONDS if pool else None)
 
 
+def _search_checked(config, source: str, pool: str | None) -> list:
+    """A random or tpe search's space checked, and its data read, before Prefect starts; no points yet (the
+    sweep draws them as it goes)."""
+    from bpcore import stability
+    from bpcore.search import check, needs_stable
+
+    if pool:
+        raise InputError(f"--pool {pool}: a {config.sweep.search} search trains its trials in-process for now "
+                         "(a pool takes grid sweeps)")
+    base = config.model_copy(update={"sweep": None})
+    fingerprint(base)
+    check(config, source, stability.limit(base) if needs_stable(config) else None)
+    return []
+
+
 def _configs(args) -> list[tuple[str, object]]:
     """(deployment name, config) for each CONFIG, every one checked before anything is registered."""
     from flows.deployments.deploy import deployment_name
@@ -114,7 +137,11 @@ def _configs(args) -> list[tuple[str, object]]:
         raise InputError(f"two configs would be deployed as {', '.join(twice)}: deployments are named after "
                          "the config file's stem")
     for _, config in named:
-        for point in (expand(config) if config.sweep is not None else []):
+        if config.sweep is not None and config.sweep.search != "grid":
+            from bpcore.search import check
+
+            check(config)
+        for point in (expand(config) if config.sweep is not None and config.sweep.search == "grid" else []):
             point.validated()
     return named
 

@@ -33,7 +33,7 @@ from flows.experiments.registry import flow_for
 from flows.runtime import blas
 from flows.sweep import champion, remote, results
 from flows.sweep.child import Child, ChildFailed
-from flows.tracking import runs
+from flows.tracking import metrics, runs
 from flows.tracking import tags as tag
 
 
@@ -110,17 +110,28 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
     """
     model = validate(config, source="sweep config")
     mc = pipeline.start(tracking_uri)
-    points = points or grid.expand(model)
     metric, goal = grid.objective(model)
     pool = pool or model.sweep.pool
-    here = not pool or all(readable_here(p.validated()) for p in points)
-    prints = load_once(points) if here else [(str(p.validated().data.path), None) for p in points]
+    searching = model.sweep.search != "grid"
+    if searching:  # the trials are drawn as the search goes: the parent records the base config's data
+        points = []
+        base = model.model_copy(update={"sweep": None})
+        here, prints = True, [fingerprint(base)]
+        name = f"{model.sweep.search} search of {model.sweep.trials}"
+    else:
+        points = points or grid.expand(model)
+        here = not pool or all(readable_here(p.validated()) for p in points)
+        prints = load_once(points) if here else [(str(p.validated().data.path), None) for p in points]
+        name = f"sweep of {len(points)}"
     parent_tags = {**run_tags(tags), tag.SWEEP: "parent"}  # its flow run (and deployment) as any run's
-    with runs.tracked_run(model, prints[0][0], prints[0][1] or ON_THE_WORKERS, None, mc,
-                          run_name or f"sweep of {len(points)}", parent_tags) as parent_id:
+    with runs.tracked_run(model, prints[0][0], prints[0][1] or ON_THE_WORKERS, None, mc, run_name or name,
+                          parent_tags) as parent_id:
         member = _member(parent_id, pool, here)
         try:
-            children = _train(points, [d for _, d in prints], mc, tags, member, metric, pool, parallel)
+            if searching:
+                children = _search(model, mc, parent_id, tags, member, metric, parallel)
+            else:
+                children = _train(points, [d for _, d in prints], mc, tags, member, metric, pool, parallel)
         except remote.Interrupted as stopped:
             results.summarise(mc, parent_id, model.kind, stopped.children, metric, goal)
             if isinstance(stopped.cause, Exception):  # the server lost: the parent FAILED, naming it
@@ -156,6 +167,31 @@ def _train(points: list[GridPoint], digests: list[str | None], mc: MlflowClient,
     logger.info("%d children, %d at a time, %d BLAS thread(s) each (MLflow run %s)", len(points), workers,
                 blas.share(workers), member.parent_run_id)
     return run_children(points, digests, mc, tags, member, metric, workers)
+
+
+def _search(model, mc: MlflowClient, parent_id: str, tags: dict[str, str] | None, member: SweepMember, metric: str,
+            parallel: int | None) -> list[Child]:
+    """A random or tpe search here: rounds of as many trials as train at once, each round's results told to the
+    study in trial order before the next is asked (the same config draws the same trials)."""
+    from bpcore import stability
+    from bpcore.search import Search, needs_stable
+
+    stable = stability.limit(model.model_copy(update={"sweep": None})) if needs_stable(model) else None
+    if stable is not None:
+        metrics.log_values(mc, parent_id, {"max_stable_lr": stable})
+    search = Search(model, stable=stable)
+    workers = max(1, min(parallel or os.cpu_count() or 1, model.sweep.trials))
+    get_run_logger().info("%s search: %d trials, %d at a time, %d BLAS thread(s) each (MLflow run %s)",
+                          model.sweep.search, model.sweep.trials, workers, blas.share(workers), parent_id)
+    children: list[Child] = []
+    while search.remaining:
+        batch = search.ask(workers)
+        digests = [digest for _, digest in load_once(batch)]
+        done = run_children(batch, digests, mc, tags, member, metric, workers)
+        for child in done:
+            search.tell(child.point, child.score)
+        children += done
+    return children
 
 
 def _agreed(key: str | None, parent_id: str, mc: MlflowClient) -> str | None:

@@ -1,0 +1,153 @@
+"""Search instead of a grid: a config's ``sweep.space`` sampled trial by trial by an Optuna study.
+
+``sweep.search: random`` draws every trial independently; ``tpe`` (Optuna's tree-structured Parzen
+estimator) draws its first trials at random, then where the results so far say the objective is
+good. Both are seeded by the config's ``seed``, and the sweep asks for its trials in rounds (as many
+as it trains at once) and reports a round's results in trial order before it asks the next: the
+same config then gives the same trials, however the children's training overlapped in time.
+
+Pure config work and the study (no Prefect, no MLflow): the sweep flow trains the points. Each
+trial is a GridPoint like a grid's, its index the trial's number, its config validated before it
+trains. The study lives in this process's memory: the sweep that asks is the one that is told.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from typing import Any
+
+from bpcore.config import STABLE, Config, Range
+from bpcore.configfile import validate
+from bpcore.errors import ConfigError
+from bpcore.sweep import GridPoint, base_config, make_point, objective, set_existing, short_names, value_text
+
+
+def startup_trials(trials: int) -> int:
+    """TPE's random trials before it models the results: a third of the trials, at least 2 and at most 10
+    (Optuna's default of 10 would leave a 12-trial search almost random)."""
+    return min(10, max(2, trials // 3))
+
+
+def needs_stable(config: Config) -> bool:
+    """Whether a range of the config's space ends at the stability limit (``stable``)."""
+    space = config.sweep.space if config.sweep is not None else None
+    return any(STABLE in (r.bounds() or ()) for r in (space or {}).values())
+
+
+def check(config: Config, source: str = "config", stable: float | None = None) -> None:
+    """Every key of the space exists in the config, and the config is valid at each range's ends and at
+    each choice (one key at a time, the others as configured): a bad range is one error before
+    anything trains, naming the key."""
+    base = base_config(config)
+    for key, span in config.sweep.space.items():
+        for value in _ends(key, span, stable, source):
+            raw = copy.deepcopy(base)
+            set_existing(raw, key, value, source, section="sweep.space")
+            try:
+                validate(raw, source=source)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (sweep.space.{key} at {value_text(value)})") from None
+
+
+def describe(config: Config) -> str:
+    """``tpe search: 12 trials of trainer.learning_rate log_uniform [0.0001, 3]; ...`` (what ``bp validate`` says)."""
+    sweep = config.sweep
+    spans = []
+    for key, span in sweep.space.items():
+        if span.choice is not None:
+            spans.append(f"{key} choice {value_text(list(span.choice))}")
+        else:
+            low, high = span.bounds()
+            spans.append(f"{key} {span.kind} [{value_text(low)}, {value_text(high)}]")
+    return f"{sweep.search} search: {sweep.trials} trials of {'; '.join(spans)}"
+
+
+class Search:
+    """The study of one sweep: ``ask`` the next points, ``tell`` each one's score (None: it did not finish)."""
+
+    def __init__(self, config: Config, source: str = "config", stable: float | None = None):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep logs its children itself
+        sweep = config.sweep
+        self.config, self.source, self.trials = config, source, sweep.trials
+        self.metric, goal = objective(config, source)
+        check(config, source, stable)
+        if sweep.search == "random":
+            sampler = optuna.samplers.RandomSampler(seed=config.seed)
+        else:
+            sampler = optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=startup_trials(sweep.trials))
+        self.study = optuna.create_study(direction=goal, sampler=sampler)
+        self.keys = list(sweep.space)
+        self.names = short_names(self.keys)
+        self.choices: dict[str, dict[str, Any]] = {}  # a choice's text (what Optuna holds) -> its value
+        self.distributions = {key: self._distribution(key, span, stable) for key, span in sweep.space.items()}
+        self.base = base_config(config)
+        self.asked: dict[int, Any] = {}  # trial number -> Optuna's trial, until told
+
+    def _distribution(self, key: str, span: Range, stable: float | None):
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if span.choice is not None:
+            self.choices[key] = {value_text(v): v for v in span.choice}
+            return CategoricalDistribution(list(self.choices[key]))
+        low, high = _resolved(key, span, stable, self.source)
+        if span.int_ is not None:
+            return IntDistribution(int(low), int(high))
+        return FloatDistribution(float(low), float(high), log=span.log_uniform is not None)
+
+    @property
+    def remaining(self) -> int:
+        """Trials not asked yet."""
+        return self.trials - len(self.study.trials)
+
+    def ask(self, n: int) -> list[GridPoint]:
+        """The next ``n`` trials (fewer when the search has fewer left), as validated points."""
+        points = []
+        for _ in range(min(n, self.remaining)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Optuna warns of experimental options it uses itself
+                trial = self.study.ask(self.distributions)
+            self.asked[trial.number] = trial
+            points.append(self._point(trial.number, trial.params))
+        return points
+
+    def tell(self, point: GridPoint, score: float | None) -> None:
+        """The result of an asked point: its score, or None when it did not finish (a failed trial)."""
+        from optuna.trial import TrialState
+
+        trial = self.asked.pop(point.index)
+        if score is None or not math.isfinite(score):
+            self.study.tell(trial, state=TrialState.FAIL)
+        else:
+            self.study.tell(trial, score)
+
+    def _point(self, number: int, params: dict[str, Any]) -> GridPoint:
+        chosen = {key: self.choices[key][params[key]] if key in self.choices else params[key] for key in self.keys}
+        return make_point(number, self.base, chosen, self.names, self.source, "sweep.space",
+                          f"sweep.space trial {number}:")
+
+
+def _resolved(key: str, span: Range, stable: float | None, source: str) -> tuple[float, float]:
+    """A numeric range's two ends, ``stable`` replaced by the limit; the range must not be empty."""
+    low, high = span.bounds()
+    if high == STABLE:
+        if stable is None or not math.isfinite(stable):
+            raise ConfigError(f"{source}: sweep.space.{key}: 'stable' needs the stability limit of the config's "
+                              "starting weights, and it could not be measured")
+        high = stable
+        if low >= high:
+            raise ConfigError(f"{source}: sweep.space.{key}: the range [{value_text(low)}, stable] is empty: the "
+                              f"stability limit is {value_text(high)}")
+    return low, high
+
+
+def _ends(key: str, span: Range, stable: float | None, source: str) -> list[Any]:
+    """The values a space is checked at: a range's two ends, every choice."""
+    if span.choice is not None:
+        return list(span.choice)
+    if STABLE in span.bounds() and stable is None:
+        return [span.bounds()[0]]  # the upper end is known once measured
+    return list(_resolved(key, span, stable, source))

@@ -1,0 +1,31 @@
+"""The learning rate above which gradient descent diverges from a config's starting point: its stability limit.
+
+Gradient descent shrinks the error along a Hessian eigenvector of eigenvalue ``lambda`` only while
+``lr < 2 / lambda``. The line fit's cost is quadratic, its Hessian the data's second moments: the
+limit is exact and the same at every step. The network's is measured on its starting weights
+(``bpcore.sharpness``, as its training does before the first epoch), with heavy-ball momentum
+widening it by ``1 + momentum``. A search space may end a learning-rate range there
+(``sweep.space: {trainer.learning_rate: {log_uniform: [1.0e-4, stable]}}``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bpcore.config import Config
+from bpcore.loading import load
+
+
+def limit(config: Config) -> float | None:
+    """The config's stability limit on its learning rate, from its data (None: its kind has none measured)."""
+    if config.kind == "linreg":
+        from bpcore.linreg import Moments
+
+        data = load(config)
+        return 2.0 / float(np.linalg.eigvalsh(Moments.of(data.X, data.y).hessian())[-1])
+    if config.kind == "mnist":
+        from bpcore.training import starting_sharpness
+
+        splits = load(config)
+        return starting_sharpness(splits.train_X, splits.train_y, config.trainer, config.seed)[1]
+    return None
