@@ -12,7 +12,8 @@ workers and two sweep workers (`bp sweep-worker`) on pool `bp`.
 (d) Dispatch with a free worker: from a point's task run being created (the sweep's `delay()`) to
     its MLflow run opening (its flow has started and loaded the data), for the first two points of
     each pool sweep of (a) (both workers idle then). Target: median at most 0.5 s.
-(c) Cost growth: sweeps of 1 and of each `--growth` count of points on the pool; seconds per point
+(c) Cost growth: sweeps of 1 and of each `--growth` count of points on the pool, and the same in-process
+    (the baseline: what the stores' own growth costs); seconds per point
     beyond the fixed cost (the 1-point sweep): (T(n) - T(1)) / (n - 1). It must not grow with n.
 (m) An N-child MNIST sweep (E epochs) on 2 sweep workers (pool `bp`) against the baseline, 1 sweep
     worker (pool `bench-1`, all the cores its own), interleaved. Target: at least 1.85x.
@@ -165,31 +166,48 @@ def part_d(parents: list[str]) -> None:
 
 
 def part_c(stack: Stack, counts: list[int]) -> None:
-    fixed = statistics.median([bp_sweep(stack, line_sweep(1, f"bench-one-{i}", "bp"))[0] for i in range(2)])
-    print(f"(c) cost growth on 2 sweep workers; fixed cost = a 1-point sweep, {fixed:.1f} s")
-    for n in counts:
-        elapsed, _ = bp_sweep(stack, line_sweep(n, f"bench-growth-{n}", "bp"))
-        beyond = (elapsed - fixed) / (n - 1)
-        print(f"    {n:4d} points  {elapsed:7.1f} s   {beyond:.3f} s a point beyond the fixed cost")
+    per_point: dict[str | None, list[float]] = {"bp": [], None: []}
+    fixed: dict[str | None, float] = {}
+    for pool in per_point:  # the same counts in-process: what the stores' growth costs without the pool
+        fixed[pool] = statistics.median([bp_sweep(stack, line_sweep(1, f"bench-one-{pool}-{i}", pool))[0]
+                                         for i in range(2)])
+        for n in counts:
+            elapsed, _ = bp_sweep(stack, line_sweep(n, f"bench-growth-{pool}-{n}", pool))
+            per_point[pool].append((elapsed - fixed[pool]) / (n - 1))
+    print(f"(c) cost growth: seconds a point beyond the fixed cost (a 1-point sweep: {fixed['bp']:.1f} s on the pool, "
+          f"{fixed[None]:.1f} s in-process); baseline = the same sweep in-process")
+    for n, pool, here in zip(counts, per_point["bp"], per_point[None]):
+        print(f"    {n:4d} points   pool {pool:.3f} s   in-process {here:.3f} s   pool / in-process {pool / here:.2f}x")
 
 
 def part_m(stack: Stack, rounds: int, children: int, epochs: int) -> None:
     stack.sweep_worker("bench-1", of=1)
     stack.wait_for_sweep_workers("bench-1", 1)
     rates = [round(0.002 * 1.6 ** i, 6) for i in range(children)]  # all train: 0.002 .. 0.054 for 8
+    from mlflow.tracking import MlflowClient
+
+    mc = MlflowClient()
     times: dict[str, list[float]] = {"bench-1": [], "bp": []}
+    parents: dict[str, list[float]] = {"bench-1": [], "bp": []}  # the parent runs' own durations
     for i in range(rounds):
         for pool in times:
             args = [MNIST_SWEEP, "--set", f"sweep.grid.trainer.learning_rate={rates}", "--set",
                     f"trainer.epochs={epochs}", "--set", "sweep.model_name=null", "--set",
                     f"experiment=bench-mnist-{pool}-{i}", "--pool", pool]
-            times[pool].append(bp_sweep(stack, args)[0])
+            elapsed, parent = bp_sweep(stack, args)
+            times[pool].append(elapsed)
+            info = mc.get_run(parent).info
+            parents[pool].append((info.end_time - info.start_time) / 1000)
     one, two = statistics.median(times["bench-1"]), statistics.median(times["bp"])
+    in_one, in_two = statistics.median(parents["bench-1"]), statistics.median(parents["bp"])
     print(f"(m) {children}-child MNIST sweep, {epochs} epochs each, whole bp sweep process, median of {rounds}; "
           "baseline = 1 sweep worker")
     print(f"    1 sweep worker    {one:7.1f} s   1.00x   ({_list(times['bench-1'])})")
     print(f"    2 sweep workers   {two:7.1f} s   {one / two:.2f}x faster   ({_list(times['bp'])})"
           f"   target >= 1.85x: {'met' if one / two >= 1.85 else 'MISSED'}")
+    print(f"    of which the parent MLflow run (the children's training, the comparison): {in_one:.1f} s and "
+          f"{in_two:.1f} s, {in_one / in_two:.2f}x; the rest, {one - in_one:.1f} s and {two - in_two:.1f} s, is the "
+          "bp sweep process's own start and end")
 
 
 def _list(values: list[float]) -> str:
