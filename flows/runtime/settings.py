@@ -22,6 +22,9 @@ DEFAULTS = {
     "DO_NOT_TRACK": "1",
     # no "View run ... at: <url>" line when a run ends on a server: bp prints the run id itself
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    # no "Downloading artifacts: 100%|..." bars on stderr (MLflow draws them whenever tqdm is installed,
+    # as Optuna installs it): bp's stderr is its messages, one line per error
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     # the temporary (SQLite) server records task runs in batches: one write per task-run event
     # collides with the API's own writes ("database is locked"); the last batch is flushed at stop
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "500",
