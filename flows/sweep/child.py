@@ -8,8 +8,12 @@ from dataclasses import dataclass, field
 from mlflow.tracking import MlflowClient
 
 from bpcore import kinds
+from bpcore.config import Config
 from bpcore.sweep import GridPoint
-from flows.tracking import metrics
+from flows.experiments.membership import SweepMember
+from flows.experiments.pipeline import RunResult
+from flows.experiments.registry import flow_for
+from flows.tracking import metrics, runs
 from flows.tracking import tags as tag
 
 
@@ -47,3 +51,19 @@ class ChildFailed(Exception):
 
     def __repr__(self) -> str:  # what Prefect shows of the failed state: not the whole curve
         return f"ChildFailed({str(self)!r})"
+
+
+def train_point(config: Config, tracking_uri: str | None, tags: dict[str, str] | None, run_name: str,
+                data_digest: str | None, sweep: SweepMember) -> tuple[str | None, str | None]:
+    """Run a point's kind's flow code in the calling task run (the flow's tasks nest under it, not under a
+    flow run of its own): the point's MLflow run id, and why it did not finish (None: it did)."""
+    try:
+        outcome = flow_for(config.kind).fn(config=config, tracking_uri=tracking_uri, tags=tags, run_name=run_name,
+                                           data_digest=data_digest, sweep=sweep)
+    except runs.RunFailed as failed:  # an error inside the run: the run is FAILED with the reason
+        return failed.run_id, failed.reason
+    # a run that diverged ends its flow Failed, carrying the Diverged error (its run id, status and reason)
+    result = outcome if isinstance(outcome, RunResult) else outcome.result(raise_on_failure=False)
+    if getattr(result, "status", "finished") != "finished":
+        return getattr(result, "run_id", None), result.reason or result.status
+    return getattr(result, "run_id", None), None

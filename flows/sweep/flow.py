@@ -28,11 +28,10 @@ from bpcore.loading import fingerprint, readable_here
 from bpcore.sweep import GridPoint
 from flows.experiments import membership, pipeline
 from flows.experiments.membership import SweepMember
-from flows.experiments.pipeline import RunResult, run_tags
-from flows.experiments.registry import flow_for
+from flows.experiments.pipeline import run_tags
 from flows.runtime import blas
 from flows.sweep import champion, remote, results
-from flows.sweep.child import Child, ChildFailed
+from flows.sweep.child import Child, ChildFailed, train_point
 from flows.tracking import metrics, runs
 from flows.tracking import tags as tag
 
@@ -56,12 +55,7 @@ def run_child(point: GridPoint, mc: MlflowClient, tags: dict[str, str] | None, d
     client waits before it retries, which costs a short sweep more than its children's training.
     """
     try:
-        config = point.validated()
-        outcome = flow_for(config.kind).fn(config=config, tracking_uri=mc.tracking_uri, tags=tags,
-                                           run_name=point.name, data_digest=data_digest, sweep=member)
-        run_id = outcome.run_id if isinstance(outcome, RunResult) else outcome.result(raise_on_failure=False).run_id
-    except runs.RunFailed as exc:  # an error inside the run: the run is FAILED with the reason
-        run_id = exc.run_id
+        run_id, _ = train_point(point.validated(), mc.tracking_uri, tags, point.name, data_digest, member)
     except Exception as exc:  # a child's crash is that child's outcome, not the sweep's
         return _outcome(Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
     return _outcome(Child.read(point, run_id, mc, metric))

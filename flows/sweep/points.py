@@ -48,10 +48,10 @@ from prefect.states import Cancelled, Completed, Failed, State
 from bpcore.configfile import validate
 from flows.experiments import membership
 from flows.experiments.membership import SweepMember
-from flows.experiments.pipeline import RunResult
 from flows.experiments.registry import flow_for
 from flows.runtime import outage
 from flows.server import busy
+from flows.sweep.child import train_point
 from flows.tracking import runs
 from flows.tracking import tags as tag
 
@@ -136,15 +136,8 @@ def _train(name: str, point: dict[str, Any], member: SweepMember) -> tuple[str |
     with busy.client() as client, flow.task_runner.duplicate() as runner, \
             FlowRunContext(flow=flow, flow_run=sweep_run, task_runner=runner, client=client, parameters={},
                            result_store=get_result_store()):
-        try:
-            outcome = flow.fn(config=config, tracking_uri=None, tags={**(point["tags"] or {}), tag.POINT: name},
-                              run_name=point["run_name"], data_digest=point["data_digest"], sweep=member)
-        except runs.RunFailed as failed:  # an error inside the run: the run is FAILED with the reason
-            return failed.run_id, failed.reason
-    result = outcome if isinstance(outcome, RunResult) else outcome.result(raise_on_failure=False)
-    if getattr(result, "status", "finished") != "finished":
-        return getattr(result, "run_id", None), result.reason or result.status
-    return getattr(result, "run_id", None), None
+        return train_point(config, None, {**(point["tags"] or {}), tag.POINT: name}, point["run_name"],
+                           point["data_digest"], member)
 
 
 @functools.lru_cache(maxsize=16)
