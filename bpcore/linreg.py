@@ -78,6 +78,10 @@ class Moments:
         H[1:, 1:] = self.Sxx + np.outer(self.x_mean, self.x_mean)
         return 2.0 * H
 
+    def lambda_max(self) -> float:
+        """The Hessian's largest eigenvalue: gradient descent is stable below 2 / lambda_max."""
+        return float(np.linalg.eigvalsh(self.hessian())[-1])
+
     def least_squares(self) -> tuple[np.ndarray, float, float]:
         """The exact minimiser (w, b) and its cost, from the normal equations Sxx w = sxy.
 
@@ -126,7 +130,7 @@ def fit(X: np.ndarray, y: np.ndarray, trainer: LineTrainer) -> LineFit:
     # overflow is not an error here: it is divergence, detected and reported below
     with np.errstate(over="ignore", invalid="ignore"):
         moments = Moments.of(X, y)
-        lam = float(np.linalg.eigvalsh(moments.hessian())[-1])
+        lam = moments.lambda_max()
         optimum = moments.least_squares()[2]
         if trainer.method == "direct":
             step, w0 = _direct_steps(X, y), np.zeros(X.shape[1])

@@ -10,8 +10,6 @@ widening it by ``1 + momentum``. A search space may end a learning-rate range th
 
 from __future__ import annotations
 
-import numpy as np
-
 from bpcore.config import Config
 from bpcore.loading import load
 
@@ -22,7 +20,7 @@ def limit(config: Config) -> float | None:
         from bpcore.linreg import Moments
 
         data = load(config)
-        return 2.0 / float(np.linalg.eigvalsh(Moments.of(data.X, data.y).hessian())[-1])
+        return 2.0 / Moments.of(data.X, data.y).lambda_max()
     if config.kind == "mnist":
         from bpcore.training import starting_sharpness
 

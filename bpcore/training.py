@@ -19,6 +19,7 @@ from bpcore.network import SGD, Network
 from bpcore.sharpness import Sharpness
 
 SIDE = 28  # MNIST images are 28 x 28
+CLASSES = 10  # digits
 SHARPNESS_ROWS = 256  # training rows the starting sharpness is measured on
 SHARPNESS_STREAM = 1  # the sharpness's random numbers: a stream of the seed apart from training's
 
@@ -68,10 +69,16 @@ def shift_batch(X: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.n
 def starting_sharpness(X: np.ndarray, y: np.ndarray, trainer: NetTrainer, seed: int = 0) -> tuple[Sharpness, float]:
     """What ``fit_network`` measures before its first epoch (the same weights, the same rows), without training:
     the sharpness and the stability limit."""
-    rng = np.random.default_rng(seed)
-    net = Network.create([X.shape[1], *trainer.hidden, 10], trainer.activation, trainer.cost, rng,
-                         np.dtype(trainer.dtype))
+    net, _ = _starting_network(X, trainer, seed)
     return _measure(net, X, y, trainer, seed)
+
+
+def _starting_network(X: np.ndarray, trainer: NetTrainer, seed: int) -> tuple[Network, np.random.Generator]:
+    """The network training starts from, and the generator that drew it (training draws on from it)."""
+    rng = np.random.default_rng(seed)
+    net = Network.create([X.shape[1], *trainer.hidden, CLASSES], trainer.activation, trainer.cost, rng,
+                         np.dtype(trainer.dtype))
+    return net, rng
 
 
 def _measure(net: Network, X: np.ndarray, y: np.ndarray, trainer: NetTrainer, seed: int) -> tuple[Sharpness, float]:
@@ -96,11 +103,9 @@ def fit_network(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
     batch cost with ``diverged at epoch k``.
     """
     dtype = np.dtype(trainer.dtype)
-    rng = np.random.default_rng(seed)
-    k = 10
-    net = Network.create([X.shape[1], *trainer.hidden, k], trainer.activation, trainer.cost, rng, dtype)
+    net, rng = _starting_network(X, trainer, seed)
     opt = SGD(trainer.learning_rate, trainer.momentum, trainer.l2)
-    eye = np.eye(k, dtype=dtype)
+    eye = np.eye(CLASSES, dtype=dtype)
     X = X if X.dtype == dtype else X.astype(dtype)
     X_val = X_val if X_val.dtype == dtype else X_val.astype(dtype)
     result = NetFit(net)
