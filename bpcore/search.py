@@ -72,8 +72,8 @@ class Search:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep logs its children itself
         sweep = config.sweep
-        self.config, self.source, self.trials = config, source, sweep.trials
-        self.metric, goal = objective(config, source)
+        self.source, self.trials = source, sweep.trials
+        _, goal = objective(config, source)
         check(config, source, stable)
         if sweep.search == "random":
             sampler = optuna.samplers.RandomSampler(seed=config.seed)

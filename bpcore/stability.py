@@ -10,8 +10,11 @@ widening it by ``1 + momentum``. A search space may end a learning-rate range th
 
 from __future__ import annotations
 
-from bpcore.config import Config
-from bpcore.loading import load
+from bpcore.cache import LoadCache
+from bpcore.config import Config, digest
+from bpcore.loading import fingerprint, load
+
+_measured: LoadCache[float] = LoadCache(8)  # bp sweep's pre-flight check and its flow share one measurement
 
 
 def limit(config: Config) -> float | None:
@@ -27,3 +30,16 @@ def limit(config: Config) -> float | None:
         splits = load(config)
         return starting_sharpness(splits.train_X, splits.train_y, config.trainer, config.seed)[1]
     return None
+
+
+def for_search(config: Config) -> float | None:
+    """The limit a search's ``stable`` range end stands for, measured on its base config (once a process, for the
+    same config and data); None when no range ends there."""
+    from bpcore.search import needs_stable
+
+    if not needs_stable(config):
+        return None
+    base = config.model_copy(update={"sweep": None})
+    key = (digest(base), fingerprint(base)[1])
+    found = _measured.get(key)
+    return found if found is not None else _measured.put(key, limit(base))

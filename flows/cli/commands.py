@@ -115,14 +115,13 @@ def _search_checked(config, source: str, pool: str | None) -> list:
     """A random or tpe search's space checked, and its data read, before Prefect starts; no points yet (the
     sweep draws them as it goes)."""
     from bpcore import stability
-    from bpcore.search import check, needs_stable
+    from bpcore.search import check
 
     if pool:
         raise InputError(f"--pool {pool}: a {config.sweep.search} search trains its trials in-process for now "
                          "(a pool takes grid sweeps)")
-    base = config.model_copy(update={"sweep": None})
-    fingerprint(base)
-    check(config, source, stability.limit(base) if needs_stable(config) else None)
+    fingerprint(config.model_copy(update={"sweep": None}))
+    check(config, source, stability.for_search(config))
     return []
 
 

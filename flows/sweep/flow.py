@@ -168,9 +168,9 @@ def _search(model, mc: MlflowClient, parent_id: str, tags: dict[str, str] | None
     """A random or tpe search here: rounds of as many trials as train at once, each round's results told to the
     study in trial order before the next is asked (the same config draws the same trials)."""
     from bpcore import stability
-    from bpcore.search import Search, needs_stable
+    from bpcore.search import Search
 
-    stable = stability.limit(model.model_copy(update={"sweep": None})) if needs_stable(model) else None
+    stable = stability.for_search(model)
     if stable is not None:
         metrics.log_values(mc, parent_id, {"max_stable_lr": stable})
     search = Search(model, stable=stable)
