@@ -130,6 +130,14 @@ class Sweep(Strict):
         "the start: 2 / the top Hessian eigenvalue, times 1 + momentum)"
     )
     trials: Whole | None = Field(None, ge=1, le=10_000, description="points a random or tpe search trains")
+    prune: Literal["none", "median", "halving"] = Field(
+        "none", description="stop a network trial early when its per-epoch val_accuracy falls behind (Optuna's "
+        "median or successive-halving pruner; random and tpe searches): the child ends pruned, a result"
+    )
+    skip_above_divergence: bool = Field(
+        True, description="in a grid over trainer.learning_rate: once a rate diverges, the larger rates with the "
+        "same other values are not trained (children skipped, naming the rate)"
+    )
     metric: str | None = Field(
         None, min_length=1, description="what picks the best child; null = final_cost (line fit, chain) "
         "or best_val_accuracy (network)"
@@ -192,6 +200,8 @@ class Sweep(Strict):
         if self.search == "grid":
             if self.grid is None:
                 raise ValueError("grid: required key is missing (bp sweep needs a grid of values)")
+            if self.prune != "none":
+                raise ValueError("prune: only a random or tpe search prunes its trials (sweep.search is grid)")
             for key in ("space", "trials"):
                 if getattr(self, key) is not None:
                     raise ValueError(f"{key}: only a random or tpe search samples a space (sweep.search is grid)")

@@ -90,6 +90,37 @@ def make_point(index: int, base: dict[str, Any], chosen: dict[str, Any], names: 
     return GridPoint(index=index, name=name, values=values, config=resolved)
 
 
+RATE = "trainer.learning_rate"  # divergence is monotone in it: above a rate that diverged, the rest do too
+
+
+def skips_above_divergence(config: Config) -> bool:
+    """Whether the config's sweep is a grid over the learning rate whose rates above one that diverged are
+    not trained (``sweep.skip_above_divergence``, on by default)."""
+    sweep = config.sweep
+    return bool(sweep and sweep.search == "grid" and sweep.skip_above_divergence and RATE in (sweep.grid or {}))
+
+
+def by_rate(points: list[GridPoint]) -> list[GridPoint]:
+    """The points in the order a divergence-aware grid trains them: smallest learning rate first (then grid
+    order), so that a rate that diverges is met before the larger ones it rules out."""
+    return sorted(points, key=lambda p: (float(p.values[RATE]), p.index))
+
+
+def above(diverged: GridPoint, points: list[GridPoint]) -> list[GridPoint]:
+    """The points with the same other swept values as ``diverged`` and a larger learning rate."""
+    others = {k: v for k, v in diverged.values.items() if k != RATE}
+    return [p for p in points if float(p.values[RATE]) > float(diverged.values[RATE])
+            and {k: v for k, v in p.values.items() if k != RATE} == others]
+
+
+def skip_reason(diverged: GridPoint) -> str:
+    """Why a point above ``diverged`` is not trained: the rate that diverged, with the same other values."""
+    others = ", ".join(f"{k}={value_text(v)}" for k, v in diverged.values.items() if k != RATE)
+    rest = f" with the same {others}" if others else ""
+    return (f"skipped: learning rate {value_text(diverged.values[RATE])} diverged{rest} "
+            f"(sweep.skip_above_divergence)")
+
+
 def objective(config: Config, source: str = "config") -> tuple[str, str]:
     """(metric, goal) that picks a sweep's best child: goal is ``minimize`` or ``maximize``."""
     sweep, kind = config.sweep, kinds.get(config.kind)

@@ -41,7 +41,7 @@ class NetFit:
 
     net: Network
     epochs: list[EpochStats] = field(default_factory=list)
-    status: str = "finished"
+    status: str = "finished"  # finished / diverged / what stopped it early (on_epoch: pruned, skipped)
     message: str = "finished"
     sharpness: Sharpness | None = None  # of the starting weights' cost
     max_stable_lr: float | None = None  # the largest learning rate stable at the start (below)
@@ -90,7 +90,7 @@ def _measure(net: Network, X: np.ndarray, y: np.ndarray, trainer: NetTrainer, se
 
 def fit_network(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
                 trainer: NetTrainer, seed: int = 0,
-                on_epoch: Callable[[EpochStats], None] | None = None,
+                on_epoch: Callable[[EpochStats], tuple[str, str] | None] | None = None,
                 on_start: Callable[[NetFit], None] | None = None) -> NetFit:
     """Train a fresh network on X (n, 784) floats in [0, 1] and labels y (n,) in 0..k-1.
 
@@ -99,8 +99,9 @@ def fit_network(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
     draws the same ones with or without it. Its stability limit is ``2 (1 + momentum) / sharpness``
     (2 / sharpness for plain gradient descent; heavy-ball momentum widens it by 1 + momentum).
     ``on_start`` is called with the result before the first epoch, ``on_epoch`` after every finished
-    epoch (neither's time, nor the measurement's, counts as training). Stops at the first non-finite
-    batch cost with ``diverged at epoch k``.
+    epoch (neither's time, nor the measurement's, counts as training); ``on_epoch`` returning
+    ``(status, reason)`` stops training there with that status (a search pruning the trial, say).
+    Stops at the first non-finite batch cost with ``diverged at epoch k``.
     """
     dtype = np.dtype(trainer.dtype)
     net, rng = _starting_network(X, trainer, seed)
@@ -132,6 +133,7 @@ def fit_network(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
         elapsed += time.perf_counter() - start
         stats = EpochStats(epoch, total_cost / len(y), correct / len(y), val_acc, elapsed)
         result.epochs.append(stats)
-        if on_epoch is not None:
-            on_epoch(stats)
+        if on_epoch is not None and (stop := on_epoch(stats)) is not None:
+            result.status, result.message = stop
+            return result
     return result

@@ -112,10 +112,13 @@ def linreg(config: LinRegConfig, tracking_uri: str | None = None, tags: dict[str
         return over
     table = pipeline.load(config, data_digest, sweep)
     with pipeline.tracked(config, table, mc, tags, run_name, sweep, datasets.table_dataset(table)) as run:
-        fit, seconds = train(table, config.trainer)
-        ts = metrics.now_ms()
-        with alongside(log_curves.submit(run, fit, ts), log_plots.submit(run, table, fit)):
-            model_id = None if fit.diverged else log_model(run, table, fit)
-            values = log_final(run, table, fit, seconds, ts, model_id)
-        run.ended(Trained(status=fit.status, reason=fit.message if fit.diverged else None, metrics=values))
+        if stop := pipeline.stopped_before_training():
+            run.ended(Trained(status=stop.status, reason=stop.reason))
+        else:
+            fit, seconds = train(table, config.trainer)
+            ts = metrics.now_ms()
+            with alongside(log_curves.submit(run, fit, ts), log_plots.submit(run, table, fit)):
+                model_id = None if fit.diverged else log_model(run, table, fit)
+                values = log_final(run, table, fit, seconds, ts, model_id)
+            run.ended(Trained(status=fit.status, reason=fit.message if fit.diverged else None, metrics=values))
     return run.outcome

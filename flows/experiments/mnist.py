@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from bpcore.config import MnistConfig
 from bpcore.mnist import MnistSplits
 from bpcore.training import EpochStats, NetFit, fit_network
-from flows.experiments import pipeline
+from flows.experiments import pipeline, steering
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import Run, RunResult, Trained, logging_task
 from flows.experiments.progress import EpochBar, PrefectProgress
@@ -31,8 +31,9 @@ def train(splits: MnistSplits, config: MnistConfig, run: Run, in_sweep: bool) ->
     bar = EpochBar(config.trainer.epochs, quiet=in_sweep)
     progress = PrefectProgress(config.trainer.epochs, key="mnist-training",
                                description=f"MLflow run {run.id}: epochs done")
+    steer = steering.current()
 
-    def on_epoch(stats: EpochStats) -> None:
+    def on_epoch(stats: EpochStats) -> tuple[str, str] | None:
         ts = metrics.now_ms()
         values = {"cost": stats.cost, "train_accuracy": stats.train_accuracy,
                   "train_seconds": stats.train_seconds}
@@ -42,6 +43,8 @@ def train(splits: MnistSplits, config: MnistConfig, run: Run, in_sweep: bool) ->
         metrics.with_retries(lambda: metrics.log_batch(run.client, run.id, metrics=batch))
         bar.update(stats)
         progress.update(stats)
+        stop = steer.report(stats.epoch, values) if steer is not None else None
+        return (stop.status, stop.reason) if stop else None
 
     def on_start(fit: NetFit) -> None:  # the stability limit of the starting weights, as the line fit logs its own
         if fit.sharpness is not None:
@@ -65,7 +68,7 @@ def log_results(run: Run, splits: MnistSplits, fit: NetFit) -> dict[str, float]:
         run.client.log_figure(run.id, plots.training_curves([e.epoch for e in epochs], [e.cost for e in epochs],
                                                 [e.train_accuracy for e in epochs],
                                                 [e.val_accuracy for e in epochs]), "plots/curves.png")
-    if fit.diverged or not epochs:
+    if fit.diverged or not epochs or fit.status == steering.SKIPPED:
         return {}
     final = {"final_cost": epochs[-1].cost}
     if splits.test_X is not None and len(splits.test_y):
@@ -105,7 +108,8 @@ def mnist(config: MnistConfig, tracking_uri: str | None = None, tags: dict[str, 
           run_name: str | None = None, data_digest: str | None = None, sweep: SweepMember | None = None) -> RunResult:
     """Train a backpropagation network on MNIST digits and track it in MLflow; returns the run's id and outcome.
 
-    Each epoch is logged as it ends; then the final figures, plots and, unless it diverged, the model.
+    Each epoch is logged as it ends; then the final figures, plots and, when it trained to the end, the model
+    (a sweep may stop a child early: pruned by its search, or skipped above a rate that diverged).
     ``data_digest``: when given, the digits read must have this sha256 (else the flow fails, naming the
     file); ``sweep``: the sweep this run is a point of.
     """
@@ -115,10 +119,13 @@ def mnist(config: MnistConfig, tracking_uri: str | None = None, tags: dict[str, 
     splits = pipeline.load(config, data_digest, sweep)
     dataset = datasets.array_dataset(splits.train_X, splits.train_y, splits.source, splits.digest)
     with pipeline.tracked(config, splits, mc, tags, run_name, sweep, dataset) as run:
-        fit = train(splits, config, run, in_sweep=sweep is not None)
-        final = log_results(run, splits, fit)
-        if not fit.diverged:
-            log_model(run, splits, fit)
-        run.ended(Trained(status=fit.status, reason=fit.message if fit.diverged else None,
-                          metrics={**last_epoch(fit), **final}))
+        if stop := pipeline.stopped_before_training():
+            run.ended(Trained(status=stop.status, reason=stop.reason))
+        else:
+            fit = train(splits, config, run, in_sweep=sweep is not None)
+            final = log_results(run, splits, fit)
+            if fit.status == "finished":  # a diverged, pruned or skipped network is no model to use
+                log_model(run, splits, fit)
+            run.ended(Trained(status=fit.status, reason=None if fit.status == "finished" else fit.message,
+                              metrics={**last_epoch(fit), **final}))
     return run.outcome

@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from bpcore import kinds, loading
 from bpcore.config import Config
 from bpcore.errors import DataError, InputError
-from flows.experiments import membership
+from flows.experiments import membership, steering
 from flows.experiments.membership import SweepMember
 from flows.runtime import outage, settings, speedups
 from flows.tracking import runs
@@ -45,7 +45,7 @@ class RunResult(BaseModel):
     """
 
     run_id: str | None = None
-    status: str = "finished"  # finished / diverged / failed
+    status: str = "finished"  # finished / diverged / failed; a sweep child's also pruned / skipped
     reason: str | None = None
     metrics: dict[str, float] = {}
 
@@ -216,7 +216,8 @@ def tracked(config: Config, data: Any, mc: MlflowClient, tags: dict[str, str] | 
             sweep: SweepMember | None = None, dataset: Any = None) -> Iterator[Run]:
     """Open the MLflow run of ``config`` on ``data`` (logged as ``dataset`` when given) and yield its handle.
 
-    As the block closes the run ends FINISHED, or FAILED when the training recorded a divergence;
+    As the block closes the run ends FINISHED, or FAILED when the training recorded a divergence (a sweep
+    child stopped early: FINISHED when pruned, KILLED when skipped, ``bp.status`` saying which);
     ``run.outcome`` is then the RunResult, or a Failed state carrying the Diverged (with the run id).
     """
     kind = kinds.get(config.kind)
@@ -236,11 +237,25 @@ def tracked(config: Config, data: Any, mc: MlflowClient, tags: dict[str, str] | 
                                        metrics=trained.metrics)
             if trained.status == "diverged":
                 raise runs.Diverged(run_id, trained.reason or "diverged", handle.outcome)
+            if trained.status in EARLY:  # a sweep's decision: a result (pruned) or not trained on (skipped)
+                raise runs.Ended(EARLY[trained.status], trained.status, trained.reason or trained.status)
     except runs.Diverged as exc:
         handle.outcome = diverged_state(exc)
         return
     shown = ", ".join(f"{k} {v:.6g}" for k, v in trained.metrics.items() if k in kind.metrics)
-    get_run_logger().info("finished: %s (MLflow run %s)", shown, handle.id)
+    if trained.status in EARLY:
+        get_run_logger().info("%s: %s (MLflow run %s)", trained.status, trained.reason, handle.id)
+    else:
+        get_run_logger().info("finished: %s (MLflow run %s)", shown, handle.id)
+
+
+EARLY = {steering.PRUNED: "FINISHED", steering.SKIPPED: "KILLED"}  # a sweep child's early end: its run's status
+
+
+def stopped_before_training() -> steering.Stop | None:
+    """A sweep child skipped after its run opened, before it trained (its sweep's steer says why), or None."""
+    steer = steering.current()
+    return steer.check() if steer is not None else None
 
 
 def diverged_state(exc: runs.Diverged) -> State:

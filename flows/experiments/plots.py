@@ -149,8 +149,8 @@ def chain_partials(history: list[dict[str, float]]) -> Figure:
 def sweep_curves(curves: list[tuple[str, np.ndarray, str]], ylabel: str, xlabel: str) -> Figure:
     """Every child's curve on one log axis: ``(name, values by step, status)``.
 
-    Diverged (or failed) curves are dashed and end in an x; the y range follows the finished
-    curves, so a blow-up to 1e9 does not flatten the ones being compared.
+    Diverged (or failed, skipped) curves are dashed and end in an x, pruned ones dotted; the y range
+    follows the finished curves, so a blow-up to 1e9 does not flatten the ones being compared.
     """
     fig = _figure(8, 5)
     fig.subplots_adjust(right=0.75)  # the legend sits outside the axes
@@ -166,6 +166,9 @@ def sweep_curves(curves: list[tuple[str, np.ndarray, str]], ylabel: str, xlabel:
         color, steps = f"C{i % 10}", np.arange(values.size)
         if status == "finished":
             ax.plot(steps, values, lw=1.5, color=color, label=name)
+            continue
+        if status == "pruned":  # stopped early by the search: its curve so far, no blow-up to mark
+            ax.plot(steps, values, lw=1.2, ls=":", color=color, label=f"{name} (pruned)")
             continue
         ax.plot(steps, values, lw=1.2, ls="--", color=color, label=f"{name} ({status})")
         last = np.flatnonzero(np.isfinite(values))

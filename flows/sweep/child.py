@@ -10,11 +10,14 @@ from mlflow.tracking import MlflowClient
 from bpcore import kinds
 from bpcore.config import Config
 from bpcore.sweep import GridPoint
+from flows.experiments import steering
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import RunResult
 from flows.experiments.registry import flow_for
 from flows.tracking import metrics, runs
 from flows.tracking import tags as tag
+
+ON_THE_WORKERS = "read on the workers"  # the parent's data digest until its children agree on one
 
 
 @dataclass
@@ -23,9 +26,9 @@ class Child:
 
     point: GridPoint
     run_id: str | None
-    status: str  # finished / diverged / failed / cancelled
+    status: str  # finished / diverged / failed / cancelled; pruned (by a search) / skipped (above a divergence)
     reason: str | None = None
-    score: float | None = None  # the sweep's metric, when the child finished and logged it
+    score: float | None = None  # the sweep's metric, when the child finished (or was pruned) and logged it
     curve: list[float] = field(default_factory=list)
 
     @classmethod
@@ -38,7 +41,7 @@ class Child:
         """The child of an MLflow run already read: its status and reason tags, its score, its comparison curve."""
         status = run.data.tags.get(tag.STATUS, "failed")
         curve = metrics.history(mc, run.info.run_id, kinds.get(point.validated().kind).curve[0]).tolist()
-        score = run.data.metrics.get(metric) if status == "finished" else None
+        score = run.data.metrics.get(metric) if status in ("finished", steering.PRUNED) else None
         return cls(point, run.info.run_id, status, run.data.tags.get(tag.FAILURE_REASON), score, curve)
 
 
@@ -53,13 +56,24 @@ class ChildFailed(Exception):
         return f"ChildFailed({str(self)!r})"
 
 
+def record_skipped(point: GridPoint, digest: str | None, mc: MlflowClient, tags: dict[str, str], reason: str) -> Child:
+    """A point not trained, above a learning rate that diverged: a KILLED child run with its config and reason."""
+    config = point.validated()
+    run_id = runs.record_untrained(config, str(config.data.path), digest or ON_THE_WORKERS, mc, point.name,
+                                   tags, steering.SKIPPED, reason)
+    return Child(point, run_id, steering.SKIPPED, reason)
+
+
 def train_point(config: Config, tracking_uri: str | None, tags: dict[str, str] | None, run_name: str,
-                data_digest: str | None, sweep: SweepMember) -> tuple[str | None, str | None]:
+                data_digest: str | None, sweep: SweepMember,
+                steer: steering.Steer | None = None) -> tuple[str | None, str | None]:
     """Run a point's kind's flow code in the calling task run (the flow's tasks nest under it, not under a
-    flow run of its own): the point's MLflow run id, and why it did not finish (None: it did)."""
+    flow run of its own), under ``steer`` if given: the point's MLflow run id, and why it did not finish
+    (None: it did)."""
     try:
-        outcome = flow_for(config.kind).fn(config=config, tracking_uri=tracking_uri, tags=tags, run_name=run_name,
-                                           data_digest=data_digest, sweep=sweep)
+        with steering.steered(steer):
+            outcome = flow_for(config.kind).fn(config=config, tracking_uri=tracking_uri, tags=tags,
+                                               run_name=run_name, data_digest=data_digest, sweep=sweep)
     except runs.RunFailed as failed:  # an error inside the run: the run is FAILED with the reason
         return failed.run_id, failed.reason
     # a run that diverged ends its flow Failed, carrying the Diverged error (its run id, status and reason)

@@ -13,6 +13,8 @@ best child) and registers the best child's model when it beats the champion.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any
 
 from mlflow.tracking import MlflowClient
@@ -26,12 +28,13 @@ from bpcore import sweep as grid
 from bpcore.configfile import validate
 from bpcore.loading import fingerprint, readable_here
 from bpcore.sweep import GridPoint
-from flows.experiments import membership, pipeline
+from flows.experiments import membership, pipeline, steering
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import run_tags
+from flows.experiments.steering import Steer
 from flows.runtime import blas
 from flows.sweep import champion, remote, results
-from flows.sweep.child import Child, ChildFailed, train_point
+from flows.sweep.child import ON_THE_WORKERS, Child, ChildFailed, record_skipped, train_point
 from flows.tracking import metrics, runs
 from flows.tracking import tags as tag
 
@@ -42,47 +45,81 @@ def load_once(points: list[GridPoint]) -> list[tuple[str, str]]:
     return [fingerprint(p.validated()) for p in points]
 
 
-ON_THE_WORKERS = "read on the workers"  # the parent's data digest until its children agree on one
 
 
 @task(cache_policy=NO_CACHE, task_run_name="child {point.name}")
 def run_child(point: GridPoint, mc: MlflowClient, tags: dict[str, str] | None, data_digest: str,
-              member: SweepMember, metric: str) -> Child | State:
-    """Train one grid point with its kind's own flow code; a child that did not finish ends this task Failed.
+              member: SweepMember, metric: str, steer: Steer | None = None) -> Child | State:
+    """Train one grid point with its kind's own flow code (under ``steer``: pruned or skipped as the sweep
+    decides); a child that did not finish, nor stopped as decided, ends this task Failed.
 
     The flow's body runs inside this task (its tasks nest under it), not as a subflow run: on
     SQLite, Prefect's API answers concurrent subflow creations with 503 "database is locked" and the
     client waits before it retries, which costs a short sweep more than its children's training.
     """
     try:
-        run_id, _ = train_point(point.validated(), mc.tracking_uri, tags, point.name, data_digest, member)
+        run_id, _ = train_point(point.validated(), mc.tracking_uri, tags, point.name, data_digest, member, steer)
     except Exception as exc:  # a child's crash is that child's outcome, not the sweep's
         return _outcome(Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
     return _outcome(Child.read(point, run_id, mc, metric))
 
 
 def _outcome(child: Child) -> Child | State:
-    """A finished child as the task's result; any other ends the task Failed, carrying the child all the same."""
-    if child.status == "finished":
+    """A finished (or pruned, or skipped) child as the task's result; any other ends the task Failed, carrying the
+    child all the same."""
+    if child.status in ("finished", steering.PRUNED, steering.SKIPPED):
         return child
     failed = ChildFailed(child)
     return Failed(message=str(failed), data=failed)
 
 
 def run_children(points: list[GridPoint], digests: list[str], mc: MlflowClient, tags: dict[str, str] | None,
-                 member: SweepMember, metric: str, workers: int) -> list[Child]:
-    """Every grid point on ``workers`` threads here (BLAS threads shared out), outcomes in grid order."""
+                 member: SweepMember, metric: str, workers: int, skip: bool = False,
+                 judge: Callable[[GridPoint], Callable[[int, dict[str, float]], str | None]] | None = None,
+                 ) -> list[Child]:
+    """Every grid point on ``workers`` threads here (BLAS threads shared out), outcomes in grid order.
+
+    ``skip``: a divergence-aware grid: points train smallest learning rate first, and once one
+    diverges the larger rates with its other values are skipped (recorded, not trained; those
+    training already are stopped). ``judge(point)``: the search's judge of each epoch of a point,
+    which may prune it.
+    """
+    digest_of = {p.index: d for p, d in zip(points, digests)}
+    steers = {p.index: Steer(judge(p) if judge else None) for p in points}
+    queue = grid.by_rate(points) if skip else list(points)
+    skipped: dict[int, str] = {}  # point index -> why it is not trained
+    outcomes: dict[int, Child] = {}
     with threadpool_limits(limits=blas.share(workers), user_api="blas"), \
             ThreadPoolTaskRunner(max_workers=workers) as runner:
-        futures = [runner.submit(run_child, {"point": p, "mc": mc, "tags": tags, "data_digest": digest,
-                                             "member": member, "metric": metric})
-                   for p, digest in zip(points, digests)]
-        for future in futures:
-            future.wait()
-        outcomes = [future.state.result(raise_on_failure=False) for future in futures]
-    # a child that did not finish ended its task Failed, carrying its Child all the same
-    return [o.child if isinstance(o, ChildFailed) else _crashed(p, o) if isinstance(o, BaseException) else o
-            for p, o in zip(points, outcomes)]
+        running = {}
+        while queue or running:
+            while queue and len(running) < workers:
+                p = queue.pop(0)
+                if p.index not in skipped:
+                    running[p.index] = runner.submit(run_child, {
+                        "point": p, "mc": mc, "tags": tags, "data_digest": digest_of[p.index], "member": member,
+                        "metric": metric, "steer": steers[p.index]})
+            wait([f.wrapped_future for f in running.values()], return_when=FIRST_COMPLETED)
+            for index in [i for i, f in running.items() if f.wrapped_future.done()]:
+                child = _child_of(next(p for p in points if p.index == index), running.pop(index))
+                outcomes[index] = child
+                if skip and child.status == "diverged":
+                    for q in grid.above(child.point, points):
+                        skipped.setdefault(q.index, grid.skip_reason(child.point))
+                        steers[q.index].cancel(skipped[q.index])
+    for p in points:
+        if p.index not in outcomes:  # skipped before it started: recorded as a child all the same
+            outcomes[p.index] = record_skipped(p, digest_of[p.index], mc, run_tags(tags, member), skipped[p.index])
+    return [outcomes[p.index] for p in points]
+
+
+def _child_of(point: GridPoint, future) -> Child:
+    """The child a finished task hands back (a child that did not finish ended its task Failed, carrying it)."""
+    future.wait()  # done: its final state, read back
+    outcome = future.state.result(raise_on_failure=False)
+    if isinstance(outcome, ChildFailed):
+        return outcome.child
+    return _crashed(point, outcome) if isinstance(outcome, BaseException) else outcome
 
 
 def _crashed(point: GridPoint, exc: BaseException) -> Child:
@@ -125,7 +162,8 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
             if searching:
                 children = _search(model, mc, parent_id, tags, member, metric, parallel)
             else:
-                children = _train(points, [d for _, d in prints], mc, tags, member, metric, pool, parallel)
+                children = _train(points, [d for _, d in prints], mc, tags, member, metric, pool, parallel,
+                                  grid.skips_above_divergence(model))
         except remote.Interrupted as stopped:
             results.summarise(mc, parent_id, model.kind, stopped.children, metric, goal)
             if isinstance(stopped.cause, Exception):  # the server lost: the parent FAILED, naming it
@@ -150,17 +188,17 @@ def _member(parent_id: str, pool: str | None, here: bool) -> SweepMember:
 
 
 def _train(points: list[GridPoint], digests: list[str | None], mc: MlflowClient, tags: dict[str, str] | None,
-           member: SweepMember, metric: str, pool: str | None, parallel: int | None) -> list[Child]:
-    """The children on the pool's sweep workers, or here."""
+           member: SweepMember, metric: str, pool: str | None, parallel: int | None, skip: bool) -> list[Child]:
+    """The children on the pool's sweep workers, or here; ``skip``: above a learning rate that diverged, not trained."""
     logger = get_run_logger()
     if pool:
         logger.info("%d children as background tasks on the sweep workers of pool %r (MLflow run %s)", len(points),
                     pool, member.parent_run_id)
-        return remote.run_on_pool(points, digests, pool, mc, tags, member, metric)
+        return remote.run_on_pool(points, digests, pool, mc, tags, member, metric, skip=skip)
     workers = max(1, min(parallel or os.cpu_count() or 1, len(points)))
     logger.info("%d children, %d at a time, %d BLAS thread(s) each (MLflow run %s)", len(points), workers,
                 blas.share(workers), member.parent_run_id)
-    return run_children(points, digests, mc, tags, member, metric, workers)
+    return run_children(points, digests, mc, tags, member, metric, workers, skip=skip)
 
 
 def _search(model, mc: MlflowClient, parent_id: str, tags: dict[str, str] | None, member: SweepMember, metric: str,
@@ -181,11 +219,28 @@ def _search(model, mc: MlflowClient, parent_id: str, tags: dict[str, str] | None
     while search.remaining:
         batch = search.ask(workers)
         digests = [digest for _, digest in load_once(batch)]
-        done = run_children(batch, digests, mc, tags, member, metric, workers)
+        done = run_children(batch, digests, mc, tags, member, metric, workers, judge=_judge(search))
         for child in done:
-            search.tell(child.point, child.score)
+            search.tell(child.point, child.score, child.status)
         children += done
     return children
+
+
+def _judge(search):
+    """Each point's judge of its epochs: the search's pruner, on the epoch's ``PRUNED_ON`` figure (None without one)."""
+    from bpcore.search import PRUNED_ON
+
+    if search.pruner is None:
+        return None
+
+    def judge(point: GridPoint):
+        def epoch(number: int, figures: dict[str, float]) -> str | None:
+            value = figures.get(PRUNED_ON)
+            return None if value is None else search.report(point, number, value)
+
+        return epoch
+
+    return judge
 
 
 def _agreed(key: str | None, parent_id: str, mc: MlflowClient) -> str | None:

@@ -25,7 +25,8 @@ def best_child(children: list[Child], goal: str) -> Child | None:
     """The finished child with the best score (the first of equals), or None."""
     best = None
     for child in children:
-        if child.score is not None and grid.better(child.score, best.score if best else None, goal):
+        scored = child.status == "finished" and child.score is not None
+        if scored and grid.better(child.score, best.score if best else None, goal):
             best = child
     return best
 
@@ -66,8 +67,9 @@ def best_name(metric: str) -> str:
 
 
 def _counts(children: list[Child]) -> dict[str, int]:
-    """How many children finished, diverged and failed."""
-    return {status: sum(c.status == status for c in children) for status in ("finished", "diverged", "failed")}
+    """How many children finished, diverged and failed (and, when any, were pruned or skipped)."""
+    counts = {status: sum(c.status == status for c in children) for status in ("finished", "diverged", "failed")}
+    return counts | {status: n for status in ("pruned", "skipped") if (n := sum(c.status == status for c in children))}
 
 
 def _csv(rows: list[dict]) -> str:
@@ -91,7 +93,8 @@ def summarise(mc: MlflowClient, parent_id: str, kind: str, children: list[Child]
 
 def _no_winner(children: list[Child]) -> str:
     counts = _counts(children)
-    return (f"no child finished with a score: {counts['diverged']} diverged, {counts['failed']} failed, "
+    early = "".join(f", {counts[s]} {s}" for s in ("pruned", "skipped") if s in counts)
+    return (f"no child finished with a score: {counts['diverged']} diverged, {counts['failed']} failed{early}, "
             f"{counts['finished']} finished without the metric")
 
 

@@ -45,6 +45,15 @@ class Diverged(RunFailed):
     status = "diverged"
 
 
+class Ended(Exception):
+    """Raised inside ``tracked_run`` to end the run early as a result, not an error: its MLflow ``run_status``
+    (FINISHED for a pruned trial, KILLED for a skipped one) with ``status`` and ``reason`` tagged."""
+
+    def __init__(self, run_status: str, status: str, reason: str):
+        super().__init__(reason)
+        self.run_status, self.status, self.reason = run_status, status, reason
+
+
 def client(uri: str | None = None) -> MlflowClient:
     """The client of a run or a sweep, for ``uri`` (else MLFLOW_TRACKING_URI, else sqlite:///mlflow.db); its URI
     is also made the fluent API's, which opens the run and logs models and datasets into it."""
@@ -62,19 +71,10 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None, mc: M
     logged as the run's training input; ``extra_tags`` (e.g. ``bp.reproduces``) are added.
 
     An exception inside the block marks the run FAILED (KILLED for Ctrl-C and signals), tags the reason,
-    and is re-raised as RunFailed so the caller still learns the run id.
+    and is re-raised as RunFailed so the caller still learns the run id; ``Ended`` ends it as it says.
     """
     experiment_id = experiment_id_of(mc, config.experiment)
-    tags = {
-        tag.KIND: config.kind,
-        tag.CONFIG_DIGEST: cfgmod.digest(config),
-        tag.DATA_DIGEST: digest,
-        tag.DATA_SOURCE: source,
-        tag.STATUS: "running",
-        tag.WORKER: worker(),
-        **git_tags(),
-        **(extra_tags or {}),
-    }
+    tags = _run_tags(config, source, digest, extra_tags)
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
     run_id = run.info.run_id
     try:
@@ -86,6 +86,8 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None, mc: M
             # once (a sweep's children) can hit its UNIQUE constraint; by the retry it exists
             with_retries(lambda: mlflow.log_input(dataset, context="training"), delay=0.2)
         yield run_id
+    except Ended as ended:  # the run's outcome, not a failure: the block's exception ends here
+        _end(mc, run_id, ended.run_status, ended.status, ended.reason)
     except BaseException as exc:
         stopped = stop_reason(exc)
         lost = stopped is None and not isinstance(exc, RunFailed) and outage.unreachable(exc)
@@ -108,6 +110,35 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None, mc: M
         raise
     else:
         _end(mc, run_id, "FINISHED", "finished", None)
+
+
+def _run_tags(config, source: str, digest: str, extra_tags: dict[str, str] | None) -> dict[str, str]:
+    """What every run of a config is tagged with as it opens: kind, fingerprints, status, worker, commit."""
+    return {
+        tag.KIND: config.kind,
+        tag.CONFIG_DIGEST: cfgmod.digest(config),
+        tag.DATA_DIGEST: digest,
+        tag.DATA_SOURCE: source,
+        tag.STATUS: "running",
+        tag.WORKER: worker(),
+        **git_tags(),
+        **(extra_tags or {}),
+    }
+
+
+def record_untrained(config, source: str, digest: str, mc: MlflowClient, run_name: str,
+                     extra_tags: dict[str, str] | None, status: str, reason: str) -> str:
+    """A run of ``config`` that was decided against before it trained (a sweep child skipped above a rate that
+    diverged): its params, config and tags as any run's, ended KILLED with ``status`` and ``reason``."""
+    run = mc.create_run(experiment_id_of(mc, config.experiment), run_name=run_name,
+                        tags=_run_tags(config, source, digest, extra_tags))
+    run_id = run.info.run_id
+    try:
+        log_params(mc, run_id, cfgmod.flatten(cfgmod.to_dict(config)))
+        mc.log_text(run_id, cfgmod.to_yaml(config), "config.yaml")
+    finally:
+        _end(mc, run_id, "KILLED", status, reason)
+    return run_id
 
 
 def lost_reason(mc: MlflowClient) -> str:
