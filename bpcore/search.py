@@ -9,6 +9,12 @@ same config then gives the same trials, however the children's training overlapp
 Pure config work and the study (no Prefect, no MLflow): the sweep flow trains the points. Each
 trial is a GridPoint like a grid's, its index the trial's number, its config validated before it
 trains. The study lives in this process's memory: the sweep that asks is the one that is told.
+
+Pruning (``sweep.prune``, network trials): each trial reports its per-epoch ``val_accuracy`` and is
+stopped once the pruner says it falls behind. The pruner sees only the trials of earlier rounds
+(and the trial itself): Optuna's successive-halving pruner would otherwise compare a trial with
+the others of its round as far as they happen to have got, and the same config could prune
+differently from one run to the next.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ def startup_trials(trials: int) -> int:
     return min(10, max(2, trials // 3))
 
 
+PRUNED_ON = "val_accuracy"  # the per-epoch figure a pruner compares network trials on (higher is better)
+
+
 def needs_stable(config: Config) -> bool:
     """Whether a range of the config's space ends at the stability limit (``stable``)."""
     space = config.sweep.space if config.sweep is not None else None
@@ -40,6 +49,9 @@ def check(config: Config, source: str = "config", stable: float | None = None) -
     """Every key of the space exists in the config, and the config is valid at each range's ends and at
     each choice (one key at a time, the others as configured): a bad range is one error before
     anything trains, naming the key."""
+    if config.sweep.prune != "none" and config.kind != "mnist":
+        raise ConfigError(f"{source}: sweep.prune = {config.sweep.prune}: pruning stops network trials on their "
+                          f"per-epoch {PRUNED_ON}; a {config.kind} run has no epochs (use prune: none)")
     base = base_config(config)
     for key, span in config.sweep.space.items():
         for value in _ends(key, span, stable, source):
@@ -61,7 +73,8 @@ def describe(config: Config) -> str:
         else:
             low, high = span.bounds()
             spans.append(f"{key} {span.kind} [{value_text(low)}, {value_text(high)}]")
-    return f"{sweep.search} search: {sweep.trials} trials of {'; '.join(spans)}"
+    pruning = f", {sweep.prune} pruning on {PRUNED_ON}" if sweep.prune != "none" else ""
+    return f"{sweep.search} search: {sweep.trials} trials of {'; '.join(spans)}{pruning}"
 
 
 class Search:
@@ -79,7 +92,9 @@ class Search:
             sampler = optuna.samplers.RandomSampler(seed=config.seed)
         else:
             sampler = optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=startup_trials(sweep.trials))
-        self.study = optuna.create_study(direction=goal, sampler=sampler)
+        self.pruner = _earlier_rounds(_pruner(sweep.prune)) if sweep.prune != "none" else None
+        self.prune = sweep.prune
+        self.study = optuna.create_study(direction=goal, sampler=sampler, pruner=self.pruner)
         self.keys = list(sweep.space)
         self.names = short_names(self.keys)
         self.choices: dict[str, dict[str, Any]] = {}  # a choice's text (what Optuna holds) -> its value
@@ -105,21 +120,41 @@ class Search:
 
     def ask(self, n: int) -> list[GridPoint]:
         """The next ``n`` trials (fewer when the search has fewer left), as validated points."""
-        points = []
+        points, first = [], len(self.study.trials)
         for _ in range(min(n, self.remaining)):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Optuna warns of experimental options it uses itself
                 trial = self.study.ask(self.distributions)
             self.asked[trial.number] = trial
+            if self.pruner is not None:
+                self.pruner.rounds[trial.number] = first
             points.append(self._point(trial.number, trial.params))
         return points
 
-    def tell(self, point: GridPoint, score: float | None) -> None:
-        """The result of an asked point: its score, or None when it did not finish (a failed trial)."""
+    def report(self, point: GridPoint, epoch: int, value: float) -> str | None:
+        """An asked point's ``PRUNED_ON`` at the end of ``epoch``: why it stops here (pruned), or None.
+
+        Safe from the threads that train the round's points at once.
+        """
+        if self.pruner is None or not math.isfinite(value):
+            return None
+        trial = self.asked[point.index]
+        trial.report(value, epoch)
+        if not trial.should_prune():
+            return None
+        return f"pruned at epoch {epoch} by the {self.prune} pruner: {PRUNED_ON} {value:.4g} behind earlier trials"
+
+    def tell(self, point: GridPoint, score: float | None, status: str = "finished") -> None:
+        """The result of an asked point: its score and status. A pruned point is a pruned trial; so is one that
+        diverged: Optuna's samplers leave failed trials out, and TPE would go on drawing where the runs blow up,
+        while a pruned trial with no epoch reported ranks below every other. A point that failed otherwise, or
+        finished without a score, is a failed trial."""
         from optuna.trial import TrialState
 
         trial = self.asked.pop(point.index)
-        if score is None or not math.isfinite(score):
+        if status in ("pruned", "diverged"):
+            self.study.tell(trial, state=TrialState.PRUNED)
+        elif status != "finished" or score is None or not math.isfinite(score):
             self.study.tell(trial, state=TrialState.FAIL)
         else:
             self.study.tell(trial, score)
@@ -128,6 +163,46 @@ class Search:
         chosen = {key: self.choices[key][params[key]] if key in self.choices else params[key] for key in self.keys}
         return make_point(number, self.base, chosen, self.names, self.source, "sweep.space",
                           f"sweep.space trial {number}:")
+
+
+def _pruner(kind: str):
+    """Optuna's pruner for ``sweep.prune``: from the first epoch, once two earlier trials give a median (its
+    default waits for five, most of a 12-trial search); successive halving from rung 1 at a third kept."""
+    import optuna
+
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+
+
+def _earlier_rounds(inner):
+    """A pruner that decides on a trial as ``inner`` would, seeing only the trials asked in earlier rounds and
+    the trial itself. Its ``rounds``: trial number -> the number of its round's first trial (``Search.ask``)."""
+    from optuna.pruners import BasePruner
+
+    class EarlierRounds(BasePruner):
+        def __init__(self):
+            self.inner, self.rounds = inner, {}
+
+        def prune(self, study, trial) -> bool:
+            first = self.rounds.get(trial.number, trial.number)
+            return self.inner.prune(_StudyView(study, first, trial.number), trial)
+
+    return EarlierRounds()
+
+
+class _StudyView:
+    """A study whose ``get_trials`` lists the trials numbered below ``first``, and ``own``; the rest is the study's."""
+
+    def __init__(self, study, first: int, own: int):
+        self._study, self._first, self._own = study, first, own
+
+    def get_trials(self, deepcopy: bool = True, states=None):
+        return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states)
+                if t.number < self._first or t.number == self._own]
+
+    def __getattr__(self, name: str):
+        return getattr(self._study, name)
 
 
 def _resolved(key: str, span: Range, stable: float | None, source: str) -> tuple[float, float]:

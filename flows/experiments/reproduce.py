@@ -29,8 +29,10 @@ from bpcore.config import Config
 from bpcore.configfile import apply_override, validate
 from bpcore.errors import DataError, InputError
 from bpcore.loading import fingerprint
+from flows.experiments import steering
 from flows.experiments.pipeline import RunResult
 from flows.experiments.registry import flow_for
+from flows.experiments.steering import Steer
 from flows.tracking import metrics, runs
 from flows.tracking import tags as tag
 
@@ -45,6 +47,8 @@ class Recorded(BaseModel):
     config: dict[str, Any]
     data_digest: str | None = None
     blas_threads: int | None = None
+    pruned_at: int | None = None  # a sweep's pruned child: the epoch its search stopped it after
+    pruned_reason: str | None = None
 
     def validated(self) -> Config:
         return validate(self.config, source=f"run {self.run_id} config.yaml")
@@ -70,10 +74,28 @@ def read_record(run_id: str, mc: MlflowClient, overrides=()) -> Recorded:
         data["path"] = source  # the recorded absolute path, wherever the re-run starts from
     for item in overrides:
         apply_override(raw, item)
+    pruned = run.data.tags.get(tag.STATUS) == steering.PRUNED
     recorded = Recorded(run_id=run_id, config=raw, data_digest=run.data.tags.get(tag.DATA_DIGEST),
-                        blas_threads=_blas_threads(mc, run_id))
+                        blas_threads=_blas_threads(mc, run_id),
+                        pruned_at=_last_step(mc, run_id) if pruned else None,
+                        pruned_reason=run.data.tags.get(tag.FAILURE_REASON) if pruned else None)
     recorded.validated()  # a bad override is refused now, naming the key
     return recorded
+
+
+def _last_step(mc: MlflowClient, run_id: str) -> int | None:
+    """The last epoch a run logged its cost at (where a pruned child stopped)."""
+    steps, _ = metrics.history(mc, run_id, "cost", with_steps=True)
+    return int(steps[-1]) if len(steps) else None
+
+
+def _stopped_as(recorded: Recorded) -> Steer | None:
+    """For a pruned child, what stops the re-run after the same epoch, for the same reason (its search is not
+    there to decide again); None for any other run."""
+    if recorded.pruned_at is None:
+        return None
+    at, reason = recorded.pruned_at, recorded.pruned_reason or f"pruned at epoch {recorded.pruned_at}"
+    return Steer(lambda epoch, figures: reason if epoch >= at else None)
 
 
 def _blas_threads(mc: MlflowClient, run_id: str) -> int | None:
@@ -169,14 +191,16 @@ def reproduce(run_id: str, tracking_uri: str | None = None, overrides: list[str]
     ``recorded``: the record as the caller already read it (``bp reproduce`` does, to fail fast), else
     it is read here. Refuses (DataError) when the data's digest no longer matches the record. The
     recorded BLAS thread count is set for the re-run: a product split differently between threads
-    may round differently. A re-run that diverges is compared all the same (the original may have too).
+    may round differently. A pruned sweep child is re-run up to the epoch it was pruned after, and
+    pruned there again. A re-run that diverges is compared all the same (the original may have too).
     """
     mc = runs.client(tracking_uri)
     recorded = recorded or read_record(run_id, mc, overrides or [])
     config = recorded.validated()
     check_data(recorded, *fingerprint(config))
     blas = recorded.blas_threads
-    with threadpool_limits(limits=blas, user_api="blas") if blas else nullcontext():
+    with threadpool_limits(limits=blas, user_api="blas") if blas else nullcontext(), \
+            steering.steered(_stopped_as(recorded)):
         state = flow_for(config.kind)(config=config, tracking_uri=mc.tracking_uri, tags={tag.REPRODUCES: run_id},
                                       return_state=True)
     outcome = state.result(raise_on_failure=False)
