@@ -49,6 +49,7 @@ from bpcore.configfile import validate
 from flows.experiments import membership
 from flows.experiments.membership import SweepMember
 from flows.experiments.registry import flow_for
+from flows.experiments.steering import Steer
 from flows.runtime import outage
 from flows.server import busy
 from flows.sweep.child import train_point
@@ -57,6 +58,7 @@ from flows.tracking import tags as tag
 
 BEAT_SECONDS = 3.0  # between two counts of a training point's heartbeat
 CLAIM, ENDED = "-claim", "-ended"  # after a point's variable name: the variables of its claim and of its end
+SKIP = "-skip"  # ... and the one its sweep makes to skip it while it trains (a smaller learning rate diverged)
 
 
 def point_task(pool: str, name: str | None = None, variable: str | None = None) -> Task:
@@ -99,11 +101,12 @@ def run_point() -> State:
         return Cancelled(message="not trained: another task run of this point took it")
     if gone := membership.sweep_gone(member, mc):
         return _ended(name, None, f"not trained: {gone}", Cancelled)
-    beat = Beat(name, value, member, mc)
+    steer = Steer()
+    beat = Beat(name, value, member, mc, steer)
     beat.start()
     run_id, reason = None, None
     try:
-        run_id, reason = _train(name, point, member)
+        run_id, reason = _train(name, point, member, steer)
     except runs.StopRequested as stop:  # the sweep's MLflow run ended: its reason is the point's
         reason = stop.reason
     except Exception as exc:  # a point's error is that point's outcome (the parent reads it from ``<name>-ended``)
@@ -113,10 +116,11 @@ def run_point() -> State:
     if beat.stopped:
         reason = beat.stopped
         logger.warning("%s: stopped: %s", point["run_name"], reason)
-    return _ended(name, run_id, reason, Cancelled if beat.stopped else Failed if reason else Completed)
+    skipped = steer.check() is not None and reason is not None  # its sweep skipped it: not the point's failure
+    return _ended(name, run_id, reason, Cancelled if beat.stopped or skipped else Failed if reason else Completed)
 
 
-def _train(name: str, point: dict[str, Any], member: SweepMember) -> tuple[str | None, str | None]:
+def _train(name: str, point: dict[str, Any], member: SweepMember, steer: Steer) -> tuple[str | None, str | None]:
     """Run the point's kind's flow code in this task run, in the sweep's flow run, as an in-process sweep's
     child does: the flow's tasks are task runs of the sweep's flow run, nested under this one, and its
     MLflow run's ``bp.flow_run`` is the sweep's flow run. The point's MLflow run id, and why it did not
@@ -137,7 +141,7 @@ def _train(name: str, point: dict[str, Any], member: SweepMember) -> tuple[str |
             FlowRunContext(flow=flow, flow_run=sweep_run, task_runner=runner, client=client, parameters={},
                            result_store=get_result_store()):
         return train_point(config, None, {**(point["tags"] or {}), tag.POINT: name}, point["run_name"],
-                           point["data_digest"], member)
+                           point["data_digest"], member, steer)
 
 
 @functools.lru_cache(maxsize=16)
@@ -209,11 +213,13 @@ def _patiently(call):
 
 
 class Beat(threading.Thread):
-    """While a point trains: its heartbeat count, and its stop once the sweep's MLflow run has ended."""
+    """While a point trains: its heartbeat count, its stop once the sweep's MLflow run has ended, and its skip
+    (``steer`` cancelled) once the sweep has made the point's ``-skip`` variable."""
 
-    def __init__(self, name: str, value: dict[str, Any], member: SweepMember, mc: MlflowClient):
+    def __init__(self, name: str, value: dict[str, Any], member: SweepMember, mc: MlflowClient,
+                 steer: Steer | None = None):
         super().__init__(name=f"beat {name}", daemon=True)
-        self.variable, self.value, self.member, self.mc = name, value, member, mc
+        self.variable, self.value, self.member, self.mc, self.steer = name, value, member, mc, steer
         self.target = threading.get_ident()  # the thread that trains the point
         self.stopped: str | None = None  # why the sweep stopped the point
         self._done = threading.Event()
@@ -238,6 +244,7 @@ class Beat(threading.Thread):
                 self.count()
             except Exception:  # the server away a while: the sweep, unable to read the counts either, waits too
                 pass
+            self.skipped()
             try:
                 parent = self.mc.get_run(self.member.parent_run_id)
             except Exception:  # MLflow away: the point's own logging rides it out or fails
@@ -249,6 +256,18 @@ class Beat(threading.Thread):
                         self.stopped = why
                         self._raise(runs.stop_request(why))
                 return
+
+    def skipped(self) -> None:
+        """The sweep's word that the point is skipped, passed to its training (which stops after its epoch)."""
+        if self.steer is None or self.steer.check():
+            return
+        try:
+            with busy.client() as client:
+                skip = client.read_variable_by_name(f"{self.variable}{SKIP}")
+        except Exception:  # the server away: asked again at the next beat
+            return
+        if skip is not None:
+            self.steer.cancel(str((skip.value or {}).get("reason") or "skipped by its sweep"))
 
     def _raise(self, exc: type[BaseException] | None) -> None:
         """Raise ``exc`` in the training thread at its next Python instruction (None: take back one not raised yet)."""

@@ -39,14 +39,16 @@ import httpx
 from mlflow.tracking import MlflowClient
 from prefect import get_run_logger
 
+from bpcore import sweep as grid
 from bpcore.errors import InputError
 from bpcore.sweep import GridPoint
 from flows.experiments.membership import SweepMember
+from flows.experiments.pipeline import run_tags
 from flows.runtime import outage
 from flows.runtime.http import request
 from flows.server import busy, prefect_api
 from flows.sweep import points as sweep_points
-from flows.sweep.child import Child
+from flows.sweep.child import Child, record_skipped
 from flows.tracking import runs
 from flows.tracking import tags as tag
 
@@ -55,6 +57,7 @@ POLL_SECONDS = 0.5  # between two reads of the points' variables (one request fo
 QUEUED_PER_WORKER, MIN_QUEUED = 2, 4  # points delayed and not started, for each sweep worker and at least
 LEASE_VARIABLE = "BP_POINT_LEASE"
 LEASE_SECONDS = 30.0  # a started point whose heartbeat count stays this long is taken for lost (its worker dead)
+SWEEP_CLAIM = "taken by its sweep"  # a point's claim the sweep made itself (a worker's is true): not trained
 VALUE_LIMIT = 5000  # characters of JSON in a Prefect variable's value (prefect.types.MAX_VARIABLE_VALUE_LENGTH)
 T = TypeVar("T")
 
@@ -147,6 +150,17 @@ class Pool:
             raise ConnectionError(f"{method} {path}: HTTP {status}: {str(answer)[:200]}")
         return answer
 
+    def create(self, name: str, value: Any) -> bool:
+        """Make the variable ``name`` (one of this sweep's points'); False when it exists already with another value
+        (a retried request that finds the first one's variable is this call's all the same)."""
+        answer = patiently(lambda: self.call("POST", "/variables/", {"name": name, "value": value,
+                                                                      "tags": ["bp", "sweep-point"]},
+                                             ok=(200, 201, 409)), f"writing {name}")
+        if isinstance(answer, dict) and answer.get("name") == name:
+            return True
+        found = patiently(lambda: self.call("GET", f"/variables/name/{name}", ok=(200, 404)), f"reading {name}")
+        return isinstance(found, dict) and found.get("value") == value
+
     def variables(self) -> dict[str, Any]:
         """Every variable of this sweep's points: name -> value (paged by 200, the API's limit)."""
         found: dict[str, Any] = {}
@@ -192,7 +206,7 @@ class Pool:
 
 
 def run_on_pool(points: list[GridPoint], digests: list[str | None], pool: str, mc: MlflowClient,
-                tags: dict[str, str] | None, member: SweepMember, metric: str) -> list[Child]:
+                tags: dict[str, str] | None, member: SweepMember, metric: str, skip: bool = False) -> list[Child]:
     """Every grid point as a background task on ``pool``'s sweep workers, outcomes in grid order.
 
     ``digests``: each point's data digest, when this machine has read the data (else None and
@@ -202,7 +216,9 @@ def run_on_pool(points: list[GridPoint], digests: list[str | None], pool: str, m
     logger = get_run_logger()
     logging.getLogger("prefect.tasks").setLevel(logging.WARNING)  # not a line per point: "Created task run ..."
     api = Pool(pool, member)
-    children = [Submitted(point, digest, tags, member) for point, digest in zip(points, digests)]
+    in_grid = [Submitted(point, digest, tags, member) for point, digest in zip(points, digests)]
+    # a divergence-aware grid delays its points smallest learning rate first (see skip_above)
+    children = [in_grid[p.index] for p in grid.by_rate(points)] if skip else in_grid
     experiment = Experiments(mc)
     try:
         workers = api.workers()
@@ -212,7 +228,9 @@ def run_on_pool(points: list[GridPoint], digests: list[str | None], pool: str, m
         top_up(api, children, workers)
         while not all(child.final for child in children):
             time.sleep(POLL_SECONDS)
-            watch(api, children, mc, experiment, metric, logger)
+            for diverged in watch(api, children, mc, experiment, metric, logger):
+                if skip:
+                    skip_above(api, children, diverged, mc, logger)
             if not all(child.attempt for child in children):  # points still to delay: how many workers take them
                 top_up(api, children, api.workers())
         api.clean()
@@ -222,7 +240,7 @@ def run_on_pool(points: list[GridPoint], digests: list[str | None], pool: str, m
         if isinstance(exc, Exception) and not isinstance(exc, ServerLost):
             raise
         raise Interrupted(_finished(children, mc, member, metric), exc) from exc
-    return [child.child for child in children]
+    return [child.child for child in in_grid]
 
 
 def _finished(children: list[Submitted], mc: MlflowClient, member: SweepMember, metric: str) -> list[Child]:
@@ -299,12 +317,15 @@ def _delay(api: Pool, child: Submitted) -> None:
     child.task_run_id = patiently(delay, f"submitting {child.point.name}").id
 
 
-def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Experiments, metric: str, logger) -> None:
-    """Read every point's variable once; take the outcomes of those that ended, act on those whose worker is lost."""
+def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Experiments, metric: str,
+          logger) -> list[Submitted]:
+    """Read every point's variable once; take the outcomes of those that ended, act on those whose worker is lost.
+    Returns the points found diverged in this look."""
     values = patiently(api.variables, "reading the points")
     # the server did not answer some request since the last look (this read, a submission, ...): it may have restarted
     missed, api.missed = api.missed, False
     now, limit, gone, progressed = time.monotonic(), lease(), 0, False
+    diverged: list[Submitted] = []
     attempts = [child.attempt for child in children]
     for child in children:
         if child.final or not child.attempt:  # ended, or not delayed yet
@@ -318,6 +339,8 @@ def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Ex
             child.ended = ended
             child.child = outcome(child, mc, experiment, metric)
             _forget(api, child.variable)
+            if child.child.status == "diverged":
+                diverged.append(child)
             continue
         beat = int(value.get("beat") or 0) + (child.variable + sweep_points.CLAIM in values)
         progressed = progressed or beat != child.beat
@@ -340,6 +363,31 @@ def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Ex
             _delay(api, child)
         if waiting:
             logger.warning("%s: the %d point(s) not started were delayed again", why, len(waiting))
+    return diverged
+
+
+def skip_above(api: Pool, children: list[Submitted], diverged: Submitted, mc: MlflowClient, logger) -> None:
+    """The points above a learning rate that diverged, with its other values, not trained (or no longer).
+
+    A point not delayed yet, or delayed and not taken by a worker, is taken here (its claim made by
+    the sweep: no worker trains it then) and recorded as a skipped child run. One a worker has
+    taken is told through its ``-skip`` variable: its worker stops it after the epoch it is in,
+    and its run ends KILLED with the reason, read back as any point's outcome.
+    """
+    reason = grid.skip_reason(diverged.point)
+    above = {p.index for p in grid.above(diverged.point, [c.point for c in children])}
+    told = 0
+    for child in [c for c in children if c.point.index in above and not c.final]:
+        if child.attempt and not api.create(f"{child.variable}{sweep_points.CLAIM}", SWEEP_CLAIM):
+            api.create(f"{child.variable}{sweep_points.SKIP}", {"reason": reason})  # a worker has it: told
+            told += 1
+            continue
+        if child.attempt:  # delayed, but taken by no worker: its task run is not trained, and says why
+            _cancel(api, child, reason)
+            _forget(api, child.variable)
+        child.child = record_skipped(child.point, child.digest, mc, run_tags(child.tags, child.member), reason)
+    logger.info("%s diverged: %d larger learning rate(s) skipped%s", diverged.point.name, len(above),
+                f", {told} of them stopped on their workers" if told else "")
 
 
 def lost(api: Pool, child: Submitted, mc: MlflowClient, experiment: Experiments, metric: str, logger,
@@ -423,7 +471,8 @@ def _forget(api: Pool, name: str | None, timeout: float = 10, whole: bool = True
     those of its claim and its end (else ``Pool.clean`` finds them)."""
     if not name:
         return
-    for each in [name, f"{name}{sweep_points.CLAIM}", f"{name}{sweep_points.ENDED}"] if whole else [name]:
+    ends = [sweep_points.CLAIM, sweep_points.ENDED, sweep_points.SKIP]
+    for each in [name, *(f"{name}{end}" for end in ends)] if whole else [name]:
         try:
             api.call("DELETE", f"/variables/name/{each}", ok=(200, 204, 404), timeout=timeout)
         except ConnectionError:

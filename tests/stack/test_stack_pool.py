@@ -264,3 +264,28 @@ def test_the_workers_read_nothing_outside_their_data_root(pool):
     mc = MlflowClient(pool["MLFLOW_TRACKING_URI"])
     table = Path(mc.download_artifacts(parent.info.run_id, "sweep/results.csv", str(pool["cwd"]))).read_text()
     assert f"outside the data root {SEED_DATA.parent} (BP_DATA_ROOT)" in table, table
+
+
+def test_a_divergence_aware_grid_on_the_pool_skips_the_rates_above_one_that_diverged(pool):
+    grid = "[0.01, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]"  # momentum 0.9: 2.0 and above diverge within an epoch
+    done = sweep(pool, MNIST_SWEEP, "--pool", "bp", "--set", f"sweep.grid.trainer.learning_rate={grid}", "--set",
+                 "trainer.epochs=6", "--set", "sweep.model_name=null", "--set", "experiment=pool-skip")
+    assert done.returncode == 0, done.stderr[-3000:]
+    kids = {k.data.params["trainer.learning_rate"]: k for k in runs_of(pool, "pool-skip", "tags.`bp.sweep` = 'child'")}
+    assert sorted(kids, key=float) == ["0.01", "2.0", "3.0", "4.0", "5.0", "6.0", "7.0", "8.0"]  # one run each
+    status = {lr: k.data.tags["bp.status"] for lr, k in kids.items()}
+    assert status["0.01"] == "finished" and status["2.0"] == "diverged", status
+    above = [kids[lr] for lr in kids if float(lr) > 2.0]
+    assert {status[r.data.params["trainer.learning_rate"]] for r in above} <= {"diverged", "skipped"}, status
+    skipped = [r for r in above if r.data.tags["bp.status"] == "skipped"]
+    assert skipped, status  # the points still queued when 2.0 was seen diverged
+    for run in skipped:  # taken back before a worker trained it, or stopped on its worker: KILLED with the reason
+        assert run.info.status == "KILLED"
+        reason = run.data.tags["bp.failure_reason"]  # the first rate seen diverged (larger ones diverge sooner)
+        cause = reason.removeprefix("skipped: learning rate ").split(" ")[0]
+        assert reason == f"skipped: learning rate {cause} diverged (sweep.skip_above_divergence)"
+        rate = float(run.data.params["trainer.learning_rate"])
+        assert status[f"{float(cause)}"] == "diverged" and float(cause) < rate
+    assert not runs_of(pool, "pool-skip", "attributes.status = 'RUNNING'")
+    parent = next(iter(kids.values())).data.tags["mlflow.parentRunId"]
+    assert MlflowClient(pool["MLFLOW_TRACKING_URI"]).get_run(parent).data.metrics["skipped"] == len(skipped)
