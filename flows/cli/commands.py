@@ -117,9 +117,9 @@ def _search_checked(config, source: str, pool: str | None) -> list:
     from bpcore import stability
     from bpcore.search import check
 
-    if pool:
-        raise InputError(f"--pool {pool}: a {config.sweep.search} search trains its trials in-process for now "
-                         "(a pool takes grid sweeps)")
+    if pool and config.sweep.prune != "none":
+        raise InputError(f"--pool {pool}: a search with sweep.prune = {config.sweep.prune} prunes its trials "
+                         "in-process for now (on a pool, prune: none)")
     fingerprint(config.model_copy(update={"sweep": None}))
     check(config, source, stability.for_search(config))
     return []

@@ -160,7 +160,7 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
         member = _member(parent_id, pool, here)
         try:
             if searching:
-                children = _search(model, mc, parent_id, tags, member, metric, parallel)
+                children = _search(model, mc, parent_id, tags, member, metric, parallel, pool)
             else:
                 children = _train(points, [d for _, d in prints], mc, tags, member, metric, pool, parallel,
                                   grid.skips_above_divergence(model))
@@ -202,9 +202,10 @@ def _train(points: list[GridPoint], digests: list[str | None], mc: MlflowClient,
 
 
 def _search(model, mc: MlflowClient, parent_id: str, tags: dict[str, str] | None, member: SweepMember, metric: str,
-            parallel: int | None) -> list[Child]:
-    """A random or tpe search here: rounds of as many trials as train at once, each round's results told to the
-    study in trial order before the next is asked (the same config draws the same trials)."""
+            parallel: int | None, pool: str | None) -> list[Child]:
+    """A random or tpe search here, or on ``pool``'s sweep workers: rounds of as many trials as train at once (here
+    ``--parallel``, on a pool its sweep workers), each round's results told to the study in trial order before
+    the next is asked (the same config draws the same trials, however many trained at once)."""
     from bpcore import stability
     from bpcore.search import Search
 
@@ -212,14 +213,23 @@ def _search(model, mc: MlflowClient, parent_id: str, tags: dict[str, str] | None
     if stable is not None:
         metrics.log_values(mc, parent_id, {"max_stable_lr": stable})
     search = Search(model, stable=stable)
-    workers = max(1, min(parallel or os.cpu_count() or 1, model.sweep.trials))
-    get_run_logger().info("%s search: %d trials, %d at a time, %d BLAS thread(s) each (MLflow run %s)",
-                          model.sweep.search, model.sweep.trials, workers, blas.share(workers), parent_id)
+    if pool:
+        workers = max(1, remote.Pool(pool, member).workers() or 1)
+        get_run_logger().info("%s search: %d trials in rounds of %d on the sweep workers of pool %r (MLflow run %s)",
+                              model.sweep.search, model.sweep.trials, workers, pool, parent_id)
+    else:
+        workers = max(1, min(parallel or os.cpu_count() or 1, model.sweep.trials))
+        get_run_logger().info("%s search: %d trials, %d at a time, %d BLAS thread(s) each (MLflow run %s)",
+                              model.sweep.search, model.sweep.trials, workers, blas.share(workers), parent_id)
     children: list[Child] = []
     while search.remaining:
         batch = search.ask(workers)
         digests = [digest for _, digest in load_once(batch)]
-        done = run_children(batch, digests, mc, tags, member, metric, workers, judge=_judge(search))
+        try:
+            done = remote.run_on_pool(batch, digests, pool, mc, tags, member, metric) if pool else \
+                run_children(batch, digests, mc, tags, member, metric, workers, judge=_judge(search))
+        except remote.Interrupted as stopped:  # the earlier rounds' children go into the summary too
+            raise remote.Interrupted(children + stopped.children, stopped.cause) from stopped.cause
         for child in done:
             search.tell(child.point, child.score, child.status)
         children += done

@@ -289,3 +289,17 @@ def test_a_divergence_aware_grid_on_the_pool_skips_the_rates_above_one_that_dive
     assert not runs_of(pool, "pool-skip", "attributes.status = 'RUNNING'")
     parent = next(iter(kids.values())).data.tags["mlflow.parentRunId"]
     assert MlflowClient(pool["MLFLOW_TRACKING_URI"]).get_run(parent).data.metrics["skipped"] == len(skipped)
+
+
+def test_a_tpe_search_on_the_pool_draws_and_scores_the_trials_it_draws_in_process(pool):
+    space = ["--set", "sweep.search=tpe", "--set", "sweep.grid=null", "--set", "sweep.trials=5", "--set",
+             "sweep.space.trainer.learning_rate={log_uniform: [1.0e-5, stable]}", "--set", "sweep.model_name=null",
+             "--set", "data.path=" + str(SEED_DATA)]
+    found = {}
+    for where, more in (("pool", ["--pool", "bp"]), ("here", [])):
+        done = sweep(pool, LINREG_SWEEP, *space, "--set", f"experiment=pool-search-{where}", *more)
+        assert done.returncode == 0, done.stderr[-3000:]
+        kids = runs_of(pool, f"pool-search-{where}", "tags.`bp.sweep` = 'child'")
+        found[where] = sorted((k.data.params["trainer.learning_rate"], k.data.metrics["final_cost"]) for k in kids)
+        assert all(("bp.point" in k.data.tags) == (where == "pool") for k in kids)  # trained on the workers
+    assert len(found["pool"]) == 5 and found["pool"] == found["here"]  # the same trials, the same results
