@@ -208,9 +208,6 @@ class Sweep(Strict):
             return self
         if self.grid is not None:
             raise ValueError(f"grid: a {self.search} search samples sweep.space, not a grid")
-        if self.pool is not None and self.prune != "none":
-            raise ValueError(f"pool: a search with prune = {self.prune} prunes its trials in-process for now (on a "
-                             "pool, prune: none)")
         for key in ("space", "trials"):
             if getattr(self, key) is None:
                 raise ValueError(f"{key}: required key is missing (a {self.search} search needs sweep.space and "

@@ -93,7 +93,7 @@ class Search:
         else:
             sampler = optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=startup_trials(sweep.trials))
         self.pruner = _earlier_rounds(_pruner(sweep.prune)) if sweep.prune != "none" else None
-        self.prune = sweep.prune
+        self.prune, self.direction = sweep.prune, goal
         self.study = optuna.create_study(direction=goal, sampler=sampler, pruner=self.pruner)
         self.keys = list(sweep.space)
         self.names = short_names(self.keys)
@@ -140,9 +140,25 @@ class Search:
             return None
         trial = self.asked[point.index]
         trial.report(value, epoch)
-        if not trial.should_prune():
-            return None
-        return f"pruned at epoch {epoch} by the {self.prune} pruner: {PRUNED_ON} {value:.4g} behind earlier trials"
+        return _pruned(epoch, self.prune, value) if trial.should_prune() else None
+
+    def earlier(self, point: GridPoint) -> list[dict[str, Any]]:
+        """The trials of the rounds before ``point``'s, as plain values: all a pruner elsewhere needs to decide on
+        the point as this study would (``Judge``)."""
+        from optuna.distributions import distribution_to_json
+
+        first = self.pruner.rounds[point.index]
+        return [{"state": t.state.name, "value": t.value, "params": t.params,
+                 "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()},
+                 "intermediate_values": {str(k): v for k, v in t.intermediate_values.items()},
+                 "system_attrs": t.system_attrs} for t in self.study.get_trials(deepcopy=False) if t.number < first]
+
+    def replay(self, point: GridPoint, values: list[float]) -> None:
+        """Report the epochs a point trained elsewhere (its ``PRUNED_ON`` by epoch, from 1) as it reported them
+        there, up to where it was pruned: the study then holds what it would had the point trained here."""
+        for epoch, value in enumerate(values, start=1):
+            if self.report(point, epoch, value):
+                return
 
     def tell(self, point: GridPoint, score: float | None, status: str = "finished") -> None:
         """The result of an asked point: its score and status. A pruned point is a pruned trial; so is one that
@@ -163,6 +179,39 @@ class Search:
         chosen = {key: self.choices[key][params[key]] if key in self.choices else params[key] for key in self.keys}
         return make_point(number, self.base, chosen, self.names, self.source, "sweep.space",
                           f"sweep.space trial {number}:")
+
+
+class Judge:
+    """A search's pruner away from its study (on a sweep worker): a study of the trials of the rounds before the
+    point's (``Search.earlier``) and the point's own trial, deciding as the sweep's study would."""
+
+    def __init__(self, prune: str, direction: str, earlier: list[dict[str, Any]]):
+        import optuna
+        from optuna.distributions import json_to_distribution
+        from optuna.trial import TrialState
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.prune, self.pruner = prune, _earlier_rounds(_pruner(prune))
+        self.study = optuna.create_study(direction=direction, pruner=self.pruner)
+        self.study.add_trials([optuna.trial.create_trial(
+            state=TrialState[t["state"]], value=t["value"], params=t["params"],
+            distributions={k: json_to_distribution(d) for k, d in t["distributions"].items()},
+            intermediate_values={int(k): v for k, v in t["intermediate_values"].items()},
+            system_attrs=t["system_attrs"]) for t in earlier])
+        self.trial = self.study.ask()
+        self.pruner.rounds[self.trial.number] = len(earlier)
+
+    def __call__(self, epoch: int, figures: dict[str, float]) -> str | None:
+        """Why the trial is pruned after ``epoch`` (its ``PRUNED_ON`` among ``figures``), or None."""
+        value = figures.get(PRUNED_ON)
+        if value is None or not math.isfinite(value):
+            return None
+        self.trial.report(value, epoch)
+        return _pruned(epoch, self.prune, value) if self.trial.should_prune() else None
+
+
+def _pruned(epoch: int, prune: str, value: float) -> str:
+    return f"pruned at epoch {epoch} by the {prune} pruner: {PRUNED_ON} {value:.4g} behind earlier trials"
 
 
 def _pruner(kind: str):

@@ -82,7 +82,7 @@ def _sweep(args) -> int:
     config = _config(args)
     pool = args.pool if args.pool is not None else config.sweep.pool if config.sweep else None
     if config.sweep is not None and config.sweep.search != "grid":
-        points = _search_checked(config, args.config, pool)
+        points = _search_checked(config, args.config)
     else:
         points = expand(config, args.config)
     if pool and not all(readable_here(p.validated()) for p in points):
@@ -111,15 +111,12 @@ def _sweep(args) -> int:
                    heartbeat=HEARTBEAT_SECONDS if pool else None)
 
 
-def _search_checked(config, source: str, pool: str | None) -> list:
+def _search_checked(config, source: str) -> list:
     """A random or tpe search's space checked, and its data read, before Prefect starts; no points yet (the
     sweep draws them as it goes)."""
     from bpcore import stability
     from bpcore.search import check
 
-    if pool and config.sweep.prune != "none":
-        raise InputError(f"--pool {pool}: a search with sweep.prune = {config.sweep.prune} prunes its trials "
-                         "in-process for now (on a pool, prune: none)")
     fingerprint(config.model_copy(update={"sweep": None}))
     check(config, source, stability.for_search(config))
     return []

@@ -226,14 +226,39 @@ def _search(model, mc: MlflowClient, parent_id: str, tags: dict[str, str] | None
         batch = search.ask(workers)
         digests = [digest for _, digest in load_once(batch)]
         try:
-            done = remote.run_on_pool(batch, digests, pool, mc, tags, member, metric) if pool else \
-                run_children(batch, digests, mc, tags, member, metric, workers, judge=_judge(search))
+            if pool:
+                done = remote.run_on_pool(batch, digests, pool, mc, tags, member, metric,
+                                          prune=_away(search, batch[0], mc, parent_id))
+                _replay(search, done, mc)
+            else:
+                done = run_children(batch, digests, mc, tags, member, metric, workers, judge=_judge(search))
         except remote.Interrupted as stopped:  # the earlier rounds' children go into the summary too
             raise remote.Interrupted(children + stopped.children, stopped.cause) from stopped.cause
         for child in done:
             search.tell(child.point, child.score, child.status)
         children += done
     return children
+
+
+def _away(search, first: GridPoint, mc: MlflowClient, parent_id: str) -> dict[str, str] | None:
+    """What a pool's workers need to prune this round's trials as the study here would: the pruner, the goal,
+    and the earlier rounds' trials, logged on the parent run (``sweep/study/round-<n>.json``: no size limit)."""
+    if search.pruner is None:
+        return None
+    path = f"sweep/study/round-{first.index}.json"
+    mc.log_dict(parent_id, {"trials": search.earlier(first)}, path)
+    return {"prune": search.prune, "direction": search.direction, "study": path}
+
+
+def _replay(search, done: list[Child], mc: MlflowClient) -> None:
+    """The epochs the round's trials reported on their workers, reported to the study here (up to a pruning)."""
+    from bpcore.search import PRUNED_ON
+
+    if search.pruner is None:
+        return
+    for child in done:
+        if child.run_id:
+            search.replay(child.point, [float(v) for v in metrics.history(mc, child.run_id, PRUNED_ON)])
 
 
 def _judge(search):

@@ -101,7 +101,7 @@ def run_point() -> State:
         return Cancelled(message="not trained: another task run of this point took it")
     if gone := membership.sweep_gone(member, mc):
         return _ended(name, None, f"not trained: {gone}", Cancelled)
-    steer = Steer()
+    steer = Steer(_judge(point.get("prune"), member, mc))
     beat = Beat(name, value, member, mc, steer)
     beat.start()
     run_id, reason = None, None
@@ -142,6 +142,29 @@ def _train(name: str, point: dict[str, Any], member: SweepMember, steer: Steer) 
                            result_store=get_result_store()):
         return train_point(config, None, {**(point["tags"] or {}), tag.POINT: name}, point["run_name"],
                            point["data_digest"], member, steer)
+
+
+def _judge(prune: dict[str, str] | None, member: SweepMember, mc: MlflowClient):
+    """The search's pruner for this point, deciding here as the sweep's study would (None: not pruned)."""
+    if not prune:
+        return None
+    from bpcore.search import Judge
+
+    return Judge(prune["prune"], prune["direction"], _earlier(member.parent_run_id, prune["study"], mc.tracking_uri))
+
+
+@functools.lru_cache(maxsize=16)
+def _earlier(parent_run_id: str, path: str, tracking_uri: str) -> list:
+    """The trials of a search's earlier rounds, as its sweep logged them on its parent run (read once a round)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = MlflowClient(tracking_uri).download_artifacts(parent_run_id, path, tmp)
+        return json.loads(Path(local).read_text())["trials"]
 
 
 @functools.lru_cache(maxsize=16)

@@ -82,6 +82,7 @@ class Submitted:
     digest: str | None
     tags: dict[str, str] | None
     member: SweepMember
+    prune: dict[str, str] | None = None  # a search's pruning, for its worker (``flows.sweep.flow._away``)
     attempt: int = 0  # how many times the point was delayed
     lost: int = 0  # how many of those attempts lost their worker
     variable: str | None = None  # the current attempt's Prefect variable (and ``bp.point`` tag)
@@ -206,7 +207,8 @@ class Pool:
 
 
 def run_on_pool(points: list[GridPoint], digests: list[str | None], pool: str, mc: MlflowClient,
-                tags: dict[str, str] | None, member: SweepMember, metric: str, skip: bool = False) -> list[Child]:
+                tags: dict[str, str] | None, member: SweepMember, metric: str, skip: bool = False,
+                prune: dict[str, str] | None = None) -> list[Child]:
     """Every grid point as a background task on ``pool``'s sweep workers, outcomes in grid order.
 
     ``digests``: each point's data digest, when this machine has read the data (else None and
@@ -216,7 +218,7 @@ def run_on_pool(points: list[GridPoint], digests: list[str | None], pool: str, m
     logger = get_run_logger()
     logging.getLogger("prefect.tasks").setLevel(logging.WARNING)  # not a line per point: "Created task run ..."
     api = Pool(pool, member)
-    in_grid = [Submitted(point, digest, tags, member) for point, digest in zip(points, digests)]
+    in_grid = [Submitted(point, digest, tags, member, prune) for point, digest in zip(points, digests)]
     # a divergence-aware grid delays its points smallest learning rate first (see skip_above)
     children = [in_grid[p.index] for p in grid.by_rate(points)] if skip else in_grid
     experiment = Experiments(mc)
@@ -281,7 +283,8 @@ def submit(api: Pool, child: Submitted) -> None:
     child.variable = f"{api.prefix}{child.point.index}-{child.attempt}"
     child.beat, child.ended = 0, None
     value = {"point": {"config": child.point.config, "tags": child.tags, "run_name": child.point.name,
-                       "data_digest": child.digest, "sweep": child.member.model_dump()}, "beat": 0}
+                       "data_digest": child.digest, "sweep": child.member.model_dump(), "prune": child.prune},
+             "beat": 0}
     if len(json.dumps(value)) > VALUE_LIMIT:  # Prefect would refuse it (HTTP 422), again and again
         raise InputError(f"sweep point {child.point.name}: its config is {len(json.dumps(value))} characters as "
                          f"JSON, more than the {VALUE_LIMIT} a Prefect variable holds: too large to send to a pool")

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.stack
 
 LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
 MNIST_SWEEP = str(REPO / "configs" / "mnist_lr_sweep.yaml")
+MNIST_SEARCH = str(REPO / "configs" / "mnist_lr_search.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -303,3 +304,18 @@ def test_a_tpe_search_on_the_pool_draws_and_scores_the_trials_it_draws_in_proces
         found[where] = sorted((k.data.params["trainer.learning_rate"], k.data.metrics["final_cost"]) for k in kids)
         assert all(("bp.point" in k.data.tags) == (where == "pool") for k in kids)  # trained on the workers
     assert len(found["pool"]) == 5 and found["pool"] == found["here"]  # the same trials, the same results
+
+
+def test_a_pruned_search_on_the_pool_prunes_as_it_does_in_process(pool):
+    search = ["--set", "sweep.trials=6", "--set", "trainer.epochs=4", "--set", "sweep.prune=median"]
+    mc = MlflowClient(pool["MLFLOW_TRACKING_URI"])
+    found = {}
+    for where, more in (("pool", ["--pool", "bp"]), ("here", ["--parallel", "2"])):  # rounds of two, both
+        done = sweep(pool, MNIST_SEARCH, *search, "--set", f"experiment=pool-prune-{where}", *more)
+        assert done.returncode == 0, done.stderr[-3000:]
+        kids = runs_of(pool, f"pool-prune-{where}", "tags.`bp.sweep` = 'child'")
+        found[where] = sorted((k.data.params["trainer.learning_rate"], k.data.tags["bp.status"], k.info.status,
+                               [m.value for m in mc.get_metric_history(k.info.run_id, "val_accuracy")])
+                              for k in kids)
+    assert len(found["pool"]) == 6 and found["pool"] == found["here"]  # same trials, pruned at the same epochs
+    assert any(status == "pruned" and run_status == "FINISHED" for _, status, run_status, _ in found["pool"])

@@ -158,3 +158,24 @@ def test_successive_halving_sees_only_the_earlier_rounds():
     search.tell(second, 0.1)
     (third,) = search.ask(1)  # the next round sees both
     assert search.report(third, 1, 0.1).startswith("pruned at epoch 1 by the halving pruner: val_accuracy 0.1")
+
+
+@pytest.mark.parametrize("prune", ["median", "halving"])
+def test_a_judge_away_from_the_study_prunes_as_the_study_would(prune):
+    from bpcore.search import Judge, Search
+
+    config = load_config(MNIST_SEARCH, ["sweep.trials=6", f"sweep.prune={prune}",
+                                        "sweep.space.trainer.learning_rate={log_uniform: [1.0e-4, 1.0]}"])
+    search = Search(config)
+    curves = [[0.5, 0.7, 0.8, 0.85], [0.3, 0.5, 0.6, 0.62], [0.6, 0.75, 0.83, 0.9]]
+    for point, curve in zip(search.ask(3), curves):  # one round, told in trial order
+        search.replay(point, curve)
+        search.tell(point, max(curve))
+    decided = []
+    for point, curve in zip(search.ask(2), [[0.2, 0.3, 0.4, 0.5], [0.65, 0.8, 0.84, 0.95]]):
+        judge = Judge(search.prune, search.direction, search.earlier(point))  # what a sweep worker builds
+        away = [judge(epoch, {"val_accuracy": v}) for epoch, v in enumerate(curve, start=1)]
+        here = [search.report(point, epoch, v) for epoch, v in enumerate(curve, start=1)]
+        assert away == here
+        decided.append(next((epoch for epoch, why in enumerate(here, start=1) if why), None))
+    assert decided[0] is not None and decided[1] is None  # the slow one pruned, the best one kept

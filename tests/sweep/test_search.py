@@ -45,9 +45,6 @@ def as_config(args: list[str]):
     (line_search("random", 0), "sweep.trials = 0: Input should be greater than or equal to 1"),
     (["--set", "sweep.search=random", "--set", "sweep.grid=null"],
      "sweep.space: required key is missing (a random search needs sweep.space and sweep.trials)"),
-    (["--set", "kind=mnist", *line_search("tpe", 4, "{log_uniform: [1.0e-5, 1.0e-4]}", "--set", "sweep.pool=bp",
-                                           "--set", "sweep.prune=median")],
-     "sweep.pool: a search with prune = median prunes its trials in-process for now"),
 ])
 def test_a_bad_search_is_one_config_error_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as err:
