@@ -203,9 +203,10 @@ def _train(points: list[GridPoint], digests: list[str | None], mc: MlflowClient,
 
 def _search(model, mc: MlflowClient, parent_id: str, tags: dict[str, str] | None, member: SweepMember, metric: str,
             parallel: int | None, pool: str | None) -> list[Child]:
-    """A random or tpe search here, or on ``pool``'s sweep workers: rounds of as many trials as train at once (here
-    ``--parallel``, on a pool its sweep workers), each round's results told to the study in trial order before
-    the next is asked (the same config draws the same trials, however many trained at once)."""
+    """A random or tpe search here, or on ``pool``'s sweep workers, in rounds of as many trials as train at once
+    (here ``--parallel``; on a pool ``--parallel`` if given, else its sweep workers at the start). Each round's
+    results are told to the study in trial order before the next is asked: the same config, in rounds of the
+    same size, draws the same trials."""
     from bpcore import stability
     from bpcore.search import Search
 
@@ -213,8 +214,8 @@ def _search(model, mc: MlflowClient, parent_id: str, tags: dict[str, str] | None
     if stable is not None:
         metrics.log_values(mc, parent_id, {"max_stable_lr": stable})
     search = Search(model, stable=stable)
-    if pool:
-        workers = max(1, remote.Pool(pool, member).workers() or 1)
+    if pool:  # --parallel pins the rounds (and so the trials drawn); else the sweep workers there are now
+        workers = max(1, parallel or remote.Pool(pool, member).workers() or 1)
         get_run_logger().info("%s search: %d trials in rounds of %d on the sweep workers of pool %r (MLflow run %s)",
                               model.sweep.search, model.sweep.trials, workers, pool, parent_id)
     else:

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.stack
 LINREG = str(REPO / "configs" / "linreg.yaml")
 LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
 MNIST_SWEEP = str(REPO / "configs" / "mnist_lr_sweep.yaml")
+MNIST_SEARCH = str(REPO / "configs" / "mnist_lr_search.yaml")
 # the scheduler looks for due runs every 60 s, a worker for work every 10 s: too slow for a test
 FAST_SERVICES = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2", "PREFECT_WORKER_QUERY_SECONDS": "2"}
 
@@ -232,13 +233,17 @@ def test_a_sweep_on_the_pool_uses_both_workers(servers):
     mc = client(servers)
     children = runs_of(mc, "pool-sweep", f"tags.mlflow.parentRunId = '{parent}'")
     assert len(children) == 8
-    assert all(c.data.tags["bp.point"].startswith(f"bp-point-{parent}-") for c in children)
-    assert sorted(c.data.tags["bp.status"] for c in children).count("diverged") == 2
-    pids = {int(c.data.tags["bp.worker"].rsplit(":", 1)[1]) for c in children}
+    status = {c.data.params["trainer.learning_rate"]: c.data.tags["bp.status"] for c in children}
+    # 4e-4 diverges; 5e-4 too when a worker took it before that was seen, else the sweep skipped it untrained
+    assert status["0.0004"] == "diverged" and status["0.0005"] in ("diverged", "skipped"), status
+    trained = [c for c in children if c.data.tags["bp.status"] != "skipped"]
+    assert all(c.data.tags["bp.point"].startswith(f"bp-point-{parent}-") for c in trained)
+    pids = {int(c.data.tags["bp.worker"].rsplit(":", 1)[1]) for c in trained}
     assert pids == set(sweep_workers(servers)), pids  # both sweep workers trained some, in their own processes
     tags = mc.get_run(parent).data.tags
     assert tags["bp.best_point"] == "lr=0.0003" and tags["bp.registry"].startswith("registered linreg-line")
-    assert mc.get_run(parent).data.metrics["diverged"] == 2
+    counts = mc.get_run(parent).data.metrics
+    assert counts["diverged"] + counts.get("skipped", 0) == 2 and counts["diverged"] == list(status.values()).count("diverged")
     logs = "".join(log.read_text(errors="replace") for log in (servers["dir"] / "logs").glob("sweep-worker*.log"))
     assert "Finished in state Failed('diverged at iteration" in logs  # a diverged child: its result, one line
     assert "Task run failed with state" not in logs and "Traceback" not in logs and "View run" not in logs
@@ -296,13 +301,33 @@ def test_the_mlflow_server_restarted_mid_run_loses_no_step(servers):
         assert sorted(m.step for m in mc.get_metric_history(run.info.run_id, key)) == list(range(1, 13)), key
 
 
+def kill_and_replace(servers, victim) -> None:
+    """SIGKILL the sweep worker that trains the MLflow run ``victim`` (a machine lost); 15 s later, when the sweep
+    has noticed with one worker left, start a new one as it was (a machine joining a sweep in flight)."""
+    from flows.stack.procs import read_records, start_time, write_records
+
+    pid = int(victim.data.tags["bp.worker"].rsplit(":", 1)[1])
+    record = sweep_workers(servers)[pid]
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    environ = dict(item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                   if b"=" in item)
+    cwd = os.readlink(f"/proc/{pid}/cwd")
+    os.killpg(pid, signal.SIGKILL)
+    while Path(f"/proc/{pid}").exists() and (Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"):
+        time.sleep(0.1)
+    time.sleep(15)
+    with open(record["log"], "ab") as log:
+        new = subprocess.Popen(argv, env=environ, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    write_records(servers["dir"], [{**r, "pid": new.pid, "start": start_time(new.pid)} if r["pid"] == pid else r
+                                   for r in read_records(servers["dir"])])  # bp stack down stops it
+
+
 def test_32_points_on_two_sweep_workers_lose_none_when_one_is_killed(servers):
     """A sweep worker SIGKILLed while it trains a point (a machine lost): the point's run is marked FAILED once
     its heartbeat stops, the point is delayed again, and every point ends a child with its full cost history,
     recorded in Prefect as a task run of the sweep's flow run. The worker is then started again, as a new
     machine joining a sweep in flight."""
-    from flows.stack.procs import read_records, start_time, write_records
-
     rates = "[" + ", ".join(f"{1.0e-5 * (1 + i):.6g}" for i in range(32)) + "]"
     names = sorted(f"lr={1.0e-5 * (1 + i):g}" for i in range(32))
     env = {**servers["env"], "BP_POINT_LEASE": "12"}
@@ -318,21 +343,7 @@ def test_32_points_on_two_sweep_workers_lose_none_when_one_is_killed(servers):
                 running = runs_of(mc, "killed-worker", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'")
                 victim = running[0] if running else None
             time.sleep(0.1)
-        pid = int(victim.data.tags["bp.worker"].rsplit(":", 1)[1])
-        record = sweep_workers(servers)[pid]
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-        environ = dict(item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-                       if b"=" in item)
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-        os.killpg(pid, signal.SIGKILL)
-        while Path(f"/proc/{pid}").exists() and (Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"):
-            time.sleep(0.1)
-        time.sleep(15)  # the lost point is noticed with one worker left; then a new one joins
-        with open(record["log"], "ab") as log:
-            new = subprocess.Popen(argv, env=environ, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        write_records(servers["dir"], [{**r, "pid": new.pid, "start": start_time(new.pid)} if r["pid"] == pid else r
-                                       for r in read_records(servers["dir"])])  # bp stack down stops it
+        kill_and_replace(servers, victim)
         out, err = sweep.communicate(timeout=900)
     finally:
         if sweep.poll() is None:
@@ -374,3 +385,42 @@ def test_32_points_on_two_sweep_workers_lose_none_when_one_is_killed(servers):
         assert child.data.tags["bp.flow_run"] == sweep_flow_run
         trained = [t for t in by_point[child.data.tags["bp.point"]] if t.state.is_completed()]
         assert len(trained) == 1 and sum(trained[0].id in parents for parents in trainings) == 1
+
+
+def test_a_pruned_search_survives_a_killed_worker_and_ends_as_it_does_in_process(servers):
+    """A worker SIGKILLed mid-trial of a TPE search with median pruning: the trial's run is FAILED, the trial is
+    delayed again with the same values, and the search ends with the trials, prunings and results of the same
+    search run in-process (the study never saw the loss)."""
+    search = [MNIST_SEARCH, "--set", "sweep.trials=6", "--set", "trainer.epochs=12", "--set", "sweep.prune=median"]
+    env = {**servers["env"], "BP_POINT_LEASE": "12"}
+    sweep = subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep", *search, "--pool", "bp", "--parallel", "2",
+                              "--set", "experiment=killed-search"], env=env, cwd=servers["cwd"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    mc, deadline, victim = client(servers), time.monotonic() + 300, None
+    try:
+        while victim is None:
+            assert time.monotonic() < deadline and sweep.poll() is None, "no trial trained"
+            running = runs_of(mc, "killed-search", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'")
+            epochs = [r for r in running if "val_accuracy" in r.data.metrics]  # mid-trial: an epoch logged
+            victim = epochs[0] if epochs else None
+            time.sleep(0.1)
+        kill_and_replace(servers, victim)
+        out, err = sweep.communicate(timeout=900)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    assert sweep.returncode == 0, err[-3000:]
+    assert "delaying it again (attempt 2 of 3)" in err
+    killed = mc.get_run(victim.info.run_id)
+    assert killed.info.status == "FAILED" and "the worker is gone" in killed.data.tags["bp.failure_reason"]
+    here = subprocess.run([sys.executable, "-m", "flows.cli", "sweep", *search, "--parallel", "2", "--set",
+                           "experiment=killed-search-here"], env=servers["env"], cwd=servers["cwd"],
+                          capture_output=True, text=True, timeout=900)
+    assert here.returncode == 0, here.stderr[-3000:]
+
+    def trials(experiment: str) -> list:
+        kids = runs_of(mc, experiment, "tags.`bp.sweep` = 'child' and attributes.status != 'FAILED'")
+        return sorted((k.data.params["trainer.learning_rate"], k.data.tags["bp.status"],
+                       [m.value for m in mc.get_metric_history(k.info.run_id, "val_accuracy")]) for k in kids)
+
+    assert len(trials("killed-search")) == 6 and trials("killed-search") == trials("killed-search-here")

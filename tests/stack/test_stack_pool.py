@@ -297,7 +297,7 @@ def test_a_tpe_search_on_the_pool_draws_and_scores_the_trials_it_draws_in_proces
              "sweep.space.trainer.learning_rate={log_uniform: [1.0e-5, stable]}", "--set", "sweep.model_name=null",
              "--set", "data.path=" + str(SEED_DATA)]
     found = {}
-    for where, more in (("pool", ["--pool", "bp"]), ("here", [])):
+    for where, more in (("pool", ["--pool", "bp", "--parallel", "2"]), ("here", ["--parallel", "2"])):
         done = sweep(pool, LINREG_SWEEP, *space, "--set", f"experiment=pool-search-{where}", *more)
         assert done.returncode == 0, done.stderr[-3000:]
         kids = runs_of(pool, f"pool-search-{where}", "tags.`bp.sweep` = 'child'")
@@ -306,14 +306,17 @@ def test_a_tpe_search_on_the_pool_draws_and_scores_the_trials_it_draws_in_proces
     assert len(found["pool"]) == 5 and found["pool"] == found["here"]  # the same trials, the same results
 
 
-def test_a_pruned_search_on_the_pool_prunes_as_it_does_in_process(pool):
-    search = ["--set", "sweep.trials=6", "--set", "trainer.epochs=4", "--set", "sweep.prune=median"]
+@pytest.mark.parametrize("sampler,prune", [("tpe", "median"), ("random", "halving")])
+def test_a_pruned_search_on_the_pool_prunes_as_it_does_in_process(pool, sampler, prune):
+    search = ["--set", f"sweep.search={sampler}", "--set", "sweep.trials=6", "--set", "trainer.epochs=4", "--set",
+              f"sweep.prune={prune}"]
     mc = MlflowClient(pool["MLFLOW_TRACKING_URI"])
     found = {}
-    for where, more in (("pool", ["--pool", "bp"]), ("here", ["--parallel", "2"])):  # rounds of two, both
-        done = sweep(pool, MNIST_SEARCH, *search, "--set", f"experiment=pool-prune-{where}", *more)
+    for where, more in (("pool", ["--pool", "bp", "--parallel", "2"]), ("here", ["--parallel", "2"])):  # rounds of 2
+        experiment = f"pool-prune-{sampler}-{where}"
+        done = sweep(pool, MNIST_SEARCH, *search, "--set", f"experiment={experiment}", *more)
         assert done.returncode == 0, done.stderr[-3000:]
-        kids = runs_of(pool, f"pool-prune-{where}", "tags.`bp.sweep` = 'child'")
+        kids = runs_of(pool, experiment, "tags.`bp.sweep` = 'child'")
         found[where] = sorted((k.data.params["trainer.learning_rate"], k.data.tags["bp.status"], k.info.status,
                                [m.value for m in mc.get_metric_history(k.info.run_id, "val_accuracy")])
                               for k in kids)
