@@ -16,7 +16,11 @@ workers and two sweep workers (`bp sweep-worker`) on pool `bp`.
     (the baseline: what the stores' own growth costs); seconds per point
     beyond the fixed cost (the 1-point sweep): (T(n) - T(1)) / (n - 1). It must not grow with n.
 (m) An N-child MNIST sweep (E epochs) on 2 sweep workers (pool `bp`) against the baseline, 1 sweep
-    worker (pool `bench-1`, all the cores its own), interleaved. Target: at least 1.85x.
+    worker (pool `bench-1`, all the cores its own), interleaved. Target: at least 1.85x. Beside it,
+    in the same rounds, the machine's own ceiling for that ratio: the same N trainings
+    (`fit_network`, no Prefect, no MLflow, data loaded before the clock starts) in one process with
+    every core's BLAS thread against two processes of one BLAS thread each, half the points each.
+    What the pool reaches is also printed as a fraction of that ceiling.
 """
 
 from __future__ import annotations
@@ -180,6 +184,43 @@ def part_c(stack: Stack, counts: list[int]) -> None:
         print(f"    {n:4d} points   pool {pool:.3f} s   in-process {here:.3f} s   pool / in-process {pool / here:.2f}x")
 
 
+def train_alone(rates: list[float], epochs: int) -> None:
+    """A process of the ceiling (``--train``): load the data, say ready, train ``rates`` on "go", print seconds."""
+    from bpcore.configfile import load_config
+    from bpcore.mnist import load_mnist
+    from bpcore.training import fit_network
+
+    configs = [load_config(MNIST_SWEEP, [f"trainer.learning_rate={r}", f"trainer.epochs={epochs}", "sweep=null"])
+               for r in rates]
+    splits = load_mnist(configs[0].data, configs[0].seed, configs[0].trainer.dtype) if configs else None
+    print("ready", flush=True)
+    sys.stdin.readline()
+    start = time.perf_counter()
+    for c in configs:
+        fit_network(splits.train_X, splits.train_y, splits.val_X, splits.val_y, c.trainer, c.seed, None)
+    print(f"{time.perf_counter() - start:.3f}", flush=True)
+
+
+def ceiling(rates: list[float], epochs: int, processes: int) -> float:
+    """Seconds for ``rates`` trained by ``processes`` processes at once, the cores' BLAS threads shared out
+    between them as between sweep workers, from a common start (imports and data already loaded)."""
+    from flows.runtime import blas
+
+    procs = [subprocess.Popen([sys.executable, __file__, "--train", ",".join(map(str, rates[k::processes])),
+                               "--epochs", str(epochs)], env={**os.environ, **blas.environment(processes)},
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for k in range(processes)]
+    for proc in procs:
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit("a ceiling process did not start")
+    start = time.perf_counter()
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    for proc in procs:
+        proc.wait()
+    return time.perf_counter() - start
+
+
 def part_m(stack: Stack, rounds: int, children: int, epochs: int) -> None:
     stack.sweep_worker("bench-1", of=1)
     stack.wait_for_sweep_workers("bench-1", 1)
@@ -189,7 +230,10 @@ def part_m(stack: Stack, rounds: int, children: int, epochs: int) -> None:
     mc = MlflowClient()
     times: dict[str, list[float]] = {"bench-1": [], "bp": []}
     parents: dict[str, list[float]] = {"bench-1": [], "bp": []}  # the parent runs' own durations
+    alone: dict[int, list[float]] = {1: [], 2: []}  # the ceiling: the trainings alone, 1 process and 2
     for i in range(rounds):
+        for processes in alone:
+            alone[processes].append(ceiling(rates, epochs, processes))
         for pool in times:
             args = [MNIST_SWEEP, "--set", f"sweep.grid.trainer.learning_rate={rates}", "--set",
                     f"trainer.epochs={epochs}", "--set", "sweep.model_name=null", "--set",
@@ -208,6 +252,10 @@ def part_m(stack: Stack, rounds: int, children: int, epochs: int) -> None:
     print(f"    of which the parent MLflow run (the children's training, the comparison): {in_one:.1f} s and "
           f"{in_two:.1f} s, {in_one / in_two:.2f}x; the rest, {one - in_one:.1f} s and {two - in_two:.1f} s, is the "
           "bp sweep process's own start and end")
+    solo, pair = statistics.median(alone[1]), statistics.median(alone[2])
+    print(f"    ceiling, the trainings alone (no Prefect, no MLflow): 1 process {solo:.1f} s "
+          f"({_list(alone[1])}), 2 processes {pair:.1f} s ({_list(alone[2])}): {solo / pair:.2f}x; "
+          f"the pool reaches {one / two / (solo / pair):.0%} of it")
 
 
 def _list(values: list[float]) -> str:
@@ -223,7 +271,10 @@ def main() -> None:
     ap.add_argument("--children", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--mnist-rounds", type=int, default=1, help="rounds of (m), each two sweeps of minutes")
+    ap.add_argument("--train", help=argparse.SUPPRESS)  # a process of (m)'s ceiling: these learning rates
     args = ap.parse_args()
+    if args.train is not None:
+        return train_alone([float(r) for r in args.train.split(",") if r], args.epochs)
     root = Path(tempfile.mkdtemp(prefix="bp-pool-bench-"))
     stack = Stack(root)
     try:
