@@ -185,7 +185,8 @@ def part_c(stack: Stack, counts: list[int]) -> None:
 
 
 def train_alone(rates: list[float], epochs: int) -> None:
-    """A process of the ceiling (``--train``): load the data, say ready, train ``rates`` on "go", print seconds."""
+    """A process of the ceiling (``--train``): load the data, say ready, train ``rates`` on "go" (timed by
+    ``ceiling``, from the common start to the last process's end)."""
     from bpcore.configfile import load_config
     from bpcore.mnist import load_mnist
     from bpcore.training import fit_network
@@ -195,10 +196,8 @@ def train_alone(rates: list[float], epochs: int) -> None:
     splits = load_mnist(configs[0].data, configs[0].seed, configs[0].trainer.dtype) if configs else None
     print("ready", flush=True)
     sys.stdin.readline()
-    start = time.perf_counter()
     for c in configs:
         fit_network(splits.train_X, splits.train_y, splits.val_X, splits.val_y, c.trainer, c.seed, None)
-    print(f"{time.perf_counter() - start:.3f}", flush=True)
 
 
 def ceiling(rates: list[float], epochs: int, processes: int) -> float:

@@ -324,6 +324,26 @@ def kill_and_replace(servers, victim) -> None:
                                    for r in read_records(servers["dir"])])  # bp stack down stops it
 
 
+def sweep_losing_a_worker(servers, args: list[str], victim_of) -> tuple[int, str, str, object]:
+    """``bp sweep ARGS`` on the pool with a 12 s lease, whose worker training the run ``victim_of()`` returns (polled
+    until it returns one) is killed and replaced (``kill_and_replace``): exit code, stdout, stderr, the victim."""
+    sweep = subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep", *args], env={**servers["env"],
+                             "BP_POINT_LEASE": "12"}, cwd=servers["cwd"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline, victim = time.monotonic() + 300, None
+    try:
+        while victim is None:
+            assert time.monotonic() < deadline and sweep.poll() is None, "no point trained"
+            victim = victim_of()
+            time.sleep(0.1)
+        kill_and_replace(servers, victim)
+        out, err = sweep.communicate(timeout=900)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    return sweep.returncode, out, err, victim
+
+
 def test_32_points_on_two_sweep_workers_lose_none_when_one_is_killed(servers):
     """A sweep worker SIGKILLed while it trains a point (a machine lost): the point's run is marked FAILED once
     its heartbeat stops, the point is delayed again, and every point ends a child with its full cost history,
@@ -331,25 +351,18 @@ def test_32_points_on_two_sweep_workers_lose_none_when_one_is_killed(servers):
     machine joining a sweep in flight."""
     rates = "[" + ", ".join(f"{1.0e-5 * (1 + i):.6g}" for i in range(32)) + "]"
     names = sorted(f"lr={1.0e-5 * (1 + i):g}" for i in range(32))
-    env = {**servers["env"], "BP_POINT_LEASE": "12"}
-    sweep = subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep", LINREG_SWEEP, "--pool", "bp",
-                              "--set", "experiment=killed-worker", "--set", "sweep.model_name=null",
-                              "--set", f"sweep.grid.trainer.learning_rate={rates}"],
-                             env=env, cwd=servers["cwd"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    mc, deadline, victim = client(servers), time.monotonic() + 300, None
-    try:
-        while victim is None:
-            assert time.monotonic() < deadline and sweep.poll() is None, "no point trained"
-            if len(runs_of(mc, "killed-worker", "attributes.status = 'FINISHED'")) >= 4:  # mid-sweep
-                running = runs_of(mc, "killed-worker", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'")
-                victim = running[0] if running else None
-            time.sleep(0.1)
-        kill_and_replace(servers, victim)
-        out, err = sweep.communicate(timeout=900)
-    finally:
-        if sweep.poll() is None:
-            sweep.kill()
-    assert sweep.returncode == 0, err[-3000:]
+    mc = client(servers)
+
+    def mid_sweep():  # a point running once 4 have finished
+        if len(runs_of(mc, "killed-worker", "attributes.status = 'FINISHED'")) < 4:
+            return None
+        running = runs_of(mc, "killed-worker", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'")
+        return running[0] if running else None
+
+    returncode, out, err, victim = sweep_losing_a_worker(
+        servers, [LINREG_SWEEP, "--pool", "bp", "--set", "experiment=killed-worker", "--set", "sweep.model_name=null",
+                  "--set", f"sweep.grid.trainer.learning_rate={rates}"], mid_sweep)
+    assert returncode == 0, err[-3000:]
     parent = mc.get_run(out.strip().splitlines()[-1].removeprefix("run_id: "))
     children = runs_of(mc, "killed-worker", f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert not [c for c in children if c.info.status == "RUNNING"]
@@ -393,24 +406,16 @@ def test_a_pruned_search_survives_a_killed_worker_and_ends_as_it_does_in_process
     delayed again with the same values, and the search ends with the trials, prunings and results of the same
     search run in-process (the study never saw the loss)."""
     search = [MNIST_SEARCH, "--set", "sweep.trials=6", "--set", "trainer.epochs=12", "--set", "sweep.prune=median"]
-    env = {**servers["env"], "BP_POINT_LEASE": "12"}
-    sweep = subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep", *search, "--pool", "bp", "--parallel", "2",
-                              "--set", "experiment=killed-search"], env=env, cwd=servers["cwd"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    mc, deadline, victim = client(servers), time.monotonic() + 300, None
-    try:
-        while victim is None:
-            assert time.monotonic() < deadline and sweep.poll() is None, "no trial trained"
-            running = runs_of(mc, "killed-search", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'")
-            epochs = [r for r in running if "val_accuracy" in r.data.metrics]  # mid-trial: an epoch logged
-            victim = epochs[0] if epochs else None
-            time.sleep(0.1)
-        kill_and_replace(servers, victim)
-        out, err = sweep.communicate(timeout=900)
-    finally:
-        if sweep.poll() is None:
-            sweep.kill()
-    assert sweep.returncode == 0, err[-3000:]
+    mc = client(servers)
+
+    def mid_trial():
+        running = runs_of(mc, "killed-search", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'")
+        epochs = [r for r in running if "val_accuracy" in r.data.metrics]  # an epoch logged
+        return epochs[0] if epochs else None
+
+    returncode, _, err, victim = sweep_losing_a_worker(
+        servers, [*search, "--pool", "bp", "--parallel", "2", "--set", "experiment=killed-search"], mid_trial)
+    assert returncode == 0, err[-3000:]
     assert "delaying it again (attempt 2 of 3)" in err
     killed = mc.get_run(victim.info.run_id)
     assert killed.info.status == "FAILED" and "the worker is gone" in killed.data.tags["bp.failure_reason"]
