@@ -51,6 +51,7 @@ from flows.sweep import points as sweep_points
 from flows.sweep.child import Child, record_skipped
 from flows.tracking import runs
 from flows.tracking import tags as tag
+from flows.tracking.reap import reaped
 
 ATTEMPTS = 3  # a point whose worker dies is delayed again, at most this many times in all
 POLL_SECONDS = 0.5  # between two reads of the points' variables (one request for all of them)
@@ -397,8 +398,10 @@ def lost(api: Pool, child: Submitted, mc: MlflowClient, experiment: Experiments,
          why: str) -> bool:
     """A point whose worker is gone: its MLflow run FAILED with the reason, its task run Crashed, delayed again.
 
-    False when it had ended all the same (its run ended, but the server was away as it said so)."""
-    done = _runs_of(mc, experiment, child, " and attributes.status != 'RUNNING'")
+    False when it had ended all the same (its run ended, but the server was away as it said so). A run
+    a bp on the worker's machine reaped (its process gone) did not end: it stays FAILED with that reason."""
+    done = [run for run in _runs_of(mc, experiment, child, " and attributes.status != 'RUNNING'")
+            if not reaped(run)]
     if done:
         child.child = Child.of_run(child.point, done[0], mc, metric)
         _forget(api, child.variable)

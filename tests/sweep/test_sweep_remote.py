@@ -150,6 +150,39 @@ def test_a_point_whose_heartbeat_stops_is_failed_crashed_and_delayed_again(track
     assert set(api.variables()) == {child.variable, queued.variable}
 
 
+def test_a_point_whose_run_was_reaped_before_its_lease_ran_out_is_delayed_again(tracking_uri):
+    """A bp on the dead worker's machine (a replacement worker starting) may mark the run FAILED as its process's
+    before the sweep sees the heartbeat stop: the point was lost all the same, not failed, and is trained again."""
+    from flows.tracking import runs
+
+    mc, api, (child,), experiment = _pool_sweep(tracking_uri, "pool-reaped", 1)
+    run_id = _child_run(mc, child)
+    _worker(child)
+    sweep_remote.watch(api, [child], mc, experiment, "final_cost", logging.getLogger("test"))
+    reason = "process vm:4242 that ran it is gone (found by bp at 2026-12-03T13:38:48+00:00)"
+    runs.mark_failed(mc, run_id, "failed", reason)  # what reap() writes
+    first = child.variable
+    child.seen -= sweep_remote.lease() + 1
+    sweep_remote.watch(api, [child], mc, experiment, "final_cost", logging.getLogger("test"))
+    assert child.attempt == 2 and child.variable != first and not child.final and child.lost == 1
+    run = mc.get_run(run_id)  # the reaper's reason kept: it names the process
+    assert run.info.status == "FAILED" and run.data.tags["bp.failure_reason"] == reason
+
+
+def test_a_point_that_failed_on_its_worker_is_its_outcome_not_a_loss(tracking_uri):
+    """A run its worker ended FAILED (bad data, say) whose end the Prefect server missed is the point's result."""
+    from flows.tracking import runs
+
+    mc, api, (child,), experiment = _pool_sweep(tracking_uri, "pool-failed", 1)
+    run_id = _child_run(mc, child)
+    _worker(child)
+    sweep_remote.watch(api, [child], mc, experiment, "final_cost", logging.getLogger("test"))
+    runs.mark_failed(mc, run_id, "failed", "data/data.csv row 3: not a number")
+    child.seen -= sweep_remote.lease() + 1
+    sweep_remote.watch(api, [child], mc, experiment, "final_cost", logging.getLogger("test"))
+    assert child.final and child.attempt == 1 and child.child.status == "failed" and child.child.run_id == run_id
+
+
 def test_a_point_that_ended_is_read_from_its_mlflow_run(tracking_uri):
     mc, api, (child,), experiment = _pool_sweep(tracking_uri, "pool-ended", 1)
     run_id = _child_run(mc, child, "FINISHED")
