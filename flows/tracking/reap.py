@@ -47,14 +47,14 @@ def reap(uri: str, experiment_ids: list[str] | None = None, checked: bool = Fals
                    if _is_orphan(run.data.tags[WORKER_TAG], host, run.info.start_time)]
     except MlflowException:
         return []
-    reaped = []
+    marked = []
     for run in orphans:
         when = datetime.now(UTC).isoformat(timespec="seconds")
         reason = f"process {run.data.tags[WORKER_TAG]} {_GONE} (found by bp at {when})"
         with contextlib.suppress(MlflowException):  # deleted meanwhile, or reaped by another bp: no matter
             mark_failed(client, run.info.run_id, "failed", reason)
-            reaped.append((run.info.run_id, reason))
-    return reaped
+            marked.append((run.info.run_id, reason))
+    return marked
 
 
 def reaped(run) -> bool:

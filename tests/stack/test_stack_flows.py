@@ -324,10 +324,12 @@ def kill_and_replace(servers, victim) -> None:
                                    for r in read_records(servers["dir"])])  # bp stack down stops it
 
 
-def lost_worker(reason: str) -> bool:
-    """Whether ``reason`` says the run's worker died: the sweep's lease ran out, or a bp on the worker's machine
-    (its replacement starting) found the process gone first. Either way the point is delayed again."""
-    return "the worker is gone" in reason or reason.startswith("process ") and "that ran it is gone" in reason
+def lost_worker(run) -> bool:
+    """Whether the FAILED ``run`` says its worker died: the sweep's lease ran out, or a bp on the worker's machine
+    (its replacement starting) reaped it first. Either way the point is delayed again."""
+    from flows.tracking.reap import reaped
+
+    return "the worker is gone" in run.data.tags["bp.failure_reason"] or reaped(run)
 
 
 def sweep_losing_a_worker(servers, args: list[str], victim_of) -> tuple[int, str, str, object]:
@@ -375,7 +377,7 @@ def test_32_points_on_two_sweep_workers_lose_none_when_one_is_killed(servers):
     children = runs_of(mc, "killed-worker", f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert not [c for c in children if c.info.status == "RUNNING"]
     killed = mc.get_run(victim.info.run_id)
-    assert killed.info.status == "FAILED" and lost_worker(killed.data.tags["bp.failure_reason"])
+    assert killed.info.status == "FAILED" and lost_worker(killed), killed.data.tags["bp.failure_reason"]
     assert "delaying it again (attempt 2 of 3)" in err
     finished = [c for c in children if c.info.status == "FINISHED"]
     assert sorted(c.info.run_name for c in finished) == names  # every point, once
@@ -425,7 +427,7 @@ def test_a_pruned_search_survives_a_killed_worker_and_ends_as_it_does_in_process
     assert returncode == 0, err[-3000:]
     assert "delaying it again (attempt 2 of 3)" in err
     killed = mc.get_run(victim.info.run_id)
-    assert killed.info.status == "FAILED" and lost_worker(killed.data.tags["bp.failure_reason"])
+    assert killed.info.status == "FAILED" and lost_worker(killed), killed.data.tags["bp.failure_reason"]
     here = subprocess.run([sys.executable, "-m", "flows.cli", "sweep", *search, "--parallel", "2", "--set",
                            "experiment=killed-search-here"], env=servers["env"], cwd=servers["cwd"],
                           capture_output=True, text=True, timeout=900)

@@ -6,6 +6,8 @@ the children agreeing on the data's digest when the submitting machine has no co
 from __future__ import annotations
 
 import logging
+import socket
+import subprocess
 import threading
 import time
 
@@ -153,14 +155,17 @@ def test_a_point_whose_heartbeat_stops_is_failed_crashed_and_delayed_again(track
 def test_a_point_whose_run_was_reaped_before_its_lease_ran_out_is_delayed_again(tracking_uri):
     """A bp on the dead worker's machine (a replacement worker starting) may mark the run FAILED as its process's
     before the sweep sees the heartbeat stop: the point was lost all the same, not failed, and is trained again."""
-    from flows.tracking import runs
+    from flows.tracking.reap import reap
 
     mc, api, (child,), experiment = _pool_sweep(tracking_uri, "pool-reaped", 1)
     run_id = _child_run(mc, child)
+    worker = subprocess.Popen(["true"])  # the worker's process: gone
+    worker.wait()
+    mc.set_tag(run_id, "bp.worker", f"{socket.gethostname()}:{worker.pid}")
     _worker(child)
     sweep_remote.watch(api, [child], mc, experiment, "final_cost", logging.getLogger("test"))
-    reason = "process vm:4242 that ran it is gone (found by bp at 2026-12-03T13:38:48+00:00)"
-    runs.mark_failed(mc, run_id, "failed", reason)  # what reap() writes
+    [(reaped_id, reason)] = reap(tracking_uri, [mc.get_run(run_id).info.experiment_id])
+    assert reaped_id == run_id
     first = child.variable
     child.seen -= sweep_remote.lease() + 1
     sweep_remote.watch(api, [child], mc, experiment, "final_cost", logging.getLogger("test"))
