@@ -12,7 +12,7 @@ import json
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from bpcore.fields import (
@@ -97,6 +97,11 @@ class Range(Strict):
         if kind == "log_uniform" and low <= 0:
             raise ValueError(f"log_uniform: a log range must stay above zero (got low = {low:g})")
         return self
+
+    @model_serializer(mode="plain")
+    def _as_written(self) -> dict[str, list[Any]]:
+        """The range as a config writes it, ``{log_uniform: [0.0001, stable]}``: its one kind, by its key's name."""
+        return {self.kind: list(self.of(self.kind))}
 
     def of(self, kind: str) -> list[Any] | None:
         """The value given for range kind ``kind`` (one of RANGE_KINDS), or None."""
@@ -399,8 +404,25 @@ def to_dict(config: Config) -> dict[str, Any]:
 
 
 def to_yaml(config: Config) -> str:
-    """The resolved config as YAML, keys in model order."""
-    return yaml.safe_dump(to_dict(config), sort_keys=False)
+    """The resolved config as YAML, keys in model order; a search's ranges on one line each, as a config writes
+    them (``trainer.learning_rate: {log_uniform: [0.0001, stable]}``)."""
+    tree = to_dict(config)
+    space = (tree.get("sweep") or {}).get("space")
+    if space:
+        tree["sweep"]["space"] = {key: _OneLine(span) for key, span in space.items()}
+    return yaml.dump(tree, Dumper=_Dumper, sort_keys=False)
+
+
+class _OneLine(dict):
+    """A mapping YAML writes in flow style."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_OneLine, lambda dumper, data: dumper.represent_mapping(
+    "tag:yaml.org,2002:map", data.items(), flow_style=True))
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -20,6 +20,7 @@ differently from one run to the next.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import warnings
 from typing import Any
@@ -55,12 +56,51 @@ def check(config: Config, source: str = "config", stable: float | None = None) -
     base = base_config(config)
     for key, span in config.sweep.space.items():
         for value in _ends(key, span, stable, source):
-            raw = copy.deepcopy(base)
-            set_existing(raw, key, value, source, section="sweep.space")
-            try:
-                validate(raw, source=source)
-            except ConfigError as exc:
-                raise ConfigError(f"{exc} (sweep.space.{key} at {value_text(value)})") from None
+            _valid_at(base, key, value, source)
+        inside = _inside(key, span, stable, source)
+        if inside is None:
+            continue
+        try:
+            _valid_at(base, key, inside, source)
+        except ConfigError:
+            if not _takes(base, key, round(inside), source):
+                raise
+            low, high = span.bounds()
+            raise ConfigError(f"{source}: sweep.space.{key}: a {span.kind} range draws fractions such as "
+                              f"{value_text(inside)}, and {key} takes whole numbers: use {{int: "
+                              f"[{math.ceil(low)}, {math.floor(high)}]}}") from None
+
+
+def _valid_at(base: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """The base config with ``key`` set to ``value`` is valid; else a ConfigError naming the key and the value."""
+    raw = copy.deepcopy(base)
+    set_existing(raw, key, value, source, section="sweep.space")
+    try:
+        validate(raw, source=source)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (sweep.space.{key} at {value_text(value)})") from None
+
+
+def _takes(base: dict[str, Any], key: str, value: Any, source: str) -> bool:
+    try:
+        _valid_at(base, key, value, source)
+    except ConfigError:
+        return False
+    return True
+
+
+def _inside(key: str, span: Range, stable: float | None, source: str) -> float | None:
+    """A value a float range draws between its ends, with a fraction (what an integer key refuses); None for a
+    choice, an int range, or a range whose ``stable`` end is not measured yet."""
+    if span.kind not in ("uniform", "log_uniform") or (STABLE in span.bounds() and stable is None):
+        return None
+    low, high = (float(end) for end in _resolved(key, span, stable, source))
+    if span.kind == "log_uniform":
+        value = math.exp(math.log(low) + 0.4321 * (math.log(high) - math.log(low)))
+    else:
+        value = low + 0.4321 * (high - low)
+    value = float(f"{value:.{DRAWN_DIGITS}g}")
+    return value if not value.is_integer() else value + (high - value) / 2
 
 
 def describe(config: Config) -> str:
@@ -105,8 +145,8 @@ class Search:
     def _distribution(self, key: str, span: Range, stable: float | None):
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-        if span.choice is not None:
-            self.choices[key] = {value_text(v): v for v in span.choice}
+        if span.choice is not None:  # Optuna holds each choice as its exact JSON text: 0.1 and 0.1000001 stay two
+            self.choices[key] = {choice_key(v): v for v in span.choice}
             return CategoricalDistribution(list(self.choices[key]))
         low, high = _resolved(key, span, stable, self.source)
         if span.int_ is not None:
@@ -176,7 +216,8 @@ class Search:
             self.study.tell(trial, score)
 
     def _point(self, number: int, params: dict[str, Any]) -> GridPoint:
-        chosen = {key: self.choices[key][params[key]] if key in self.choices else params[key] for key in self.keys}
+        chosen = {key: self.choices[key][params[key]] if key in self.choices else
+                  significant(params[key], self.distributions[key]) for key in self.keys}
         return make_point(number, self.base, chosen, self.names, self.source, "sweep.space",
                           f"sweep.space trial {number}:")
 
@@ -210,6 +251,22 @@ class Judge:
         return _pruned(epoch, self.prune, value) if self.trial.should_prune() else None
 
 
+def choice_key(value: Any) -> str:
+    """A choice as the study holds it: its exact JSON text (the range refuses two choices with the same text)."""
+    return json.dumps(value, sort_keys=True)
+
+
+DRAWN_DIGITS = 6  # significant figures a value drawn from a float range keeps
+
+
+def significant(value: Any, distribution) -> Any:
+    """A value drawn from a float range kept to DRAWN_DIGITS significant figures (within the range): a trial's
+    name (``lr=0.0123457``) is then the exact value it trains with. Whole numbers are as drawn."""
+    if not isinstance(value, float):
+        return value
+    return min(max(float(f"{value:.{DRAWN_DIGITS}g}"), distribution.low), distribution.high)
+
+
 def _pruned(epoch: int, prune: str, value: float) -> str:
     return f"pruned at epoch {epoch} by the {prune} pruner: {PRUNED_ON} {value:.4g} behind earlier trials"
 
@@ -241,10 +298,22 @@ def _earlier_rounds(inner):
 
 
 class _StudyView:
-    """A study whose ``get_trials`` lists the trials numbered below ``first``, and ``own``; the rest is the study's."""
+    """A study whose ``get_trials`` lists the trials numbered below ``first``, and ``own``; the rest is the study's,
+    but for its direction: the pruner compares ``PRUNED_ON`` (higher is better), whatever the sweep's metric and goal
+    (a sweep minimising final_cost would otherwise prune its most accurate trials)."""
 
     def __init__(self, study, first: int, own: int):
         self._study, self._first, self._own = study, first, own
+
+    @property
+    def direction(self):
+        from optuna.study import StudyDirection
+
+        return StudyDirection.MAXIMIZE
+
+    @property
+    def directions(self):
+        return [self.direction]
 
     def get_trials(self, deepcopy: bool = True, states=None):
         return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states)

@@ -168,9 +168,11 @@ def short_names(keys: list[str]) -> dict[str, str]:
 
 
 def value_text(value: Any) -> str:
-    """A grid value as it reads in a run name: ``0.0002``, ``[128, 64]``, ``relu``."""
+    """A grid value as it reads in a run name: ``0.0002``, ``[128, 64]``, ``relu``; a number exactly as it is
+    (``0.1000001``, not the ``0.1`` six significant figures would make it)."""
     if isinstance(value, float):
-        return f"{value:g}"
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
     if isinstance(value, list | dict):
         return yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
     return str(value)
