@@ -68,6 +68,10 @@ def read_record(run_id: str, mc: MlflowClient, overrides=()) -> Recorded:
         hint = f" (its best child is {best})" if best else ""
         raise InputError(f"run {run_id} is a sweep's parent: it trained nothing itself; reproduce one of its "
                          f"children{hint}, or run the sweep again with bp sweep")
+    if run.data.tags.get(tag.STATUS) == steering.SKIPPED:
+        why = run.data.tags.get(tag.FAILURE_REASON) or "skipped by its sweep"
+        raise InputError(f"run {run_id} is a sweep's skipped child: its sweep did not train it ({why}); there is "
+                         "no result to reproduce: bp train its config.yaml to train that point")
     source = run.data.tags.get(tag.DATA_SOURCE, "")
     data = raw.get("data") or {}
     if data.get("path") is not None and not data.get("download") and Path(source).is_absolute():

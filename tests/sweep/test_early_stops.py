@@ -68,6 +68,12 @@ def test_a_grid_skips_the_rates_above_one_that_diverged_and_can_be_told_not_to(c
                                                           "(sweep.skip_above_divergence)")
         assert kids[lr].data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert parent.data.metrics["skipped"] == 2 and parent.data.metrics["diverged"] == 1
+    skipped = kids["0.01"].info.run_id  # never trained: nothing to reproduce, and nothing new in the store
+    code, out, err = run_bp(["reproduce", skipped, "--tracking-uri", tracking_uri], capsys)
+    assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"bp: run {skipped} is a sweep's skipped child: its sweep did not train it (skipped: "
+                          "learning rate 0.001 diverged (sweep.skip_above_divergence))")
+    assert len(mc.search_runs([parent.info.experiment_id])) == 6
     full_parent, full = found["false"]
     assert {lr: k.data.tags["bp.status"] for lr, k in full.items()}["0.1"] == "diverged"  # trained: it diverged
     assert "skipped" not in full_parent.data.metrics
