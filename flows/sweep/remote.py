@@ -408,8 +408,8 @@ def lost(api: Pool, child: Submitted, mc: MlflowClient, experiment: Experiments,
         return False
     reason = f"{child.point.name}: attempt {child.attempt} lost: {why} (task run {child.task_run_id})"
     for run in _runs_of(mc, experiment, child, " and attributes.status = 'RUNNING'"):
-        runs.mark_failed(mc, run.info.run_id, "failed", reason)
-        logger.warning("%s: MLflow run %s marked FAILED (%s)", child.point.name, run.info.run_id, reason)
+        if runs.mark_failed(mc, run.info.run_id, "failed", reason):
+            logger.warning("%s: MLflow run %s marked FAILED (%s)", child.point.name, run.info.run_id, reason)
     _set_state(api, f"/task_runs/{child.task_run_id}", "CRASHED", reason)
     _forget(api, child.variable)
     child.lost += 1

@@ -52,8 +52,8 @@ def reap(uri: str, experiment_ids: list[str] | None = None, checked: bool = Fals
         when = datetime.now(UTC).isoformat(timespec="seconds")
         reason = f"process {run.data.tags[WORKER_TAG]} {_GONE} (found by bp at {when})"
         with contextlib.suppress(MlflowException):  # deleted meanwhile, or reaped by another bp: no matter
-            mark_failed(client, run.info.run_id, "failed", reason)
-            marked.append((run.info.run_id, reason))
+            if mark_failed(client, run.info.run_id, "failed", reason):  # else its process ended it just now
+                marked.append((run.info.run_id, reason))
     return marked
 
 

@@ -219,10 +219,13 @@ def worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def mark_failed(mc: MlflowClient, run_id: str, bp_status: str, reason: str, run_status: str = "FAILED") -> None:
+def mark_failed(mc: MlflowClient, run_id: str, bp_status: str, reason: str, run_status: str = "FAILED") -> bool:
     """End a run FAILED (or ``run_status``: KILLED) with ``bp.status`` and ``bp.failure_reason``, for a run whose
-    own process cannot."""
+    own process cannot. A run that has ended already keeps its own outcome; False then."""
+    if mc.get_run(run_id).info.status != "RUNNING":
+        return False
     _end(mc, run_id, run_status, bp_status, reason)
+    return True
 
 
 def _end(mc: MlflowClient, run_id: str, run_status: str, bp_status: str, reason: str | None,
@@ -232,10 +235,52 @@ def _end(mc: MlflowClient, run_id: str, run_status: str, bp_status: str, reason:
     When the tags cannot be written, the run is ended only if the server answers one more, quick
     request, and then the tags are written again; else it stays RUNNING for the next bp to reap.
     ``quick``: every request tried once (a stop, or a server known to be gone).
+
+    Two processes may end one run at once (a sweep marking a child KILLED as it stops, while the child's
+    own process finishes it): the status is the last one written, and its writer then makes the tags
+    its own (``_agree``), so a run's status, ``bp.status`` and ``bp.failure_reason`` always tell one story.
     """
     tags = [RunTag(tag.STATUS, bp_status)] + ([RunTag(tag.FAILURE_REASON, reason)] if reason is not None else [])
     with unbroken(mc):  # a second Ctrl-C or signal waits until the run is marked
         _end_now(mc, run_id, run_status, tags, quick)
+        if quick:
+            return
+        try:
+            if reason is None:
+                _forget_reason(mc, run_id)
+            _agree(mc, run_id, run_status, bp_status, reason)
+        except Exception:  # the run is ended and tagged: a store that fails this check now loses nothing
+            pass
+
+
+def _forget_reason(mc: MlflowClient, run_id: str) -> None:
+    """No ``bp.failure_reason`` on a run that ended without one (another process may have written it first)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mc.delete_tag(run_id, tag.FAILURE_REASON)
+    except MlflowException:  # none there: the usual case
+        pass
+
+
+AGREE_ATTEMPTS = 3  # reads of a run just ended, to see its tags match the status it ended with
+
+
+def _agree(mc: MlflowClient, run_id: str, run_status: str, bp_status: str, reason: str | None) -> None:
+    """While the run's status is still ``run_status``, its tags say ``bp_status`` and ``reason``: a process that
+    ended it a moment earlier may have written its own tags after ours. A status another process wrote since is
+    that process's to tag."""
+    for _ in range(AGREE_ATTEMPTS):
+        run = mc.get_run(run_id)
+        found = run.data.tags
+        if run.info.status != run_status or (found.get(tag.STATUS), found.get(tag.FAILURE_REASON)) == (
+                bp_status, reason):
+            return
+        mc.set_tag(run_id, tag.STATUS, bp_status)
+        if reason is None:
+            _forget_reason(mc, run_id)
+        else:
+            mc.set_tag(run_id, tag.FAILURE_REASON, reason)
 
 
 def _end_now(mc: MlflowClient, run_id: str, run_status: str, tags: list[RunTag], quick: bool) -> None:
