@@ -33,19 +33,56 @@ def register_best(mc: MlflowClient, parent_id: str, name: str, best: Child, metr
         note = (f"not registered: {best.point.name} ({metric} {best.score:.6g}) does not beat {name} version "
                 f"{rival.version} ({metric} {previous:.6g}), the best {same}")
     else:
-        version = mlflow.register_model(_model_uri(mc, best.run_id), name,
-                                        tags={tag.SWEEP: parent_id, tag.score(metric): str(best.score),
-                                              tag.DATA_DIGEST: data_digest})
-        mc.set_registered_model_alias(name, CHAMPION, version.version)
+        uri = _model_uri(mc, best.run_id)
+        version = mlflow.register_model(uri, name, tags={tag.SWEEP: parent_id, tag.score(metric): str(best.score),
+                                                         tag.DATA_DIGEST: data_digest})
         mc.set_tag(parent_id, tag.REGISTERED_MODEL, f"{name}/{version.version}")
         beaten = (f"beats version {rival.version} ({metric} {previous:.6g}), the best {same}" if rival is not None
                   else f"the first version {same}")
-        note = f"registered {name} version {version.version} as {CHAMPION} ({metric} {best.score:.6g}): {beaten}"
+        clash = _other_inputs(mc, name, uri)
+        if clash:
+            moved = False
+            mc.set_tag(parent_id, tag.CHAMPION_MOVED, "false")
+            note = (f"registered {name} version {version.version} without the alias {CHAMPION} ({metric} "
+                    f"{best.score:.6g}: {beaten}): {clash}, and the consumers of {name}@{CHAMPION} send those; "
+                    f"to move it all the same: MlflowClient().set_registered_model_alias({name!r}, {CHAMPION!r}, "
+                    f"{version.version}), or Aliases on the version's page in the MLflow UI")
+        else:
+            mc.set_registered_model_alias(name, CHAMPION, version.version)
+            note = f"registered {name} version {version.version} as {CHAMPION} ({metric} {best.score:.6g}): {beaten}"
         if others:
             note += f"; {others} version(s) trained on other data not compared"
     mc.set_tag(parent_id, tag.REGISTRY, note)
     get_run_logger().info(note)
     return note
+
+
+def _other_inputs(mc: MlflowClient, name: str, uri: str) -> str | None:
+    """How the model at ``uri`` differs from ``name``'s champion in what it takes or gives (its signature), in a
+    few words; None when it does not (or there is no champion yet)."""
+    from mlflow.models import get_model_info
+
+    try:
+        current = mc.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:  # no champion yet
+        return None
+    new, old = (get_model_info(u).signature for u in (uri, f"models:/{name}/{current.version}"))
+    for part, verb in (("inputs", "takes"), ("outputs", "gives")):
+        ours, theirs = (_schema_text(getattr(sig, part, None) if sig else None) for sig in (new, old))
+        if ours != theirs:
+            return f"its model {verb} {ours} where version {current.version}, the {CHAMPION}, {verb} {theirs}"
+    if (new and new.to_dict()) != (old and old.to_dict()):
+        return f"its model's signature differs from version {current.version}'s, the {CHAMPION}'s"
+    return None
+
+
+def _schema_text(schema) -> str:
+    """``columns x (double)``, ``a tensor int64 (-1,)``, or ``no declared schema``."""
+    if schema is None:
+        return "no declared schema"
+    if schema.has_input_names():
+        return "columns " + ", ".join(f"{c.name} ({getattr(c.type, 'name', c.type)})" for c in schema.inputs)
+    return "a tensor " + ", ".join(f"{spec.type} {tuple(spec.shape)}" for spec in schema.inputs)
 
 
 def _best_on_same_data(mc, name: str, metric: str, goal: str, data_digest: str):

@@ -185,13 +185,19 @@ def test_champion_moves_only_to_a_better_model(full_sweep, capsys, sweep_db, own
     assert float(done.stdout.strip().splitlines()[-1]) == pytest.approx(best["intercept"] + 50 * best["slope"])
 
     # a sweep on other data (the generated line) is no match for models fitted to the seed's, either way:
-    # compared with none of them, it is the first on its data; the seed's versions stay what they were
+    # compared with none of them, it is the first on its data, registered; but its model takes the column
+    # hours, not x: the champion's consumers send x, so the alias stays where it is
     code, other, out, err = sweep(capsys, sweep_db, "--set", "data.path=null", "--set", f"sweep.model_name={MODEL}",
                                   "--set", "sweep.grid.trainer.learning_rate=[1.0e-4]")
     assert code == 0, err
-    note = mc.get_run(other).data.tags["bp.registry"]
-    assert note.startswith(f"registered {MODEL} version 2 as champion") and "the first version trained on the " \
-        "same data" in note and note.endswith("; 1 version(s) trained on other data not compared"), note
+    tags = mc.get_run(other).data.tags
+    note = tags["bp.registry"]
+    assert note.startswith(f"registered {MODEL} version 2 without the alias champion") and "the first version " \
+        "trained on the same data" in note and note.endswith("; 1 version(s) trained on other data not compared"), note
+    assert "its model takes columns hours (double) where version 1, the champion, takes columns x (double)" in note
+    assert f"set_registered_model_alias('{MODEL}', 'champion', 2)" in note and note in out
+    assert tags["bp.champion_moved"] == "false" and tags["bp.registered_model"] == f"{MODEL}/2"
+    assert mc.get_model_version_by_alias(MODEL, "champion").version == champion.version
     code, again, out, err = sweep(capsys, sweep_db, "--set", f"data.path={own_csv}", "--set",
                                   f"sweep.model_name={MODEL}", "--set", "sweep.grid.trainer.learning_rate=[1.0e-5]")
     note = mc.get_run(again).data.tags["bp.registry"]
