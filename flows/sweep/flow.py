@@ -33,7 +33,7 @@ from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import run_tags
 from flows.experiments.steering import Steer
 from flows.runtime import blas
-from flows.sweep import champion, remote, results
+from flows.sweep import champion, remote, results, skips
 from flows.sweep.child import ON_THE_WORKERS, Child, ChildFailed, record_skipped, train_point
 from flows.tracking import metrics, runs
 from flows.tracking import tags as tag
@@ -89,6 +89,7 @@ def run_children(points: list[GridPoint], digests: list[str], mc: MlflowClient, 
     queue = grid.by_rate(points) if skip else list(points)
     skipped: dict[int, str] = {}  # point index -> why it is not trained
     outcomes: dict[int, Child] = {}
+    logger = get_run_logger()
     with threadpool_limits(limits=blas.share(workers), user_api="blas"), \
             ThreadPoolTaskRunner(max_workers=workers) as runner:
         running = {}
@@ -103,10 +104,16 @@ def run_children(points: list[GridPoint], digests: list[str], mc: MlflowClient, 
             for index in [i for i, f in running.items() if f.wrapped_future.done()]:
                 child = _child_of(next(p for p in points if p.index == index), running.pop(index))
                 outcomes[index] = child
+                if index in skipped:  # told to stop as it trained
+                    skips.told_ended(logger, child.point, child.status)
                 if skip and child.status == "diverged":
-                    for q in grid.above(child.point, points):
-                        skipped.setdefault(q.index, grid.skip_reason(child.point))
+                    fresh = [q for q in grid.above(child.point, points)
+                             if q.index not in skipped and q.index not in outcomes]
+                    for q in fresh:
+                        skipped[q.index] = grid.skip_reason(child.point)
                         steers[q.index].cancel(skipped[q.index])
+                    skips.announce(logger, child.point, [q for q in fresh if q.index not in running],
+                                   [q for q in fresh if q.index in running])
     for p in points:
         if p.index not in outcomes:  # skipped before it started: recorded as a child all the same
             outcomes[p.index] = record_skipped(p, digest_of[p.index], mc, run_tags(tags, member), skipped[p.index])

@@ -48,6 +48,7 @@ from flows.runtime import outage
 from flows.runtime.http import request
 from flows.server import busy, prefect_api
 from flows.sweep import points as sweep_points
+from flows.sweep import skips
 from flows.sweep.child import Child, record_skipped
 from flows.tracking import runs
 from flows.tracking import tags as tag
@@ -92,6 +93,7 @@ class Submitted:
     seen: float = 0.0  # time.monotonic() when that count was read first
     ended: dict | None = None  # what the worker wrote as the point ended (its ``-ended`` variable)
     child: Child | None = None  # its outcome, once read
+    told: bool = False  # told to stop as it trained (above a rate that diverged)
 
     @property
     def final(self) -> bool:
@@ -343,6 +345,8 @@ def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Ex
             child.ended = ended
             child.child = outcome(child, mc, experiment, metric)
             _forget(api, child.variable)
+            if child.told:
+                skips.told_ended(logger, child.point, child.child.status)
             if child.child.status == "diverged":
                 diverged.append(child)
             continue
@@ -380,18 +384,19 @@ def skip_above(api: Pool, children: list[Submitted], diverged: Submitted, mc: Ml
     """
     reason = grid.skip_reason(diverged.point)
     above = {p.index for p in grid.above(diverged.point, [c.point for c in children])}
-    told = 0
-    for child in [c for c in children if c.point.index in above and not c.final]:
+    skipped, told = [], []
+    for child in [c for c in children if c.point.index in above and not c.final and not c.told]:
         if child.attempt and not api.create(f"{child.variable}{sweep_points.CLAIM}", SWEEP_CLAIM):
             api.create(f"{child.variable}{sweep_points.SKIP}", {"reason": reason})  # a worker has it: told
-            told += 1
+            child.told = True
+            told.append(child.point)
             continue
         if child.attempt:  # delayed, but taken by no worker: its task run is not trained, and says why
             _cancel(api, child, reason)
             _forget(api, child.variable)
         child.child = record_skipped(child.point, child.digest, mc, run_tags(child.tags, child.member), reason)
-    logger.info("%s diverged: %d larger learning rate(s) skipped%s", diverged.point.name, len(above),
-                f", {told} of them stopped on their workers" if told else "")
+        skipped.append(child.point)
+    skips.announce(logger, diverged.point, skipped, told)
 
 
 def lost(api: Pool, child: Submitted, mc: MlflowClient, experiment: Experiments, metric: str, logger,

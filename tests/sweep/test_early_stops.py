@@ -3,6 +3,8 @@ that diverged (divergence-aware grids), and the re-run of a pruned child."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO, history, run_bp
@@ -15,6 +17,35 @@ LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
 MNIST_SWEEP = str(REPO / "configs" / "mnist_lr_sweep.yaml")
 MNIST_SEARCH = str(REPO / "configs" / "mnist_lr_search.yaml")
 RATES = "[1.0e-5, 1.0e-4, 1.0e-3, 1.0e-2, 1.0e-1]"  # the line fit diverges from 1e-3 on (its limit is 3.8e-4)
+
+
+@pytest.fixture
+def flow_log(monkeypatch):
+    """The lines a sweep logs of its skips, as they reach its flow run's logger (Prefect reconfigures its loggers
+    as a flow starts, dropping a handler a test adds before)."""
+    from flows.sweep import skips
+
+    records: list[str] = []
+
+    class Recording:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def info(self, message, *args):
+            records.append(message % args)
+            self.logger.info(message, *args)
+
+    for name in ("announce", "told_ended"):
+        original = getattr(skips, name)
+        monkeypatch.setattr(skips, name, lambda logger, *a, _f=original: _f(Recording(logger), *a))
+    return records
+
+
+def logged(records: list) -> str:
+    """The messages logged since the last call, a line each."""
+    text = "\n".join(records)
+    records.clear()
+    return text
 
 
 def children(mc: MlflowClient, out: str) -> tuple:
@@ -48,16 +79,16 @@ def test_the_rates_above_a_divergence_are_those_with_the_same_other_values():
 
 
 @pytest.mark.usefixtures("prefect_server", "in_workdir")
-def test_a_grid_skips_the_rates_above_one_that_diverged_and_can_be_told_not_to(capsys, tracking_uri):
+def test_a_grid_skips_the_rates_above_one_that_diverged_and_can_be_told_not_to(capsys, flow_log, tracking_uri):
     mc = MlflowClient(tracking_uri)
-    found = {}
+    found, said = {}, {}
     for skip in ("true", "false"):
         code, out, err = run_bp(["sweep", LINREG_SWEEP, "--tracking-uri", tracking_uri, "--parallel", "1",
                                  "--set", f"sweep.grid.trainer.learning_rate={RATES}", "--set", "sweep.model_name=null",
                                  "--set", f"sweep.skip_above_divergence={skip}", "--set", f"experiment=skip-{skip}"],
                                 capsys)
         assert code == 0, err
-        found[skip] = children(mc, out)
+        found[skip], said[skip] = children(mc, out), logged(flow_log)
     parent, kids = found["true"]
     assert {lr: k.data.tags["bp.status"] for lr, k in kids.items()} == {
         "1e-05": "finished", "0.0001": "finished", "0.001": "diverged", "0.01": "skipped", "0.1": "skipped"}
@@ -68,6 +99,9 @@ def test_a_grid_skips_the_rates_above_one_that_diverged_and_can_be_told_not_to(c
                                                           "(sweep.skip_above_divergence)")
         assert kids[lr].data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert parent.data.metrics["skipped"] == 2 and parent.data.metrics["diverged"] == 1
+    assert len(re.findall(r"lr=\S+ diverged: (?:skipped|told)", said["true"])) == 1  # one at a time: neither
+    # larger rate had started
+    assert "lr=0.001 diverged: skipped lr=0.01, lr=0.1 (not started)\n" in said["true"] + "\n"
     skipped = kids["0.01"].info.run_id  # never trained: nothing to reproduce, and nothing new in the store
     code, out, err = run_bp(["reproduce", skipped, "--tracking-uri", tracking_uri], capsys)
     assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1
@@ -103,6 +137,40 @@ def test_a_network_told_to_skip_as_it_trains_stops_after_its_epoch_killed(tracki
     steps, _ = history(mc, run.info.run_id, "val_accuracy")
     assert list(steps) == [1, 2]  # the epoch it was in when told, then stopped
     assert not [a for a in mc.list_artifacts(run.info.run_id) if a.path == "model"]
+
+
+@pytest.mark.usefixtures("prefect_server", "in_workdir")
+def test_what_a_grid_says_of_its_skips_is_what_its_table_shows(capsys, flow_log, tracking_uri):
+    """Two at a time, whether a rate above the divergence is skipped or trains (and diverges) depends on timing;
+    the log says which, in the table's words."""
+    mc = MlflowClient(tracking_uri)
+    code, out, err = run_bp(["sweep", LINREG_SWEEP, "--tracking-uri", tracking_uri, "--parallel", "2", "--set",
+                             "sweep.grid.trainer.learning_rate=[1.0e-4, 4.0e-4, 5.0e-4, 1.0e-3, 1.0e-2]", "--set",
+                             "sweep.model_name=null", "--set", "experiment=skip-story"], capsys)
+    assert code == 0, err
+    _, kids = children(mc, out)
+    err = logged(flow_log)
+    table = {k.info.run_name: k.data.tags["bp.status"] for k in kids.values()}
+    told = {}
+    for line in re.findall(r"(lr=[^\s:]+) diverged: ((?:skipped|told) .*)", err):
+        cause, what = line
+        assert table[cause] == "diverged"
+        for part in what.split("; "):
+            names = re.match(r"(?:skipped|told) (.*) \((?:not started|already training)\)", part)[1].split(", ")
+            for name in names:
+                if part.startswith("skipped"):
+                    assert table[name] == "skipped", (name, table)
+                else:
+                    told[name] = None
+    for name, status in re.findall(r"(lr=\S+) ended (\w+) before its stop took effect", err):
+        told[name] = status
+    for name in re.findall(r"(lr=\S+) stopped: skipped", err):
+        told[name] = "skipped"
+    assert all(table[name] == status for name, status in told.items()), (told, table)
+    said = {name for line in re.findall(r"diverged: ((?:skipped|told) .*)", err)
+            for name in re.findall(r"lr=[^,; ]+", line)}
+    assert said == {name for name, status in table.items() if status == "skipped"} | set(told)
+    assert table["lr=0.0001"] == "finished" and table["lr=0.0004"] == "diverged"
 
 
 def search_args(prune: str, experiment: str, tracking_uri: str) -> list[str]:
