@@ -24,6 +24,11 @@ def readable_here(config: Config) -> bool:
     """
     from pathlib import Path
 
+    from bpcore.dataroot import within_limits
+
     data = getattr(config, "data", None)
     path = getattr(data, "path", None)
-    return path is None or bool(getattr(data, "download", False)) or Path(path).expanduser().exists()
+    if path is None or getattr(data, "download", False):
+        return True
+    within_limits(Path(path).expanduser().absolute(), "data.path")  # a name no system takes: refused here
+    return Path(path).expanduser().exists()

@@ -84,6 +84,13 @@ def _sqlite_problem(path: str | None) -> str | None:
     """Why SQLite could not write the database at ``path``, or None."""
     if path is None:
         return None
+    from bpcore.dataroot import within_limits
+    from bpcore.errors import DataError
+
+    try:
+        within_limits(Path(os.path.abspath(path)), "its database file")
+    except DataError as exc:
+        return str(exc)
     if os.path.isdir(path):
         return f"{path} is a directory"
     if os.path.exists(path):
@@ -239,12 +246,57 @@ def ensure_store(uri: str) -> None:
     try:
         with FileLock(path + ".lock", timeout=_LOCK_TIMEOUT_S):
             if not _has_schema(path):  # another bp may have made it while we waited
-                from mlflow import MlflowClient
-
-                MlflowClient(uri)  # building the client builds the store: tables, migrations, experiment 0
+                _build(uri, path)
     except Timeout:
         raise InputError(f"tracking URI {uri}: another process has held {path}.lock for {_LOCK_TIMEOUT_S} s "
                          "while creating the store; is it stuck?") from None
+
+
+def _build(uri: str, path: str) -> None:
+    """MLflow's schema made, or brought to this MLflow's migrations; an InputError saying what to do when the file
+    holds a schema MLflow cannot take there (one a killed process left half made, or a newer MLflow's)."""
+    problem = _schema_problem(path)
+    if problem is None:
+        from mlflow import MlflowClient
+
+        try:
+            MlflowClient(uri)  # building the client builds the store: tables, migrations, experiment 0
+            return
+        except Exception as exc:  # SQLAlchemy's "table ... already exists", alembic's errors: all one to the user
+            problem = _schema_problem(path, failed=exc)
+    raise InputError(f"tracking URI {uri}: {problem}")
+
+
+def _schema_problem(path: str, failed: BaseException | None = None) -> str | None:
+    """Why MLflow cannot make or migrate its schema in the SQLite file at ``path`` (``failed``: it just tried);
+    None when nothing says it cannot."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            stamps = ({v for (v,) in db.execute("SELECT version_num FROM alembic_version")}
+                      if "alembic_version" in tables else set())
+            runs = db.execute("SELECT count(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+    except sqlite3.Error as exc:
+        return f"cannot read {path} as an SQLite database ({exc})"
+    leftovers = sorted(name for name in tables if name.startswith("_alembic_tmp_"))
+    unknown = stamps - _mlflow_revisions()
+    if unknown:
+        return (f"{path} is stamped with MLflow schema revision {', '.join(sorted(unknown))}, which the installed "
+                "MLflow does not know: a newer MLflow made it; use that MLflow, or another tracking URI")
+    if not leftovers and failed is None:
+        return None
+    why = f" ({', '.join(leftovers)} left over)" if leftovers else f" ({_first_line(failed)})"
+    if runs == 0:
+        fix = f"it holds no runs: delete {path} (and {path}.lock) and bp creates it again"
+    else:
+        fix = (f"it holds {runs} run(s): copy it somewhere safe, then restore it from a backup or try "
+               f"mlflow db upgrade sqlite:///{os.path.abspath(path)}")
+    return f"{path} is an MLflow store whose creation or upgrade was interrupted{why}; {fix}"
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = " ".join(str(getattr(exc, "orig", None) or exc).split())
+    return text[:200] or type(exc).__name__
 
 
 def _has_schema(path: str) -> bool:
@@ -265,9 +317,20 @@ def _has_schema(path: str) -> bool:
     return bool(stamped) and stamped == _mlflow_heads()
 
 
-@functools.cache
 def _mlflow_heads() -> set[str]:
     """The head revision(s) of the installed MLflow's migrations, read from its migration files' headers."""
+    revisions, parents = _migrations()
+    return revisions - parents
+
+
+def _mlflow_revisions() -> set[str]:
+    """Every schema revision the installed MLflow's migrations know."""
+    return _migrations()[0]
+
+
+@functools.cache
+def _migrations() -> tuple[set[str], set[str]]:
+    """(revisions, the revisions some migration starts from) of the installed MLflow's migration files."""
     import importlib.util
     import re
 
@@ -279,4 +342,4 @@ def _mlflow_heads() -> set[str]:
         revisions |= set(re.findall(r"^revision\s*=\s*[\"'](\w+)[\"']", text, re.M))
         for line in re.findall(r"^down_revision\s*=\s*(.+)$", text, re.M):
             parents |= set(re.findall(r"[\"'](\w+)[\"']", line))
-    return revisions - parents
+    return revisions, parents

@@ -11,6 +11,7 @@ from support import REPO, light_bp, run_bp
 LINREG = str(REPO / "configs" / "linreg.yaml")
 MNIST = str(REPO / "configs" / "mnist.yaml")
 CHAIN = str(REPO / "configs" / "chain.yaml")
+LONG_NAME = "data.path: a name in the path is 304 bytes long, more than the 255 a file name may have here: 'aaaa"
 
 def test_validate_prints_the_resolved_config_without_prefect_or_mlflow():
     done = light_bp("validate", LINREG, "--set", "trainer.learning_rate=0.0002", "--set", "seed=4")
@@ -37,6 +38,13 @@ def test_validate_prints_the_resolved_config_without_prefect_or_mlflow():
           "--set", "data.cache_dir=/tmp/bp-test-no-mirror"], "http://127.0.0.1:9/"),
         (["train", CHAIN, "--set", "data.y=1.5"], "data.y = 1.5: Input should be less than 1"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["validate", LINREG, "--set", f"data.path=/tmp/{'a' * 300}.csv"], LONG_NAME),
+        (["train", LINREG, "--set", f"data.path=/tmp/{'a' * 300}.csv"], LONG_NAME),
+        (["train", MNIST, "--set", f"data.path=/tmp/{'a' * 304}"], LONG_NAME),
+        (["sweep", str(REPO / "configs" / "linreg_lr_sweep.yaml"), "--pool", "bp", "--set",
+          f"data.path=/tmp/{'a' * 300}.csv"], LONG_NAME),
+        (["validate", LINREG, "--set", f"data.path=/tmp/{'/'.join(['b' * 200] * 25)}.csv"],
+         "data.path: the path is 5033 bytes long, more than the 4095 a path may have here: '/tmp/bbb"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_before_prefect(argv, expected):

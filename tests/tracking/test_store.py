@@ -361,3 +361,58 @@ def test_missing_or_unreachable_store(tmp_path, no_proxy):
     assert list(tmp_path.iterdir()) == []  # reaping creates no store
     with pytest.raises(InputError, match="connection refused"):
         reap(f"http://127.0.0.1:{closed_port()}")
+
+
+def half_made(tmp_path: Path, stamp: str, *tables: str, runs: int = 0) -> str:
+    """An SQLite file as a killed store creation leaves it: stamped at ``stamp``, with ``tables`` already there."""
+    import sqlite3
+
+    path = tmp_path / "half.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        db.execute("INSERT INTO alembic_version VALUES (?)", (stamp,))
+        db.execute("CREATE TABLE runs (run_uuid VARCHAR(32))")
+        db.executemany("INSERT INTO runs VALUES (?)", [(f"r{i}",) for i in range(runs)])
+        for table in tables:
+            db.execute(f"CREATE TABLE {table} (id INTEGER)")
+    return str(path)
+
+
+def first_revision() -> str:
+    """A revision of the installed MLflow's schema that later migrations start from (not its newest)."""
+    revisions, parents = store._migrations()
+    return next(r for r in sorted(revisions) if r in parents)
+
+
+def test_a_store_whose_creation_was_interrupted_is_one_line_saying_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = half_made(tmp_path, first_revision(), "_alembic_tmp_params", "review_queues")
+    with pytest.raises(InputError) as err:
+        ensure_store("sqlite:///half.db")
+    assert str(err.value) == ("tracking URI sqlite:///half.db: half.db is an MLflow store whose creation or upgrade "
+                              "was interrupted (_alembic_tmp_params left over); it holds no runs: delete half.db (and "
+                              "half.db.lock) and bp creates it again")
+    os.remove(path)
+    half_made(tmp_path, first_revision(), "review_queues", runs=3)  # MLflow's migration trips over its leftovers
+    with pytest.raises(InputError) as err:
+        ensure_store("sqlite:///half.db")
+    message = str(err.value)
+    assert message.startswith("tracking URI sqlite:///half.db: half.db is an MLflow store whose creation or upgrade "
+                              "was interrupted (") and "\n" not in message
+    assert message.endswith(f"it holds 3 run(s): copy it somewhere safe, then restore it from a backup or try mlflow "
+                            f"db upgrade sqlite:///{tmp_path / 'half.db'}")
+
+
+def test_a_store_a_newer_mlflow_made_is_named_as_such(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    half_made(tmp_path, "abcdef123456")
+    with pytest.raises(InputError, match=r"^tracking URI sqlite:///half.db: half.db is stamped with MLflow schema "
+                                         r"revision abcdef123456, which the installed MLflow does not know: a newer "
+                                         r"MLflow made it; use that MLflow, or another tracking URI$"):
+        ensure_store("sqlite:///half.db")
+
+
+def test_a_store_path_longer_than_the_system_takes_is_refused(tmp_path):
+    with pytest.raises(InputError, match=r"its database file: a name in the path is 303 bytes long, more than the "
+                                         r"255 a file name may have here: 'aaaa"):
+        check_store(f"sqlite:///{tmp_path}/{'a' * 300}.db")
