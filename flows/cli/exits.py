@@ -18,6 +18,7 @@ from bpcore.errors import InputError
 
 FINISHED, FAILED, BAD_INPUT = 0, 1, 2
 INTERRUPTED = 128 + signal.SIGINT  # Ctrl-C: 130
+PIPE_CLOSED = 128 + signal.SIGPIPE  # 141: what a shell reports of a Unix tool whose reader went away (bp ... | head)
 
 # render(result) prints what a command shows before the ``run_id:`` line; returns the exit code
 Render = Callable[[Any], int]
@@ -119,3 +120,17 @@ def guarded(command: Callable[[Any], int], args) -> int:
         except Stopped as exc:
             print(f"bp: {exc}", file=sys.stderr)
             return exc.code
+        except BrokenPipeError:
+            _reader_gone()
+            return PIPE_CLOSED
+
+
+def _reader_gone() -> None:
+    """Standard output's reader closed it early (``bp stack status | head -1``): leave quietly, as Unix tools do,
+    with nothing more written to it (what is still buffered, or printed on the way out, goes nowhere)."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (a test's capture): nothing to point elsewhere
+        pass

@@ -95,3 +95,18 @@ def test_console_script_exits_with_mains_code_after_every_exit_hook(tmp_path):
                          text=True, timeout=60, cwd=tmp_path)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.splitlines() == ["bp: missing.yaml: no such config file", "exit hook ran"]
+
+
+@pytest.mark.parametrize("argv", [["validate", LINREG], ["stack", "status", "--dir", "{tmp}"]])
+def test_a_reader_that_closes_stdout_early_ends_bp_quietly(tmp_path, argv):
+    """``bp ... | head -1``: no BrokenPipeError traceback; the exit code a shell gives a Unix tool so stopped."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before bp writes a line
+    try:
+        done = subprocess.run([sys.executable, "-m", "flows.cli", *[a.format(tmp=tmp_path) for a in argv]],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120, cwd=REPO)
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
