@@ -31,7 +31,7 @@ def line_fit(x: np.ndarray, y: np.ndarray, w: float, b: float, xname: str, yname
     xs = np.array([x.min(), x.max()])
     ax.plot(xs, w * xs + b, color="C3", lw=2, label=f"{yname} = {w:.4g} {xname} + {b:.4g}")
     ax.set(xlabel=xname, ylabel=yname, title="fitted line")
-    ax.legend(loc="best")
+    _legend(ax, loc="best")
     return fig
 
 
@@ -77,7 +77,7 @@ def training_curves(epochs: list[int], cost: list[float], train_acc: list[float]
         ax_acc.plot(epochs, [100 * v if v is not None else np.nan for v in val_acc], marker="o", ms=3,
                     label="validation")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    ax_acc.legend(loc="lower right")
+    _legend(ax_acc, loc="lower right")
     for ax in (ax_cost, ax_acc):
         ax.grid(True, alpha=0.3)
     return fig
@@ -141,7 +141,7 @@ def chain_partials(history: list[dict[str, float]]) -> Figure:
             ax.plot(steps, [h[key] for h in history], label=key.replace("dC_d", "dC/d"))
         ax.axhline(0, color="gray", lw=0.8)
         ax.set(xlabel="step", title=f"partial derivatives by {kind}")
-        ax.legend(loc="best", fontsize=8)
+        _legend(ax, loc="best", fontsize=8)
         ax.grid(True, alpha=0.3)
     return fig
 
@@ -181,5 +181,14 @@ def sweep_curves(curves: list[tuple[str, np.ndarray, str]], ylabel: str, xlabel:
         ax.set_ylim(top=top)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=f"sweep: {ylabel} of {len(curves)} runs")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    if not _legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False):
+        ax.text(0.5, 0.5, "no child logged a curve", ha="center", va="center", transform=ax.transAxes)
     return fig
+
+
+def _legend(ax, **options) -> bool:
+    """A legend of the axes' labelled lines, when there are any (matplotlib warns of an empty one); whether drawn."""
+    if not ax.get_legend_handles_labels()[0]:
+        return False
+    ax.legend(**options)
+    return True
