@@ -118,18 +118,31 @@ SPACES = [
     ("space.data.rows={log_uniform: [10, 1000]}", "data.rows takes whole numbers: use {int: [10, 1000]}"),
     ("space.trainer.divergence_factor={uniform: [2, 100]}", None),
 ]
+NETWORK_SPACES = [  # beside the shipped search's learning rate, up to its stability limit
+    ("space.trainer.batch_size={log_uniform: [16, 256]}",
+     "sweep.space.trainer.batch_size: a log_uniform range draws fractions such as 53.0176, and trainer.batch_size "
+     "takes whole numbers: use {int: [16, 256]}"),
+    ("space.trainer.epochs={uniform: [1, 3]}", "trainer.epochs takes whole numbers: use {int: [1, 3]}"),
+    ("space.trainer.epochs={int: [1, 3]}", None),
+    ("space.trainer.hidden={choice: [[64], [128, 64]]}", None),
+    ("space.trainer.momentum={uniform: [0.0, 0.99]}", None),
+    ("space.trainer.momentum={uniform: [0.5, 1.0]}",
+     "trainer.momentum = 1.0: Input should be less than 1 (sweep.space.trainer.momentum at 1)"),
+]
+CASES = [(LINREG_SWEEP, *case) for case in SPACES] + [(MNIST_SEARCH, *case) for case in NETWORK_SPACES]
 
 
-@pytest.mark.parametrize("space,refused", SPACES, ids=[s.split("=")[0] + str(i) for i, (s, _) in enumerate(SPACES)])
-def test_bp_validate_and_the_sweep_agree_on_a_search_space(space, refused, capsys):
+@pytest.mark.parametrize("path,space,refused", CASES,
+                         ids=[f"{p.split('/')[-1][:5]}-{s.split('=')[0]}-{i}" for i, (p, s, _) in enumerate(CASES)])
+def test_bp_validate_and_the_sweep_agree_on_a_search_space(path, space, refused, capsys):
     """``bp validate`` refuses exactly the spaces the sweep would refuse before it starts, with the same line; the
     spaces it accepts draw only trials that validate."""
     from bpcore import stability
     from bpcore.search import Search
 
-    overrides = line_search(space)
-    code, _, err = run_bp(["validate", LINREG_SWEEP, *[a for o in overrides for a in ("--set", o)]], capsys)
-    config = load_config(LINREG_SWEEP, overrides)
+    overrides = line_search(space) if path == LINREG_SWEEP else [f"sweep.{space}", "sweep.trials=6"]
+    code, _, err = run_bp(["validate", path, *[a for o in overrides for a in ("--set", o)]], capsys)
+    config = load_config(path, overrides)
     if refused is None:
         assert code == 0, err
         search = Search(config, stable=stability.for_search(config))
@@ -138,9 +151,9 @@ def test_bp_validate_and_the_sweep_agree_on_a_search_space(space, refused, capsy
                 point.validated()
                 search.tell(point, 1.0)
         return
-    assert code == 2 and err.startswith(f"bp: {LINREG_SWEEP}: ") and err.strip().endswith(refused), err
+    assert code == 2 and err.startswith(f"bp: {path}: ") and err.strip().endswith(refused), err
     assert "\n" not in err.strip()
-    swept, out, said = run_bp(["sweep", LINREG_SWEEP, *[a for o in overrides for a in ("--set", o)]], capsys)
+    swept, out, said = run_bp(["sweep", path, *[a for o in overrides for a in ("--set", o)]], capsys)
     assert (swept, out, said) == (2, "", err)  # refused before anything started, in the same words
     with pytest.raises(ConfigError, match=re.escape(refused)):
         Search(config, stable=stability.for_search(config))
