@@ -82,7 +82,7 @@ class Range(Strict):
                              f"{', '.join(given) or 'none'})")
         kind = given[0]
         if kind == "choice":
-            texts = [json.dumps(v, sort_keys=True) for v in self.choice]
+            texts = [json.dumps(_numbers_alike(v), sort_keys=True) for v in self.choice]
             if len(set(texts)) != len(texts):
                 raise ValueError("choice: the values must differ")
             return self
@@ -115,6 +115,18 @@ class Range(Strict):
     def bounds(self) -> tuple[Any, Any] | None:
         """(low, high) of a numeric range (high may be ``stable``); None for a choice."""
         return None if self.choice is not None else tuple(self.of(self.kind))
+
+
+def _numbers_alike(value: Any) -> Any:
+    """``value`` with whole floats as ints (1.0 as 1), so that two choices a key would read as one number are
+    seen as the same."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_numbers_alike(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers_alike(v) for k, v in value.items()}
+    return value
 
 
 class Sweep(Strict):

@@ -270,6 +270,8 @@ def _build(uri: str, path: str) -> None:
 def _schema_problem(path: str, failed: BaseException | None = None) -> str | None:
     """Why MLflow cannot make or migrate its schema in the SQLite file at ``path`` (``failed``: it just tried);
     None when nothing says it cannot."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return None if failed is None else f"MLflow could not create its store in {path} ({_first_line(failed)})"
     try:
         with contextlib.closing(sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)) as db:
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

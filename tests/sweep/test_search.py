@@ -35,6 +35,7 @@ def as_config(args: list[str]):
      "sweep.space.trainer.learning_rate.log_uniform/uniform/int/choice: give exactly one kind of range "
      "(got uniform, choice)"),
     (line_search(space="{choice: [0.1, 0.1]}"), "sweep.space.trainer.learning_rate.choice: the values must differ"),
+    (line_search(space="{choice: [1, 1.0]}"), "sweep.space.trainer.learning_rate.choice: the values must differ"),
     (line_search(space="{between: [1, 2]}"), "sweep.space.trainer.learning_rate.between: unknown key"),
     (line_search("tpe", 6, "{int: [1, 10]}", "--set", "sweep.space.trainer.iterations={uniform: [1, stable]}"),
      "sweep.space.trainer.iterations: only trainer.learning_rate's range may end at 'stable'"),
