@@ -12,36 +12,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO, prefect_api_env, python_env
+from support.procs import alive, children_of
 
 from flows.tracking.store import ensure_store
 
 MNIST = str(REPO / "configs" / "mnist.yaml")
 LONG = ["--set", "trainer.epochs=500", "--set", "data.limit=2000", "--set", "experiment=signals"]
-
-
-def children_of(pid: int) -> set[int]:
-    """Every live descendant of ``pid``, from /proc."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def wait_for_running(uri: str, timeout: float = 120) -> str:

@@ -159,7 +159,7 @@ def test_bp_serve_runs_schedules_and_stops_on_sigterm(servers, tmp_path):
     """Quick chains finish; a long network is running when SIGTERM comes: exit 143 within seconds, its flow run
     cancelled and its MLflow run KILLED, no process left; bp deploy's deployment of the same config untouched."""
     import yaml
-    from test_signals import alive, children_of
+    from support.procs import alive, children_of
 
     chain, net = tmp_path / "served.yaml", tmp_path / "served_net.yaml"
     for path, base, changes in ((chain, "chain", {"experiment": "served", "schedule": {"interval": 10}}),
