@@ -66,7 +66,11 @@ def _other_inputs(mc: MlflowClient, name: str, uri: str) -> str | None:
         current = mc.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:  # no champion yet
         return None
-    new, old = (get_model_info(u).signature for u in (uri, f"models:/{name}/{current.version}"))
+    new = get_model_info(uri).signature
+    try:
+        old = get_model_info(f"models:/{name}/{current.version}").signature
+    except Exception:  # the champion's model is gone or unreadable: its consumers fail already, nothing to keep
+        return None
     for part, verb in (("inputs", "takes"), ("outputs", "gives")):
         ours, theirs = (_schema_text(getattr(sig, part, None) if sig else None) for sig in (new, old))
         if ours != theirs:
