@@ -246,8 +246,6 @@ def _end(mc: MlflowClient, run_id: str, run_status: str, bp_status: str, reason:
         if quick:
             return
         try:
-            if reason is None:
-                _forget_reason(mc, run_id)
             _agree(mc, run_id, run_status, bp_status, reason)
         except Exception:  # the run is ended and tagged: a store that fails this check now loses nothing
             pass
