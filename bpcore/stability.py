@@ -35,7 +35,7 @@ def limit(config: Config) -> float | None:
 def for_search(config: Config) -> float | None:
     """The limit a search's ``stable`` range end stands for, measured on its base config (once a process, for the
     same config and data); None when no range ends there."""
-    from bpcore.search import needs_stable
+    from bpcore.space import needs_stable
 
     if not needs_stable(config):
         return None

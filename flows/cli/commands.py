@@ -34,7 +34,7 @@ def _validate(args) -> int:
     config = _config(args)
     _check_data_path(config)
     if config.sweep is not None and config.sweep.search != "grid":
-        from bpcore.search import check, describe
+        from bpcore.space import check, describe
 
         check(config, args.config)
         print(f"bp: {describe(config)}", file=sys.stderr)
@@ -115,7 +115,7 @@ def _search_checked(config, source: str) -> list:
     """A random or tpe search's space checked, and its data read, before Prefect starts; no points yet (the
     sweep draws them as it goes)."""
     from bpcore import stability
-    from bpcore.search import check
+    from bpcore.space import check
 
     fingerprint(config.model_copy(update={"sweep": None}))
     check(config, source, stability.for_search(config))
@@ -134,7 +134,7 @@ def _configs(args) -> list[tuple[str, object]]:
                          "the config file's stem")
     for _, config in named:
         if config.sweep is not None and config.sweep.search != "grid":
-            from bpcore.search import check
+            from bpcore.space import check
 
             check(config)
         for point in (expand(config) if config.sweep is not None and config.sweep.search == "grid" else []):

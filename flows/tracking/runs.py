@@ -2,7 +2,7 @@
 
 It knows nothing of the maths: callers hand it configs, tables and numbers. Every run it
 opens ends FINISHED or FAILED (KILLED on Ctrl-C, SIGTERM or SIGHUP) with ``bp.status`` and, when it failed, the
-reason in ``bp.failure_reason``; no run is left RUNNING by an exception.
+reason in ``bp.failure_reason`` (``flows.tracking.ending`` ends it); no run is left RUNNING by an exception.
 """
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ import os
 import signal
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import mlflow
 from mlflow.data.dataset import Dataset
-from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 
 from bpcore import config as cfgmod
 from flows.runtime import outage, stops
 from flows.runtime.settings import resolve_tracking_uri
+from flows.tracking import ending
 from flows.tracking import tags as tag
-from flows.tracking.metrics import log_params, unbroken, with_retries
+from flows.tracking.metrics import log_params, with_retries
 from flows.tracking.provenance import environment, git_tags
 
 
@@ -87,7 +87,7 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None, mc: M
             with_retries(lambda: mlflow.log_input(dataset, context="training"), delay=0.2)
         yield run_id
     except Ended as ended:  # the run's outcome, not a failure: the block's exception ends here
-        _end(mc, run_id, ended.run_status, ended.status, ended.reason)
+        ending.end(mc, run_id, ended.run_status, ended.status, ended.reason)
     except BaseException as exc:
         stopped = stop_reason(exc)
         lost = stopped is None and not isinstance(exc, RunFailed) and outage.unreachable(exc)
@@ -101,7 +101,7 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None, mc: M
             stops.leave_soon_after(exc)  # whatever the marking below meets
         try:
             # on a stop, or with the server gone, one quick attempt: the next bp reaps a run left RUNNING
-            _end(mc, run_id, "KILLED" if stopped else "FAILED", bp_status, reason, quick=bool(stopped) or lost)
+            ending.end(mc, run_id, "KILLED" if stopped else "FAILED", bp_status, reason, quick=bool(stopped) or lost)
         except Exception:
             if not (stopped or lost):
                 raise
@@ -109,7 +109,7 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None, mc: M
             raise RunFailed(run_id, reason) from exc
         raise
     else:
-        _end(mc, run_id, "FINISHED", "finished", None)
+        ending.end(mc, run_id, "FINISHED", "finished", None)
 
 
 def _run_tags(config, source: str, digest: str, extra_tags: dict[str, str] | None) -> dict[str, str]:
@@ -137,7 +137,7 @@ def record_untrained(config, source: str, digest: str, mc: MlflowClient, run_nam
         log_params(mc, run_id, cfgmod.flatten(cfgmod.to_dict(config)))
         mc.log_text(run_id, cfgmod.to_yaml(config), "config.yaml")
     finally:
-        _end(mc, run_id, "KILLED", status, reason)
+        ending.end(mc, run_id, "KILLED", status, reason)
     return run_id
 
 
@@ -224,86 +224,7 @@ def mark_failed(mc: MlflowClient, run_id: str, bp_status: str, reason: str, run_
     own process cannot. A run that has ended already keeps its own outcome; False then."""
     if mc.get_run(run_id).info.status != "RUNNING":
         return False
-    _end(mc, run_id, run_status, bp_status, reason)
+    ending.end(mc, run_id, run_status, bp_status, reason)
     return True
-
-
-def _end(mc: MlflowClient, run_id: str, run_status: str, bp_status: str, reason: str | None,
-         quick: bool = False) -> None:
-    """Tag the outcome (``bp.status``, the reason), then end the run: never its status without its reason.
-
-    When the tags cannot be written, the run is ended only if the server answers one more, quick
-    request, and then the tags are written again; else it stays RUNNING for the next bp to reap.
-    ``quick``: every request tried once (a stop, or a server known to be gone).
-
-    Two processes may end one run at once (a sweep marking a child KILLED as it stops, while the child's
-    own process finishes it): the status is the last one written, and its writer then makes the tags
-    its own (``_agree``), so a run's status, ``bp.status`` and ``bp.failure_reason`` always tell one story.
-    """
-    tags = [RunTag(tag.STATUS, bp_status)] + ([RunTag(tag.FAILURE_REASON, reason)] if reason is not None else [])
-    with unbroken(mc):  # a second Ctrl-C or signal waits until the run is marked
-        _end_now(mc, run_id, run_status, tags, quick)
-        if quick:
-            return
-        try:
-            _agree(mc, run_id, run_status, bp_status, reason)
-        except Exception:  # the run is ended and tagged: a store that fails this check now loses nothing
-            pass
-
-
-def _forget_reason(mc: MlflowClient, run_id: str) -> None:
-    """No ``bp.failure_reason`` on a run that ended without one (another process may have written it first)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mc.delete_tag(run_id, tag.FAILURE_REASON)
-    except MlflowException:  # none there: the usual case
-        pass
-
-
-AGREE_ATTEMPTS = 3  # reads of a run just ended, to see its tags match the status it ended with
-
-
-def _agree(mc: MlflowClient, run_id: str, run_status: str, bp_status: str, reason: str | None) -> None:
-    """While the run's status is still ``run_status``, its tags say ``bp_status`` and ``reason``: a process that
-    ended it a moment earlier may have written its own tags after ours. A status another process wrote since is
-    that process's to tag."""
-    for _ in range(AGREE_ATTEMPTS):
-        run = mc.get_run(run_id)
-        found = run.data.tags
-        if run.info.status != run_status or (found.get(tag.STATUS), found.get(tag.FAILURE_REASON)) == (
-                bp_status, reason):
-            return
-        mc.set_tag(run_id, tag.STATUS, bp_status)
-        if reason is None:
-            _forget_reason(mc, run_id)
-        else:
-            mc.set_tag(run_id, tag.FAILURE_REASON, reason)
-
-
-def _end_now(mc: MlflowClient, run_id: str, run_status: str, tags: list[RunTag], quick: bool) -> None:
-    with outage.one_attempt() if quick else nullcontext():
-        try:
-            mc.log_batch(run_id, tags=tags)
-        except Exception as exc:
-            failed = exc
-        else:
-            _terminate(mc, run_id, run_status)
-            return
-    with outage.one_attempt():
-        try:
-            _terminate(mc, run_id, run_status)
-        except Exception:
-            raise failed from None
-    mc.log_batch(run_id, tags=tags)  # the server is back: the reason follows the status
-
-
-def _terminate(mc: MlflowClient, run_id: str, run_status: str) -> None:
-    """End the run with ``run_status`` (the thread's active run: leaving it, even if the write fails)."""
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        mlflow.end_run(run_status)
-    else:
-        mc.set_terminated(run_id, run_status)
 
 

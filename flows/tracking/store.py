@@ -11,12 +11,9 @@ whose process is gone is ``flows.tracking.reap``.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import http.client
 import os
 import socket
-import sqlite3
 import ssl
 import tempfile
 import urllib.error
@@ -26,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from bpcore.errors import InputError
 from flows.runtime.http import basic, exchange, redacted
+from flows.tracking import schema
 
 # SQLAlchemy scheme -> port used when the URI names none
 _DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
@@ -238,14 +236,14 @@ def ensure_store(uri: str) -> None:
     client's ``./mlruns`` at the cwd), and the others find them made. The lock file is left in place.
     Other URIs: nothing to do (a server, or whoever runs the database, migrates those).
     """
-    if urlsplit(uri).scheme.lower() != "sqlite" or (path := sqlite_path(uri)) is None or _has_schema(path):
+    if urlsplit(uri).scheme.lower() != "sqlite" or (path := sqlite_path(uri)) is None or schema.has_schema(path):
         return
     from filelock import FileLock, Timeout
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)  # the lock lives beside the db
     try:
         with FileLock(path + ".lock", timeout=_LOCK_TIMEOUT_S):
-            if not _has_schema(path):  # another bp may have made it while we waited
+            if not schema.has_schema(path):  # another bp may have made it while we waited
                 _build(uri, path)
     except Timeout:
         raise InputError(f"tracking URI {uri}: another process has held {path}.lock for {_LOCK_TIMEOUT_S} s "
@@ -255,7 +253,7 @@ def ensure_store(uri: str) -> None:
 def _build(uri: str, path: str) -> None:
     """MLflow's schema made, or brought to this MLflow's migrations; an InputError saying what to do when the file
     holds a schema MLflow cannot take there (one a killed process left half made, or a newer MLflow's)."""
-    problem = _schema_problem(path)
+    problem = schema.problem(path)
     if problem is None:
         from mlflow import MlflowClient
 
@@ -263,85 +261,7 @@ def _build(uri: str, path: str) -> None:
             MlflowClient(uri)  # building the client builds the store: tables, migrations, experiment 0
             return
         except Exception as exc:  # SQLAlchemy's "table ... already exists", alembic's errors: all one to the user
-            problem = _schema_problem(path, failed=exc)
+            problem = schema.problem(path, failed=exc)
     raise InputError(f"tracking URI {uri}: {problem}")
 
 
-def _schema_problem(path: str, failed: BaseException | None = None) -> str | None:
-    """Why MLflow cannot make or migrate its schema in the SQLite file at ``path`` (``failed``: it just tried);
-    None when nothing says it cannot."""
-    if not os.path.isfile(path) or os.path.getsize(path) == 0:
-        return None if failed is None else f"MLflow could not create its store in {path} ({_first_line(failed)})"
-    try:
-        with contextlib.closing(sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)) as db:
-            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            stamps = ({v for (v,) in db.execute("SELECT version_num FROM alembic_version")}
-                      if "alembic_version" in tables else set())
-            runs = db.execute("SELECT count(*) FROM runs").fetchone()[0] if "runs" in tables else 0
-    except sqlite3.Error as exc:
-        return f"cannot read {path} as an SQLite database ({exc})"
-    leftovers = sorted(name for name in tables if name.startswith("_alembic_tmp_"))
-    unknown = stamps - _mlflow_revisions()
-    if unknown:
-        return (f"{path} is stamped with MLflow schema revision {', '.join(sorted(unknown))}, which the installed "
-                "MLflow does not know: a newer MLflow made it; use that MLflow, or another tracking URI")
-    if not leftovers and failed is None:
-        return None
-    why = f" ({', '.join(leftovers)} left over)" if leftovers else f" ({_first_line(failed)})"
-    if runs == 0:
-        fix = f"it holds no runs: delete {path} (and {path}.lock) and bp creates it again"
-    else:
-        fix = (f"it holds {runs} run(s): copy it somewhere safe, then restore it from a backup or try "
-               f"mlflow db upgrade sqlite:///{os.path.abspath(path)}")
-    return f"{path} is an MLflow store whose creation or upgrade was interrupted{why}; {fix}"
-
-
-def _first_line(exc: BaseException | None) -> str:
-    text = " ".join(str(getattr(exc, "orig", None) or exc).split())
-    return text[:200] or type(exc).__name__
-
-
-def _has_schema(path: str) -> bool:
-    """True if the SQLite file at ``path`` holds MLflow's schema at its newest migration.
-
-    MLflow stamps each migration as it goes (alembic), so a store stamped with the installed MLflow's
-    head revision is complete, and one another process is creating or migrating right now is not.
-    Read-only, without waiting, and without importing MLflow (slow to import, before Prefect could start).
-    """
-    if not os.path.isfile(path) or os.path.getsize(path) == 0:
-        return False
-    try:
-        with contextlib.closing(sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True,
-                                                timeout=0)) as db:
-            stamped = {version for (version,) in db.execute("SELECT version_num FROM alembic_version")}
-    except sqlite3.Error:  # no such table: never created; locked: being created
-        return False
-    return bool(stamped) and stamped == _mlflow_heads()
-
-
-def _mlflow_heads() -> set[str]:
-    """The head revision(s) of the installed MLflow's migrations, read from its migration files' headers."""
-    revisions, parents = _migrations()
-    return revisions - parents
-
-
-def _mlflow_revisions() -> set[str]:
-    """Every schema revision the installed MLflow's migrations know."""
-    return _migrations()[0]
-
-
-@functools.cache
-def _migrations() -> tuple[set[str], set[str]]:
-    """(revisions, the revisions some migration starts from) of the installed MLflow's migration files."""
-    import importlib.util
-    import re
-
-    spec = importlib.util.find_spec("mlflow")
-    versions = Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations" / "versions"
-    revisions, parents = set(), set()
-    for script in versions.glob("*.py"):
-        text = script.read_text(encoding="utf-8")
-        revisions |= set(re.findall(r"^revision\s*=\s*[\"'](\w+)[\"']", text, re.M))
-        for line in re.findall(r"^down_revision\s*=\s*(.+)$", text, re.M):
-            parents |= set(re.findall(r"[\"'](\w+)[\"']", line))
-    return revisions, parents

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from flows.tracking import runs
+from flows.tracking import ending, runs
 from flows.tracking import tags as tag
 
 STOPPED = "stopped by SIGTERM: the sweep's children still to run were cancelled"
@@ -26,7 +26,7 @@ def outcome(mc: MlflowClient, run_id: str) -> tuple[str, str | None, str | None]
 
 def finish(mc: MlflowClient, run_id: str) -> None:
     """What a run's own process does as it finishes."""
-    runs._end(mc, run_id, "FINISHED", "finished", None)
+    ending.end(mc, run_id, "FINISHED", "finished", None)
 
 
 def test_a_run_its_process_finishes_after_the_sweep_marked_it_is_finished_without_a_reason(tracking_uri, run_id):

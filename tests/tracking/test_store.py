@@ -19,7 +19,7 @@ from support import REPO, python_env
 
 from bpcore.errors import InputError
 from flows.runtime.http import redacted
-from flows.tracking import store
+from flows.tracking import schema, store
 from flows.tracking.reap import reap
 from flows.tracking.store import check_store, ensure_store
 
@@ -190,7 +190,7 @@ def test_new_store_is_made_as_mlflow_makes_it(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     ensure_store("sqlite:///ours.db")
-    assert store._has_schema("ours.db") and Path("ours.db.lock").exists()
+    assert schema.has_schema("ours.db") and Path("ours.db.lock").exists()
     ours = MlflowClient("sqlite:///ours.db").get_experiment("0").artifact_location
     theirs = MlflowClient("sqlite:///theirs.db").get_experiment("0").artifact_location
     assert ours == theirs.replace("theirs", "ours") == str(tmp_path / "mlruns" / "0")
@@ -206,7 +206,7 @@ def test_empty_or_foreign_file_gets_the_schema(tmp_path):
 
     sqlite3.connect(tmp_path / "m.db").execute("CREATE TABLE mine (x)").connection.commit()
     ensure_store(f"sqlite:///{tmp_path / 'm.db'}")
-    assert store._has_schema(str(tmp_path / "m.db"))
+    assert schema.has_schema(str(tmp_path / "m.db"))
 
 
 def test_stuck_lock_is_one_line(tmp_path, monkeypatch):
@@ -380,7 +380,7 @@ def half_made(tmp_path: Path, stamp: str, *tables: str, runs: int = 0) -> str:
 
 def first_revision() -> str:
     """A revision of the installed MLflow's schema that later migrations start from (not its newest)."""
-    revisions, parents = store._migrations()
+    revisions, parents = schema.migrations()
     return next(r for r in sorted(revisions) if r in parents)
 
 
