@@ -17,6 +17,7 @@ from support import REPO, prefect_api_env, python_env
 from support.stack import free_port
 
 from flows.runtime import outage
+from flows.tracking import ending
 from flows.tracking import runs as tracking
 
 MNIST = str(REPO / "configs" / "mnist.yaml")
@@ -158,12 +159,12 @@ class FlakyClient:
 def test_a_status_is_never_written_without_its_reason():
     # the tag write ran out of retries while the server was down; it is back for the status: the reason follows
     mc = FlakyClient(failures=1)
-    tracking._end(mc, "r1", "FAILED", "failed", "boom")
+    ending.end(mc, "r1", "FAILED", "failed", "boom")
     assert mc.written == [("status", "FAILED"), ("tags", {"bp.status": "failed", "bp.failure_reason": "boom"})]
     # still down for the status: nothing is written, the run stays RUNNING for the next bp to reap
     mc = FlakyClient(failures=1, terminate_fails=True)
     with pytest.raises(ConnectionError):
-        tracking._end(mc, "r2", "FAILED", "failed", "boom")
+        ending.end(mc, "r2", "FAILED", "failed", "boom")
     assert mc.written == []
 
 
