@@ -32,7 +32,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
@@ -89,6 +89,7 @@ class Submitted:
     lost: int = 0  # how many of those attempts lost their worker
     variable: str | None = None  # the current attempt's Prefect variable (and ``bp.point`` tag)
     task_run_id: uuid.UUID | None = None
+    task_runs: list[uuid.UUID] = field(default_factory=list)  # every task run made for the point, this one last
     beat: int = 0  # the last heartbeat count read: 1 for the claim, then one a beat (0: not started)
     seen: float = 0.0  # time.monotonic() when that count was read first
     ended: dict | None = None  # what the worker wrote as the point ended (its ``-ended`` variable)
@@ -238,6 +239,7 @@ def run_on_pool(points: list[GridPoint], digests: list[str | None], pool: str, m
                     skip_above(api, children, diverged, mc, logger)
             if not all(child.attempt for child in children):  # points still to delay: how many workers take them
                 top_up(api, children, api.workers())
+        settle(api, children)
         api.clean()
     except BaseException as exc:  # a stop (in a flow run SIGTERM is Prefect's TerminationSignal), the server lost
         why = runs.stop_reason(exc) or str(exc)
@@ -264,6 +266,31 @@ def _finished(children: list[Submitted], mc: MlflowClient, member: SweepMember, 
         except Exception:  # MLflow away as well: what was read before
             pass
     return [done[id(c)] for c in children if id(c) in done]
+
+
+SETTLE_SECONDS = 10.0  # at most, for the points' task runs to show their ends once every point has said it ended
+
+
+def settle(api: Pool, children: list[Submitted]) -> None:
+    """Until no task run of a point that ended is still Scheduled, Pending or Running (at most SETTLE_SECONDS).
+
+    A worker records a point's end in its ``-ended`` variable (a direct write) before its task run's
+    final state reaches the server's records (events, recorded in the background: seconds under load),
+    and the sweep's flow run should not end while Prefect still shows one of its points unfinished.
+    """
+    ids = [str(run) for child in children if child.ended is not None for run in child.task_runs]
+    if not ids:
+        return
+    body = {"task_runs": {"id": {"any_": ids}, "state": {"type": {"any_": ["SCHEDULED", "PENDING", "RUNNING"]}}},
+            "limit": 1}
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            if not api.call("POST", "/task_runs/filter", body):
+                return
+        except ConnectionError:  # the record of points that are over anyway: the outcome does not depend on it
+            return
+        time.sleep(POLL_SECONDS)
 
 
 def top_up(api: Pool, children: list[Submitted], workers: int | None) -> None:
@@ -321,6 +348,7 @@ def _delay(api: Pool, child: Submitted) -> None:
             raise
 
     child.task_run_id = patiently(delay, f"submitting {child.point.name}").id
+    child.task_runs.append(child.task_run_id)
 
 
 def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Experiments, metric: str,

@@ -201,6 +201,29 @@ def test_a_point_that_ended_is_read_from_its_mlflow_run(tracking_uri):
     assert api.variables() == {}  # the point's variable, its claim and its end
 
 
+def test_a_sweep_ends_once_its_points_task_runs_show_their_ends(tracking_uri, monkeypatch):
+    """A worker writes a point's end before its task run's final state is recorded: the sweep waits for that state
+    (at most SETTLE_SECONDS), so its flow run never ends while Prefect shows a point unfinished."""
+    mc, api, (child,), experiment = _pool_sweep(tracking_uri, "pool-settle", 1)
+    _worker(child)
+    _end(child, _child_run(mc, child, "FINISHED"), None)
+    sweep_remote.watch(api, [child], mc, experiment, "final_cost", logging.getLogger("test"))
+    assert child.final and _task_state(child.task_run_id).type.value == "SCHEDULED"  # no worker reported it
+    late = threading.Timer(1.5, sweep_remote._set_state, (api, f"/task_runs/{child.task_run_id}", "COMPLETED", "done"))
+    late.start()
+    start = time.monotonic()
+    sweep_remote.settle(api, [child])
+    assert 1.5 <= time.monotonic() - start < 5 and _task_state(child.task_run_id).type.value == "COMPLETED"
+    start = time.monotonic()
+    sweep_remote.settle(api, [child])  # already shown ended: no wait
+    assert time.monotonic() - start < 1
+    sweep_remote._set_state(api, f"/task_runs/{child.task_run_id}", "RUNNING", "never reported")
+    monkeypatch.setattr(sweep_remote, "SETTLE_SECONDS", 1.0)
+    start = time.monotonic()
+    sweep_remote.settle(api, [child])  # a state that never comes: the sweep ends all the same
+    assert 1 <= time.monotonic() - start < 3
+
+
 def test_a_point_stops_where_it_is_once_its_sweep_has_ended(tracking_uri, monkeypatch):
     from mlflow import MlflowClient
 
