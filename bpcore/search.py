@@ -140,17 +140,18 @@ class Search:
 
 
 class Judge:
-    """A search's pruner away from its study (on a sweep worker): a study of the trials of the rounds before the
-    point's (``Search.earlier``) and the point's own trial, deciding as the sweep's study would."""
+    """A search's pruner away from its study (where the point trains): a study of the trials of the rounds before
+    the point's (``Search.earlier``) and the point's own trial, deciding as the sweep's study would (its pruner
+    compares ``PRUNED_ON``, whatever the study's direction)."""
 
-    def __init__(self, prune: str, direction: str, earlier: list[dict[str, Any]]):
+    def __init__(self, prune: str, earlier: list[dict[str, Any]]):
         import optuna
         from optuna.distributions import json_to_distribution
         from optuna.trial import TrialState
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.prune, self.pruner = prune, _earlier_rounds(_pruner(prune))
-        self.study = optuna.create_study(direction=direction, pruner=self.pruner)
+        self.study = optuna.create_study(direction="maximize", pruner=self.pruner)
         self.study.add_trials([optuna.trial.create_trial(
             state=TrialState[t["state"]], value=t["value"], params=t["params"],
             distributions={k: json_to_distribution(d) for k, d in t["distributions"].items()},

@@ -108,7 +108,38 @@ def _sweep(args) -> int:
     # on a pool the sweep sends heartbeats: if this process is lost, the server marks its flow run Crashed
     return _launch(args, flow, render.sweep_table, config=to_dict(config), tracking_uri=uri,
                    run_name=Path(args.config).stem, parallel=args.parallel, points=points, pool=pool,
-                   heartbeat=HEARTBEAT_SECONDS if pool else None)
+                   heartbeat=HEARTBEAT_SECONDS if pool else None,
+                   beside=None if pool else _local_cluster(args.parallel, config, points))
+
+
+def _local_cluster(parallel: int | None, config, points: list):
+    """What starts an in-process sweep's Dask cluster beside Prefect's server, when its points train several at a
+    time (one at a time, they train in this process: a cluster would only cost its start)."""
+    from flows.sweep.flow import at_once
+
+    workers = at_once(parallel, config.sweep.trials if config.sweep.search != "grid" else len(points))
+    if workers < 2:
+        return None
+
+    def start(prefect_api: str | None):
+        from flows.sweep.cluster import LocalSweepCluster
+
+        return _Beside(LocalSweepCluster(workers, prefect_api))
+
+    return start
+
+
+class _Beside:
+    """A started cluster as ``launch`` wants it: the flow's ``scheduler`` parameter, then closed."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def params(self) -> dict[str, str]:
+        return {"scheduler": self.cluster.address()}
+
+    def close(self) -> None:
+        self.cluster.close()
 
 
 def _search_checked(config, source: str) -> list:
@@ -251,11 +282,11 @@ def _prepare_store(uri: str | None) -> str:
 HEARTBEAT_SECONDS = 30  # as the workers' flow runs (bp stack up, compose): the zombie automation waits 90 s
 
 
-def _launch(args, get_flow, render, heartbeat: int | None = None, **params) -> int:
+def _launch(args, get_flow, render, heartbeat: int | None = None, beside=None, **params) -> int:
     from flows.cli.launch import launch
 
     return launch(get_flow, render, verbose=args.verbose, reap_uri=params["tracking_uri"], heartbeat=heartbeat,
-                  **params)
+                  beside=beside, **params)
 
 
 COMMANDS = {"train": _train, "sweep": _sweep, "validate": _validate, "reproduce": _reproduce, "runs": _runs,

@@ -20,7 +20,8 @@ from flows.cli import exits
 
 
 def launch(get_flow: Callable[[], Any], render: exits.Render | None = None, verbose: bool = False,
-           reap_uri: str | None = None, heartbeat: int | None = None, **params) -> int:
+           reap_uri: str | None = None, heartbeat: int | None = None, beside: Callable[[str | None], Any] | None = None,
+           **params) -> int:
     """Call the flow ``get_flow()`` returns with ``params`` here; print its outcome, then ``run_id: <id>``
     last; return the exit code.
 
@@ -28,19 +29,25 @@ def launch(get_flow: Callable[[], Any], render: exits.Render | None = None, verb
     and ``get_flow`` (which imports the flow's module) runs while it starts. ``reap_uri``: a tracking
     store whose orphaned runs (their process on this host gone) are marked FAILED meanwhile.
     ``heartbeat``: the flow run's heartbeat period in seconds (none by default, see ``_heartbeats``).
+    ``beside(api_url)``: what the flow needs started meanwhile (a sweep's Dask cluster), given the Prefect API
+    the flow will use: an object whose ``params()`` the flow is called with too, and ``close()``d after it.
     """
     import os
 
     from flows.server import temporary_server
 
     server = None if temporary_server.configured_api() else temporary_server.start()
+    companion = None
     try:
+        companion = beside(server.api_url if server else temporary_server.configured_api()) if beside else None
         flow = get_flow()
         if not verbose:
             quiet_console()
         warm = _start_prewarm(reap_uri)
         if server is not None:
             server.wait_ready(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")))
+        if companion is not None:
+            params = {**params, **companion.params()}
         with temporary_server.pointed_at(server) if server else nullcontext(), _heartbeats(heartbeat):
             try:
                 state = flow(**params, return_state=True)
@@ -59,6 +66,8 @@ def launch(get_flow: Callable[[], Any], render: exits.Render | None = None, verb
                 if server is not None:
                     _drain_to_server()  # while the server, and Prefect's context for it, are there
     finally:
+        if companion is not None:
+            companion.close()
         if server is not None:
             server.stop()  # now, so nothing of its shutdown is printed after the run_id line
     return exits.finish(state, render)

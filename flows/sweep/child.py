@@ -55,6 +55,9 @@ class ChildFailed(Exception):
     def __repr__(self) -> str:  # what Prefect shows of the failed state: not the whole curve
         return f"ChildFailed({str(self)!r})"
 
+    def __reduce__(self):  # rebuilt from its child, not its message: it travels back from a Dask worker
+        return ChildFailed, (self.child,)
+
 
 def record_skipped(point: GridPoint, digest: str | None, mc: MlflowClient, tags: dict[str, str], reason: str) -> Child:
     """A point not trained, above a learning rate that diverged: a KILLED child run with its config and reason."""

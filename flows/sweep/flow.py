@@ -13,14 +13,13 @@ best child) and registers the best child's model when it beats the champion.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, wait
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from threadpoolctl import threadpool_limits
 
@@ -28,13 +27,14 @@ from bpcore import sweep as grid
 from bpcore.configfile import validate
 from bpcore.loading import fingerprint, readable_here
 from bpcore.sweep import GridPoint
-from flows.experiments import membership, pipeline, steering
+from flows.experiments import membership, pipeline
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import run_tags
 from flows.experiments.steering import Steer
 from flows.runtime import blas
-from flows.sweep import champion, remote, results, skips
-from flows.sweep.child import ON_THE_WORKERS, Child, ChildFailed, record_skipped, train_point
+from flows.sweep import champion, cluster, remote, results, skips
+from flows.sweep import point as sweep_point
+from flows.sweep.child import ON_THE_WORKERS, Child, ChildFailed, record_skipped
 from flows.tracking import metrics, runs
 from flows.tracking import tags as tag
 
@@ -47,77 +47,120 @@ def load_once(points: list[GridPoint]) -> list[tuple[str, str]]:
 
 
 
-@task(cache_policy=NO_CACHE, task_run_name="child {point.name}")
-def run_child(point: GridPoint, mc: MlflowClient, tags: dict[str, str] | None, data_digest: str,
-              member: SweepMember, metric: str, steer: Steer | None = None) -> Child | State:
-    """Train one grid point with its kind's own flow code (under ``steer``: pruned or skipped as the sweep
-    decides); a child that did not finish, nor stopped as decided, ends this task Failed.
+@dataclass
+class Sweeping:
+    """What each part of one sweep needs: the MLflow client, the children's tags, what they are told of their sweep
+    (``member``), the metric that ranks them, and where they train (``pool``, else the Dask cluster at
+    ``scheduler``, else threads here; ``parallel`` at once)."""
 
-    The flow's body runs inside this task (its tasks nest under it), not as a subflow run: on
-    SQLite, Prefect's API answers concurrent subflow creations with 503 "database is locked" and the
-    client waits before it retries, which costs a short sweep more than its children's training.
-    """
-    try:
-        run_id, _ = train_point(point.validated(), mc.tracking_uri, tags, point.name, data_digest, member, steer)
-    except Exception as exc:  # a child's crash is that child's outcome, not the sweep's
-        return _outcome(Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
-    return _outcome(Child.read(point, run_id, mc, metric))
+    mc: MlflowClient
+    tags: dict[str, str] | None
+    member: SweepMember
+    metric: str
+    parallel: int | None = None
+    pool: str | None = None
+    scheduler: str | None = None
 
 
-def _outcome(child: Child) -> Child | State:
-    """A finished (or pruned, or skipped) child as the task's result; any other ends the task Failed, carrying the
-    child all the same."""
-    if child.status in ("finished", steering.PRUNED, steering.SKIPPED):
-        return child
-    failed = ChildFailed(child)
-    return Failed(message=str(failed), data=failed)
-
-
-def run_children(points: list[GridPoint], digests: list[str], mc: MlflowClient, tags: dict[str, str] | None,
-                 member: SweepMember, metric: str, workers: int, skip: bool = False,
-                 judge: Callable[[GridPoint], Callable[[int, dict[str, float]], str | None]] | None = None,
-                 ) -> list[Child]:
-    """Every grid point on ``workers`` threads here (BLAS threads shared out), outcomes in grid order.
+def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping, workers: int, skip: bool = False,
+                 prune: dict[str, Any] | None = None) -> list[Child]:
+    """Every grid point, outcomes in grid order: on the sweep's Dask cluster (one point a worker process), else on
+    ``workers`` threads here; BLAS threads shared out between ``workers``.
 
     ``skip``: a divergence-aware grid: points train smallest learning rate first, and once one
     diverges the larger rates with its other values are skipped (recorded, not trained; those
-    training already are stopped). ``judge(point)``: the search's judge of each epoch of a point,
-    which may prune it.
+    training already are told to stop). ``prune``: a search round's pruner and the earlier rounds'
+    trials it compares with (``{"prune": kind, "earlier": [...]}``), which may stop a point after an epoch.
     """
+    mc, tags, member, metric, scheduler = (sweeping.mc, sweeping.tags, sweeping.member, sweeping.metric,
+                                           sweeping.scheduler)
     digest_of = {p.index: d for p, d in zip(points, digests)}
-    steers = {p.index: Steer(judge(p) if judge else None) for p in points}
+    how = sweep_point.Steering(on_scheduler=scheduler is not None, prune=prune, blas_threads=blas.share(workers))
+    steers = {p.index: None if scheduler else Steer() for p in points}  # threads: steered from here
     queue = grid.by_rate(points) if skip else list(points)
     skipped: dict[int, str] = {}  # point index -> why it is not trained
     outcomes: dict[int, Child] = {}
     logger = get_run_logger()
-    with threadpool_limits(limits=blas.share(workers), user_api="blas"), \
-            ThreadPoolTaskRunner(max_workers=workers) as runner:
+    with threadpool_limits(limits=blas.share(workers), user_api="blas"), _runner(scheduler, workers) as runner:
         running = {}
-        while queue or running:
-            while queue and len(running) < workers:
-                p = queue.pop(0)
-                if p.index not in skipped:
-                    running[p.index] = runner.submit(run_child, {
-                        "point": p, "mc": mc, "tags": tags, "data_digest": digest_of[p.index], "member": member,
-                        "metric": metric, "steer": steers[p.index]})
-            wait([f.wrapped_future for f in running.values()], return_when=FIRST_COMPLETED)
-            for index in [i for i, f in running.items() if f.wrapped_future.done()]:
-                child = _child_of(next(p for p in points if p.index == index), running.pop(index))
-                outcomes[index] = child
-                if index in skipped:  # told to stop as it trained
-                    skips.told_ended(logger, child.point, child.status)
-                if skip and child.status == "diverged":
-                    fresh = [q for q in grid.above(child.point, points)
-                             if q.index not in skipped and q.index not in outcomes]
-                    for q in fresh:
-                        skipped[q.index] = grid.skip_reason(child.point)
-                        steers[q.index].cancel(skipped[q.index])
-                    skips.announce(logger, child.point, [q for q in fresh if q.index not in running],
-                                   [q for q in fresh if q.index in running])
+        try:
+            while queue or running:
+                while queue and len(running) < workers:
+                    p = queue.pop(0)
+                    if p.index not in skipped:
+                        running[p.index] = runner.submit(sweep_point.train, {
+                            "point": p, "tracking_uri": mc.tracking_uri, "tags": tags,
+                            "data_digest": digest_of[p.index], "member": member, "metric": metric, "how": how,
+                            "steer": steers[p.index]})
+                if running:  # else only skipped points were left
+                    _wait(list(running.values()), first=True)
+                for index in [i for i, f in running.items() if f.wrapped_future.done()]:
+                    child = _child_of(next(p for p in points if p.index == index), running.pop(index))
+                    outcomes[index] = child
+                    if index in skipped:  # told to stop as it trained
+                        skips.told_ended(logger, child.point, child.status)
+                    if skip and child.status == "diverged":
+                        fresh = [q for q in grid.above(child.point, points)
+                                 if q.index not in skipped and q.index not in outcomes]
+                        for q in fresh:
+                            skipped[q.index] = grid.skip_reason(child.point)
+                            _tell_skipped(runner, steers, member, q, skipped[q.index])
+                        skips.announce(logger, child.point, [q for q in fresh if q.index not in running],
+                                       [q for q in fresh if q.index in running])
+        except BaseException as exc:  # a stop (Ctrl-C, SIGTERM) or an error: the points on the cluster stop too
+            if scheduler is not None:
+                _stop_all(runner, member, list(running.values()), runs.stop_reason(exc) or f"{type(exc).__name__}")
+            raise
     for p in points:
         if p.index not in outcomes:  # skipped before it started: recorded as a child all the same
             outcomes[p.index] = record_skipped(p, digest_of[p.index], mc, run_tags(tags, member), skipped[p.index])
     return [outcomes[p.index] for p in points]
+
+
+def _runner(scheduler: str | None, workers: int):
+    """The task runner the points go to: the Dask cluster at ``scheduler``, else ``workers`` threads here."""
+    if scheduler is None:
+        return ThreadPoolTaskRunner(max_workers=workers)
+    from prefect_dask import DaskTaskRunner
+
+    return DaskTaskRunner(address=scheduler, client_kwargs={"security": cluster.security_for(scheduler)})
+
+
+def _tell_skipped(runner, steers: dict[int, Steer | None], member: SweepMember, p: GridPoint, reason: str) -> None:
+    """Skip a point that may be training: through its steer here, or through the scheduler its worker reads."""
+    if steers[p.index] is not None:
+        steers[p.index].cancel(reason)
+    else:
+        runner.client.set_metadata(sweep_point.skip_key(member, p), reason)
+
+
+def _wait(futures: list, first: bool = False, timeout: float | None = None) -> None:
+    """Until the first of ``futures`` is done (``first``), or all of them, or ``timeout`` s: Prefect's futures of
+    either runner (the futures they wrap, Dask's or the standard library's, both call back when done)."""
+    wrapped = [f.wrapped_future for f in futures]
+    done = threading.Event()
+
+    def check(_=None) -> None:
+        if (any if first else all)(w.done() for w in wrapped):
+            done.set()
+
+    for w in wrapped:
+        w.add_done_callback(check)
+    check()
+    done.wait(timeout)
+
+
+STOP_GRACE = 15.0  # s a sweep being stopped waits for its training points to stop after their epoch
+
+
+def _stop_all(runner, member: SweepMember, running: list, reason: str) -> None:
+    """Tell every point of the sweep to stop (each ends KILLED with ``reason`` after the epoch it is in) and wait
+    for those training, a little; the points not started are cancelled."""
+    try:
+        runner.client.set_metadata(sweep_point.stop_key(member), f"{reason}: its sweep was stopped")
+        _wait(running, timeout=STOP_GRACE)
+    except BaseException:  # a second stop, or the cluster gone: the next bp reaps what is left RUNNING
+        pass
 
 
 def _child_of(point: GridPoint, future) -> Child:
@@ -137,13 +180,15 @@ def _crashed(point: GridPoint, exc: BaseException) -> Child:
 @flow(name="sweep", log_prints=False)
 def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[str, str] | None = None,
           run_name: str | None = None, parallel: int | None = None,
-          points: list[GridPoint] | None = None, pool: str | None = None) -> results.SweepResult:
+          points: list[GridPoint] | None = None, pool: str | None = None,
+          scheduler: str | None = None) -> results.SweepResult:
     """Train every grid point of the config's ``sweep`` as a nested MLflow run; returns the parent's outcome.
 
     ``config``: the resolved sweep config as plain values; ``parallel``: children trained at once
     (default: the number of cores); ``points``: the grid as already expanded by the caller (else
     it is expanded here); ``pool`` (else the config's ``sweep.pool``): the work pool whose workers
-    train the children, each a background task its sweep workers take (else in-process).
+    train the children, each a background task its sweep workers take (else in-process); ``scheduler``: the
+    address of the Dask cluster whose workers train them in-process (``flows.sweep.cluster``; else threads).
     With a pool and data this machine cannot read, the workers read it and agree on its digest.
     """
     model = validate(config, source="sweep config")
@@ -165,12 +210,12 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
     with runs.tracked_run(model, prints[0][0], prints[0][1] or ON_THE_WORKERS, None, mc, run_name or name,
                           parent_tags) as parent_id:
         member = _member(parent_id, pool, here)
+        sweeping = Sweeping(mc, tags, member, metric, parallel, pool, None if pool else scheduler)
         try:
             if searching:
-                children = _search(model, mc, parent_id, tags, member, metric, parallel, pool)
+                children = _search(model, sweeping)
             else:
-                children = _train(points, [d for _, d in prints], mc, tags, member, metric, pool, parallel,
-                                  grid.skips_above_divergence(model))
+                children = _train(points, [d for _, d in prints], sweeping, grid.skips_above_divergence(model))
         except remote.Interrupted as stopped:
             results.summarise(mc, parent_id, model.kind, stopped.children, metric, goal)
             if isinstance(stopped.cause, Exception):  # the server lost: the parent FAILED, naming it
@@ -194,54 +239,66 @@ def _member(parent_id: str, pool: str | None, here: bool) -> SweepMember:
                        data_key=None if here else membership.digest_key(parent_id))
 
 
-def _train(points: list[GridPoint], digests: list[str | None], mc: MlflowClient, tags: dict[str, str] | None,
-           member: SweepMember, metric: str, pool: str | None, parallel: int | None, skip: bool) -> list[Child]:
+def _train(points: list[GridPoint], digests: list[str | None], sweeping: Sweeping, skip: bool) -> list[Child]:
     """The children on the pool's sweep workers, or here; ``skip``: above a learning rate that diverged, not trained."""
-    logger = get_run_logger()
-    if pool:
+    logger, member = get_run_logger(), sweeping.member
+    if sweeping.pool:
         logger.info("%d children as background tasks on the sweep workers of pool %r (MLflow run %s)", len(points),
-                    pool, member.parent_run_id)
-        return remote.run_on_pool(points, digests, pool, mc, tags, member, metric, skip=skip)
-    workers = max(1, min(parallel or os.cpu_count() or 1, len(points)))
-    logger.info("%d children, %d at a time, %d BLAS thread(s) each (MLflow run %s)", len(points), workers,
-                blas.share(workers), member.parent_run_id)
-    return run_children(points, digests, mc, tags, member, metric, workers, skip=skip)
+                    sweeping.pool, member.parent_run_id)
+        return remote.run_on_pool(points, digests, sweeping.pool, sweeping.mc, sweeping.tags, member,
+                                  sweeping.metric, skip=skip)
+    workers = at_once(sweeping.parallel, len(points))
+    logger.info("%d children, %d at a time %s, %d BLAS thread(s) each (MLflow run %s)", len(points), workers,
+                _where(sweeping), blas.share(workers), member.parent_run_id)
+    return run_children(points, digests, sweeping, workers, skip=skip)
 
 
-def _search(model, mc: MlflowClient, parent_id: str, tags: dict[str, str] | None, member: SweepMember, metric: str,
-            parallel: int | None, pool: str | None) -> list[Child]:
-    """A random or tpe search here, or on ``pool``'s sweep workers, in rounds of as many trials as train at once
+def at_once(parallel: int | None, points: int) -> int:
+    """How many of ``points`` train at once here: ``--parallel``, else the cores, at most one each."""
+    return max(1, min(parallel or os.cpu_count() or 1, points))
+
+
+def _where(sweeping: Sweeping) -> str:
+    return "on worker processes" if sweeping.scheduler else "on threads of this process"
+
+
+def _search(model, sweeping: Sweeping) -> list[Child]:
+    """A random or tpe search here, or on the pool's sweep workers, in rounds of as many trials as train at once
     (here ``--parallel``; on a pool ``--parallel`` if given, else its sweep workers at the start). Each round's
     results are told to the study in trial order before the next is asked: the same config, in rounds of the
-    same size, draws the same trials."""
+    same size, draws the same trials. A pruned search's trials are judged where they train, against the earlier
+    rounds' trials (``Judge``), and their epochs told to the study here after the round."""
     from bpcore import stability
     from bpcore.search import Search
 
+    mc, member, parent_id, pool = sweeping.mc, sweeping.member, sweeping.member.parent_run_id, sweeping.pool
     stable = stability.for_search(model)
     if stable is not None:
         metrics.log_values(mc, parent_id, {"max_stable_lr": stable})
     search = Search(model, stable=stable)
     if pool:  # --parallel pins the rounds (and so the trials drawn); else the sweep workers there are now
-        workers = max(1, parallel or remote.Pool(pool, member).workers() or 1)
+        workers = max(1, sweeping.parallel or remote.Pool(pool, member).workers() or 1)
         get_run_logger().info("%s search: %d trials in rounds of %d on the sweep workers of pool %r (MLflow run %s)",
                               model.sweep.search, model.sweep.trials, workers, pool, parent_id)
     else:
-        workers = max(1, min(parallel or os.cpu_count() or 1, model.sweep.trials))
-        get_run_logger().info("%s search: %d trials, %d at a time, %d BLAS thread(s) each (MLflow run %s)",
-                              model.sweep.search, model.sweep.trials, workers, blas.share(workers), parent_id)
+        workers = at_once(sweeping.parallel, model.sweep.trials)
+        get_run_logger().info("%s search: %d trials, %d at a time %s, %d BLAS thread(s) each (MLflow run %s)",
+                              model.sweep.search, model.sweep.trials, workers, _where(sweeping),
+                              blas.share(workers), parent_id)
     children: list[Child] = []
     while search.remaining:
         batch = search.ask(workers)
         digests = [digest for _, digest in load_once(batch)]
         try:
             if pool:
-                done = remote.run_on_pool(batch, digests, pool, mc, tags, member, metric,
+                done = remote.run_on_pool(batch, digests, pool, mc, sweeping.tags, member, sweeping.metric,
                                           prune=_away(search, batch[0], mc, parent_id))
-                _replay(search, done, mc)
             else:
-                done = run_children(batch, digests, mc, tags, member, metric, workers, judge=_judge(search))
+                prune = {"prune": search.prune, "earlier": search.earlier(batch[0])} if search.pruner else None
+                done = run_children(batch, digests, sweeping, workers, prune=prune)
         except remote.Interrupted as stopped:  # the earlier rounds' children go into the summary too
             raise remote.Interrupted(children + stopped.children, stopped.cause) from stopped.cause
+        _replay(search, done, mc)
         for child in done:
             search.tell(child.point, child.score, child.status)
         children += done
@@ -255,7 +312,7 @@ def _away(search, first: GridPoint, mc: MlflowClient, parent_id: str) -> dict[st
         return None
     path = f"sweep/study/round-{first.index}.json"
     mc.log_dict(parent_id, {"trials": search.earlier(first)}, path)
-    return {"prune": search.prune, "direction": search.direction, "study": path}
+    return {"prune": search.prune, "study": path}
 
 
 def _replay(search, done: list[Child], mc: MlflowClient) -> None:
@@ -267,23 +324,6 @@ def _replay(search, done: list[Child], mc: MlflowClient) -> None:
     for child in done:
         if child.run_id:
             search.replay(child.point, [float(v) for v in metrics.history(mc, child.run_id, PRUNED_ON)])
-
-
-def _judge(search):
-    """Each point's judge of its epochs: the search's pruner, on the epoch's ``PRUNED_ON`` figure (None without one)."""
-    from bpcore.search import PRUNED_ON
-
-    if search.pruner is None:
-        return None
-
-    def judge(point: GridPoint):
-        def epoch(number: int, figures: dict[str, float]) -> str | None:
-            value = figures.get(PRUNED_ON)
-            return None if value is None else search.report(point, number, value)
-
-        return epoch
-
-    return judge
 
 
 def _agreed(key: str | None, parent_id: str, mc: MlflowClient) -> str | None:

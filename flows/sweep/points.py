@@ -150,7 +150,7 @@ def _judge(prune: dict[str, str] | None, member: SweepMember, mc: MlflowClient):
         return None
     from bpcore.search import Judge
 
-    return Judge(prune["prune"], prune["direction"], _earlier(member.parent_run_id, prune["study"], mc.tracking_uri))
+    return Judge(prune["prune"], _earlier(member.parent_run_id, prune["study"], mc.tracking_uri))
 
 
 @functools.lru_cache(maxsize=16)

@@ -247,7 +247,7 @@ def test_a_judge_away_from_the_study_prunes_as_the_study_would(prune):
         search.tell(point, max(curve))
     decided = []
     for point, curve in zip(search.ask(2), [[0.2, 0.3, 0.4, 0.5], [0.65, 0.8, 0.84, 0.95]]):
-        judge = Judge(search.prune, search.direction, search.earlier(point))  # what a sweep worker builds
+        judge = Judge(search.prune, search.earlier(point))  # what a sweep worker builds
         away = [judge(epoch, {"val_accuracy": v}) for epoch, v in enumerate(curve, start=1)]
         here = [search.report(point, epoch, v) for epoch, v in enumerate(curve, start=1)]
         assert away == here

@@ -279,7 +279,7 @@ def test_a_child_whose_training_raises_is_failed_with_its_reason_and_the_others_
     monkeypatch.setattr(bpcore.linreg, "fit", broken_at_one_rate)
     code, parent, out, err = sweep(capsys, tracking_uri, "--set", "experiment=sweep-child-error",
                                    "--set", "sweep.grid.trainer.learning_rate=[1.0e-4,2.0e-4]",
-                                   "--set", "trainer.iterations=20")
+                                   "--set", "trainer.iterations=20", "--parallel", "1")  # here: patched
     assert code == 0 and parent, err
     mc = MlflowClient(tracking_uri)
     kids = children(mc, parent)

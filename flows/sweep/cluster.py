@@ -1,0 +1,82 @@
+"""The Dask cluster an in-process sweep's points train on: single-threaded worker processes on this machine.
+
+``bp sweep --parallel N`` starts a ``LocalCluster`` of N worker processes while Prefect's temporary
+server starts (both take seconds, on other cores), each worker importing the point's modules as it
+starts, so the first point pays no imports; the sweep's flow submits its points to it through
+``prefect-dask``'s task runner and ``bp`` closes it after the flow. The workers reach the same Prefect
+API as the flow (their task runs are the sweep's), each with its share of the BLAS threads, and the
+scheduler takes only clients holding its temporary certificate (Dask's mutual TLS): another user of
+this machine can neither submit work to it nor read the points' arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from flows.runtime import blas
+
+PRELOAD = ("flows.sweep.point",)  # what each worker imports as it starts: the point's task and its kind's flows
+_SECURITY: dict[str, object] = {}  # scheduler address -> the Security its clients connect with (this process's)
+
+
+@dataclass
+class Started:
+    """A running cluster: its scheduler's address, and the cluster object that stops it."""
+
+    address: str
+    cluster: object
+
+
+class LocalSweepCluster:
+    """``workers`` single-threaded worker processes and their scheduler, started in a thread of their own (the
+    caller goes on meanwhile); ``address()`` waits for them."""
+
+    def __init__(self, workers: int, prefect_api: str | None):
+        self.workers, self.prefect_api = workers, prefect_api
+        self._started: Started | None = None
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, name="bp-dask-cluster", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            from distributed import LocalCluster
+            from distributed.security import Security
+
+            logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines: each worker's every step
+
+            security = Security.temporary()
+            env = {**blas.environment(self.workers), **({"PREFECT_API_URL": self.prefect_api}
+                                                         if self.prefect_api else {})}
+            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, security=security,
+                                   host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR, env=env,
+                                   preload=list(PRELOAD), worker_dashboard_address=None)
+            _SECURITY[cluster.scheduler_address] = security
+            self._started = Started(cluster.scheduler_address, cluster)
+        except BaseException as exc:  # raised to whoever asks for the address
+            self._failed = exc
+
+    def address(self, timeout: float = 120) -> str:
+        """The scheduler's address, once the cluster is up; RuntimeError if it could not start."""
+        self._thread.join(timeout)
+        if self._started is None:
+            why = f"{type(self._failed).__name__}: {self._failed}" if self._failed else f"not up within {timeout:g} s"
+            raise RuntimeError(f"the sweep's local Dask cluster did not start ({why})")
+        return self._started.address
+
+    def close(self) -> None:
+        """Stop the workers and the scheduler (waiting for a start still under way)."""
+        self._thread.join(120)
+        if self._started is not None:
+            _SECURITY.pop(self._started.address, None)
+            try:
+                self._started.cluster.close(timeout=10)
+            except Exception:  # a worker already gone: nothing of the sweep's depends on a clean close
+                pass
+
+
+def security_for(address: str):
+    """The Security a client of the scheduler at ``address`` connects with (None: plain, Dask's own defaults)."""
+    return _SECURITY.get(address)

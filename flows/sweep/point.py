@@ -1,0 +1,108 @@
+"""One point of a sweep trained in a task run of the sweep's flow run, wherever the task runner puts it: a
+thread of the ``bp sweep`` process, or a process of the sweep's Dask cluster.
+
+The point's kind's flow code runs inside the task (its tasks nest under it) and its outcome is the
+task's return value. What may stop the point early travels with it: a search's pruner (``Judge``,
+built from the trials of the earlier rounds, which ride as the task's argument) and, on Dask, the
+sweep's word on the scheduler (``Client.set_metadata``): skipped (a smaller learning rate diverged) or
+stopped (the sweep was stopped), read after every epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed, State
+from pydantic import BaseModel
+from threadpoolctl import threadpool_limits
+
+from bpcore.sweep import GridPoint
+from flows.experiments import steering
+from flows.experiments.membership import SweepMember
+from flows.experiments.steering import Steer
+from flows.sweep.child import Child, ChildFailed, train_point
+
+SKIP, STOP = "bp-skip", "bp-stop"  # the scheduler's metadata a sweep steers its points by: (SKIP, parent, index)
+
+
+class Steering(BaseModel):
+    """How a point may be stopped early: ``on_scheduler`` (its sweep's word is read from the Dask scheduler),
+    ``prune`` (``{"prune": "median", "earlier": [trials]}``: the search's pruner and what it compares with),
+    and the BLAS threads it trains with."""
+
+    on_scheduler: bool = False
+    prune: dict[str, Any] | None = None
+    blas_threads: int = 1
+
+
+def skip_key(member: SweepMember, point: GridPoint) -> list[str]:
+    """Where a sweep writes that ``point`` is skipped (its reason) on the scheduler."""
+    return [SKIP, member.parent_run_id, str(point.index)]
+
+
+def stop_key(member: SweepMember) -> list[str]:
+    """Where a sweep writes that all its points stop (its reason) on the scheduler."""
+    return [STOP, member.parent_run_id]
+
+
+class ScheduledSteer(Steer):
+    """A steer that also reads its sweep's word from the Dask scheduler (one request each time it is asked)."""
+
+    def __init__(self, judge, keys: list[list[str]]):
+        super().__init__(judge)
+        self.keys = keys
+
+    def check(self) -> steering.Stop | None:
+        if stop := super().check():
+            return stop
+        from distributed import get_client
+
+        client = get_client()
+        for key in self.keys:
+            reason = client.get_metadata(key, None)
+            if reason:
+                self.cancel(reason)
+                return super().check()
+        return None
+
+
+@task(cache_policy=NO_CACHE, task_run_name="child {point.name}")
+def train(point: GridPoint, tracking_uri: str | None, tags: dict[str, str] | None, data_digest: str | None,
+          member: SweepMember, metric: str, how: Steering, steer: Steer | None = None) -> Child | State:
+    """Train one point with its kind's own flow code; its outcome. A child that did not finish, nor stopped as its
+    sweep decided, ends the task Failed, carrying the child all the same.
+
+    ``steer``: a steer of this process's (a sweep on threads, which cancels it itself); else one is made here.
+    """
+    steer = steer or _steer(point, member, how)
+    try:
+        with threadpool_limits(limits=how.blas_threads, user_api="blas"):
+            run_id, _ = train_point(point.validated(), tracking_uri, tags, point.name, data_digest, member, steer)
+    except Exception as exc:  # a child's crash is that child's outcome, not the sweep's
+        return _outcome(Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
+    if run_id is None:
+        return _outcome(Child(point, None, "failed", "the point ended without an MLflow run"))
+    return _outcome(Child.read(point, run_id, MlflowClient(tracking_uri), metric))
+
+
+def _steer(point: GridPoint, member: SweepMember, how: Steering) -> Steer:
+    judge = None
+    if how.prune:
+        from bpcore.search import Judge
+
+        judge = Judge(how.prune["prune"], how.prune["earlier"])
+    if how.on_scheduler:
+        return ScheduledSteer(judge, [skip_key(member, point), stop_key(member)])
+    return Steer(judge)
+
+
+def _outcome(child: Child) -> Child | State:
+    """A finished (or pruned, or skipped) child as the task's result; any other ends the task Failed, carrying the
+    child all the same."""
+    if child.status in ("finished", steering.PRUNED, steering.SKIPPED):
+        return child
+    failed = ChildFailed(child)
+    return Failed(message=str(failed), data=failed)
