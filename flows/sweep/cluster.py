@@ -46,6 +46,7 @@ class LocalSweepCluster:
             from distributed.security import Security
 
             logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines: each worker's every step
+            logging.getLogger("prefect.task_runner.dask").setLevel(logging.WARNING)  # and a dashboard it has not
 
             security = Security.temporary()
             env = {**blas.environment(self.workers), **({"PREFECT_API_URL": self.prefect_api}

@@ -15,7 +15,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed, State
+from prefect.states import Cancelled, Failed, State
 from pydantic import BaseModel
 from threadpoolctl import threadpool_limits
 
@@ -24,6 +24,7 @@ from flows.experiments import steering
 from flows.experiments.membership import SweepMember
 from flows.experiments.steering import Steer
 from flows.sweep.child import Child, ChildFailed, train_point
+from flows.tracking import runs
 
 SKIP, STOP = "bp-skip", "bp-stop"  # the scheduler's metadata a sweep steers its points by: (SKIP, parent, index)
 
@@ -49,11 +50,13 @@ def stop_key(member: SweepMember) -> list[str]:
 
 
 class ScheduledSteer(Steer):
-    """A steer that also reads its sweep's word from the Dask scheduler (one request each time it is asked)."""
+    """A steer that also reads its sweep's word from the Dask scheduler (a request each time it is asked): the point
+    skipped (a result, as in a sweep on threads), or the whole sweep stopped (the point's run ends KILLED with the
+    sweep's reason, as a stopped process's does)."""
 
-    def __init__(self, judge, keys: list[list[str]]):
+    def __init__(self, judge, skip: list[str], stop: list[str]):
         super().__init__(judge)
-        self.keys = keys
+        self.skip, self.stop = skip, stop
 
     def check(self) -> steering.Stop | None:
         if stop := super().check():
@@ -61,11 +64,11 @@ class ScheduledSteer(Steer):
         from distributed import get_client
 
         client = get_client()
-        for key in self.keys:
-            reason = client.get_metadata(key, None)
-            if reason:
-                self.cancel(reason)
-                return super().check()
+        if reason := client.get_metadata(self.stop, None):
+            raise runs.stop_request(reason)()
+        if reason := client.get_metadata(self.skip, None):
+            self.cancel(reason)
+            return super().check()
         return None
 
 
@@ -81,6 +84,8 @@ def train(point: GridPoint, tracking_uri: str | None, tags: dict[str, str] | Non
     try:
         with threadpool_limits(limits=how.blas_threads, user_api="blas"):
             run_id, _ = train_point(point.validated(), tracking_uri, tags, point.name, data_digest, member, steer)
+    except runs.StopRequested as stop:  # its sweep was stopped: the run is KILLED with the reason, nothing more
+        return Cancelled(message=stop.reason)
     except Exception as exc:  # a child's crash is that child's outcome, not the sweep's
         return _outcome(Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
     if run_id is None:
@@ -95,7 +100,7 @@ def _steer(point: GridPoint, member: SweepMember, how: Steering) -> Steer:
 
         judge = Judge(how.prune["prune"], how.prune["earlier"])
     if how.on_scheduler:
-        return ScheduledSteer(judge, [skip_key(member, point), stop_key(member)])
+        return ScheduledSteer(judge, skip_key(member, point), stop_key(member))
     return Steer(judge)
 
 
