@@ -6,6 +6,7 @@ start of Prefect's temporary server.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -120,11 +121,13 @@ def _local_cluster(parallel: int | None, config, points: list):
     workers = at_once(parallel, config.sweep.trials if config.sweep.search != "grid" else len(points))
     if workers < 2:
         return None
+    configs = [p.config for p in points] or [to_dict(config.model_copy(update={"sweep": None}))]
+    data = list({json.dumps(c["data"], sort_keys=True): c for c in configs}.values())  # one per dataset
 
     def start(prefect_api: str | None):
         from flows.sweep.cluster import LocalSweepCluster
 
-        return _Beside(LocalSweepCluster(workers, prefect_api))
+        return _Beside(LocalSweepCluster(workers, prefect_api, data))
 
     return start
 

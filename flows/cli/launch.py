@@ -8,7 +8,6 @@ imports while the temporary server starts.
 
 from __future__ import annotations
 
-import io
 import logging
 import sys
 import threading
@@ -151,29 +150,10 @@ def _start_prewarm(reap_uri: str | None = None) -> threading.Thread:
 
 
 def _prewarm(reap_uri: str | None = None) -> None:
-    """Import and initialise what logging a run will need: about 2-3 s on a process's first run; then reap.
+    """Import and initialise what logging a run will need (``speedups.warm_logging``); then reap."""
+    from flows.runtime import speedups
 
-    In the order a run needs them: MLflow's SQL store (imported when the first run starts); what
-    logging a model takes (mlflow.pyfunc and its loaders, and MLflow's scan of installed packages,
-    done when the model's requirements are checked); then matplotlib and its first figure (fonts,
-    the Agg renderer). Then the orphaned runs of ``reap_uri`` are marked FAILED.
-    """
-    try:
-        if reap_uri is None or not reap_uri.startswith(("http:", "https:")):  # an SQL store: MLflow imports it
-            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-        import mlflow.pyfunc.loaders  # noqa: F401  (loaded when a logged model's input example is checked)
-
-        import flows.tracking.models  # noqa: F401  (mlflow.pyfunc)
-        from flows.runtime import speedups
-
-        speedups.warm_package_map()
-        import numpy as np
-
-        from flows.experiments import plots
-
-        plots.cost_curve(np.array([2.0, 1.0]), "warm-up").savefig(io.BytesIO(), format="png")
-    except Exception:  # an optimisation only: never let it break a run
-        pass
+    speedups.warm_logging(sql_store=reap_uri is None or not reap_uri.startswith(("http:", "https:")))
     if reap_uri is not None:
         _reap(reap_uri)
 

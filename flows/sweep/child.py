@@ -37,6 +37,14 @@ class Child:
         return cls.of_run(point, mc.get_run(run_id), mc, metric)
 
     @classmethod
+    def of_result(cls, point: GridPoint, result: RunResult, mc: MlflowClient, metric: str) -> Child:
+        """The child whose flow handed back ``result``: its outcome as is, and its comparison curve from its run."""
+        curve = (metrics.history(mc, result.run_id, kinds.get(point.validated().kind).curve[0]).tolist()
+                 if result.run_id else [])
+        score = result.metrics.get(metric) if result.status in ("finished", steering.PRUNED) else None
+        return cls(point, result.run_id, result.status, result.reason, score, curve)
+
+    @classmethod
     def of_run(cls, point: GridPoint, run, mc: MlflowClient, metric: str) -> Child:
         """The child of an MLflow run already read: its status and reason tags, its score, its comparison curve."""
         status = run.data.tags.get(tag.STATUS, "failed")
@@ -68,19 +76,23 @@ def record_skipped(point: GridPoint, digest: str | None, mc: MlflowClient, tags:
 
 
 def train_point(config: Config, tracking_uri: str | None, tags: dict[str, str] | None, run_name: str,
-                data_digest: str | None, sweep: SweepMember,
-                steer: steering.Steer | None = None) -> tuple[str | None, str | None]:
+                data_digest: str | None, sweep: SweepMember, steer: steering.Steer | None = None) -> RunResult:
     """Run a point's kind's flow code in the calling task run (the flow's tasks nest under it, not under a
-    flow run of its own), under ``steer`` if given: the point's MLflow run id, and why it did not finish
-    (None: it did)."""
+    flow run of its own), under ``steer`` if given: the point's outcome as its flow hands it back (its
+    MLflow run id, status, reason and single-valued metrics; ``failed`` with the reason when an error
+    ended the run)."""
     try:
         with steering.steered(steer):
             outcome = flow_for(config.kind).fn(config=config, tracking_uri=tracking_uri, tags=tags,
                                                run_name=run_name, data_digest=data_digest, sweep=sweep)
     except runs.RunFailed as failed:  # an error inside the run: the run is FAILED with the reason
-        return failed.run_id, failed.reason
-    # a run that diverged ends its flow Failed, carrying the Diverged error (its run id, status and reason)
-    result = outcome if isinstance(outcome, RunResult) else outcome.result(raise_on_failure=False)
-    if getattr(result, "status", "finished") != "finished":
-        return getattr(result, "run_id", None), result.reason or result.status
-    return getattr(result, "run_id", None), None
+        return RunResult(run_id=failed.run_id, status=failed.status, reason=failed.reason)
+    if isinstance(outcome, RunResult):
+        return outcome
+    # a run that diverged ends its flow Failed, carrying the Diverged error (its run id, reason and result)
+    diverged = outcome.result(raise_on_failure=False)
+    result = getattr(diverged, "result", None)
+    if isinstance(result, RunResult):
+        return result
+    return RunResult(run_id=getattr(diverged, "run_id", None), status=getattr(diverged, "status", "failed"),
+                     reason=getattr(diverged, "reason", None) or str(diverged))

@@ -11,13 +11,15 @@ this machine can neither submit work to it nor read the points' arguments.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass
 
 from flows.runtime import blas
 
-PRELOAD = ("flows.sweep.point",)  # what each worker imports as it starts: the point's task and its kind's flows
+PRELOAD = ("flows.sweep.worker_setup",)  # what each worker runs as it starts: imports, warm-ups, the data
+WARM_DATA = "BP_SWEEP_WARM_DATA"  # the workers' environment: JSON list of configs whose data they load at start
 _SECURITY: dict[str, object] = {}  # scheduler address -> the Security its clients connect with (this process's)
 
 
@@ -31,10 +33,11 @@ class Started:
 
 class LocalSweepCluster:
     """``workers`` single-threaded worker processes and their scheduler, started in a thread of their own (the
-    caller goes on meanwhile); ``address()`` waits for them."""
+    caller goes on meanwhile); ``address()`` waits for them. ``data``: configs whose data each worker loads as it
+    starts (one per distinct dataset the points read)."""
 
-    def __init__(self, workers: int, prefect_api: str | None):
-        self.workers, self.prefect_api = workers, prefect_api
+    def __init__(self, workers: int, prefect_api: str | None, data: list[dict] | None = None):
+        self.workers, self.prefect_api, self.data = workers, prefect_api, data or []
         self._started: Started | None = None
         self._failed: BaseException | None = None
         self._thread = threading.Thread(target=self._start, name="bp-dask-cluster", daemon=True)
@@ -49,8 +52,8 @@ class LocalSweepCluster:
             logging.getLogger("prefect.task_runner.dask").setLevel(logging.WARNING)  # and a dashboard it has not
 
             security = Security.temporary()
-            env = {**blas.environment(self.workers), **({"PREFECT_API_URL": self.prefect_api}
-                                                         if self.prefect_api else {})}
+            env = {**blas.environment(self.workers), WARM_DATA: json.dumps(self.data),
+                   **({"PREFECT_API_URL": self.prefect_api} if self.prefect_api else {})}
             cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, security=security,
                                    host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR, env=env,
                                    preload=list(PRELOAD), worker_dashboard_address=None)

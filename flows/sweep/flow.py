@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,10 +214,11 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
         member = _member(parent_id, pool, here)
         sweeping = Sweeping(mc, tags, member, metric, parallel, pool, None if pool else scheduler)
         try:
-            if searching:
-                children = _search(model, sweeping)
-            else:
-                children = _train(points, [d for _, d in prints], sweeping, grid.skips_above_divergence(model))
+            with _own_cluster(sweeping, at_once(parallel, model.sweep.trials if searching else len(points))):
+                if searching:
+                    children = _search(model, sweeping)
+                else:
+                    children = _train(points, [d for _, d in prints], sweeping, grid.skips_above_divergence(model))
         except remote.Interrupted as stopped:
             results.summarise(mc, parent_id, model.kind, stopped.children, metric, goal)
             if isinstance(stopped.cause, Exception):  # the server lost: the parent FAILED, naming it
@@ -256,6 +259,23 @@ def _train(points: list[GridPoint], digests: list[str | None], sweeping: Sweepin
 def at_once(parallel: int | None, points: int) -> int:
     """How many of ``points`` train at once here: ``--parallel``, else the cores, at most one each."""
     return max(1, min(parallel or os.cpu_count() or 1, points))
+
+
+@contextmanager
+def _own_cluster(sweeping: Sweeping, workers: int) -> Iterator[None]:
+    """A Dask cluster of ``workers`` processes for the block, when the sweep trains several points at a time here and
+    was given none (a flow run a deployment started: ``bp sweep`` starts one beside Prefect's server)."""
+    if sweeping.pool or sweeping.scheduler or workers < 2:
+        yield
+        return
+    from flows.server.temporary_server import configured_api
+
+    local = cluster.LocalSweepCluster(workers, configured_api())
+    try:
+        sweeping.scheduler = local.address()
+        yield
+    finally:
+        local.close()
 
 
 def _where(sweeping: Sweeping) -> str:

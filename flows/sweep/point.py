@@ -83,14 +83,12 @@ def train(point: GridPoint, tracking_uri: str | None, tags: dict[str, str] | Non
     steer = steer or _steer(point, member, how)
     try:
         with threadpool_limits(limits=how.blas_threads, user_api="blas"):
-            run_id, _ = train_point(point.validated(), tracking_uri, tags, point.name, data_digest, member, steer)
+            result = train_point(point.validated(), tracking_uri, tags, point.name, data_digest, member, steer)
     except runs.StopRequested as stop:  # its sweep was stopped: the run is KILLED with the reason, nothing more
         return Cancelled(message=stop.reason)
     except Exception as exc:  # a child's crash is that child's outcome, not the sweep's
         return _outcome(Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
-    if run_id is None:
-        return _outcome(Child(point, None, "failed", "the point ended without an MLflow run"))
-    return _outcome(Child.read(point, run_id, MlflowClient(tracking_uri), metric))
+    return _outcome(Child.of_result(point, result, MlflowClient(tracking_uri), metric))
 
 
 def _steer(point: GridPoint, member: SweepMember, how: Steering) -> Steer:

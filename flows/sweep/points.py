@@ -140,8 +140,9 @@ def _train(name: str, point: dict[str, Any], member: SweepMember, steer: Steer) 
     with busy.client() as client, flow.task_runner.duplicate() as runner, \
             FlowRunContext(flow=flow, flow_run=sweep_run, task_runner=runner, client=client, parameters={},
                            result_store=get_result_store()):
-        return train_point(config, None, {**(point["tags"] or {}), tag.POINT: name}, point["run_name"],
-                           point["data_digest"], member, steer)
+        result = train_point(config, None, {**(point["tags"] or {}), tag.POINT: name}, point["run_name"],
+                             point["data_digest"], member, steer)
+    return result.run_id, (None if result.status == "finished" else result.reason or result.status)
 
 
 def _judge(prune: dict[str, str] | None, member: SweepMember, mc: MlflowClient):
