@@ -39,7 +39,10 @@ class Kind:
     load: config -> Data (per-process cached where loading is costly, raising DataError);
     metrics: the single-valued metrics its finished runs log, the default sweep metric first;
     goal: whether the default metric is minimised or maximised;
-    curve: (metric whose history a sweep plots per child, label of its step axis).
+    curve: (metric whose history a sweep plots per child, label of its step axis);
+    processes: whether its points are worth worker processes: a sweep given no ``--parallel`` trains
+    them on as many processes as cores, else one at a time in the bp process (a line fit trains in
+    a fraction of a second: starting processes costs it more than they give).
     """
 
     name: str
@@ -48,6 +51,7 @@ class Kind:
     metrics: tuple[str, ...]
     goal: Goal
     curve: tuple[str, str]
+    processes: bool = False
 
     @property
     def metric(self) -> str:
@@ -106,7 +110,7 @@ def _declare_builtin() -> None:
                   ("final_cost", "intercept", "slope", "train_seconds"), "minimize", ("excess_cost", "iteration")))
     register(Kind("mnist", MnistConfig, _load_digits,
                   ("best_val_accuracy", "final_cost", "val_accuracy", "train_accuracy", "test_accuracy",
-                   "train_seconds"), "maximize", ("cost", "epoch")))
+                   "train_seconds"), "maximize", ("cost", "epoch"), processes=True))
     register(Kind("chain", ChainConfig, _load_example,
                   ("final_cost",), "minimize", ("cost", "iteration")))
 

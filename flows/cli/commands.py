@@ -118,7 +118,7 @@ def _local_cluster(parallel: int | None, config, points: list):
     time (one at a time, they train in this process: a cluster would only cost its start)."""
     from flows.sweep.flow import at_once
 
-    workers = at_once(parallel, config.sweep.trials if config.sweep.search != "grid" else len(points))
+    workers = at_once(parallel, config.sweep.trials if config.sweep.search != "grid" else len(points), config.kind)
     if workers < 2:
         return None
     configs = [p.config for p in points] or [to_dict(config.model_copy(update={"sweep": None}))]

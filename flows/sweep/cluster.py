@@ -20,6 +20,11 @@ from flows.runtime import blas
 
 PRELOAD = ("flows.sweep.worker_setup",)  # what each worker runs as it starts: imports, warm-ups, the data
 WARM_DATA = "BP_SWEEP_WARM_DATA"  # the workers' environment: JSON list of configs whose data they load at start
+# Dask's statistical profiler samples every thread's stack every 10 ms, taking the GIL from the point that trains;
+# Dask's MALLOC_TRIM_THRESHOLD_ turns off glibc's adaptive mmap threshold, so every array over 128 KiB a batch
+# makes (a layer's weight gradient) is mapped and unmapped anew: page faults took a third of a worker's time.
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False,
+                 "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 _SECURITY: dict[str, object] = {}  # scheduler address -> the Security its clients connect with (this process's)
 
 
@@ -45,6 +50,7 @@ class LocalSweepCluster:
 
     def _start(self) -> None:
         try:
+            import dask
             from distributed import LocalCluster
             from distributed.security import Security
 
@@ -54,9 +60,11 @@ class LocalSweepCluster:
             security = Security.temporary()
             env = {**blas.environment(self.workers), WARM_DATA: json.dumps(self.data),
                    **({"PREFECT_API_URL": self.prefect_api} if self.prefect_api else {})}
-            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, security=security,
-                                   host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR, env=env,
-                                   preload=list(PRELOAD), worker_dashboard_address=None)
+            with dask.config.set(WORKER_CONFIG):  # the nannies hand it to their worker processes
+                cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                       security=security, host="127.0.0.1", dashboard_address=None,
+                                       silence_logs=logging.ERROR, env=env, preload=list(PRELOAD),
+                                       worker_dashboard_address=None)
             _SECURITY[cluster.scheduler_address] = security
             self._started = Started(cluster.scheduler_address, cluster)
         except BaseException as exc:  # raised to whoever asks for the address

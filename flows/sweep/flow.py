@@ -214,7 +214,8 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
         member = _member(parent_id, pool, here)
         sweeping = Sweeping(mc, tags, member, metric, parallel, pool, None if pool else scheduler)
         try:
-            with _own_cluster(sweeping, at_once(parallel, model.sweep.trials if searching else len(points))):
+            at_a_time = at_once(parallel, model.sweep.trials if searching else len(points), model.kind)
+            with _own_cluster(sweeping, at_a_time):
                 if searching:
                     children = _search(model, sweeping)
                 else:
@@ -250,15 +251,19 @@ def _train(points: list[GridPoint], digests: list[str | None], sweeping: Sweepin
                     sweeping.pool, member.parent_run_id)
         return remote.run_on_pool(points, digests, sweeping.pool, sweeping.mc, sweeping.tags, member,
                                   sweeping.metric, skip=skip)
-    workers = at_once(sweeping.parallel, len(points))
+    workers = at_once(sweeping.parallel, len(points), points[0].config["kind"])
     logger.info("%d children, %d at a time %s, %d BLAS thread(s) each (MLflow run %s)", len(points), workers,
                 _where(sweeping), blas.share(workers), member.parent_run_id)
     return run_children(points, digests, sweeping, workers, skip=skip)
 
 
-def at_once(parallel: int | None, points: int) -> int:
-    """How many of ``points`` train at once here: ``--parallel``, else the cores, at most one each."""
-    return max(1, min(parallel or os.cpu_count() or 1, points))
+def at_once(parallel: int | None, points: int, kind: str) -> int:
+    """How many of ``points`` train at once here: ``--parallel``, else as many as cores for a kind whose points are
+    worth processes (else one), at most one a point."""
+    from bpcore import kinds
+
+    default = (os.cpu_count() or 1) if kinds.get(kind) is not None and kinds.get(kind).processes else 1
+    return max(1, min(parallel or default, points))
 
 
 @contextmanager
@@ -301,7 +306,7 @@ def _search(model, sweeping: Sweeping) -> list[Child]:
         get_run_logger().info("%s search: %d trials in rounds of %d on the sweep workers of pool %r (MLflow run %s)",
                               model.sweep.search, model.sweep.trials, workers, pool, parent_id)
     else:
-        workers = at_once(sweeping.parallel, model.sweep.trials)
+        workers = at_once(sweeping.parallel, model.sweep.trials, model.kind)
         get_run_logger().info("%s search: %d trials, %d at a time %s, %d BLAS thread(s) each (MLflow run %s)",
                               model.sweep.search, model.sweep.trials, workers, _where(sweeping),
                               blas.share(workers), parent_id)

@@ -1,0 +1,112 @@
+"""An in-process sweep's points on its own Dask cluster (``--parallel 2``): they train in worker processes that
+``bp sweep`` started, a stop reaches them through the scheduler, nothing outlives bp, and the scheduler takes
+no client without the sweep's temporary certificate."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from support import REPO, python_env
+from support.procs import alive, children_of
+
+from flows.tracking.store import ensure_store
+
+MNIST_SWEEP = str(REPO / "configs" / "mnist_lr_sweep.yaml")
+LONG = ["--parallel", "2", "--set", "trainer.epochs=500", "--set", "data.limit=2000", "--set", "experiment=cluster",
+        "--set", "sweep.grid.trainer.learning_rate=[0.005, 0.01, 0.02]", "--set", "sweep.model_name=null"]
+
+
+def training_children(uri: str, count: int, timeout: float = 180) -> list:
+    """The RUNNING child runs of experiment ``cluster``, once ``count`` of them have logged an epoch."""
+    deadline, mc = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        if mc is None and Path(uri.removeprefix("sqlite:///")).exists():
+            ensure_store(uri)
+            mc = MlflowClient(uri)
+        if mc is not None and (experiment := mc.get_experiment_by_name("cluster")) is not None:
+            runs = [r for r in mc.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING' and "
+                                              "tags.`bp.sweep` = 'child'") if mc.get_metric_history(r.info.run_id,
+                                                                                                    "cost")]
+            if len(runs) >= count:
+                return runs
+        time.sleep(0.5)
+    raise AssertionError(f"{count} children did not start training in time")
+
+
+def start_sweep(tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    env = {**python_env(), "PREFECT_HOME": str(Path.home() / ".prefect")}  # the temporary server, not the test's
+    env.pop("PREFECT_API_URL", None)
+    bp = subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep", MNIST_SWEEP, "--tracking-uri", uri, *LONG],
+                          cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return bp, uri
+
+
+@pytest.mark.slow  # it starts Prefect's temporary server and a Dask cluster
+def test_points_train_in_worker_processes_and_stop_with_the_sweep(tmp_path):
+    bp, uri = start_sweep(tmp_path)
+    try:
+        training = training_children(uri, 2)
+        started = children_of(bp.pid)
+        pids = {int(r.data.tags["bp.worker"].rsplit(":", 1)[1]) for r in training}
+        assert len(pids) == 2 and pids <= started, (pids, started)  # two processes of bp's, not bp itself
+        stopped = time.monotonic()
+        bp.send_signal(signal.SIGTERM)
+        out, err = bp.communicate(timeout=60)
+        took = time.monotonic() - stopped
+    finally:
+        if bp.poll() is None:
+            bp.kill()
+    assert bp.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert err.strip().splitlines()[-1] == "bp: stopped by SIGTERM" and took < 20, took
+    time.sleep(1)
+    assert not [pid for pid in started if alive(pid)], "a process bp started outlived it"
+    mc = MlflowClient(uri)
+    for run in training:  # each stopped after its epoch, through the scheduler: KILLED with the sweep's reason
+        run = mc.get_run(run.info.run_id)
+        assert run.info.status == "KILLED", run.data.tags
+        assert run.data.tags["bp.failure_reason"].startswith("stopped by SIGTERM"), run.data.tags
+    parent = mc.get_run(training[0].data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "KILLED"
+    assert not mc.search_runs([parent.info.experiment_id], "attributes.status = 'RUNNING'")
+
+
+@pytest.mark.slow
+def test_a_sigkilled_sweep_leaves_no_worker_behind(tmp_path):
+    bp, uri = start_sweep(tmp_path)
+    try:
+        training_children(uri, 2)
+        started = children_of(bp.pid)
+    finally:
+        bp.kill()
+        bp.communicate()
+    deadline = time.monotonic() + 10
+    while [pid for pid in started if alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in started if alive(pid)], "a worker (or the server) outlived bp by more than 10 s"
+
+
+def test_the_scheduler_refuses_clients_without_the_sweeps_certificate():
+    from distributed import Client
+    from distributed.security import Security
+
+    from flows.sweep.cluster import LocalSweepCluster, security_for
+
+    local = LocalSweepCluster(1, None)
+    try:
+        address = local.address()
+        assert address.startswith("tls://127.0.0.1:")
+        with Client(address, security=security_for(address), timeout=30) as client:  # the sweep's own
+            assert client.submit(sum, [1, 2]).result(timeout=30) == 3
+        for security in [None, Security.temporary()]:  # plain tcp; TLS with a certificate of its own
+            target = address.replace("tls://", "tcp://") if security is None else address
+            with pytest.raises((OSError, TimeoutError)):
+                Client(target, security=security, timeout=3)
+    finally:
+        local.close()
