@@ -150,10 +150,10 @@ def _start_prewarm(reap_uri: str | None = None) -> threading.Thread:
 
 
 def _prewarm(reap_uri: str | None = None) -> None:
-    """Import and initialise what logging a run will need (``speedups.warm_logging``); then reap."""
-    from flows.runtime import speedups
+    """Import and initialise what logging a run will need (``warmup.warm_logging``); then reap."""
+    from flows.experiments import warmup
 
-    speedups.warm_logging(sql_store=reap_uri is None or not reap_uri.startswith(("http:", "https:")))
+    warmup.warm_logging(sql_store=reap_uri is None or not reap_uri.startswith(("http:", "https:")))
     if reap_uri is not None:
         _reap(reap_uri)
 

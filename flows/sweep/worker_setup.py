@@ -13,9 +13,9 @@ from flows.sweep.cluster import WARM_DATA
 
 
 def dask_setup(worker) -> None:
-    from flows.runtime import speedups
+    from flows.experiments import warmup
 
-    speedups.warm_logging()
+    warmup.warm_logging()
     _load_data(os.environ.get(WARM_DATA))
 
 
