@@ -113,10 +113,26 @@ def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping
             if scheduler is not None:
                 _stop_all(runner, member, list(running.values()), runs.stop_reason(exc) or f"{type(exc).__name__}")
             raise
+    if scheduler is not None:
+        _lost_attempts(mc, member, logger)
     for p in points:
         if p.index not in outcomes:  # skipped before it started: recorded as a child all the same
             outcomes[p.index] = record_skipped(p, digest_of[p.index], mc, run_tags(tags, member), skipped[p.index])
     return [outcomes[p.index] for p in points]
+
+
+def _lost_attempts(mc: MlflowClient, member: SweepMember, logger) -> None:
+    """Mark FAILED the runs of points whose worker process died as they trained (killed, out of memory): Dask
+    trained those points again on another worker, and nothing else would end the lost attempts' runs."""
+    from flows.tracking import reap
+
+    try:
+        experiment = mc.get_run(member.parent_run_id).info.experiment_id
+        for run_id, reason in reap.reap(mc.tracking_uri, [experiment], checked=True):
+            logger.warning("a worker process was lost as it trained: its point was trained again, and its MLflow run "
+                           "%s is marked FAILED (%s)", run_id, reason)
+    except Exception as exc:  # the store away: the next bp reaps them (bp runs --reap)
+        logger.warning("could not check for points whose worker was lost (%s): bp runs --reap marks them", exc)
 
 
 def _runner(scheduler: str | None, workers: int):

@@ -4,6 +4,7 @@ no client without the sweep's temporary certificate."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -39,12 +40,12 @@ def training_children(uri: str, count: int, timeout: float = 180) -> list:
     raise AssertionError(f"{count} children did not start training in time")
 
 
-def start_sweep(tmp_path: Path) -> tuple[subprocess.Popen, str]:
+def start_sweep(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     env = {**python_env(), "PREFECT_HOME": str(Path.home() / ".prefect")}  # the temporary server, not the test's
     env.pop("PREFECT_API_URL", None)
-    bp = subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep", MNIST_SWEEP, "--tracking-uri", uri, *LONG],
-                          cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    bp = subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep", MNIST_SWEEP, "--tracking-uri", uri, *LONG,
+                           *extra], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return bp, uri
 
 
@@ -110,3 +111,27 @@ def test_the_scheduler_refuses_clients_without_the_sweeps_certificate():
                 Client(target, security=security, timeout=3)
     finally:
         local.close()
+
+
+@pytest.mark.slow
+def test_a_point_whose_worker_is_killed_trains_again_and_its_lost_run_is_failed(tmp_path):
+    """A worker SIGKILLed mid-point (out of memory, say): Dask trains the point again on a worker that lives, and the
+    sweep marks the lost attempt's run FAILED: every point one FINISHED child, nothing left RUNNING."""
+    bp, uri = start_sweep(tmp_path, "--set", "trainer.epochs=60")  # killed long before its run ends
+    try:
+        victim = training_children(uri, 1)[0]
+        os.kill(int(victim.data.tags["bp.worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        out, err = bp.communicate(timeout=300)
+    finally:
+        if bp.poll() is None:
+            bp.kill()
+    assert bp.returncode == 0, err[-3000:]
+    mc = MlflowClient(uri)
+    parent = mc.get_run(out.strip().splitlines()[-1].removeprefix("run_id: "))
+    kids = mc.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    lost = mc.get_run(victim.info.run_id)
+    assert lost.info.status == "FAILED" and "that ran it is gone" in lost.data.tags["bp.failure_reason"]
+    assert f"its MLflow run {lost.info.run_id} is marked FAILED" in err
+    finished = sorted(k.info.run_name for k in kids if k.info.status == "FINISHED")
+    assert finished == ["lr=0.005", "lr=0.01", "lr=0.02"] and len(kids) == 4
+    assert parent.data.metrics["finished"] == 3
