@@ -116,7 +116,7 @@ def _sweep(args) -> int:
 def _local_cluster(parallel: int | None, config, points: list):
     """What starts an in-process sweep's Dask cluster beside Prefect's server, when its points train several at a
     time (one at a time, they train in this process: a cluster would only cost its start)."""
-    from flows.sweep.flow import at_once
+    from flows.sweep.local import at_once
 
     workers = at_once(parallel, config.sweep.trials if config.sweep.search != "grid" else len(points), config.kind)
     if workers < 2:

@@ -2,28 +2,20 @@
 
 Entrypoint ``flows/sweep/flow.py:sweep``. Each child runs its kind's own flow code (a complete
 MLflow run: params, histories, model, plots, tags), told that it is a point of this sweep by its
-``sweep`` parameter: in a task here, or as a background task on a pool's sweep workers
-(``flows.sweep.remote``). Either way the parent reads each child's outcome from its MLflow run.
-Children here run side by side on threads: the data is loaded once into the per-process cache,
-each child checks it against the digest the parent recorded, and the BLAS thread count is divided
-between them so they don't fight over cores. The parent run holds the comparison (table, curves,
-best child) and registers the best child's model when it beats the champion.
+``sweep`` parameter: in a task run of this flow run, in this process or on the sweep's Dask cluster
+(``flows.sweep.local``), or as a background task on a pool's sweep workers (``flows.sweep.remote``).
+The data is loaded once here to record its digest, and each child checks what it read against it.
+The parent run holds the comparison (table, curves, best child) and registers the best child's
+model when it beats the champion.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
-from threadpoolctl import threadpool_limits
 
 from bpcore import sweep as grid
 from bpcore.configfile import validate
@@ -32,11 +24,10 @@ from bpcore.sweep import GridPoint
 from flows.experiments import membership, pipeline
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import run_tags
-from flows.experiments.steering import Steer
 from flows.runtime import blas
-from flows.sweep import champion, cluster, remote, results, skips
-from flows.sweep import point as sweep_point
-from flows.sweep.child import ON_THE_WORKERS, Child, ChildFailed, record_skipped
+from flows.sweep import champion, remote, results
+from flows.sweep.child import ON_THE_WORKERS, Child
+from flows.sweep.local import Sweeping, at_once, own_cluster, run_children, where
 from flows.tracking import metrics, runs
 from flows.tracking import tags as tag
 
@@ -47,152 +38,6 @@ def load_once(points: list[GridPoint]) -> list[tuple[str, str]]:
     return [fingerprint(p.validated()) for p in points]
 
 
-
-
-@dataclass
-class Sweeping:
-    """What each part of one sweep needs: the MLflow client, the children's tags, what they are told of their sweep
-    (``member``), the metric that ranks them, and where they train (``pool``, else the Dask cluster at
-    ``scheduler``, else threads here; ``parallel`` at once)."""
-
-    mc: MlflowClient
-    tags: dict[str, str] | None
-    member: SweepMember
-    metric: str
-    parallel: int | None = None
-    pool: str | None = None
-    scheduler: str | None = None
-
-
-def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping, workers: int, skip: bool = False,
-                 prune: dict[str, Any] | None = None) -> list[Child]:
-    """Every grid point, outcomes in grid order: on the sweep's Dask cluster (one point a worker process), else on
-    ``workers`` threads here; BLAS threads shared out between ``workers``.
-
-    ``skip``: a divergence-aware grid: points train smallest learning rate first, and once one
-    diverges the larger rates with its other values are skipped (recorded, not trained; those
-    training already are told to stop). ``prune``: a search round's pruner and the earlier rounds'
-    trials it compares with (``{"prune": kind, "earlier": [...]}``), which may stop a point after an epoch.
-    """
-    mc, tags, member, metric, scheduler = (sweeping.mc, sweeping.tags, sweeping.member, sweeping.metric,
-                                           sweeping.scheduler)
-    digest_of = {p.index: d for p, d in zip(points, digests)}
-    how = sweep_point.Steering(on_scheduler=scheduler is not None, prune=prune, blas_threads=blas.share(workers))
-    steers = {p.index: None if scheduler else Steer() for p in points}  # threads: steered from here
-    queue = grid.by_rate(points) if skip else list(points)
-    skipped: dict[int, str] = {}  # point index -> why it is not trained
-    outcomes: dict[int, Child] = {}
-    logger = get_run_logger()
-    with threadpool_limits(limits=blas.share(workers), user_api="blas"), _runner(scheduler, workers) as runner:
-        running = {}
-        try:
-            while queue or running:
-                while queue and len(running) < workers:
-                    p = queue.pop(0)
-                    if p.index not in skipped:
-                        running[p.index] = runner.submit(sweep_point.train, {
-                            "point": p, "tracking_uri": mc.tracking_uri, "tags": tags,
-                            "data_digest": digest_of[p.index], "member": member, "metric": metric, "how": how,
-                            "steer": steers[p.index]})
-                if running:  # else only skipped points were left
-                    _wait(list(running.values()), first=True)
-                for index in [i for i, f in running.items() if f.wrapped_future.done()]:
-                    child = _child_of(next(p for p in points if p.index == index), running.pop(index))
-                    outcomes[index] = child
-                    if index in skipped:  # told to stop as it trained
-                        skips.told_ended(logger, child.point, child.status)
-                    if skip and child.status == "diverged":
-                        fresh = [q for q in grid.above(child.point, points)
-                                 if q.index not in skipped and q.index not in outcomes]
-                        for q in fresh:
-                            skipped[q.index] = grid.skip_reason(child.point)
-                            _tell_skipped(runner, steers, member, q, skipped[q.index])
-                        skips.announce(logger, child.point, [q for q in fresh if q.index not in running],
-                                       [q for q in fresh if q.index in running])
-        except BaseException as exc:  # a stop (Ctrl-C, SIGTERM) or an error: the points on the cluster stop too
-            if scheduler is not None:
-                _stop_all(runner, member, list(running.values()), runs.stop_reason(exc) or f"{type(exc).__name__}")
-            raise
-    if scheduler is not None:
-        _lost_attempts(mc, member, logger)
-    for p in points:
-        if p.index not in outcomes:  # skipped before it started: recorded as a child all the same
-            outcomes[p.index] = record_skipped(p, digest_of[p.index], mc, run_tags(tags, member), skipped[p.index])
-    return [outcomes[p.index] for p in points]
-
-
-def _lost_attempts(mc: MlflowClient, member: SweepMember, logger) -> None:
-    """Mark FAILED the runs of points whose worker process died as they trained (killed, out of memory): Dask
-    trained those points again on another worker, and nothing else would end the lost attempts' runs."""
-    from flows.tracking import reap
-
-    try:
-        experiment = mc.get_run(member.parent_run_id).info.experiment_id
-        for run_id, reason in reap.reap(mc.tracking_uri, [experiment], checked=True):
-            logger.warning("a worker process was lost as it trained: its point was trained again, and its MLflow run "
-                           "%s is marked FAILED (%s)", run_id, reason)
-    except Exception as exc:  # the store away: the next bp reaps them (bp runs --reap)
-        logger.warning("could not check for points whose worker was lost (%s): bp runs --reap marks them", exc)
-
-
-def _runner(scheduler: str | None, workers: int):
-    """The task runner the points go to: the Dask cluster at ``scheduler``, else ``workers`` threads here."""
-    if scheduler is None:
-        return ThreadPoolTaskRunner(max_workers=workers)
-    from prefect_dask import DaskTaskRunner
-
-    return DaskTaskRunner(address=scheduler, client_kwargs={"security": cluster.security_for(scheduler)})
-
-
-def _tell_skipped(runner, steers: dict[int, Steer | None], member: SweepMember, p: GridPoint, reason: str) -> None:
-    """Skip a point that may be training: through its steer here, or through the scheduler its worker reads."""
-    if steers[p.index] is not None:
-        steers[p.index].cancel(reason)
-    else:
-        runner.client.set_metadata(sweep_point.skip_key(member, p), reason)
-
-
-def _wait(futures: list, first: bool = False, timeout: float | None = None) -> None:
-    """Until the first of ``futures`` is done (``first``), or all of them, or ``timeout`` s: Prefect's futures of
-    either runner (the futures they wrap, Dask's or the standard library's, both call back when done)."""
-    wrapped = [f.wrapped_future for f in futures]
-    done = threading.Event()
-
-    def check(_=None) -> None:
-        if (any if first else all)(w.done() for w in wrapped):
-            done.set()
-
-    for w in wrapped:
-        w.add_done_callback(check)
-    check()
-    done.wait(timeout)
-
-
-STOP_GRACE = 15.0  # s a sweep being stopped waits for its training points to stop after their epoch
-
-
-def _stop_all(runner, member: SweepMember, running: list, reason: str) -> None:
-    """Tell every point of the sweep to stop (each ends KILLED with ``reason`` after the epoch it is in) and wait
-    for those training, a little; the points not started are cancelled."""
-    try:
-        runner.client.set_metadata(sweep_point.stop_key(member), f"{reason}: its sweep was stopped")
-        _wait(running, timeout=STOP_GRACE)
-    except BaseException:  # a second stop, or the cluster gone: the next bp reaps what is left RUNNING
-        pass
-
-
-def _child_of(point: GridPoint, future) -> Child:
-    """The child a finished task hands back (a child that did not finish ended its task Failed, carrying it)."""
-    future.wait()  # done: its final state, read back
-    outcome = future.state.result(raise_on_failure=False)
-    if isinstance(outcome, ChildFailed):
-        return outcome.child
-    return _crashed(point, outcome) if isinstance(outcome, BaseException) else outcome
-
-
-def _crashed(point: GridPoint, exc: BaseException) -> Child:
-    """A child task that failed without handing back its outcome (an error outside its flow's code)."""
-    return Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
 
 
 @flow(name="sweep", log_prints=False)
@@ -231,7 +76,7 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
         sweeping = Sweeping(mc, tags, member, metric, parallel, pool, None if pool else scheduler)
         try:
             at_a_time = at_once(parallel, model.sweep.trials if searching else len(points), model.kind)
-            with _own_cluster(sweeping, at_a_time):
+            with own_cluster(sweeping, at_a_time):
                 if searching:
                     children = _search(model, sweeping)
                 else:
@@ -269,38 +114,8 @@ def _train(points: list[GridPoint], digests: list[str | None], sweeping: Sweepin
                                   sweeping.metric, skip=skip)
     workers = at_once(sweeping.parallel, len(points), points[0].config["kind"])
     logger.info("%d children, %d at a time %s, %d BLAS thread(s) each (MLflow run %s)", len(points), workers,
-                _where(sweeping), blas.share(workers), member.parent_run_id)
+                where(sweeping), blas.share(workers), member.parent_run_id)
     return run_children(points, digests, sweeping, workers, skip=skip)
-
-
-def at_once(parallel: int | None, points: int, kind: str) -> int:
-    """How many of ``points`` train at once here: ``--parallel``, else as many as cores for a kind whose points are
-    worth processes (else one), at most one a point."""
-    from bpcore import kinds
-
-    default = (os.cpu_count() or 1) if kinds.get(kind) is not None and kinds.get(kind).processes else 1
-    return max(1, min(parallel or default, points))
-
-
-@contextmanager
-def _own_cluster(sweeping: Sweeping, workers: int) -> Iterator[None]:
-    """A Dask cluster of ``workers`` processes for the block, when the sweep trains several points at a time here and
-    was given none (a flow run a deployment started: ``bp sweep`` starts one beside Prefect's server)."""
-    if sweeping.pool or sweeping.scheduler or workers < 2:
-        yield
-        return
-    from flows.server.temporary_server import configured_api
-
-    local = cluster.LocalSweepCluster(workers, configured_api())
-    try:
-        sweeping.scheduler = local.address()
-        yield
-    finally:
-        local.close()
-
-
-def _where(sweeping: Sweeping) -> str:
-    return "on worker processes" if sweeping.scheduler else "on threads of this process"
 
 
 def _search(model, sweeping: Sweeping) -> list[Child]:
@@ -324,7 +139,7 @@ def _search(model, sweeping: Sweeping) -> list[Child]:
     else:
         workers = at_once(sweeping.parallel, model.sweep.trials, model.kind)
         get_run_logger().info("%s search: %d trials, %d at a time %s, %d BLAS thread(s) each (MLflow run %s)",
-                              model.sweep.search, model.sweep.trials, workers, _where(sweeping),
+                              model.sweep.search, model.sweep.trials, workers, where(sweeping),
                               blas.share(workers), parent_id)
     children: list[Child] = []
     while search.remaining:

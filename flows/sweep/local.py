@@ -1,0 +1,206 @@
+"""Where an in-process sweep's points train: one after another in this process (``--parallel 1``), else on a Dask
+cluster of worker processes (``flows.sweep.cluster``), each point a task run of the sweep's flow run whose
+outcome is the task's return value. Skips and stops reach a point after its epoch (through its steer here, or
+the scheduler's metadata on the cluster); a point whose worker process died is trained again by Dask, and its
+lost attempt's run is marked FAILED."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+from prefect import get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
+from threadpoolctl import threadpool_limits
+
+from bpcore import sweep as grid
+from bpcore.sweep import GridPoint
+from flows.experiments.membership import SweepMember
+from flows.experiments.pipeline import run_tags
+from flows.experiments.steering import Steer
+from flows.runtime import blas
+from flows.sweep import cluster, skips
+from flows.sweep import point as sweep_point
+from flows.sweep.child import Child, ChildFailed, record_skipped
+from flows.tracking import runs
+
+
+@dataclass
+class Sweeping:
+    """What each part of one sweep needs: the MLflow client, the children's tags, what they are told of their sweep
+    (``member``), the metric that ranks them, and where they train (``pool``, else the Dask cluster at
+    ``scheduler``, else threads here; ``parallel`` at once)."""
+
+    mc: MlflowClient
+    tags: dict[str, str] | None
+    member: SweepMember
+    metric: str
+    parallel: int | None = None
+    pool: str | None = None
+    scheduler: str | None = None
+
+
+def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping, workers: int, skip: bool = False,
+                 prune: dict[str, Any] | None = None) -> list[Child]:
+    """Every grid point, outcomes in grid order: on the sweep's Dask cluster (one point a worker process), else on
+    ``workers`` threads here; BLAS threads shared out between ``workers``.
+
+    ``skip``: a divergence-aware grid: points train smallest learning rate first, and once one
+    diverges the larger rates with its other values are skipped (recorded, not trained; those
+    training already are told to stop). ``prune``: a search round's pruner and the earlier rounds'
+    trials it compares with (``{"prune": kind, "earlier": [...]}``), which may stop a point after an epoch.
+    """
+    mc, tags, member, metric, scheduler = (sweeping.mc, sweeping.tags, sweeping.member, sweeping.metric,
+                                           sweeping.scheduler)
+    digest_of = {p.index: d for p, d in zip(points, digests)}
+    how = sweep_point.Steering(on_scheduler=scheduler is not None, prune=prune, blas_threads=blas.share(workers))
+    steers = {p.index: None if scheduler else Steer() for p in points}  # threads: steered from here
+    queue = grid.by_rate(points) if skip else list(points)
+    skipped: dict[int, str] = {}  # point index -> why it is not trained
+    outcomes: dict[int, Child] = {}
+    logger = get_run_logger()
+    with threadpool_limits(limits=blas.share(workers), user_api="blas"), _runner(scheduler, workers) as runner:
+        running = {}
+        try:
+            while queue or running:
+                while queue and len(running) < workers:
+                    p = queue.pop(0)
+                    if p.index not in skipped:
+                        running[p.index] = runner.submit(sweep_point.train, {
+                            "point": p, "tracking_uri": mc.tracking_uri, "tags": tags,
+                            "data_digest": digest_of[p.index], "member": member, "metric": metric, "how": how,
+                            "steer": steers[p.index]})
+                if running:  # else only skipped points were left
+                    _wait(list(running.values()), first=True)
+                for index in [i for i, f in running.items() if f.wrapped_future.done()]:
+                    child = _child_of(next(p for p in points if p.index == index), running.pop(index))
+                    outcomes[index] = child
+                    if index in skipped:  # told to stop as it trained
+                        skips.told_ended(logger, child.point, child.status)
+                    if skip and child.status == "diverged":
+                        fresh = [q for q in grid.above(child.point, points)
+                                 if q.index not in skipped and q.index not in outcomes]
+                        for q in fresh:
+                            skipped[q.index] = grid.skip_reason(child.point)
+                            _tell_skipped(runner, steers, member, q, skipped[q.index])
+                        skips.announce(logger, child.point, [q for q in fresh if q.index not in running],
+                                       [q for q in fresh if q.index in running])
+        except BaseException as exc:  # a stop (Ctrl-C, SIGTERM) or an error: the points on the cluster stop too
+            if scheduler is not None:
+                _stop_all(runner, member, list(running.values()), runs.stop_reason(exc) or f"{type(exc).__name__}")
+            raise
+    if scheduler is not None:
+        _lost_attempts(mc, member, logger)
+    for p in points:
+        if p.index not in outcomes:  # skipped before it started: recorded as a child all the same
+            outcomes[p.index] = record_skipped(p, digest_of[p.index], mc, run_tags(tags, member), skipped[p.index])
+    return [outcomes[p.index] for p in points]
+
+
+def _lost_attempts(mc: MlflowClient, member: SweepMember, logger) -> None:
+    """Mark FAILED the runs of points whose worker process died as they trained (killed, out of memory): Dask
+    trained those points again on another worker, and nothing else would end the lost attempts' runs."""
+    from flows.tracking import reap
+
+    try:
+        experiment = mc.get_run(member.parent_run_id).info.experiment_id
+        for run_id, reason in reap.reap(mc.tracking_uri, [experiment], checked=True):
+            logger.warning("a worker process was lost as it trained: its point was trained again, and its MLflow run "
+                           "%s is marked FAILED (%s)", run_id, reason)
+    except Exception as exc:  # the store away: the next bp reaps them (bp runs --reap)
+        logger.warning("could not check for points whose worker was lost (%s): bp runs --reap marks them", exc)
+
+
+def _runner(scheduler: str | None, workers: int):
+    """The task runner the points go to: the Dask cluster at ``scheduler``, else ``workers`` threads here."""
+    if scheduler is None:
+        return ThreadPoolTaskRunner(max_workers=workers)
+    from prefect_dask import DaskTaskRunner
+
+    return DaskTaskRunner(address=scheduler, client_kwargs={"security": cluster.security_for(scheduler)})
+
+
+def _tell_skipped(runner, steers: dict[int, Steer | None], member: SweepMember, p: GridPoint, reason: str) -> None:
+    """Skip a point that may be training: through its steer here, or through the scheduler its worker reads."""
+    if steers[p.index] is not None:
+        steers[p.index].cancel(reason)
+    else:
+        runner.client.set_metadata(sweep_point.skip_key(member, p), reason)
+
+
+def _wait(futures: list, first: bool = False, timeout: float | None = None) -> None:
+    """Until the first of ``futures`` is done (``first``), or all of them, or ``timeout`` s: Prefect's futures of
+    either runner (the futures they wrap, Dask's or the standard library's, both call back when done)."""
+    wrapped = [f.wrapped_future for f in futures]
+    done = threading.Event()
+
+    def check(_=None) -> None:
+        if (any if first else all)(w.done() for w in wrapped):
+            done.set()
+
+    for w in wrapped:
+        w.add_done_callback(check)
+    check()
+    done.wait(timeout)
+
+
+STOP_GRACE = 15.0  # s a sweep being stopped waits for its training points to stop after their epoch
+
+
+def _stop_all(runner, member: SweepMember, running: list, reason: str) -> None:
+    """Tell every point of the sweep to stop (each ends KILLED with ``reason`` after the epoch it is in) and wait
+    for those training, a little; the points not started are cancelled."""
+    try:
+        runner.client.set_metadata(sweep_point.stop_key(member), f"{reason}: its sweep was stopped")
+        _wait(running, timeout=STOP_GRACE)
+    except BaseException:  # a second stop, or the cluster gone: the next bp reaps what is left RUNNING
+        pass
+
+
+def _child_of(point: GridPoint, future) -> Child:
+    """The child a finished task hands back (a child that did not finish ended its task Failed, carrying it)."""
+    future.wait()  # done: its final state, read back
+    outcome = future.state.result(raise_on_failure=False)
+    if isinstance(outcome, ChildFailed):
+        return outcome.child
+    return _crashed(point, outcome) if isinstance(outcome, BaseException) else outcome
+
+
+def _crashed(point: GridPoint, exc: BaseException) -> Child:
+    """A child task that failed without handing back its outcome (an error outside its flow's code)."""
+    return Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+
+
+def at_once(parallel: int | None, points: int, kind: str) -> int:
+    """How many of ``points`` train at once here: ``--parallel``, else as many as cores for a kind whose points are
+    worth processes (else one), at most one a point."""
+    from bpcore import kinds
+
+    default = (os.cpu_count() or 1) if kinds.get(kind) is not None and kinds.get(kind).processes else 1
+    return max(1, min(parallel or default, points))
+
+
+@contextmanager
+def own_cluster(sweeping: Sweeping, workers: int) -> Iterator[None]:
+    """A Dask cluster of ``workers`` processes for the block, when the sweep trains several points at a time here and
+    was given none (a flow run a deployment started: ``bp sweep`` starts one beside Prefect's server)."""
+    if sweeping.pool or sweeping.scheduler or workers < 2:
+        yield
+        return
+    from flows.server.temporary_server import configured_api
+
+    local = cluster.LocalSweepCluster(workers, configured_api())
+    try:
+        sweeping.scheduler = local.address()
+        yield
+    finally:
+        local.close()
+
+
+def where(sweeping: Sweeping) -> str:
+    return "on worker processes" if sweeping.scheduler else "on threads of this process"
