@@ -88,8 +88,7 @@ class Submitted:
     attempt: int = 0  # how many times the point was delayed
     lost: int = 0  # how many of those attempts lost their worker
     variable: str | None = None  # the current attempt's Prefect variable (and ``bp.point`` tag)
-    task_run_id: uuid.UUID | None = None
-    task_runs: list[uuid.UUID] = field(default_factory=list)  # every task run made for the point, this one last
+    task_runs: list[uuid.UUID] = field(default_factory=list)  # every task run made for the point, the current last
     beat: int = 0  # the last heartbeat count read: 1 for the claim, then one a beat (0: not started)
     seen: float = 0.0  # time.monotonic() when that count was read first
     ended: dict | None = None  # what the worker wrote as the point ended (its ``-ended`` variable)
@@ -99,6 +98,11 @@ class Submitted:
     @property
     def final(self) -> bool:
         return self.child is not None
+
+    @property
+    def task_run_id(self) -> uuid.UUID | None:
+        """The point's current task run (None: not delayed yet)."""
+        return self.task_runs[-1] if self.task_runs else None
 
 
 def lease() -> float:
@@ -347,8 +351,7 @@ def _delay(api: Pool, child: Submitted) -> None:
                 api.missed = True
             raise
 
-    child.task_run_id = patiently(delay, f"submitting {child.point.name}").id
-    child.task_runs.append(child.task_run_id)
+    child.task_runs.append(patiently(delay, f"submitting {child.point.name}").id)
 
 
 def watch(api: Pool, children: list[Submitted], mc: MlflowClient, experiment: Experiments, metric: str,
