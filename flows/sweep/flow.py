@@ -78,9 +78,10 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
             at_a_time = at_once(parallel, model.sweep.trials if searching else len(points), model.kind)
             with own_cluster(sweeping, at_a_time):
                 if searching:
-                    children = _search(model, sweeping)
+                    children = _search(model, sweeping, at_a_time)
                 else:
-                    children = _train(points, [d for _, d in prints], sweeping, grid.skips_above_divergence(model))
+                    children = _train(points, [d for _, d in prints], sweeping, at_a_time,
+                                      grid.skips_above_divergence(model))
         except remote.Interrupted as stopped:
             results.summarise(mc, parent_id, model.kind, stopped.children, metric, goal)
             if isinstance(stopped.cause, Exception):  # the server lost: the parent FAILED, naming it
@@ -104,23 +105,24 @@ def _member(parent_id: str, pool: str | None, here: bool) -> SweepMember:
                        data_key=None if here else membership.digest_key(parent_id))
 
 
-def _train(points: list[GridPoint], digests: list[str | None], sweeping: Sweeping, skip: bool) -> list[Child]:
-    """The children on the pool's sweep workers, or here; ``skip``: above a learning rate that diverged, not trained."""
+def _train(points: list[GridPoint], digests: list[str | None], sweeping: Sweeping, workers: int,
+           skip: bool) -> list[Child]:
+    """The children on the pool's sweep workers, or here ``workers`` at a time; ``skip``: above a learning rate that
+    diverged, not trained."""
     logger, member = get_run_logger(), sweeping.member
     if sweeping.pool:
         logger.info("%d children as background tasks on the sweep workers of pool %r (MLflow run %s)", len(points),
                     sweeping.pool, member.parent_run_id)
         return remote.run_on_pool(points, digests, sweeping.pool, sweeping.mc, sweeping.tags, member,
                                   sweeping.metric, skip=skip)
-    workers = at_once(sweeping.parallel, len(points), points[0].config["kind"])
     logger.info("%d children, %d at a time %s, %d BLAS thread(s) each (MLflow run %s)", len(points), workers,
                 where(sweeping), blas.share(workers), member.parent_run_id)
     return run_children(points, digests, sweeping, workers, skip=skip)
 
 
-def _search(model, sweeping: Sweeping) -> list[Child]:
+def _search(model, sweeping: Sweeping, at_a_time: int) -> list[Child]:
     """A random or tpe search here, or on the pool's sweep workers, in rounds of as many trials as train at once
-    (here ``--parallel``; on a pool ``--parallel`` if given, else its sweep workers at the start). Each round's
+    (here ``at_a_time``; on a pool ``--parallel`` if given, else its sweep workers at the start). Each round's
     results are told to the study in trial order before the next is asked: the same config, in rounds of the
     same size, draws the same trials. A pruned search's trials are judged where they train, against the earlier
     rounds' trials (``Judge``), and their epochs told to the study here after the round."""
@@ -137,7 +139,7 @@ def _search(model, sweeping: Sweeping) -> list[Child]:
         get_run_logger().info("%s search: %d trials in rounds of %d on the sweep workers of pool %r (MLflow run %s)",
                               model.sweep.search, model.sweep.trials, workers, pool, parent_id)
     else:
-        workers = at_once(sweeping.parallel, model.sweep.trials, model.kind)
+        workers = at_a_time
         get_run_logger().info("%s search: %d trials, %d at a time %s, %d BLAS thread(s) each (MLflow run %s)",
                               model.sweep.search, model.sweep.trials, workers, where(sweeping),
                               blas.share(workers), parent_id)

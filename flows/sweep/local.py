@@ -34,7 +34,7 @@ from flows.tracking import runs
 class Sweeping:
     """What each part of one sweep needs: the MLflow client, the children's tags, what they are told of their sweep
     (``member``), the metric that ranks them, and where they train (``pool``, else the Dask cluster at
-    ``scheduler``, else threads here; ``parallel`` at once)."""
+    ``scheduler``, else this process; ``parallel`` at once)."""
 
     mc: MlflowClient
     tags: dict[str, str] | None
@@ -47,8 +47,9 @@ class Sweeping:
 
 def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping, workers: int, skip: bool = False,
                  prune: dict[str, Any] | None = None) -> list[Child]:
-    """Every grid point, outcomes in grid order: on the sweep's Dask cluster (one point a worker process), else on
-    ``workers`` threads here; BLAS threads shared out between ``workers``.
+    """Every grid point, outcomes in grid order: on the sweep's Dask cluster (one point a worker process), else in
+    this process (``workers`` is then 1: ``own_cluster`` starts a cluster for more); BLAS threads shared out
+    between ``workers``.
 
     ``skip``: a divergence-aware grid: points train smallest learning rate first, and once one
     diverges the larger rates with its other values are skipped (recorded, not trained; those
@@ -117,7 +118,7 @@ def _lost_attempts(mc: MlflowClient, member: SweepMember, logger) -> None:
 
 
 def _runner(scheduler: str | None, workers: int):
-    """The task runner the points go to: the Dask cluster at ``scheduler``, else ``workers`` threads here."""
+    """The task runner the points go to: the Dask cluster at ``scheduler``, else a thread of this process."""
     if scheduler is None:
         return ThreadPoolTaskRunner(max_workers=workers)
     from prefect_dask import DaskTaskRunner
@@ -181,7 +182,8 @@ def at_once(parallel: int | None, points: int, kind: str) -> int:
     worth processes (else one), at most one a point."""
     from bpcore import kinds
 
-    default = (os.cpu_count() or 1) if kinds.get(kind) is not None and kinds.get(kind).processes else 1
+    declared = kinds.get(kind)
+    default = (os.cpu_count() or 1) if declared is not None and declared.processes else 1
     return max(1, min(parallel or default, points))
 
 
@@ -203,4 +205,4 @@ def own_cluster(sweeping: Sweeping, workers: int) -> Iterator[None]:
 
 
 def where(sweeping: Sweeping) -> str:
-    return "on worker processes" if sweeping.scheduler else "on threads of this process"
+    return "on worker processes" if sweeping.scheduler else "in this process"
