@@ -36,9 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     tracked("train", "run one training flow (a config's sweep section is ignored)")
     sweep = tracked("sweep", "train every point of the config's sweep.grid as nested MLflow runs")
     sweep.add_argument("--parallel", type=_positive, metavar="N",
-                       help="children trained at once, each in a worker process above 1 (default: the number of "
-                       "cores for a network, 1 for a line fit); a search's rounds, on a pool too (default "
-                       "there: its sweep workers)")
+                       help="children at once, each in a worker process above 1 (default: cores for a network, 1 "
+                       "for a line fit); a search's rounds, on a pool too (default there: its sweep workers)")
     sweep.add_argument("--pool", type=_pool, help="train the children on this Prefect work pool's workers (default: "
                        "the config's sweep.pool, else in this process); needs PREFECT_API_URL")
     deploy = command("deploy", "register each config as a deployment on a work pool, with its schedule",
