@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO, prefect_api_env, python_env
-from support.procs import alive, children_of
+from support.procs import alive, children_of, survivors
 
 from flows.tracking.store import ensure_store
 
@@ -76,10 +76,7 @@ def test_sigkill_leaves_no_temporary_server_behind(tmp_path):
     finally:
         bp.kill()
         bp.wait()
-    deadline = time.monotonic() + 5
-    while [pid for pid in started if alive(pid)] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [pid for pid in started if alive(pid)], "the temporary server outlived bp by more than 5 s"
+    assert not survivors(started, within=5), "the temporary server outlived bp by more than 5 s"
 
 
 @pytest.mark.usefixtures("prefect_server")

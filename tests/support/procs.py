@@ -28,3 +28,13 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def survivors(pids: set[int], within: float, poll: float = 0.1) -> list[int]:
+    """Those of ``pids`` still alive after waiting up to ``within`` s for all of them to end."""
+    import time
+
+    deadline = time.monotonic() + within
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(poll)
+    return left

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO, python_env
-from support.procs import alive, children_of
+from support.procs import alive, children_of, survivors
 
 from flows.tracking.store import ensure_store
 
@@ -87,10 +87,7 @@ def test_a_sigkilled_sweep_leaves_no_worker_behind(tmp_path):
     finally:
         bp.kill()
         bp.communicate()
-    deadline = time.monotonic() + 10
-    while [pid for pid in started if alive(pid)] and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not [pid for pid in started if alive(pid)], "a worker (or the server) outlived bp by more than 10 s"
+    assert not survivors(started, within=10), "a worker (or the server) outlived bp by more than 10 s"
 
 
 def test_the_scheduler_refuses_clients_without_the_sweeps_certificate():
