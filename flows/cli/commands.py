@@ -82,35 +82,49 @@ def _train(args) -> int:
 def _sweep(args) -> int:
     config = _config(args)
     pool = args.pool if args.pool is not None else config.sweep.pool if config.sweep else None
+    here = all(readable_here(p) for p in ([config] if config.sweep is None or config.sweep.search != "grid"
+                                            else [q.validated() for q in expand(config, args.config)]))
+    if pool and not here:
+        print(f"bp: {config.data.path} is not on this machine: the pool's workers read it", file=sys.stderr)
     if config.sweep is not None and config.sweep.search != "grid":
-        points = _search_checked(config, args.config)
+        points = _search_checked(config, args.config, load=here)
     else:
         points = expand(config, args.config)
-    if pool and not all(readable_here(p.validated()) for p in points):
-        print(f"bp: {config.data.path} is not on this machine: the workers read it, and their copies must agree",
-              file=sys.stderr)
-    else:
-        for point in points:  # every point's data loaded (and cached) now: bad data fails before Prefect starts
+        for point in points if here else []:  # every point's data loaded (and cached): bad data fails early
             fingerprint(point.validated())
     uri = _prepare_store(args.tracking_uri)
     if pool:
-        from flows.server import prefect_api
-
-        url, _ = prefect_api.require("a sweep on a work pool needs the Prefect server its workers serve")
-        prefect_api.require_pool(url, pool, "--pool" if args.pool else "sweep.pool")
-    else:
-        _check_prefect()
+        return _on_pool(args, config, pool, uri)
+    _check_prefect()
 
     def flow():
         from flows.sweep.flow import sweep
 
         return sweep
 
-    # on a pool the sweep sends heartbeats: if this process is lost, the server marks its flow run Crashed
     return _launch(args, flow, render.sweep_table, config=to_dict(config), tracking_uri=uri,
-                   run_name=Path(args.config).stem, parallel=args.parallel, points=points, pool=pool,
-                   heartbeat=HEARTBEAT_SECONDS if pool else None,
-                   beside=None if pool else _local_cluster(args.parallel, config, points))
+                   run_name=Path(args.config).stem, parallel=args.parallel, points=points,
+                   beside=_local_cluster(args.parallel, config, points))
+
+
+def _on_pool(args, config, pool: str, uri: str) -> int:
+    """The sweep as a flow run on ``pool``'s workers, followed here (or, with --detach, only submitted)."""
+    from flows.server import prefect_api
+
+    url, _ = prefect_api.require("a sweep on a work pool needs the Prefect server its workers serve")
+    prefect_api.require_pool(url, pool, "--pool" if args.pool else "sweep.pool")
+    if not args.verbose:
+        from flows.cli.launch import quiet_console
+
+        quiet_console()
+    from flows.cli import pool as submit
+
+    submitted = submit.submit(to_dict(config), Path(args.config).stem, args.parallel, None, pool)
+    print(f"bp: flow run {submitted.name} ({submitted.flow_run_id}) submitted to work pool {pool!r}",
+          file=sys.stderr)
+    if args.detach:
+        return submit.detached(submitted, uri)
+    return submit.follow(submitted, uri, render.sweep_table, args.verbose)
 
 
 def _local_cluster(parallel: int | None, config, points: list):
@@ -145,14 +159,15 @@ class _Beside:
         self.cluster.close()
 
 
-def _search_checked(config, source: str) -> list:
-    """A random or tpe search's space checked, and its data read, before Prefect starts; no points yet (the
-    sweep draws them as it goes)."""
+def _search_checked(config, source: str, load: bool = True) -> list:
+    """A random or tpe search's space checked, and (``load``: it is on this machine) its data read, before Prefect
+    starts; no points yet (the sweep draws them as it goes)."""
     from bpcore import stability
     from bpcore.space import check
 
-    fingerprint(config.model_copy(update={"sweep": None}))
-    check(config, source, stability.for_search(config))
+    if load:
+        fingerprint(config.model_copy(update={"sweep": None}))
+    check(config, source, stability.for_search(config) if load else None)
     return []
 
 
@@ -232,16 +247,20 @@ def _serve(args) -> int:
 
 
 def _sweep_worker(args) -> int:
-    from flows.server import prefect_api
-    from flows.sweep import points
+    from flows.sweep import worker
 
     uri = _prepare_store(args.tracking_uri)
     os.environ["MLFLOW_TRACKING_URI"] = uri  # the points' runs: their flows read it (``runs.client(None)``)
-    url, _ = prefect_api.require("a sweep worker takes its points from the Prefect server the sweeps run on")
-    prefect_api.require_pool(url, args.pool, hint="; bp deploy --create-pool or bp stack up makes it")
-    print(f"bp: sweep worker for pool {args.pool!r} on {url}, {args.limit} point(s) at a time, logging to "
-          f"{uri}", file=sys.stderr)
-    points.serve(args.pool, args.limit)
+    from flows.server import prefect_api
+
+    url, _ = prefect_api.require("a sweep worker reports its points' task runs to the Prefect server of the sweeps")
+    if problem := worker.check_reachable(args.scheduler, args.certs):
+        raise InputError(problem)
+    print(f"bp: sweep worker of the scheduler at {args.scheduler}, one point at a time, reporting to {url}, logging "
+          f"to {uri}", file=sys.stderr, flush=True)
+    stopped_by = worker.serve(args.scheduler, args.certs)
+    if stopped_by:
+        raise exits.Stopped(stopped_by) if stopped_by != 2 else KeyboardInterrupt
     return exits.FINISHED
 
 
@@ -282,14 +301,10 @@ def _prepare_store(uri: str | None) -> str:
     return uri
 
 
-HEARTBEAT_SECONDS = 30  # as the workers' flow runs (bp stack up, compose): the zombie automation waits 90 s
-
-
-def _launch(args, get_flow, render, heartbeat: int | None = None, beside=None, **params) -> int:
+def _launch(args, get_flow, render, beside=None, **params) -> int:
     from flows.cli.launch import launch
 
-    return launch(get_flow, render, verbose=args.verbose, reap_uri=params["tracking_uri"], heartbeat=heartbeat,
-                  beside=beside, **params)
+    return launch(get_flow, render, verbose=args.verbose, reap_uri=params["tracking_uri"], beside=beside, **params)
 
 
 COMMANDS = {"train": _train, "sweep": _sweep, "validate": _validate, "reproduce": _reproduce, "runs": _runs,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from flows.runtime.settings import DEFAULT_TRACKING_URI
 
@@ -38,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--parallel", type=_positive, metavar="N",
                        help="children at once, each in a worker process above 1 (default: cores for a network, 1 "
                        "for a line fit); a search's rounds, on a pool too (default there: its sweep workers)")
-    sweep.add_argument("--pool", type=_pool, help="train the children on this Prefect work pool's workers (default: "
-                       "the config's sweep.pool, else in this process); needs PREFECT_API_URL")
+    sweep.add_argument("--pool", type=_pool, help="run the sweep as a flow run on this Prefect work pool, followed "
+                       "here (default: the config's sweep.pool, else here); needs PREFECT_API_URL")
+    sweep.add_argument("--detach", action="store_true", help="with a pool: return once the sweep is submitted")
     deploy = command("deploy", "register each config as a deployment on a work pool, with its schedule",
                      "register one deployment per config on the Prefect server in PREFECT_API_URL, named after "
                      "the config file's stem, with the config's schedule; running it again updates them")
@@ -52,14 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = command("serve", "run the configs' schedules from this process (no work pool), until stopped")
     serve.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML experiment configs")
     _overrides(serve, "override a dotted config key in every config (repeatable)")
-    points = command("sweep-worker", "take the points of sweeps on a work pool, one at a time, until stopped",
-                     "a long-lived process that trains the points of sweeps on --pool (background tasks on the "
-                     "Prefect server in PREFECT_API_URL), logging to MLFLOW_TRACKING_URI, the sweeps' store; "
-                     "run one per core to use, on any machine that reaches both servers")
-    points.add_argument("--pool", type=_pool, default="bp", help="the work pool whose sweeps' points it takes "
-                        "(default: bp)")
-    points.add_argument("--limit", type=_positive, default=1, metavar="N",
-                        help="points trained at once in this process (default: 1; more processes scale better)")
+    points = command("sweep-worker", "train the points of a sweep pool's sweeps: a Dask worker, until stopped",
+                     "join a sweep pool's Dask scheduler (TLS, with the pool's certificates) and train its sweeps' "
+                     "points one at a time, logging to MLFLOW_TRACKING_URI and reporting to PREFECT_API_URL; run "
+                     "one per core to use, on any machine that reaches the scheduler and both servers")
+    points.add_argument("--scheduler", required=True, metavar="tls://HOST:PORT", help="the pool's scheduler")
+    points.add_argument("--certs", required=True, type=Path, metavar="DIR",
+                        help="the pool's certificates (bp stack up makes them in DIR/dask)")
     _tracking_uri(points)
     with_config("validate", "check a config and print it resolved")
     again = command("reproduce", "train a recorded run again and compare",

@@ -5,8 +5,8 @@ installed package, on any machine, with no code to pull. Its parameters are the 
 (the sweep flow's for a config with a ``sweep`` section), and its schedule the config's
 ``schedule``. Registering again updates the deployment (Prefect keys it by flow and name): never
 a duplicate. Registering also makes the zombie automation (``flows.server.automations``) and deletes
-the ``sweep-child-<pool>`` deployments earlier bp versions ran sweep points as (points are background
-tasks of the sweep workers now, ``flows.sweep.points``).
+the ``sweep-child-<pool>`` deployments earlier bp versions ran sweep points as (a sweep's points are
+tasks on its pool's Dask cluster now, ``flows.sweep.local``).
 """
 
 from __future__ import annotations

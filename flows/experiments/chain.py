@@ -82,8 +82,6 @@ def chain(config: ChainConfig, tracking_uri: str | None = None, tags: dict[str, 
     of the logging) are then written on Prefect's thread pool while this thread draws the plots.
     """
     mc = pipeline.start(tracking_uri, sweep)
-    if over := pipeline.sweep_over(sweep, mc):
-        return over
     example = pipeline.load(config, data_digest, sweep)
     with pipeline.tracked(config, example, mc, tags, run_name, sweep) as run:
         trained, history = train(config)

@@ -108,8 +108,6 @@ def linreg(config: LinRegConfig, tracking_uri: str | None = None, tags: dict[str
     the model, so it finds none and log_final links them itself.
     """
     mc = pipeline.start(tracking_uri, sweep)
-    if over := pipeline.sweep_over(sweep, mc):
-        return over
     table = pipeline.load(config, data_digest, sweep)
     with pipeline.tracked(config, table, mc, tags, run_name, sweep, datasets.table_dataset(table)) as run:
         if stop := pipeline.stopped_before_training():

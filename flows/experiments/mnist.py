@@ -114,8 +114,6 @@ def mnist(config: MnistConfig, tracking_uri: str | None = None, tags: dict[str, 
     file); ``sweep``: the sweep this run is a point of.
     """
     mc = pipeline.start(tracking_uri, sweep)
-    if over := pipeline.sweep_over(sweep, mc):
-        return over
     splits = pipeline.load(config, data_digest, sweep)
     dataset = datasets.array_dataset(splits.train_X, splits.train_y, splits.source, splits.digest)
     with pipeline.tracked(config, splits, mc, tags, run_name, sweep, dataset) as run:

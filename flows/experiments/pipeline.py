@@ -1,8 +1,6 @@
 """The steps every experiment's flow takes, in order: start, load, track; the kind's flow trains and logs between.
 
     mc = pipeline.start(tracking_uri, sweep)          # this process's settings; the MLflow client of the run
-    if over := pipeline.sweep_over(sweep, mc):        # a sweep point whose sweep already ended: not trained
-        return over
     data = pipeline.load(config, data_digest, sweep)  # bad data fails here, before any MLflow run opens
     with pipeline.tracked(config, data, mc, tags, run_name, sweep) as run:
         ...                                           # the kind's tasks, logging through run.client to run.id
@@ -25,13 +23,13 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Cancelled, Failed, State
+from prefect.states import Failed, State
 from pydantic import BaseModel
 
 from bpcore import kinds, loading
 from bpcore.config import Config
 from bpcore.errors import DataError, InputError
-from flows.experiments import membership, steering
+from flows.experiments import steering
 from flows.experiments.membership import SweepMember
 from flows.runtime import outage, settings, speedups
 from flows.tracking import runs
@@ -190,23 +188,10 @@ def start(tracking_uri: str | None, sweep: SweepMember | None = None) -> MlflowC
     return mc
 
 
-def sweep_over(sweep: SweepMember | None, mc: MlflowClient) -> State | None:
-    """A Cancelled state when this is a sweep's point on a worker whose sweep already ended; else None."""
-    if sweep is None or not started_by_deployment():
-        return None
-    gone = membership.sweep_gone(sweep, mc)
-    if gone is None:
-        return None
-    get_run_logger().warning("not trained: %s", gone)
-    return Cancelled(message=gone)
-
-
 def load(config: Config, data_digest: str | None = None, sweep: SweepMember | None = None) -> Any:
-    """The config's data, checked against ``data_digest`` when the caller recorded one (else the digest the
-    sweep's points agree on, when its submitter could not read the data). Bad data raises DataError."""
+    """The config's data, checked against ``data_digest`` when the caller recorded one (a sweep's, read where its
+    flow runs). Bad data raises DataError."""
     data = load_data(config)
-    if sweep is not None and sweep.data_key:
-        data_digest = membership.agreed_digest(sweep.data_key, data.digest)
     check_digest(data, data_digest)
     return data
 
@@ -223,9 +208,6 @@ def tracked(config: Config, data: Any, mc: MlflowClient, tags: dict[str, str] | 
     kind = kinds.get(config.kind)
     name = run_name or default_name(config)
     handle = None
-    if sweep is not None and sweep.flow_run_id and (gone := membership.parent_ended(sweep, mc)):
-        # a pool point that waited (for the Prefect server, say) past its sweep's end: no run opens
-        raise InputError(f"not trained: {gone} before this point opened its run")
     try:
         with runs.tracked_run(config, data.source, data.digest, dataset, mc, name, run_tags(tags, sweep)) as run_id:
             handle = Run(run_id, mc)

@@ -1,7 +1,7 @@
 """A server that stops answering: how long bp waits for it, and how it gives up.
 
 ``BP_SERVER_TIMEOUT`` (seconds, default 120) is the one setting, for the MLflow server and for
-the Prefect server a sweep on a work pool waits on (``flows.sweep.remote``). MLflow's client retries a
+the Prefect server. MLflow's client retries a
 request that finds no server with exponential back-off; bp sizes those retries so that one request
 gives up after about that long, which also rides out a server restart of a few seconds without
 losing a step. bp's own retries (a task's, a per-epoch write's) are for errors a second try can

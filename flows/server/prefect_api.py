@@ -69,9 +69,3 @@ def require_pool(url: str, name: str, option: str = "--pool", hint: str = "") ->
         known = ", ".join(repr(p) for p in existing) if existing else "none"
         raise InputError(f"{option} {name!r}: no such work pool on {url} (work pools: {known}){hint}")
 
-
-def task_workers(url: str, auth_headers: dict, task_key: str) -> int | None:
-    """How many task workers the Prefect server at ``url`` counts connected for ``task_key`` (None: no answer)."""
-    status, answer = request("POST", f"{url.rstrip('/')}/task_workers/filter", auth_headers,
-                             {"task_worker_filter": {"task_keys": [task_key]}})
-    return len(answer) if status == 200 and isinstance(answer, list) else None

@@ -51,9 +51,14 @@ def refuse_running(directory: Path, given: Path) -> None:
                          f"bp stack down --dir {given} first")
 
 
-def check_ports(prefect: int, mlflow: int) -> None:
-    if prefect == mlflow:
-        raise InputError(f"--prefect-port and --mlflow-port are both {prefect}: the servers need a port each")
-    for option, port in (("--prefect-port", prefect), ("--mlflow-port", mlflow)):
+def check_ports(prefect: int, mlflow: int, scheduler: int | None = None) -> None:
+    ports = {"--prefect-port": prefect, "--mlflow-port": mlflow}
+    if scheduler:
+        ports["--scheduler-port"] = scheduler
+    for option, port in ports.items():
+        twin = next((other for other, p in ports.items() if p == port and other != option), None)
+        if twin:
+            raise InputError(f"{option} and {twin} are both {port}: each server needs a port of its own")
+    for option, port in ports.items():
         if procs.port_in_use(port, svc.HOST):
             raise InputError(f"{option} {port}: {svc.HOST}:{port} is already in use; pick another port")

@@ -1,10 +1,11 @@
 """``bp stack up|down|status``: the servers' topology as local background processes, for one machine without Docker.
 
 ``up`` starts the Prefect server, the MLflow server (artifacts proxied into DIR), N Prefect workers
-on the ``process`` pool ``bp`` (the deployments' flow runs) and N sweep workers (``bp sweep-worker``: the
-points of sweeps on ``bp``), each in its own session with its log in DIR/logs; records their pids
-(with start times, so a reused pid is never taken for ours) in DIR/pids.json; waits until each is
-healthy; and prints the UIs, then the two ``export`` lines as its last two lines. ``down`` pauses
+on the ``process`` pool ``bp`` (the deployments' and the pool sweeps' flow runs), a Dask scheduler (TLS,
+its certificates made in DIR/dask) and N sweep workers joined to it (``bp sweep-worker``: the points of
+those sweeps), each in its own session with its log in DIR/logs; records their pids (with start times,
+so a reused pid is never taken for ours) in DIR/pids.json; waits until each is healthy; and prints the
+UIs, then the ``export`` lines as its last lines. ``down`` pauses
 the pool, lets the workers' flow runs finish (cancels them after ``--grace`` s), then stops exactly
 the recorded processes, workers first. ``status`` prints one line per service.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from bpcore.errors import InputError
 from flows.runtime import waiting
 from flows.runtime.http import basic, request
-from flows.server import pools, prefect_api
+from flows.server import pools
 from flows.server.automations import ensure_zombie_automation
 from flows.stack import checks, procs
 from flows.stack import db as stack_db
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> bool:
 def up(args: argparse.Namespace) -> bool:
     directory = checks.stack_dir(args.dir)
     checks.refuse_running(directory, args.dir)
-    checks.check_ports(args.prefect_port, args.mlflow_port)
+    checks.check_ports(args.prefect_port, args.mlflow_port, args.scheduler_port if args.workers else None)
     data_root = checks.data_root(args.data_root)
     stack_secrets.check_given(dict(os.environ), mlflow_auth=args.auth)
     pg = stack_db.parse(args.database_url) if args.database_url else None
@@ -70,7 +71,7 @@ def up(args: argparse.Namespace) -> bool:
             _check_mlflow_login(tracking, keys, directory)
         _prepare_server(api, keys.prefect_auth_string)
         if args.workers:
-            _start_workers(directory, records, args.workers, api, tracking, keys, headers, data_root)
+            _start_workers(directory, records, args, api, tracking, keys, headers, data_root)
     except BaseException:
         _abort(directory, records)
         raise
@@ -78,6 +79,9 @@ def up(args: argparse.Namespace) -> bool:
     print(f"MLflow UI:  {tracking}" + (f" (user {keys.mlflow_user}, MLFLOW_TRACKING_PASSWORD)" if args.auth else ""))
     print(f"workers:    {args.workers} on work pool {svc.POOL}"
           + (f", reading data under {data_root}" if data_root else "") + f"; logs, pids and secrets in {directory}")
+    if args.workers:
+        print(f"sweeps:     {args.workers} sweep worker{'s' * (args.workers > 1)} on the Dask scheduler "
+              f"tls://{svc.HOST}:{args.scheduler_port} (certificates in {svc.certs_dir(directory)})")
     for name, value in exports(api, tracking, keys):
         print(f"export {name}={shlex.quote(value)}")
     return True
@@ -130,36 +134,61 @@ def _start_servers(directory: Path, records: list[dict], args, pg, keys) -> None
     _wait(records, lambda r: request("GET", r["health"])[0] == 200, args.verbose)
 
 
-def _start_workers(directory: Path, records: list[dict], n: int, api: str, tracking: str, keys, headers,
+def _start_workers(directory: Path, records: list[dict], args, api: str, tracking: str, keys, headers,
                    data_root: Path | None) -> None:
+    """The sweep pool's scheduler, then N Prefect workers and N sweep workers; each waited for."""
+    n = args.workers
+    address = _start_scheduler(directory, records, args.scheduler_port, args.verbose)
     started = []
     for i in range(1, n + 1):
         worker = f"bp-{socket.gethostname()}-{i}-{secrets.token_hex(3)}"
-        argv, env = svc.worker(directory, worker, api, tracking, keys, workers=n, data_root=data_root)
+        argv, env = svc.worker(directory, worker, api, tracking, keys, workers=n, data_root=data_root,
+                               scheduler=address)
         started.append(procs.spawn(records, f"worker-{i}", argv, env, directory / "logs" / f"worker-{i}.log",
                                    cwd=Path.cwd(), url=api, worker=worker))
         procs.write_records(directory, records)
-    points = []
     for i in range(1, n + 1):
-        argv, env = svc.sweep_worker(directory, api, tracking, keys, workers=n, data_root=data_root)
-        points.append(procs.spawn(records, f"sweep-worker-{i}", argv, env,
-                                  directory / "logs" / f"sweep-worker-{i}.log", cwd=Path.cwd(), url=api,
-                                  sweep_worker=svc.POOL))
+        argv, env = svc.sweep_worker(directory, api, tracking, keys, address, workers=n, data_root=data_root)
+        started.append(procs.spawn(records, f"sweep-worker-{i}", argv, env,
+                                   directory / "logs" / f"sweep-worker-{i}.log", cwd=Path.cwd(), url=address,
+                                   sweep_worker=address))
         procs.write_records(directory, records)
-    _progress(f"starting {n} worker{'s' * (n > 1)} and {n} sweep worker{'s' * (n > 1)} on pool {svc.POOL}")
+    _progress(f"starting {n} worker{'s' * (n > 1)} on pool {svc.POOL} and {n} sweep worker{'s' * (n > 1)}")
     known: set[str] = set()
+    with _scheduler_client(directory, address) as client:
+        def registered(record: dict) -> bool:
+            if "sweep_worker" in record:  # joined: the scheduler counts at least as many as are ready
+                joined = len(client.scheduler_info(n_workers=-1)["workers"])
+                return joined >= [r for r in started if "sweep_worker" in r].index(record) + 1
+            if record["worker"] not in known:
+                known.update(svc.registered_workers(api, headers))
+            return record["worker"] in known
 
-    def registered(record: dict) -> bool:
-        if "sweep_worker" in record:  # connected: the server counts at least as many as are ready
-            return (prefect_api.task_workers(api, headers, key) or 0) >= points.index(record) + 1
-        if record["worker"] not in known:
-            known.update(svc.registered_workers(api, headers))
-        return record["worker"] in known
+        _wait(started, registered, verbose=False)
 
-    from flows.sweep.points import point_task  # Prefect's task key of the pool's points
 
-    key = point_task(svc.POOL).task_key
-    _wait(started + points, registered, verbose=False)
+def _start_scheduler(directory: Path, records: list[dict], port: int, verbose: bool) -> str:
+    """The sweep pool's Dask scheduler (TLS only, certificates made in DIR/dask when missing); its address."""
+    from flows.sweep import tls
+
+    tls.make(svc.certs_dir(directory))
+    address = f"tls://{svc.HOST}:{port}"
+    argv, env = svc.scheduler(directory, port)
+    procs.spawn(records, "scheduler", argv, env, directory / "logs" / "scheduler.log", url=address, scheduler=address)
+    procs.write_records(directory, records)
+    _wait(records[-1:], lambda r: procs.port_in_use(port, svc.HOST), verbose)
+    return address
+
+
+@contextmanager
+def _scheduler_client(directory: Path, address: str):
+    """A client of the stack's scheduler, with the stack's certificates."""
+    from distributed import Client
+
+    from flows.sweep import tls
+
+    with Client(address, security=tls.security(svc.certs_dir(directory)), timeout=30, set_as_default=False) as client:
+        yield client
 
 
 def _wait(records: list[dict], ready: Callable[[dict], bool], verbose: bool) -> None:
@@ -293,15 +322,18 @@ def status(args: argparse.Namespace) -> bool:
         alive = procs.alive(record)
         if "worker" in record:
             answers = record["worker"] in online
-        elif "sweep_worker" in record:  # it says nothing itself: its process, which reconnects to the server
+        elif "sweep_worker" in record:  # it says nothing itself: its process (Dask's nanny restarts a lost worker)
             answers = alive
+        elif "scheduler" in record:
+            answers = alive and procs.port_in_use(int(record["url"].rsplit(":", 1)[1]), svc.HOST)
         else:
             answers = request("GET", record["health"])[0] == 200 if "health" in record else alive
         state = ("up" if alive else "up, not the recorded process") if answers else \
             ("up, not answering" if alive else "down")
         up.append(answers)
         where = record.get("url", "") + (f" (pool {svc.POOL}, as {record['worker']})" if "worker" in record else
-                                         f" (sweep points of pool {svc.POOL})" if "sweep_worker" in record else "")
+                                         " (sweep worker)" if "sweep_worker" in record else
+                                         " (Dask scheduler of the sweep workers, TLS)" if "scheduler" in record else "")
         print(f"{record['name']:<15} {record['pid']:>8}  {state:<5} {where}")
     return all(up)
 

@@ -20,13 +20,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                               "background processes (the docker-compose topology without Docker)")
     actions = stack.add_subparsers(dest="action", required=True, metavar="{up,down,status}", parser_class=type(stack))
     up = actions.add_parser("up", help="start the servers and workers, wait until they answer",
-                            description="start the Prefect server, the MLflow server and N workers on pool bp; the "
-                                        "last two lines printed are the export lines for clients")
-    up.add_argument("--workers", type=_count, default=1, metavar="N", help="Prefect workers to start (default: 1)")
+                            description="start the Prefect server, the MLflow server, N workers on pool bp, and a "
+                                        "Dask scheduler with N sweep workers; the last lines printed are the "
+                                        "export lines for clients")
+    up.add_argument("--workers", type=_count, default=1, metavar="N",
+                    help="Prefect workers, and sweep workers, to start (default: 1)")
     up.add_argument("--database-url", metavar="URL", help=f"{stack_db.FORM}: both servers on this Postgres, "
                     "databases mlflow and prefect (created when missing); default: SQLite files in DIR")
     up.add_argument("--prefect-port", type=_port, default=4200, metavar="P", help="Prefect server port (default: 4200)")
     up.add_argument("--mlflow-port", type=_port, default=5000, metavar="P", help="MLflow server port (default: 5000)")
+    up.add_argument("--scheduler-port", type=_port, default=8786, metavar="P",
+                    help="the sweep workers' Dask scheduler port, TLS only (default: 8786)")
     up.add_argument("--auth", action="store_true", help="MLflow basic auth too (the Prefect API always asks for "
                     "its auth string): admin password from BP_MLFLOW_ADMIN_PASSWORD, else a random one kept in DIR")
     up.add_argument("--data-root", type=Path, metavar="DIR", help="workers read data only under DIR (BP_DATA_ROOT); "

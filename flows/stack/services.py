@@ -16,10 +16,10 @@ from flows.runtime import blas, processes
 from flows.runtime.http import request
 from flows.stack.db import Postgres
 from flows.stack.secrets import Secrets
+from flows.sweep import tls
 
 POOL = "bp"
 HOST = "127.0.0.1"
-MIN_PASSWORD = 12  # MLflow's own minimum for the admin password
 OFFLINE = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
            "PYTHONUNBUFFERED": "1"}
 
@@ -67,11 +67,14 @@ def mlflow_server(directory: Path, port: int, pg: Postgres | None, keys: Secrets
 
 
 def worker(directory: Path, name: str, api: str, tracking: str, keys: Secrets, workers: int = 1,
-           data_root: Path | None = None) -> tuple[list[str], dict]:
-    """A Prefect process worker of pool ``bp``: it runs the deployments' flow runs (schedules, ``bp deploy``)."""
+           data_root: Path | None = None, scheduler: str | None = None) -> tuple[list[str], dict]:
+    """A Prefect process worker of pool ``bp``: it runs the deployments' flow runs (schedules, ``bp deploy``, ``bp
+    sweep --pool``); a sweep's flow run sends its points to the Dask ``scheduler`` (certificates in DIR/dask)."""
     env = {**_worker_env(directory, api, tracking, keys, workers, data_root),
            # heartbeats let a dead worker's flow runs be found (bp deploy's automation); no dependency installs
            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30", "PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false"}
+    if scheduler:
+        env.update({tls.SCHEDULER_ENV: scheduler, tls.CERTS_ENV: str(certs_dir(directory))})
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")  # Prefect's 10 s is felt by every flow run; local is cheap
     # one flow run at a time, as compose's workers
     argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process", "--name", name,
@@ -79,11 +82,22 @@ def worker(directory: Path, name: str, api: str, tracking: str, keys: Secrets, w
     return argv, env
 
 
-def sweep_worker(directory: Path, api: str, tracking: str, keys: Secrets, workers: int = 1,
+def certs_dir(directory: Path) -> Path:
+    """Where the stack keeps its sweep pool's certificates (``flows.sweep.tls``)."""
+    return directory / "dask"
+
+
+def scheduler(directory: Path, port: int) -> tuple[list[str], dict]:
+    """The Dask scheduler the sweep workers join and the sweeps' flow runs submit points to: TLS only."""
+    return tls.scheduler_argv(certs_dir(directory), HOST, port), base_env(directory)
+
+
+def sweep_worker(directory: Path, api: str, tracking: str, keys: Secrets, scheduler_address: str, workers: int = 1,
                  data_root: Path | None = None) -> tuple[list[str], dict]:
-    """A sweep worker of pool ``bp`` (``bp sweep-worker``): one point of a sweep at a time, in a warm process."""
+    """A sweep worker (``bp sweep-worker``): one point of a sweep at a time, in a warm process."""
     env = _worker_env(directory, api, tracking, keys, workers, data_root)
-    return [sys.executable, "-m", "flows.cli", "sweep-worker", "--pool", POOL], env
+    return [sys.executable, "-m", "flows.cli", "sweep-worker", "--scheduler", scheduler_address,
+            "--certs", str(certs_dir(directory))], env
 
 
 def _worker_env(directory: Path, api: str, tracking: str, keys: Secrets, workers: int,

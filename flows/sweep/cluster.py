@@ -89,6 +89,25 @@ class LocalSweepCluster:
                 pass
 
 
+def started_here(address: str) -> bool:
+    """Whether the scheduler at ``address`` is a local cluster this process started."""
+    return address in _SECURITY
+
+
 def security_for(address: str):
-    """The Security a client of the scheduler at ``address`` connects with (None: plain, Dask's own defaults)."""
-    return _SECURITY.get(address)
+    """The Security a client of the scheduler at ``address`` connects with: a local cluster's temporary one, else
+    the pool's certificates this flow run's worker names (``flows.sweep.tls``); None: Dask's own defaults."""
+    from flows.sweep import tls
+
+    if address in _SECURITY:
+        return _SECURITY[address]
+    pool = tls.from_environment()
+    return pool[1] if pool and pool[0] == address else None
+
+
+def worker_count(address: str, timeout: float = 30) -> int:
+    """How many workers the scheduler at ``address`` has now (at least 1: points queue until one joins)."""
+    from distributed import Client
+
+    with Client(address, security=security_for(address), timeout=timeout, set_as_default=False) as client:
+        return max(1, len(client.scheduler_info(n_workers=-1)["workers"]))

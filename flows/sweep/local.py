@@ -24,97 +24,136 @@ from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import run_tags
 from flows.experiments.steering import Steer
 from flows.runtime import blas
-from flows.sweep import cluster, skips
+from flows.sweep import cluster, skips, tls
 from flows.sweep import point as sweep_point
 from flows.sweep.child import Child, ChildFailed, record_skipped
 from flows.tracking import runs
 
 
+class Interrupted(Exception):
+    """The children that ended before the sweep stopped or gave up; ``cause`` is why it did."""
+
+    def __init__(self, children: list[Child], cause: BaseException):
+        super().__init__(str(cause))
+        self.children, self.cause = children, cause
+
+
 @dataclass
 class Sweeping:
     """What each part of one sweep needs: the MLflow client, the children's tags, what they are told of their sweep
-    (``member``), the metric that ranks them, and where they train (``pool``, else the Dask cluster at
-    ``scheduler``, else this process; ``parallel`` at once)."""
+    (``member``), the metric that ranks them, and where they train (the Dask cluster at ``scheduler``, else
+    this process; ``parallel`` at once)."""
 
     mc: MlflowClient
     tags: dict[str, str] | None
     member: SweepMember
     metric: str
     parallel: int | None = None
-    pool: str | None = None
     scheduler: str | None = None
+
+
+def pool_scheduler() -> str | None:
+    """The scheduler of the pool whose worker runs this flow run (its environment names it), or None."""
+    found = tls.from_environment()
+    return found[0] if found else None
 
 
 def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping, workers: int, skip: bool = False,
                  prune: dict[str, Any] | None = None) -> list[Child]:
     """Every grid point, outcomes in grid order: on the sweep's Dask cluster (one point a worker process), else in
     this process (``workers`` is then 1: ``own_cluster`` starts a cluster for more); BLAS threads shared out
-    between ``workers``.
+    between ``workers`` on this machine (a pool's workers have their own share).
 
     ``skip``: a divergence-aware grid: points train smallest learning rate first, and once one
     diverges the larger rates with its other values are skipped (recorded, not trained; those
     training already are told to stop). ``prune``: a search round's pruner and the earlier rounds'
     trials it compares with (``{"prune": kind, "earlier": [...]}``), which may stop a point after an epoch.
+    A stop (Ctrl-C, SIGTERM) or a lost cluster raises Interrupted with the children that ended.
     """
-    mc, tags, member, metric, scheduler = (sweeping.mc, sweeping.tags, sweeping.member, sweeping.metric,
-                                           sweeping.scheduler)
+    mc, member, scheduler = sweeping.mc, sweeping.member, sweeping.scheduler
     digest_of = {p.index: d for p, d in zip(points, digests)}
-    how = sweep_point.Steering(on_scheduler=scheduler is not None, prune=prune, blas_threads=blas.share(workers))
-    steers = {p.index: None if scheduler else Steer() for p in points}  # threads: steered from here
-    queue = grid.by_rate(points) if skip else list(points)
-    skipped: dict[int, str] = {}  # point index -> why it is not trained
+    share = blas.share(workers) if scheduler is None or cluster.started_here(scheduler) else None
+    how = sweep_point.Steering(on_scheduler=scheduler is not None, prune=prune, blas_threads=share)
+    steers = {p.index: None if scheduler else Steer() for p in points}  # in this process: steered from here
     outcomes: dict[int, Child] = {}
-    logger = get_run_logger()
-    with threadpool_limits(limits=blas.share(workers), user_api="blas"), _runner(scheduler, workers) as runner:
-        running = {}
+    skipped: dict[int, str] = {}  # point index -> why it is not trained
+    with threadpool_limits(limits=share, user_api="blas"), _runner(scheduler, workers) as runner:
+        running: dict[int, Any] = {}
         try:
-            while queue or running:
-                while queue and len(running) < workers:
-                    p = queue.pop(0)
-                    if p.index not in skipped:
-                        running[p.index] = runner.submit(sweep_point.train, {
-                            "point": p, "tracking_uri": mc.tracking_uri, "tags": tags,
-                            "data_digest": digest_of[p.index], "member": member, "metric": metric, "how": how,
-                            "steer": steers[p.index]})
-                if running:  # else only skipped points were left
-                    _wait(list(running.values()), first=True)
-                for index in [i for i, f in running.items() if f.wrapped_future.done()]:
-                    child = _child_of(next(p for p in points if p.index == index), running.pop(index))
-                    outcomes[index] = child
-                    if index in skipped:  # told to stop as it trained
-                        skips.told_ended(logger, child.point, child.status)
-                    if skip and child.status == "diverged":
-                        fresh = [q for q in grid.above(child.point, points)
-                                 if q.index not in skipped and q.index not in outcomes]
-                        for q in fresh:
-                            skipped[q.index] = grid.skip_reason(child.point)
-                            _tell_skipped(runner, steers, member, q, skipped[q.index])
-                        skips.announce(logger, child.point, [q for q in fresh if q.index not in running],
-                                       [q for q in fresh if q.index in running])
+            _drive(points, grid.by_rate(points) if skip else list(points), skip, workers, outcomes, skipped, running,
+                   lambda p: runner.submit(sweep_point.train, {
+                       "point": p, "tracking_uri": mc.tracking_uri, "tags": sweeping.tags,
+                       "data_digest": digest_of[p.index], "member": member, "metric": sweeping.metric, "how": how,
+                       "steer": steers[p.index]}),
+                   lambda p, reason: _tell_skipped(runner, steers, member, p, reason))
         except BaseException as exc:  # a stop (Ctrl-C, SIGTERM) or an error: the points on the cluster stop too
             if scheduler is not None:
                 _stop_all(runner, member, list(running.values()), runs.stop_reason(exc) or f"{type(exc).__name__}")
-            raise
+            raise Interrupted([outcomes[p.index] for p in points if p.index in outcomes], exc) from exc
+        if scheduler is not None:  # an attempt that lingers (its worker frozen, cut off) stops at its next epoch
+            _fence(runner, member, points)
     if scheduler is not None:
-        _lost_attempts(mc, member, logger)
+        _lost_attempts(mc, member, outcomes, get_run_logger())
     for p in points:
         if p.index not in outcomes:  # skipped before it started: recorded as a child all the same
-            outcomes[p.index] = record_skipped(p, digest_of[p.index], mc, run_tags(tags, member), skipped[p.index])
+            outcomes[p.index] = record_skipped(p, digest_of[p.index], mc, run_tags(sweeping.tags, member),
+                                               skipped[p.index])
     return [outcomes[p.index] for p in points]
 
 
-def _lost_attempts(mc: MlflowClient, member: SweepMember, logger) -> None:
-    """Mark FAILED the runs of points whose worker process died as they trained (killed, out of memory): Dask
-    trained those points again on another worker, and nothing else would end the lost attempts' runs."""
-    from flows.tracking import reap
+def _drive(points: list[GridPoint], queue: list[GridPoint], skip: bool, workers: int, outcomes: dict[int, Child],
+           skipped: dict[int, str], running: dict[int, Any], submit, tell_skipped) -> None:
+    """Keep ``workers`` points training until every point has an outcome or is skipped (``run_children``)."""
+    logger = get_run_logger()
+    while queue or running:
+        while queue and len(running) < workers:
+            p = queue.pop(0)
+            if p.index not in skipped:
+                running[p.index] = submit(p)
+        if running:  # else only skipped points were left
+            _wait(list(running.values()), first=True)
+        for index in [i for i, f in running.items() if f.wrapped_future.done()]:
+            child = _child_of(next(p for p in points if p.index == index), running.pop(index))
+            outcomes[index] = child
+            if index in skipped:  # told to stop as it trained
+                skips.told_ended(logger, child.point, child.status)
+            if skip and child.status == "diverged":
+                fresh = [q for q in grid.above(child.point, points)
+                         if q.index not in skipped and q.index not in outcomes]
+                for q in fresh:
+                    skipped[q.index] = grid.skip_reason(child.point)
+                    tell_skipped(q, skipped[q.index])
+                skips.announce(logger, child.point, [q for q in fresh if q.index not in running],
+                               [q for q in fresh if q.index in running])
 
+
+def _fence(runner, member: SweepMember, points: list[GridPoint]) -> None:
+    """``points`` are decided: any attempt of one still training somewhere stops without logging more."""
+    try:
+        for p in points:
+            runner.client.set_metadata(sweep_point.attempt_key(member, p), sweep_point.DECIDED)
+    except Exception:  # the cluster gone: nothing trains there any more
+        pass
+
+
+def _lost_attempts(mc: MlflowClient, member: SweepMember, outcomes: dict[int, Child], logger) -> None:
+    """Mark FAILED the runs of attempts whose worker was lost as they trained (killed, out of memory, frozen past
+    the scheduler's timeout): Dask trained those points again elsewhere, and nothing else ends the lost runs.
+    Every point's last attempt has ended its run, so a child of this sweep still RUNNING is such an attempt."""
+    decided = {child.run_id for child in outcomes.values() if child.run_id}
     try:
         experiment = mc.get_run(member.parent_run_id).info.experiment_id
-        for run_id, reason in reap.reap(mc.tracking_uri, [experiment], checked=True):
-            logger.warning("a worker process was lost as it trained: its point was trained again, and its MLflow run "
-                           "%s is marked FAILED (%s)", run_id, reason)
-    except Exception as exc:  # the store away: the next bp reaps them (bp runs --reap)
-        logger.warning("could not check for points whose worker was lost (%s): bp runs --reap marks them", exc)
+        lingering = mc.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{member.parent_run_id}' and "
+                                   "attributes.status = 'RUNNING'", max_results=1000)
+        for run in lingering:
+            if run.info.run_id in decided:
+                continue
+            reason = (f"its worker was lost as it trained (killed, or frozen past the scheduler's timeout): the point "
+                      f"{run.info.run_name} was trained again")
+            if runs.mark_failed(mc, run.info.run_id, "failed", reason):
+                logger.warning("%s; its MLflow run %s is marked FAILED", reason, run.info.run_id)
+    except Exception as exc:  # the store away: the next bp reaps those of this host (bp runs --reap)
+        logger.warning("could not check for points whose worker was lost (%s)", exc)
 
 
 def _runner(scheduler: str | None, workers: int):
@@ -169,7 +208,11 @@ def _child_of(point: GridPoint, future) -> Child:
     outcome = future.state.result(raise_on_failure=False)
     if isinstance(outcome, ChildFailed):
         return outcome.child
-    return _crashed(point, outcome) if isinstance(outcome, BaseException) else outcome
+    if isinstance(outcome, Child):
+        return outcome
+    if isinstance(outcome, BaseException):
+        return _crashed(point, outcome)
+    return Child(point, None, "failed", (future.state.message or future.state.name)[:500])  # cancelled, no child
 
 
 def _crashed(point: GridPoint, exc: BaseException) -> Child:
@@ -177,13 +220,17 @@ def _crashed(point: GridPoint, exc: BaseException) -> Child:
     return Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
 
 
-def at_once(parallel: int | None, points: int, kind: str) -> int:
-    """How many of ``points`` train at once here: ``--parallel``, else as many as cores for a kind whose points are
-    worth processes (else one), at most one a point."""
+def at_once(parallel: int | None, points: int, kind: str, scheduler: str | None = None) -> int:
+    """How many of ``points`` train at once: ``--parallel``; else on a pool's cluster (``scheduler``) as many as it
+    has workers now, here as many as cores for a kind whose points are worth processes (else one); at most one
+    a point."""
     from bpcore import kinds
 
-    declared = kinds.get(kind)
-    default = (os.cpu_count() or 1) if declared is not None and declared.processes else 1
+    if scheduler is not None and not cluster.started_here(scheduler):
+        default = parallel or cluster.worker_count(scheduler)
+    else:
+        declared = kinds.get(kind)
+        default = (os.cpu_count() or 1) if declared is not None and declared.processes else 1
     return max(1, min(parallel or default, points))
 
 
@@ -191,7 +238,7 @@ def at_once(parallel: int | None, points: int, kind: str) -> int:
 def own_cluster(sweeping: Sweeping, workers: int) -> Iterator[None]:
     """A Dask cluster of ``workers`` processes for the block, when the sweep trains several points at a time here and
     was given none (a flow run a deployment started: ``bp sweep`` starts one beside Prefect's server)."""
-    if sweeping.pool or sweeping.scheduler or workers < 2:
+    if sweeping.scheduler or workers < 2:
         yield
         return
     from flows.server.temporary_server import configured_api
@@ -204,5 +251,9 @@ def own_cluster(sweeping: Sweeping, workers: int) -> Iterator[None]:
         local.close()
 
 
-def where(sweeping: Sweeping) -> str:
-    return "on worker processes" if sweeping.scheduler else "in this process"
+def where(sweeping: Sweeping, workers: int) -> str:
+    """Where the points train, for the log; with the BLAS threads each has when they are shared out here."""
+    if sweeping.scheduler and not cluster.started_here(sweeping.scheduler):
+        return f"on the workers of the pool's cluster {sweeping.scheduler}"
+    threads = f", {blas.share(workers)} BLAS thread(s) each"
+    return ("on worker processes" if sweeping.scheduler else "in this process") + threads

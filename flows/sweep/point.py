@@ -4,12 +4,14 @@ thread of the ``bp sweep`` process, or a process of the sweep's Dask cluster.
 The point's kind's flow code runs inside the task (its tasks nest under it) and its outcome is the
 task's return value. What may stop the point early travels with it: a search's pruner (``Judge``,
 built from the trials of the earlier rounds, which ride as the task's argument) and, on Dask, the
-sweep's word on the scheduler (``Client.set_metadata``): skipped (a smaller learning rate diverged) or
-stopped (the sweep was stopped), read after every epoch.
+sweep's word on the scheduler (``Client.set_metadata``): skipped (a smaller learning rate diverged),
+stopped (the sweep was stopped), or superseded (the point was rescheduled: one point, one finished run),
+read after every epoch.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from mlflow.tracking import MlflowClient
@@ -26,47 +28,63 @@ from flows.experiments.steering import Steer
 from flows.sweep.child import Child, ChildFailed, train_point
 from flows.tracking import runs
 
-SKIP, STOP = "bp-skip", "bp-stop"  # the scheduler's metadata a sweep steers its points by: (SKIP, parent, index)
+WORD = "bp-sweep"  # the scheduler's metadata a sweep steers its points by: [WORD, parent run] -> its word
+DECIDED = "decided"  # a point's attempt once its sweep has its outcome: any other attempt of it stops
 
 
 class Steering(BaseModel):
     """How a point may be stopped early: ``on_scheduler`` (its sweep's word is read from the Dask scheduler),
     ``prune`` (``{"prune": "median", "earlier": [trials]}``: the search's pruner and what it compares with),
-    and the BLAS threads it trains with."""
+    and the BLAS threads it trains with (None: as the worker's environment says)."""
 
     on_scheduler: bool = False
     prune: dict[str, Any] | None = None
-    blas_threads: int = 1
+    blas_threads: int | None = 1
+
+
+def word_key(member: SweepMember) -> list[str]:
+    """Where a sweep's word to its points is kept on the scheduler: ``{"stop": reason, "skip": {index: reason},
+    "attempt": {index: id}}`` (one request reads it all)."""
+    return [WORD, member.parent_run_id]
 
 
 def skip_key(member: SweepMember, point: GridPoint) -> list[str]:
     """Where a sweep writes that ``point`` is skipped (its reason) on the scheduler."""
-    return [SKIP, member.parent_run_id, str(point.index)]
+    return [*word_key(member), "skip", str(point.index)]
 
 
 def stop_key(member: SweepMember) -> list[str]:
     """Where a sweep writes that all its points stop (its reason) on the scheduler."""
-    return [STOP, member.parent_run_id]
+    return [*word_key(member), "stop"]
+
+
+def attempt_key(member: SweepMember, point: GridPoint) -> list[str]:
+    """Where the attempt of ``point`` that is the point's (the latest to start) writes its id."""
+    return [*word_key(member), "attempt", str(point.index)]
 
 
 class ScheduledSteer(Steer):
-    """A steer that also reads its sweep's word from the Dask scheduler (a request each time it is asked): the point
-    skipped (a result, as in a sweep on threads), or the whole sweep stopped (the point's run ends KILLED with the
-    sweep's reason, as a stopped process's does)."""
+    """A steer that also reads its sweep's word from the Dask scheduler (one request each time it is asked): the
+    point skipped (a result, as in a sweep in this process), the whole sweep stopped, or this attempt no longer
+    the point's (a later attempt started: Dask rescheduled the point, taking this worker for lost). The last two
+    end the run KILLED with the reason, as a stopped process's."""
 
-    def __init__(self, judge, skip: list[str], stop: list[str]):
+    def __init__(self, judge, member: SweepMember, point: GridPoint, attempt: str):
         super().__init__(judge)
-        self.skip, self.stop = skip, stop
+        self.key, self.index, self.attempt = word_key(member), str(point.index), attempt
 
     def check(self) -> steering.Stop | None:
         if stop := super().check():
             return stop
         from distributed import get_client
 
-        client = get_client()
-        if reason := client.get_metadata(self.stop, None):
+        word = get_client().get_metadata(self.key, None) or {}
+        if reason := word.get("stop"):
             raise runs.stop_request(reason)()
-        if reason := client.get_metadata(self.skip, None):
+        if word.get("attempt", {}).get(self.index, self.attempt) != self.attempt:
+            raise runs.stop_request("another attempt of this point started (its sweep took this worker for lost): "
+                                    "this one stops")()
+        if reason := word.get("skip", {}).get(self.index):
             self.cancel(reason)
             return super().check()
         return None
@@ -80,7 +98,12 @@ def train(point: GridPoint, tracking_uri: str | None, tags: dict[str, str] | Non
 
     ``steer``: a steer of this process's (a sweep on threads, which cancels it itself); else one is made here.
     """
-    steer = steer or _steer(point, member, how)
+    attempt = None
+    if steer is None and how.on_scheduler:
+        over, attempt = _begin(member, point)
+        if over:  # its sweep stopped, or decided, before this attempt began: no run opens
+            return Cancelled(message=over)
+    steer = steer or _steer(point, member, how, attempt)
     try:
         with threadpool_limits(limits=how.blas_threads, user_api="blas"):
             result = train_point(point.validated(), tracking_uri, tags, point.name, data_digest, member, steer)
@@ -91,15 +114,28 @@ def train(point: GridPoint, tracking_uri: str | None, tags: dict[str, str] | Non
     return _outcome(Child.of_result(point, result, MlflowClient(tracking_uri), metric))
 
 
-def _steer(point: GridPoint, member: SweepMember, how: Steering) -> Steer:
+def _steer(point: GridPoint, member: SweepMember, how: Steering, attempt: str | None) -> Steer:
     judge = None
     if how.prune:
         from bpcore.search import Judge
 
         judge = Judge(how.prune["prune"], how.prune["earlier"])
     if how.on_scheduler:
-        return ScheduledSteer(judge, skip_key(member, point), stop_key(member))
+        return ScheduledSteer(judge, member, point, attempt or "")
     return Steer(judge)
+
+
+def _begin(member: SweepMember, point: GridPoint) -> tuple[str | None, str]:
+    """Make a new attempt the point's (the latest started wins): why it must not train (its sweep stopped, or
+    decided), or None; and the attempt's id."""
+    from distributed import get_client
+
+    client = get_client()
+    if reason := client.get_metadata(stop_key(member), None):
+        return reason, ""
+    attempt = uuid.uuid4().hex
+    client.set_metadata(attempt_key(member, point), attempt)
+    return None, attempt
 
 
 def _outcome(child: Child) -> Child | State:
