@@ -247,9 +247,15 @@ def _serve(args) -> int:
 
 
 def _sweep_worker(args) -> int:
+    from urllib.parse import urlsplit
+
     from flows.sweep import worker
 
-    uri = _prepare_store(args.tracking_uri)
+    uri = resolve_tracking_uri(args.tracking_uri)
+    if urlsplit(uri).scheme in ("", "file") and not Path(urlsplit(uri).path if "://" in uri else uri).is_dir():
+        raise InputError(f"tracking URI {uri}: no such directory (a sweep worker logs the points to their sweeps' "
+                         "store: the MLflow server or database the sweeps' flow runs use)")
+    uri = _prepare_store(uri)
     os.environ["MLFLOW_TRACKING_URI"] = uri  # the points' runs: their flows read it (``runs.client(None)``)
     from flows.server import prefect_api
 

@@ -96,6 +96,7 @@ class _Logs:
 
     def __init__(self, client, flow_run_id: str, verbose: bool = False):
         self.client, self.flow_run_id, self.verbose = client, flow_run_id, verbose
+        self.task_names: dict = {}
         self.after: datetime | None = None
         self.seen: set = set()
 
@@ -111,13 +112,27 @@ class _Logs:
             for log in page:
                 self.seen.add(log.id)
                 self.after = log.timestamp
-                if line := _line(log, self.verbose):
+                if line := _line(log, self.verbose, self._task_name(log.task_run_id)):
                     print(line, file=sys.stderr, flush=True)
             if len(page) < 200:
                 return
 
+    def _task_name(self, task_run_id) -> str | None:
+        """The name of the task run a record came from (``child lr=0.1``), read once (None until the server has it:
+        a task run's logs may arrive before the event that creates it)."""
+        from prefect.exceptions import ObjectNotFound
 
-def _line(log, verbose: bool) -> str | None:
+        if task_run_id is None:
+            return None
+        if task_run_id not in self.task_names:
+            try:
+                self.task_names[task_run_id] = self.client.read_task_run(task_run_id).name
+            except ObjectNotFound:
+                return None
+        return self.task_names[task_run_id]
+
+
+def _line(log, verbose: bool, task: str | None = None) -> str | None:
     """A log record as the terminal shows it: its first line (all of it with ``--verbose``); a task run's routine
     "Finished in state Completed()" left out unless verbose."""
     routine = log.level <= 20 and log.task_run_id is not None and log.message.startswith("Finished in state")
@@ -125,7 +140,8 @@ def _line(log, verbose: bool) -> str | None:
         return None
     level = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}.get(log.level, "INFO")
     text = log.message if verbose else log.message.splitlines()[0] if log.message else ""
-    return f"{log.timestamp.astimezone():%H:%M:%S} | {level:<7} | {log.name} - {text}"
+    source = f"Task run '{task}'" if task else "Flow run" if log.name == "prefect.flow_runs" else log.name
+    return f"{log.timestamp.astimezone():%H:%M:%S} | {level:<7} | {source} - {text}"
 
 
 def _cancel(client, flow_run_id: str, message: str) -> None:
