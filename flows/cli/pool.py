@@ -74,16 +74,51 @@ def follow(submitted: Submitted, tracking_uri: str, render: exits.Render, verbos
             if state is not None and state.is_cancelled():
                 print(f"bp: flow run {submitted.name} cancelled", file=sys.stderr)
             return code
+        except ServerLost:
+            from flows.runtime import outage
+            from flows.server.prefect_api import configured
+
+            print(f"bp: the Prefect server at {configured()[0]} stopped answering (waited about "
+                  f"{outage.seconds():g} s, {outage.VARIABLE}): no longer following flow run {submitted.name}, "
+                  "which its worker runs on", file=sys.stderr)
+            return exits.FAILED
     return _outcome(submitted, state, tracking_uri, render)
 
 
+def _away(exc: BaseException) -> bool:
+    """Whether a Prefect client call failed because the server is away (no answer, or 5xx while it restarts)."""
+    import httpx
+
+    from flows.runtime import outage
+
+    status = getattr(getattr(exc, "response", None), "status_code", 0)
+    return isinstance(exc, httpx.TransportError) or status >= 500 or outage.unreachable(exc)
+
+
+class ServerLost(Exception):
+    """The Prefect server failed every request for longer than ``BP_SERVER_TIMEOUT``."""
+
+
 def _until_final(client, logs: _Logs, timeout: float | None = None):
-    """The flow run's final state once it has one, its logs printed meanwhile (None after ``timeout`` s)."""
+    """The flow run's final state once it has one, its logs printed meanwhile (None after ``timeout`` s).
+    ServerLost once the server has not answered for ``BP_SERVER_TIMEOUT`` s in a row."""
+    from flows.runtime import outage
+
     deadline = None if timeout is None else time.monotonic() + timeout
+    failing_since = None
     while True:
-        run = client.read_flow_run(logs.flow_run_id)
-        logs.show()
-        if run.state is not None and run.state.is_final():
+        try:
+            run = client.read_flow_run(logs.flow_run_id)
+            logs.show()
+            failing_since = None
+        except Exception as exc:
+            if not _away(exc):
+                raise
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since > outage.seconds():
+                raise ServerLost(str(exc)) from exc
+            run = None
+        if run is not None and run.state is not None and run.state.is_final():
             logs.show()  # what it logged as it ended
             return run.state
         if deadline is not None and time.monotonic() > deadline:
@@ -175,7 +210,7 @@ def _outcome(submitted: Submitted, state, tracking_uri: str, render: exits.Rende
         code = code or shown
     if parent is not None:
         print(f"run_id: {parent.info.run_id}")
-    else:
+    elif state.is_completed():
         print(f"bp: no MLflow run of flow run {submitted.name} in {tracking_uri}: the pool's workers log to "
               "another store (export the MLFLOW_TRACKING_URI they use)", file=sys.stderr)
     return code

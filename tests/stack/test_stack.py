@@ -119,20 +119,26 @@ def test_up_on_postgres_with_two_workers(stack):
     assert status.returncode == 0, status.stderr
     rows = [line.split() for line in status.stdout.strip().splitlines()]
     assert [(row[0], int(row[1]), row[2]) for row in rows] == [(r["name"], r["pid"], "up") for r in stack.records]
-    assert [row[0] for row in rows] == ["prefect-server", "mlflow-server", "worker-1", "worker-2", "sweep-worker-1",
-                                        "sweep-worker-2"]
-    # the sweep workers: connected to the server for pool bp's points, their share of the cores each
+    assert [row[0] for row in rows] == ["prefect-server", "mlflow-server", "scheduler", "worker-1", "worker-2",
+                                        "sweep-worker-1", "sweep-worker-2"]
+    # the scheduler: TLS only, its certificates private; the sweep workers joined it, their share of the cores each
     from flows.runtime import blas
-    from flows.server.prefect_api import task_workers
-    from flows.sweep.points import point_task
+    from flows.stack.control import _scheduler_client
 
-    takers = [r for r in stack.records if "sweep_worker" in r]
-    assert task_workers(stack.prefect_api, {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()},
-                        point_task("bp").task_key) == 2
-    for record in takers:
+    scheduler = next(r for r in stack.records if r["name"] == "scheduler")
+    assert scheduler["url"].startswith("tls://127.0.0.1:") and scheduler["url"] in status.stdout
+    certs = stack.dir / "dask"
+    assert oct(certs.stat().st_mode & 0o777) == "0o700"
+    assert {oct(p.stat().st_mode & 0o777) for p in certs.iterdir()} == {"0o600"}
+    with _scheduler_client(stack.dir, scheduler["url"]) as client:
+        assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2
+    for record in [r for r in stack.records if "sweep_worker" in r]:
         environ = open(f"/proc/{record['pid']}/environ", "rb").read()
-        assert b"\0--pool\0bp" in open(f"/proc/{record['pid']}/cmdline", "rb").read() + b"\0"
+        assert f"\0--scheduler\0{scheduler['url']}\0".encode() in open(f"/proc/{record['pid']}/cmdline", "rb").read()
         assert f"OMP_NUM_THREADS={blas.environment(2)['OMP_NUM_THREADS']}".encode() in environ
+    for record in workers:  # their sweeps' flow runs learn the scheduler from them
+        environ = open(f"/proc/{record['pid']}/environ", "rb").read()
+        assert f"BP_DASK_SCHEDULER={scheduler['url']}\0".encode() in environ
 
 
 def test_status_judges_by_what_answers(stack, tmp_path):
@@ -331,7 +337,7 @@ def test_a_service_that_fails_to_start_is_named_and_the_rest_stopped(tmp_path):
 def test_sigterm_during_up_leaves_nothing_behind(tmp_path, when):
     directory = tmp_path / "stack"
     up = subprocess.Popen([*STACK, "up", "--dir", str(directory), "--workers", "2", "--prefect-port", str(free_port()),
-                           "--mlflow-port", str(free_port())], cwd=REPO, env=python_env(),
+                           "--mlflow-port", str(free_port()), "--scheduler-port", str(free_port())], cwd=REPO, env=python_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     try:

@@ -98,8 +98,11 @@ STACK_VARIABLES = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "BP_MLFLOW_ADMIN_PA
 
 
 def bp_stack(*argv: str, env: dict[str, str] | None = None, timeout: float = 420) -> subprocess.CompletedProcess:
-    """``bp stack ARGV`` in a subprocess from the checkout (flow runs of its workers start there too)."""
+    """``bp stack ARGV`` in a subprocess from the checkout (flow runs of its workers start there too); ``up`` on a
+    free scheduler port unless given one (stacks of several tests may run at once)."""
     base = {k: v for k, v in os.environ.items() if k not in STACK_VARIABLES}
+    if argv[:1] == ("up",) and "--scheduler-port" not in argv:
+        argv = (*argv, "--scheduler-port", str(free_port()))
     return subprocess.run([*STACK, *argv], capture_output=True, text=True, cwd=REPO, timeout=timeout,
                           env={**base, **(env or {})}, stdin=subprocess.DEVNULL)
 
