@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
-# The project image. The MLflow server, the Prefect server, the workers and the deploy job all
-# run it, so servers and clients share one set of package versions: exactly those in uv.lock
-# (`uv sync --frozen` installs the lock as it is and never re-resolves), and a run records the same
-# versions on every worker.
+# The project image. The MLflow server, the Prefect server, the workers, the sweep pool's Dask
+# scheduler and the one-shot jobs (certs, deploy) all run it, so servers and clients share one set
+# of package versions: exactly those in uv.lock (`uv sync --frozen` installs the lock as it is and
+# never re-resolves), and a run records the same versions on every worker.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -22,11 +22,13 @@ COPY flows ./flows
 RUN uv sync --frozen --no-dev --extra servers
 
 FROM ${PYTHON_IMAGE}
-# Nothing runs as root. /mlartifacts belongs to that user so the named volume mounted there
-# starts out writable (Docker copies the directory's owner into a new volume).
+# Nothing runs as root. /mlartifacts and /certs belong to that user so the named volumes mounted
+# there start out writable (Docker copies the directory's owner and mode into a new volume); /certs
+# (the sweep pool's certificates and key) is that user's only.
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin bp \
- && mkdir -p /mlartifacts /data \
- && chown bp:bp /mlartifacts
+ && mkdir -p /mlartifacts /data /certs \
+ && chown bp:bp /mlartifacts /certs \
+ && chmod 0700 /certs
 COPY --from=build /app /app
 COPY configs /app/configs
 COPY docker/mlflow_server.py docker/prefect_server.py docker/healthcheck.py /app/docker/

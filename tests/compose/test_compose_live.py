@@ -95,8 +95,8 @@ class Project:
 
 @pytest.fixture(scope="module")
 def project(engine, tmp_path_factory) -> Project:
-    """The project image built, the stack up with two workers and two sweep workers; ``docker compose down -v``
-    after."""
+    """The project image built, the stack up with two workers and two sweep workers (Dask workers of the pool's
+    scheduler); ``docker compose down -v`` after."""
     built = docker("build", "--network", "host", "-t", f"bp-pipeline:{TAG}", str(REPO), env=engine, timeout=1500)
     assert built.returncode == 0
     directory = tmp_path_factory.mktemp("compose-project")
@@ -129,18 +129,30 @@ def services(project: Project) -> list[dict]:
     return json.loads(out) if out.startswith("[") else [json.loads(line) for line in out.splitlines() if line]
 
 
-def test_up_with_two_workers_and_the_deploy_job_exited_0(project):
+def test_up_with_two_workers_and_the_deploy_and_certs_jobs_exited_0(project):
     found = services(project)
     by_service = {}
     for container in found:
         by_service.setdefault(container["Service"], []).append(container)
-    assert [c["ExitCode"] for c in by_service["deploy"]] == [0] and by_service["deploy"][0]["State"] == "exited"
+    for job in ("deploy", "certs"):
+        assert [c["ExitCode"] for c in by_service[job]] == [0] and by_service[job][0]["State"] == "exited", job
     for name in ("worker", "sweep-worker"):
         assert len(by_service[name]) == 2 and all(c["State"] == "running" for c in by_service[name]), name
-    for name in ("postgres", "mlflow", "prefect-server"):
+    for name in ("postgres", "mlflow", "prefect-server", "scheduler"):
         assert by_service[name][0]["Health"] == "healthy", by_service[name]
+    assert all(
+        not p.get("PublishedPort") for p in by_service["scheduler"][0].get("Publishers") or [])  # compose network only
     logs = project.compose("logs", "deploy").stdout
     assert "linreg/linreg: on demand, work pool 'bp'" in logs
+    joined = project.compose("logs", "sweep-worker").stdout  # each took the scheduler's TLS, with the certificates
+    assert joined.count("sweep worker of the scheduler at tls://scheduler:8786") == 2, joined[-3000:]
+
+
+def test_the_pool_certificates_are_the_image_users_only(project):
+    shown = project.compose("exec", "-T", "scheduler", "stat", "-c", "%n %a %U",
+                            "/certs", "/certs/ca.pem", "/certs/member.pem", "/certs/member-key.pem").stdout
+    assert shown.split("\n")[:4] == ["/certs 700 bp", "/certs/ca.pem 600 bp", "/certs/member.pem 600 bp",
+                                     "/certs/member-key.pem 600 bp"], shown
 
 
 def test_bp_train_from_the_host(project):
@@ -157,7 +169,8 @@ def test_the_readme_pool_sweep_from_the_host_with_the_data_only_on_the_workers(p
                       "--set", "experiment=compose-sweep", "--set", "sweep.model_name=null",
                       "--set", "sweep.grid.trainer.learning_rate=[1.0e-4, 2.0e-4]")
     mc = MlflowClient(project.client["MLFLOW_TRACKING_URI"])
-    assert done.returncode == 0, (done.stderr[-3000:], project.compose("logs", "--tail", "60", "worker").stdout[-4000:])
+    assert done.returncode == 0, (done.stderr[-3000:], project.compose(
+        "logs", "--tail", "60", "worker", "sweep-worker", "scheduler").stdout[-6000:])
     runs = mc.search_runs([mc.get_experiment_by_name("compose-sweep").experiment_id])
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags["bp.data_digest"] for r in runs} == {hashlib.sha256(SEED_DATA.read_bytes()).hexdigest()}
