@@ -167,8 +167,8 @@ class Sweep(Strict):
         "alias `champion` to it when it beats the current champion; null = no registry"
     )
     pool: str | None = Field(
-        None, min_length=1, description="the Prefect work pool whose workers train the children; "
-        "null = in-process"
+        None, min_length=1, description="the Prefect work pool whose workers run the sweep (its points on their "
+        "Dask scheduler's workers); null = in-process"
     )
 
     @field_validator("pool")

@@ -4,7 +4,7 @@ Entrypoint ``flows/sweep/flow.py:sweep``. Each child runs its kind's own flow co
 MLflow run: params, histories, model, plots, tags), told that it is a point of this sweep by its
 ``sweep`` parameter: in a task run of this flow run, in this process or on a Dask cluster's worker
 processes (``flows.sweep.local``): the one ``bp sweep`` starts, or a pool's (``bp sweep --pool`` makes this
-flow run on a pool's worker, ``flows.sweep.submit``). The data is loaded once where the flow runs to
+flow run on a pool's worker, ``flows.cli.pool``). The data is loaded once where the flow runs to
 record its digest, and each child checks what it read against it.
 The parent run holds the comparison (table, curves, best child) and registers the best child's
 model when it beats the champion.

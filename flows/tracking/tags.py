@@ -4,7 +4,7 @@ Every run: STATUS (finished, diverged, failed, killed, running), FAILURE_REASON 
 finish, KIND, CONFIG_DIGEST, DATA_DIGEST, DATA_SOURCE, WORKER (``host:pid``), GIT_DIRTY beside
 MLflow's commit tag; FLOW_RUN (the Prefect flow run that trained it), DEPLOYMENT when a deployment
 started it, REPRODUCES on a run ``bp reproduce`` made. Sweeps: SWEEP (``parent`` or ``child``),
-SWEEP_FLOW_RUN and POINT on a pool's children, and on the parent BEST_CHILD, BEST_POINT, the best score
+and on the parent BEST_CHILD, BEST_POINT, the best score
 under ``bp.<metric>`` on the registered version, REGISTERED_MODEL, REGISTRY, CHAMPION_MOVED.
 """
 
@@ -20,8 +20,6 @@ FLOW_RUN = "bp.flow_run"
 DEPLOYMENT = "bp.deployment"
 REPRODUCES = "bp.reproduces"
 SWEEP = "bp.sweep"
-SWEEP_FLOW_RUN = "bp.sweep_flow_run"
-POINT = "bp.point"  # a pool sweep's child: the name of the point it trained (its Prefect variable)
 BEST_CHILD = "bp.best_child"
 BEST_POINT = "bp.best_point"
 REGISTERED_MODEL = "bp.registered_model"

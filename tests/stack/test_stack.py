@@ -337,7 +337,8 @@ def test_a_service_that_fails_to_start_is_named_and_the_rest_stopped(tmp_path):
 def test_sigterm_during_up_leaves_nothing_behind(tmp_path, when):
     directory = tmp_path / "stack"
     up = subprocess.Popen([*STACK, "up", "--dir", str(directory), "--workers", "2", "--prefect-port", str(free_port()),
-                           "--mlflow-port", str(free_port()), "--scheduler-port", str(free_port())], cwd=REPO, env=python_env(),
+                           "--mlflow-port", str(free_port()), "--scheduler-port", str(free_port())],
+                          cwd=REPO, env=python_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     try:
