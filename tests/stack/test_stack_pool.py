@@ -353,9 +353,10 @@ def test_the_submitting_bp_sweep_killed_the_sweep_goes_on_and_detach_returns_at_
 
 
 def test_a_frozen_sweep_worker_woken_after_its_point_moved_never_finishes_it_twice(pool):
-    """A sweep worker SIGSTOPped mid-point past the scheduler's worker TTL (8 s here) is taken for lost: its point
-    trains again on the other worker. Woken (SIGCONT), its stale attempt stops at its next epoch: every point
-    ends exactly one FINISHED run, the stale attempt is not one, and nothing stays RUNNING."""
+    """A sweep worker (its nanny and worker process) SIGSTOPped mid-point past the scheduler's worker TTL (8 s here)
+    is taken for lost: its point trains again on the other worker. Woken (SIGCONT), its stale attempt stops at its
+    next epoch: every point ends exactly one FINISHED run, the stale attempt is not one, nothing stays RUNNING,
+    and the woken sweep worker serves again."""
     args = [MNIST_SWEEP, "--pool", "bp", "--set", "experiment=pool-frozen", "--set", "trainer.epochs=60",
             "--set", "data.limit=500", "--set", "sweep.model_name=null",
             "--set", "sweep.grid.trainer.learning_rate=[0.005, 0.01, 0.02, 0.05]"]
@@ -370,10 +371,10 @@ def test_a_frozen_sweep_worker_woken_after_its_point_moved_never_finishes_it_twi
                         if len(mc.get_metric_history(r.info.run_id, "cost")) >= 2]
             victim = training[0] if training else None
             time.sleep(0.2)
-        pid = int(victim.data.tags["bp.worker"].rsplit(":", 1)[1])
-        os.kill(pid, signal.SIGSTOP)
+        group = os.getpgid(int(victim.data.tags["bp.worker"].rsplit(":", 1)[1]))  # the sweep worker, nanny and all
+        os.killpg(group, signal.SIGSTOP)
         time.sleep(25)  # past the TTL: the scheduler has moved the point
-        os.kill(pid, signal.SIGCONT)
+        os.killpg(group, signal.SIGCONT)
         out, err = running.communicate(timeout=900)
     finally:
         if running.poll() is None:
