@@ -14,12 +14,13 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flows.cli import exits
 
 POLL_SECONDS = 1.0
+LATE = timedelta(seconds=60)  # how much older than the newest record seen a record may reach the server
 CANCEL_WAIT = 60.0  # s a cancelled sweep is followed until its flow run says Cancelled (its points stop meanwhile)
 
 
@@ -139,18 +140,23 @@ class _Logs:
         from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
         from prefect.client.schemas.sorting import LogSort
 
+        # a worker's records reach the server in batches, after later ones of others: look back a while
+        since = self.after - LATE if self.after else None
+        found = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[self.flow_run_id]),
+                          timestamp=LogFilterTimestamp(after_=since) if since else None)
+        offset = 0
         while True:
-            found = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[self.flow_run_id]),
-                              timestamp=LogFilterTimestamp(after_=self.after) if self.after else None)
-            page = [log for log in self.client.read_logs(log_filter=found, sort=LogSort.TIMESTAMP_ASC, limit=200)
-                    if log.id not in self.seen]
+            page = self.client.read_logs(log_filter=found, sort=LogSort.TIMESTAMP_ASC, limit=200, offset=offset)
             for log in page:
+                if log.id in self.seen:
+                    continue
                 self.seen.add(log.id)
-                self.after = log.timestamp
+                self.after = max(self.after or log.timestamp, log.timestamp)
                 if line := _line(log, self.verbose, self._task_name(log.task_run_id)):
                     print(line, file=sys.stderr, flush=True)
             if len(page) < 200:
                 return
+            offset += len(page)
 
     def _task_name(self, task_run_id) -> str | None:
         """The name of the task run a record came from (``child lr=0.1``), read once (None until the server has it:

@@ -44,7 +44,7 @@ class Steering(BaseModel):
 
 def word_key(member: SweepMember) -> list[str]:
     """Where a sweep's word to its points is kept on the scheduler: ``{"stop": reason, "skip": {index: reason},
-    "attempt": {index: id}}`` (one request reads it all)."""
+    "attempt": {index: id}, "ended": {index: run id}}`` (one request reads it all)."""
     return [WORD, member.parent_run_id]
 
 
@@ -100,9 +100,11 @@ def train(point: GridPoint, tracking_uri: str | None, tags: dict[str, str] | Non
     """
     attempt = None
     if steer is None and how.on_scheduler:
-        over, attempt = _begin(member, point)
+        over, attempt, ended = _begin(member, point)
         if over:  # its sweep stopped, or decided, before this attempt began: no run opens
             return Cancelled(message=over)
+        if ended:  # an earlier attempt ended it, its worker lost before the sweep had the result: that outcome
+            return _outcome(Child.read(point, ended, MlflowClient(tracking_uri), metric))
     steer = steer or _steer(point, member, how, attempt)
     try:
         with threadpool_limits(limits=how.blas_threads, user_api="blas"):
@@ -111,6 +113,8 @@ def train(point: GridPoint, tracking_uri: str | None, tags: dict[str, str] | Non
         return Cancelled(message=stop.reason)
     except Exception as exc:  # a child's crash is that child's outcome, not the sweep's
         return _outcome(Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
+    if attempt and result.run_id:
+        _ended(member, point, result.run_id)
     return _outcome(Child.of_result(point, result, MlflowClient(tracking_uri), metric))
 
 
@@ -125,17 +129,28 @@ def _steer(point: GridPoint, member: SweepMember, how: Steering, attempt: str | 
     return Steer(judge)
 
 
-def _begin(member: SweepMember, point: GridPoint) -> tuple[str | None, str]:
-    """Make a new attempt the point's (the latest started wins): why it must not train (its sweep stopped, or
-    decided), or None; and the attempt's id."""
+def _begin(member: SweepMember, point: GridPoint) -> tuple[str | None, str, str | None]:
+    """Make a new attempt the point's (the latest started wins): why it must not train (its sweep stopped), or None;
+    the attempt's id; and the run of an earlier attempt that ended the point, if one did (Dask computes a task
+    again when the worker holding its result is lost before the sweep fetched it)."""
     from distributed import get_client
 
     client = get_client()
-    if reason := client.get_metadata(stop_key(member), None):
-        return reason, ""
+    word = client.get_metadata(word_key(member), None) or {}
+    if reason := word.get("stop"):
+        return reason, "", None
+    if ended := word.get("ended", {}).get(str(point.index)):
+        return None, "", ended
     attempt = uuid.uuid4().hex
     client.set_metadata(attempt_key(member, point), attempt)
-    return None, attempt
+    return None, attempt, None
+
+
+def _ended(member: SweepMember, point: GridPoint, run_id: str) -> None:
+    """Record on the scheduler that the point ended, in MLflow run ``run_id``."""
+    from distributed import get_client
+
+    get_client().set_metadata([*word_key(member), "ended", str(point.index)], run_id)
 
 
 def _outcome(child: Child) -> Child | State:

@@ -238,8 +238,8 @@ def test_sqlite_with_auth_up_status_down(tmp_path):
             assert {r["worker"] for r in records if "worker" in r} <= workers_of(api, PREFECT_AUTH)
 
             status = bp_stack("status", "--dir", str(directory))
-            # the servers, the worker, the sweep worker (it connected to the server with the auth string to be up)
-            assert status.returncode == 0 and status.stdout.count(" up ") == 4, status.stdout
+            # the servers, the scheduler, the worker, the sweep worker (it joined the scheduler to be up)
+            assert status.returncode == 0 and status.stdout.count(" up ") == 5, status.stdout
 
             client = {"PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": PREFECT_AUTH}
             seen = start_slow_flow_run(tmp_path / "flow", client)
@@ -256,7 +256,7 @@ def test_sqlite_with_auth_up_status_down(tmp_path):
             statuses = db.execute("SELECT status FROM runs WHERE run_uuid = ?", (seen["run_id"],)).fetchall()
         assert statuses == [("FAILED",)]  # MLflow's `with start_run()` saw the TerminationSignal: never RUNNING
         stopped = [line.split()[0] for line in down.stdout.splitlines()]
-        assert stopped == ["worker-1", "sweep-worker-1", "prefect-server", "mlflow-server"]
+        assert stopped == ["worker-1", "sweep-worker-1", "prefect-server", "mlflow-server", "scheduler"]
         assert not [r for r in records if stack_procs.group(r)]
         assert bystander.poll() is None  # not ours: still running
         assert not (directory / stack_procs.PIDS_FILE).exists()
