@@ -6,7 +6,6 @@ start of Prefect's temporary server.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -102,9 +101,11 @@ def _sweep(args) -> int:
 
         return sweep
 
+    from flows.sweep.cluster import beside as cluster_beside
+
     return _launch(args, flow, render.sweep_table, config=to_dict(config), tracking_uri=uri,
                    run_name=Path(args.config).stem, parallel=args.parallel, points=points,
-                   beside=_local_cluster(args.parallel, config, points))
+                   beside=cluster_beside(args.parallel, config, points))
 
 
 def _on_pool(args, config, pool: str, uri: str) -> int:
@@ -125,38 +126,6 @@ def _on_pool(args, config, pool: str, uri: str) -> int:
     if args.detach:
         return submit.detached(submitted, uri)
     return submit.follow(submitted, uri, render.sweep_table, args.verbose)
-
-
-def _local_cluster(parallel: int | None, config, points: list):
-    """What starts an in-process sweep's Dask cluster beside Prefect's server, when its points train several at a
-    time (one at a time, they train in this process: a cluster would only cost its start)."""
-    from flows.sweep.local import at_once
-
-    workers = at_once(parallel, config.sweep.trials if config.sweep.search != "grid" else len(points), config.kind)
-    if workers < 2:
-        return None
-    configs = [p.config for p in points] or [to_dict(config.model_copy(update={"sweep": None}))]
-    data = list({json.dumps(c["data"], sort_keys=True): c for c in configs}.values())  # one per dataset
-
-    def start(prefect_api: str | None):
-        from flows.sweep.cluster import LocalSweepCluster
-
-        return _Beside(LocalSweepCluster(workers, prefect_api, data))
-
-    return start
-
-
-class _Beside:
-    """A started cluster as ``launch`` wants it: the flow's ``scheduler`` parameter, then closed."""
-
-    def __init__(self, cluster):
-        self.cluster = cluster
-
-    def params(self) -> dict[str, str]:
-        return {"scheduler": self.cluster.address()}
-
-    def close(self) -> None:
-        self.cluster.close()
 
 
 def _search_checked(config, source: str, load: bool = True) -> list:

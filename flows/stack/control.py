@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shlex
-import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +25,7 @@ from flows.runtime import waiting
 from flows.runtime.http import basic, request
 from flows.server import pools
 from flows.server.automations import ensure_zombie_automation
-from flows.stack import checks, procs
+from flows.stack import checks, procs, workers
 from flows.stack import db as stack_db
 from flows.stack import secrets as stack_secrets
 from flows.stack import services as svc
@@ -71,7 +69,7 @@ def up(args: argparse.Namespace) -> bool:
             _check_mlflow_login(tracking, keys, directory)
         _prepare_server(api, keys.prefect_auth_string)
         if args.workers:
-            _start_workers(directory, records, args, api, tracking, keys, headers, data_root)
+            workers.start(directory, records, args, api, tracking, keys, headers, data_root, _wait)
     except BaseException:
         _abort(directory, records)
         raise
@@ -132,63 +130,6 @@ def _start_servers(directory: Path, records: list[dict], args, pg, keys) -> None
         procs.write_records(directory, records)
     _progress("starting the Prefect and MLflow servers")
     _wait(records, lambda r: request("GET", r["health"])[0] == 200, args.verbose)
-
-
-def _start_workers(directory: Path, records: list[dict], args, api: str, tracking: str, keys, headers,
-                   data_root: Path | None) -> None:
-    """The sweep pool's scheduler, then N Prefect workers and N sweep workers; each waited for."""
-    n = args.workers
-    address = _start_scheduler(directory, records, args.scheduler_port, args.verbose)
-    started = []
-    for i in range(1, n + 1):
-        worker = f"bp-{socket.gethostname()}-{i}-{secrets.token_hex(3)}"
-        argv, env = svc.worker(directory, worker, api, tracking, keys, workers=n, data_root=data_root,
-                               scheduler=address)
-        started.append(procs.spawn(records, f"worker-{i}", argv, env, directory / "logs" / f"worker-{i}.log",
-                                   cwd=Path.cwd(), url=api, worker=worker))
-        procs.write_records(directory, records)
-    for i in range(1, n + 1):
-        argv, env = svc.sweep_worker(directory, api, tracking, keys, address, workers=n, data_root=data_root)
-        started.append(procs.spawn(records, f"sweep-worker-{i}", argv, env,
-                                   directory / "logs" / f"sweep-worker-{i}.log", cwd=Path.cwd(), url=address,
-                                   sweep_worker=address))
-        procs.write_records(directory, records)
-    _progress(f"starting {n} worker{'s' * (n > 1)} on pool {svc.POOL} and {n} sweep worker{'s' * (n > 1)}")
-    known: set[str] = set()
-    with _scheduler_client(directory, address) as client:
-        def registered(record: dict) -> bool:
-            if "sweep_worker" in record:  # joined: the scheduler counts at least as many as are ready
-                joined = len(client.scheduler_info(n_workers=-1)["workers"])
-                return joined >= [r for r in started if "sweep_worker" in r].index(record) + 1
-            if record["worker"] not in known:
-                known.update(svc.registered_workers(api, headers))
-            return record["worker"] in known
-
-        _wait(started, registered, verbose=False)
-
-
-def _start_scheduler(directory: Path, records: list[dict], port: int, verbose: bool) -> str:
-    """The sweep pool's Dask scheduler (TLS only, certificates made in DIR/dask when missing); its address."""
-    from flows.sweep import tls
-
-    tls.make(svc.certs_dir(directory))
-    address = f"tls://{svc.HOST}:{port}"
-    argv, env = svc.scheduler(directory, port)
-    procs.spawn(records, "scheduler", argv, env, directory / "logs" / "scheduler.log", url=address, scheduler=address)
-    procs.write_records(directory, records)
-    _wait(records[-1:], lambda r: procs.port_in_use(port, svc.HOST), verbose)
-    return address
-
-
-@contextmanager
-def _scheduler_client(directory: Path, address: str):
-    """A client of the stack's scheduler, with the stack's certificates."""
-    from distributed import Client
-
-    from flows.sweep import tls
-
-    with Client(address, security=tls.security(svc.certs_dir(directory)), timeout=30, set_as_default=False) as client:
-        yield client
 
 
 def _wait(records: list[dict], ready: Callable[[dict], bool], verbose: bool) -> None:

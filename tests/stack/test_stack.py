@@ -123,14 +123,14 @@ def test_up_on_postgres_with_two_workers(stack):
                                         "sweep-worker-1", "sweep-worker-2"]
     # the scheduler: TLS only, its certificates private; the sweep workers joined it, their share of the cores each
     from flows.runtime import blas
-    from flows.stack.control import _scheduler_client
+    from flows.stack.workers import scheduler_client
 
     scheduler = next(r for r in stack.records if r["name"] == "scheduler")
     assert scheduler["url"].startswith("tls://127.0.0.1:") and scheduler["url"] in status.stdout
     certs = stack.dir / "dask"
     assert oct(certs.stat().st_mode & 0o777) == "0o700"
     assert {oct(p.stat().st_mode & 0o777) for p in certs.iterdir()} == {"0o600"}
-    with _scheduler_client(stack.dir, scheduler["url"]) as client:
+    with scheduler_client(stack.dir, scheduler["url"]) as client:
         assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2
     for record in [r for r in stack.records if "sweep_worker" in r]:
         environ = open(f"/proc/{record['pid']}/environ", "rb").read()
