@@ -101,11 +101,11 @@ def _sweep(args) -> int:
 
         return sweep
 
-    from flows.sweep.cluster import beside as cluster_beside
+    from flows.cli.launch import sweep_cluster
 
     return _launch(args, flow, render.sweep_table, config=to_dict(config), tracking_uri=uri,
                    run_name=Path(args.config).stem, parallel=args.parallel, points=points,
-                   beside=cluster_beside(args.parallel, config, points))
+                   beside=sweep_cluster(args.parallel, config, points))
 
 
 def _on_pool(args, config, pool: str, uri: str) -> int:

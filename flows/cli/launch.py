@@ -8,6 +8,7 @@ imports while the temporary server starts.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -166,3 +167,35 @@ def _reap(uri: str) -> None:
             print(f"bp: run {run_id} marked FAILED: {reason}", file=sys.stderr)
     except Exception as exc:  # housekeeping: the run this process starts must not depend on it
         print(f"bp: could not look for orphaned runs in {uri}: {exc}", file=sys.stderr)
+
+
+def sweep_cluster(parallel: int | None, config, points: list):
+    """What starts an in-process sweep's Dask cluster beside Prefect's server, when its points train several at a
+    time (one at a time, they train in this process: a cluster would only cost its start)."""
+    from bpcore.config import to_dict
+    from flows.sweep.cluster import LocalSweepCluster
+    from flows.sweep.local import at_once
+
+    workers = at_once(parallel, config.sweep.trials if config.sweep.search != "grid" else len(points), config.kind)
+    if workers < 2:
+        return None
+    configs = [p.config for p in points] or [to_dict(config.model_copy(update={"sweep": None}))]
+    data = list({json.dumps(c["data"], sort_keys=True): c for c in configs}.values())  # one per dataset
+
+    def start(prefect_api: str | None):
+        return _Beside(LocalSweepCluster(workers, prefect_api, data))
+
+    return start
+
+
+class _Beside:
+    """A started cluster as ``launch`` wants it: the flow's ``scheduler`` parameter, then closed."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def params(self) -> dict[str, str]:
+        return {"scheduler": self.cluster.address()}
+
+    def close(self) -> None:
+        self.cluster.close()

@@ -111,34 +111,3 @@ def worker_count(address: str, timeout: float = 30) -> int:
 
     with Client(address, security=security_for(address), timeout=timeout, set_as_default=False) as client:
         return max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
-
-
-def beside(parallel: int | None, config, points: list):
-    """What starts an in-process sweep's Dask cluster beside Prefect's server, when its points train several at a
-    time (one at a time, they train in this process: a cluster would only cost its start)."""
-    from bpcore.config import to_dict
-    from flows.sweep.local import at_once
-
-    workers = at_once(parallel, config.sweep.trials if config.sweep.search != "grid" else len(points), config.kind)
-    if workers < 2:
-        return None
-    configs = [p.config for p in points] or [to_dict(config.model_copy(update={"sweep": None}))]
-    data = list({json.dumps(c["data"], sort_keys=True): c for c in configs}.values())  # one per dataset
-
-    def start(prefect_api: str | None):
-        return _Beside(LocalSweepCluster(workers, prefect_api, data))
-
-    return start
-
-
-class _Beside:
-    """A started cluster as ``launch`` wants it: the flow's ``scheduler`` parameter, then closed."""
-
-    def __init__(self, cluster):
-        self.cluster = cluster
-
-    def params(self) -> dict[str, str]:
-        return {"scheduler": self.cluster.address()}
-
-    def close(self) -> None:
-        self.cluster.close()
