@@ -1,0 +1,42 @@
+"""How ``bp sweep --pool`` shows the flow run it follows, and what it takes for the Prefect server being away."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from uuid import uuid4
+
+import httpx
+
+from flows.cli import pool
+
+
+def record(message: str, level: int = 20, task: bool = True, name: str = "prefect.task_runs"):
+    return SimpleNamespace(message=message, level=level, task_run_id=uuid4() if task else None, name=name,
+                           timestamp=datetime(2026, 12, 6, 12, 0, 1, tzinfo=UTC))
+
+
+def test_a_task_runs_routine_end_is_left_out_unless_verbose():
+    routine = record("Finished in state Completed()")
+    assert pool._line(routine, verbose=False) is None
+    assert pool._line(routine, verbose=True).endswith("prefect.task_runs - Finished in state Completed()")
+    failed = record("Finished in state Failed('lr=2: diverged')", level=40)
+    assert "| ERROR   | " in pool._line(failed, verbose=False)  # not routine: a failure is always shown
+
+
+def test_lines_name_their_task_run_and_keep_to_one_line_unless_verbose():
+    told = record("diverged at epoch 1: cost inf\nTraceback (most recent call last): ...", level=30)
+    line = pool._line(told, verbose=False, task="child lr=2")
+    assert line.endswith("| WARNING | Task run 'child lr=2' - diverged at epoch 1: cost inf")
+    assert "Traceback" in pool._line(told, verbose=True, task="child lr=2")
+    flow = record("4 children, 2 at a time", task=False, name="prefect.flow_runs")
+    assert pool._line(flow, verbose=False).endswith("| INFO    | Flow run - 4 children, 2 at a time")
+
+
+def test_the_server_away_is_told_from_other_errors():
+    assert pool._away(httpx.ConnectError("refused"))
+    response = httpx.Response(503, request=httpx.Request("GET", "http://127.0.0.1:4200/api/flow_runs/x"))
+    assert pool._away(httpx.HTTPStatusError("busy", request=response.request, response=response))
+    missing = httpx.Response(404, request=response.request)
+    assert not pool._away(httpx.HTTPStatusError("gone", request=missing.request, response=missing))
+    assert not pool._away(ValueError("a bug of ours"))
