@@ -307,8 +307,11 @@ def kill_worker_process(victim) -> None:
 
 
 def lost_worker(run) -> bool:
-    """Whether the FAILED ``run`` says its worker was lost (the sweep marked the lost attempt)."""
-    return run.data.tags["bp.failure_reason"].startswith("its worker was lost as it trained")
+    """Whether the FAILED ``run`` says its worker was lost: the sweep marked the lost attempt, or a bp on the worker's
+    machine (another flow run's start) reaped it first."""
+    from flows.tracking.reap import reaped
+
+    return run.data.tags["bp.failure_reason"].startswith("its worker was lost as it trained") or reaped(run)
 
 
 def sweep_losing_a_worker(servers, args: list[str], victim_of) -> tuple[int, str, str, object]:
@@ -355,7 +358,8 @@ def test_32_points_on_two_sweep_workers_lose_none_when_one_is_killed(servers):
     assert not [c for c in children if c.info.status == "RUNNING"]
     killed = mc.get_run(victim.info.run_id)
     assert killed.info.status == "FAILED" and lost_worker(killed), killed.data.tags["bp.failure_reason"]
-    assert f"its MLflow run {killed.info.run_id} is marked FAILED" in err
+    assert f"its MLflow run {killed.info.run_id} is marked FAILED" in err or "(found by bp at " in \
+        killed.data.tags["bp.failure_reason"]
     finished = [c for c in children if c.info.status == "FINISHED"]
     assert sorted(c.info.run_name for c in finished) == names  # every point, once
     assert len(children) == 33  # and the lost attempt
