@@ -27,6 +27,7 @@ from flows.runtime import blas
 from flows.sweep import cluster, skips, tls
 from flows.sweep import point as sweep_point
 from flows.sweep.child import Child, ChildFailed, record_skipped
+from flows.sweep.watch import SchedulerLost, SchedulerWatch, answered
 from flows.tracking import runs
 
 
@@ -79,17 +80,23 @@ def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping
     skipped: dict[int, str] = {}  # point index -> why it is not trained
     with threadpool_limits(limits=share, user_api="blas"), _runner(scheduler, workers) as runner:
         running: dict[int, Any] = {}
+        watch = SchedulerWatch(runner.client, scheduler) if scheduler is not None else None
         try:
             _drive(points, grid.by_rate(points) if skip else list(points), skip, workers, outcomes, skipped, running,
                    lambda p: runner.submit(sweep_point.train, {
                        "point": p, "tracking_uri": mc.tracking_uri, "tags": sweeping.tags,
                        "data_digest": digest_of[p.index], "member": member, "metric": sweeping.metric, "how": how,
                        "steer": steers[p.index]}),
-                   lambda p, reason: _tell_skipped(runner, steers, member, p, reason))
+                   lambda p, reason: _tell_skipped(runner, steers, member, p, reason), watch)
         except BaseException as exc:  # a stop (Ctrl-C, SIGTERM) or an error: the points on the cluster stop too
-            if scheduler is not None:
+            if isinstance(exc, SchedulerLost):  # nothing reaches the points: their runs are marked here
+                _lost_attempts(mc, member, outcomes, get_run_logger(), f"{exc}, as this point trained")
+            elif scheduler is not None:
                 _stop_all(runner, member, list(running.values()), runs.stop_reason(exc) or f"{type(exc).__name__}")
             raise Interrupted([outcomes[p.index] for p in points if p.index in outcomes], exc) from exc
+        finally:
+            if watch is not None:
+                watch.close()
         if scheduler is not None:  # an attempt that lingers (its worker frozen, cut off) stops at its next epoch
             _fence(runner, member, points)
     if scheduler is not None:
@@ -102,16 +109,25 @@ def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping
 
 
 def _drive(points: list[GridPoint], queue: list[GridPoint], skip: bool, workers: int, outcomes: dict[int, Child],
-           skipped: dict[int, str], running: dict[int, Any], submit, tell_skipped) -> None:
-    """Keep ``workers`` points training until every point has an outcome or is skipped (``run_children``)."""
-    logger = get_run_logger()
+           skipped: dict[int, str], running: dict[int, Any], submit, tell_skipped,
+           watch: SchedulerWatch | None) -> None:
+    """Keep ``workers`` points training until every point has an outcome or is skipped (``run_children``); a
+    scheduler that ``watch`` finds gone raises SchedulerLost."""
+    logger, ended = get_run_logger(), threading.Event()
     while queue or running:
         while queue and len(running) < workers:
             p = queue.pop(0)
             if p.index not in skipped:
                 running[p.index] = submit(p)
-        if running:  # else only skipped points were left
-            _wait(list(running.values()), first=True)
+                running[p.index].wrapped_future.add_done_callback(lambda _: ended.set())
+        if running and not any(f.wrapped_future.done() for f in running.values()):  # else nothing to wait for
+            ended.wait(None if watch is None else 1.0)
+        ended.clear()  # before the done futures are read: one that ends after this sets it again
+        if watch is not None:
+            watch.check()
+            if any(f.wrapped_future.cancelled() for f in running.values()):  # Dask drops them with the connection
+                raise SchedulerLost(f"the Dask scheduler at {watch.address} cancelled the sweep's points "
+                                    "(its connection was lost)")
         for index in [i for i, f in running.items() if f.wrapped_future.done()]:
             child = _child_of(next(p for p in points if p.index == index), running.pop(index))
             outcomes[index] = child
@@ -136,10 +152,12 @@ def _fence(runner, member: SweepMember, points: list[GridPoint]) -> None:
         pass
 
 
-def _lost_attempts(mc: MlflowClient, member: SweepMember, outcomes: dict[int, Child], logger) -> None:
+def _lost_attempts(mc: MlflowClient, member: SweepMember, outcomes: dict[int, Child], logger,
+                   why: str | None = None) -> None:
     """Mark FAILED the runs of attempts whose worker was lost as they trained (killed, out of memory, frozen past
     the scheduler's timeout): Dask trained those points again elsewhere, and nothing else ends the lost runs.
-    Every point's last attempt has ended its run, so a child of this sweep still RUNNING is such an attempt."""
+    Every point's last attempt has ended its run, so a child of this sweep still RUNNING is such an attempt.
+    ``why``: the sweep lost its scheduler, and with it every point still training (the reason they record)."""
     decided = {child.run_id for child in outcomes.values() if child.run_id}
     try:
         experiment = mc.get_run(member.parent_run_id).info.experiment_id
@@ -148,8 +166,8 @@ def _lost_attempts(mc: MlflowClient, member: SweepMember, outcomes: dict[int, Ch
         for run in lingering:
             if run.info.run_id in decided:
                 continue
-            reason = (f"its worker was lost as it trained (killed, or frozen past the scheduler's timeout): the point "
-                      f"{run.info.run_name} was trained again")
+            reason = why or (f"its worker was lost as it trained (killed, or frozen past the scheduler's timeout): the "
+                             f"point {run.info.run_name} was trained again")
             if runs.mark_failed(mc, run.info.run_id, "failed", reason):
                 logger.warning("%s; its MLflow run %s is marked FAILED", reason, run.info.run_id)
     except Exception as exc:  # the store away: the next bp reaps those of this host (bp runs --reap)
@@ -196,7 +214,8 @@ def _stop_all(runner, member: SweepMember, running: list, reason: str) -> None:
     """Tell every point of the sweep to stop (each ends KILLED with ``reason`` after the epoch it is in) and wait
     for those training, a little; the points not started are cancelled."""
     try:
-        runner.client.set_metadata(sweep_point.stop_key(member), f"{reason}: its sweep was stopped")
+        answered(lambda: runner.client.set_metadata(sweep_point.stop_key(member), f"{reason}: its sweep was stopped"),
+                 STOP_GRACE, "the sweep's Dask scheduler")
         _wait(running, timeout=STOP_GRACE)
     except BaseException:  # a second stop, or the cluster gone: the next bp reaps what is left RUNNING
         pass

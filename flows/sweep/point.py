@@ -6,14 +6,18 @@ task's return value. What may stop the point early travels with it: a search's p
 built from the trials of the earlier rounds, which ride as the task's argument) and, on Dask, the
 sweep's word on the scheduler (``Client.set_metadata``): skipped (a smaller learning rate diverged),
 stopped (the sweep was stopped), or superseded (the point was rescheduled: one point, one finished run),
-read after every epoch.
+read after every epoch. A scheduler that does not answer within ``BP_SERVER_TIMEOUT`` fails the point (its sweep
+gives up on the scheduler as long); one that answers late makes the point ask MLflow whether its sweep gave up
+meanwhile.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
+import mlflow
 from mlflow.tracking import MlflowClient
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -25,11 +29,14 @@ from bpcore.sweep import GridPoint
 from flows.experiments import steering
 from flows.experiments.membership import SweepMember
 from flows.experiments.steering import Steer
+from flows.runtime import outage
 from flows.sweep.child import Child, ChildFailed, train_point
+from flows.sweep.watch import answered
 from flows.tracking import runs
 
 WORD = "bp-sweep"  # the scheduler's metadata a sweep steers its points by: [WORD, parent run] -> its word
 DECIDED = "decided"  # a point's attempt once its sweep has its outcome: any other attempt of it stops
+STALLED = 5.0  # s: a scheduler that took longer to answer may have been given up on by its sweep meanwhile
 
 
 class Steering(BaseModel):
@@ -72,13 +79,18 @@ class ScheduledSteer(Steer):
     def __init__(self, judge, member: SweepMember, point: GridPoint, attempt: str):
         super().__init__(judge)
         self.key, self.index, self.attempt = word_key(member), str(point.index), attempt
+        self.parent = member.parent_run_id
 
     def check(self) -> steering.Stop | None:
         if stop := super().check():
             return stop
         from distributed import get_client
 
-        word = get_client().get_metadata(self.key, None) or {}
+        client, asked = get_client(), time.monotonic()
+        word = answered(lambda: client.get_metadata(self.key, None), outage.seconds(),
+                        "the sweep's Dask scheduler") or {}
+        if time.monotonic() - asked > STALLED:
+            self._given_up()
         if reason := word.get("stop"):
             raise runs.stop_request(reason)()
         if word.get("attempt", {}).get(self.index, self.attempt) != self.attempt:
@@ -88,6 +100,16 @@ class ScheduledSteer(Steer):
             self.cancel(reason)
             return super().check()
         return None
+
+    def _given_up(self) -> None:
+        """After a scheduler's long silence: stop if the sweep, or this run, ended meanwhile (the sweep gave up on its
+        scheduler, marking its points' runs FAILED)."""
+        mc, active = MlflowClient(), mlflow.active_run()
+        for run_id, what in ((self.parent, "its sweep"), (active.info.run_id if active else None, "this run")):
+            status = mc.get_run(run_id).info.status if run_id else "RUNNING"
+            if status != "RUNNING":
+                raise runs.stop_request(f"{what} ended ({status}) while the sweep's Dask scheduler did not answer: "
+                                        "this attempt stops")()
 
 
 @task(cache_policy=NO_CACHE, task_run_name="child {point.name}")

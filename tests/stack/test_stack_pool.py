@@ -468,3 +468,48 @@ def test_the_scheduler_refuses_clients_without_the_stack_certificate(pool):
         Client(address, security=Security.temporary(), timeout=5, set_as_default=False)
     with Client(address, security=tls.security(pool["dir"] / "dask"), timeout=10, set_as_default=False) as ok:
         assert len(ok.scheduler_info(n_workers=-1)["workers"]) == 2
+
+
+@pytest.mark.parametrize("how", ["frozen", "killed"])
+def test_a_scheduler_lost_under_a_pool_sweep_fails_it_naming_the_scheduler(tmp_path_factory, how):
+    """A stack of its own (BP_SERVER_TIMEOUT 15 s), its Dask scheduler SIGSTOPped (then woken) or SIGKILLed as a point
+    trains: within the timeout the sweep ends FAILED naming the scheduler, the follower exits 1 with one line, and
+    no run stays RUNNING or finishes afterwards (the woken scheduler's point stops at its next epoch)."""
+    directory = tmp_path_factory.mktemp(f"bp-scheduler-{how}")
+    env = {**python_env(), outage.VARIABLE: "15"}
+    up = bp_stack("up", "--dir", str(directory), "--workers", "1", "--prefect-port", str(free_port()),
+                  "--mlflow-port", str(free_port()), env=env)
+    assert up.returncode == 0, up.stderr[-3000:]
+    client = {"env": {**env, **exported(up.stdout)}, "cwd": tmp_path_factory.mktemp("lost-client"),
+              **exported(up.stdout)}
+    records = stack_procs.read_records(directory)
+    scheduler = next(r for r in records if r["name"] == "scheduler")
+    running = sweep(client, MNIST_SWEEP, "--pool", "bp", "--set", f"experiment=lost-{how}", "--set",
+                    "trainer.epochs=300", "--set", "data.limit=500", "--set", "sweep.model_name=null", wait=False)
+    try:
+        deadline = time.monotonic() + 300
+        while not runs_of(client, f"lost-{how}", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'"):
+            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
+            time.sleep(0.5)
+        os.killpg(scheduler["pid"], signal.SIGSTOP if how == "frozen" else signal.SIGKILL)
+        lost = time.monotonic()
+        out, err = running.communicate(timeout=300)
+        gave_up = time.monotonic() - lost
+        if how == "frozen":
+            os.killpg(scheduler["pid"], signal.SIGCONT)
+            time.sleep(10)  # the woken scheduler answers the point, whose next epoch finds its sweep ended
+        runs = runs_of(client, f"lost-{how}")
+    finally:
+        if running.poll() is None:
+            running.kill()
+        bp_stack("down", "--dir", str(directory), "--grace", "3", timeout=240)
+        stack_procs.stop([r for r in records if stack_procs.group(r)], 5)
+    assert running.returncode == 1 and "Traceback" not in err, err[-3000:]
+    assert gave_up < (45 if how == "frozen" else 25), (gave_up, err[-3000:])
+    said = [line for line in err.splitlines() if line.startswith("bp: ")]
+    assert "Dask scheduler" in said[-1], err[-3000:]
+    parent = next(r for r in runs if r.data.tags.get("bp.sweep") == "parent")
+    assert parent.info.status == "FAILED" and "Dask scheduler" in parent.data.tags["bp.failure_reason"]
+    children = [r for r in runs if r.data.tags.get("bp.sweep") == "child"]
+    assert children and {c.info.status for c in children} <= {"FAILED", "KILLED"}, [
+        (c.info.run_name, c.info.status) for c in children]
