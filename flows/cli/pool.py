@@ -135,6 +135,7 @@ class _Logs:
         self.task_names: dict = {}
         self.after: datetime | None = None
         self.seen: set = set()
+        self.warned: set[str] = set()  # warnings shown: Prefect's engine logs a flow run's failure twice
 
     def show(self) -> None:
         from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
@@ -152,8 +153,12 @@ class _Logs:
                     continue
                 self.seen.add(log.id)
                 self.after = max(self.after or log.timestamp, log.timestamp)
-                if line := _line(log, self.verbose, self._task_name(log.task_run_id)):
+                line = _line(log, self.verbose, self._task_name(log.task_run_id))
+                said = line.split(" | ", 1)[-1] if line and log.level >= 30 and not self.verbose else None
+                if line and said not in self.warned:
                     print(line, file=sys.stderr, flush=True)
+                if said:
+                    self.warned.add(said)
             if len(page) < 200:
                 return
             offset += len(page)
@@ -174,9 +179,10 @@ class _Logs:
 
 
 def _line(log, verbose: bool, task: str | None = None) -> str | None:
-    """A log record as the terminal shows it: its first line (all of it with ``--verbose``); a task run's routine
-    "Finished in state Completed()" left out unless verbose."""
-    routine = log.level <= 20 and log.task_run_id is not None and log.message.startswith("Finished in state")
+    """A log record as the terminal shows it: its first line (all of it with ``--verbose``); the routine "Finished in
+    state ..." of a task run or the flow run (the follower's own last line says how the flow run ended) left out
+    unless verbose."""
+    routine = log.level <= 20 and log.message.startswith("Finished in state")
     if routine and not verbose:
         return None
     level = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}.get(log.level, "INFO")

@@ -40,3 +40,25 @@ def test_the_server_away_is_told_from_other_errors():
     missing = httpx.Response(404, request=response.request)
     assert not pool._away(httpx.HTTPStatusError("gone", request=missing.request, response=missing))
     assert not pool._away(ValueError("a bug of ours"))
+
+
+def test_a_warning_told_twice_is_shown_once_unless_verbose(capsys):
+    """Prefect's engine logs a failed flow run's reason twice: the follower shows it once."""
+    twice = [record("flow run ended Failed: the Dask scheduler did not answer", level=30, task=False,
+                    name="prefect.flow_runs") for _ in range(2)]
+    for number, log in enumerate(twice):
+        log.id = number
+    again = record("epoch 1", task=False, name="prefect.flow_runs")  # INFO lines are not merged
+    again.id = 2
+    ready = SimpleNamespace(read_logs=lambda **_: twice + [again, SimpleNamespace(**{**vars(again), "id": 3})])
+    pool._Logs(ready, str(uuid4())).show()
+    shown = capsys.readouterr().err.splitlines()
+    assert len([line for line in shown if "did not answer" in line]) == 1 and len(shown) == 3, shown
+    pool._Logs(ready, str(uuid4()), verbose=True).show()
+    assert len(capsys.readouterr().err.splitlines()) == 4
+
+
+def test_the_flow_runs_own_end_is_left_to_the_followers_last_line():
+    ended = record("Finished in state Failed('Flow run encountered an exception: RunFailed: lost')", task=False,
+                   name="prefect.flow_runs")
+    assert pool._line(ended, verbose=False) is None and "RunFailed" in pool._line(ended, verbose=True)
