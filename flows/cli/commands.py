@@ -7,6 +7,7 @@ start of Prefect's temporary server.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -235,7 +236,7 @@ def _sweep_worker(args) -> int:
           f"to {uri}", file=sys.stderr, flush=True)
     stopped_by = worker.serve(args.scheduler, args.certs)
     if stopped_by:
-        raise exits.Stopped(stopped_by) if stopped_by != 2 else KeyboardInterrupt
+        raise exits.Stopped(stopped_by) if stopped_by != signal.SIGINT else KeyboardInterrupt
     return exits.FINISHED
 
 

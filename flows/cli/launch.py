@@ -20,15 +20,14 @@ from flows.cli import exits
 
 
 def launch(get_flow: Callable[[], Any], render: exits.Render | None = None, verbose: bool = False,
-           reap_uri: str | None = None, heartbeat: int | None = None, beside: Callable[[str | None], Any] | None = None,
-           **params) -> int:
+           reap_uri: str | None = None, beside: Callable[[str | None], Any] | None = None, **params) -> int:
     """Call the flow ``get_flow()`` returns with ``params`` here; print its outcome, then ``run_id: <id>``
     last; return the exit code.
 
     With no Prefect API configured, a temporary server is started first (``flows.server.temporary_server``)
     and ``get_flow`` (which imports the flow's module) runs while it starts. ``reap_uri``: a tracking
     store whose orphaned runs (their process on this host gone) are marked FAILED meanwhile.
-    ``heartbeat``: the flow run's heartbeat period in seconds (none by default, see ``_heartbeats``).
+    The flow run sends no heartbeats (``_without_heartbeats``).
     ``beside(api_url)``: what the flow needs started meanwhile (a sweep's Dask cluster), given the Prefect API
     the flow will use: an object whose ``params()`` the flow is called with too, and ``close()``d after it.
     """
@@ -48,7 +47,7 @@ def launch(get_flow: Callable[[], Any], render: exits.Render | None = None, verb
             server.wait_ready(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")))
         if companion is not None:
             params = {**params, **companion.params()}
-        with temporary_server.pointed_at(server) if server else nullcontext(), _heartbeats(heartbeat):
+        with temporary_server.pointed_at(server) if server else nullcontext(), _without_heartbeats():
             try:
                 state = flow(**params, return_state=True)
                 warm.join(timeout=30)  # its reaping, if it is still at it
@@ -85,21 +84,19 @@ def _drain_to_server() -> None:
             pass
 
 
-def _heartbeats(seconds: int | None):
-    """The flow run bp runs in this process sends heartbeats every ``seconds``, or (None) none at all.
+def _without_heartbeats():
+    """The flow run bp runs in this process sends no heartbeats, whatever the environment says.
 
-    Each flow run's end waits up to a second for its heartbeat thread to stop (a sixth of a line
-    fit against a server). Heartbeats let a server notice a flow run whose process vanished; a
-    temporary server dies with this process anyway, and a bp process killed outright has its MLflow
-    run reaped by the next bp. A sweep on a pool sends them: its children run on, and its flow run
-    must be seen Crashed if this process is lost. Runs that workers execute keep their own (the
-    worker's environment sets them).
+    Each flow run's end waits up to a second for its heartbeat thread to stop (a sixth of a line fit against a
+    server). Heartbeats let a server notice a flow run whose process vanished; a temporary server dies with this
+    process anyway, and a bp process killed outright has its MLflow run reaped by the next bp. Flow runs that
+    workers execute (a pool sweep's among them) keep theirs: the worker's environment sets them.
     """
     from prefect.settings import get_current_settings, temporary_settings
 
-    if get_current_settings().flows.heartbeat_frequency == seconds:  # already so: no copy of the settings
+    if get_current_settings().flows.heartbeat_frequency is None:  # already so: no copy of the settings
         return nullcontext()
-    return temporary_settings(updates={"flows.heartbeat_frequency": seconds})
+    return temporary_settings(updates={"flows.heartbeat_frequency": None})
 
 
 class _NoTraceback(logging.Formatter):

@@ -22,6 +22,7 @@ from flows.cli import exits
 POLL_SECONDS = 1.0
 LATE = timedelta(seconds=60)  # how much older than the newest record seen a record may reach the server
 CANCEL_WAIT = 60.0  # s a cancelled sweep is followed until its flow run says Cancelled (its points stop meanwhile)
+UNNAMED = timedelta(seconds=10)  # how long a task run's record waits for the server to know the task run's name
 
 
 def deployment_name(pool: str) -> str:
@@ -120,7 +121,7 @@ def _until_final(client, logs: _Logs, timeout: float | None = None):
                 raise ServerLost(str(exc)) from exc
             run = None
         if run is not None and run.state is not None and run.state.is_final():
-            logs.show()  # what it logged as it ended
+            logs.show(final=True)  # what it logged as it ended
             return run.state
         if deadline is not None and time.monotonic() > deadline:
             return None
@@ -137,7 +138,8 @@ class _Logs:
         self.seen: set = set()
         self.warned: set[str] = set()  # warnings shown: Prefect's engine logs a flow run's failure twice
 
-    def show(self) -> None:
+    def show(self, final: bool = False) -> None:
+        """Print the records not printed yet (``final``: all of them, named or not: the flow run has ended)."""
         from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
         from prefect.client.schemas.sorting import LogSort
 
@@ -151,9 +153,12 @@ class _Logs:
             for log in page:
                 if log.id in self.seen:
                     continue
+                task = self._task_name(log.task_run_id)
+                if log.task_run_id is not None and task is None and not (final or self._overdue(log)):
+                    continue  # read again at the next poll, once the task run it names has reached the server
                 self.seen.add(log.id)
                 self.after = max(self.after or log.timestamp, log.timestamp)
-                line = _line(log, self.verbose, self._task_name(log.task_run_id))
+                line = _line(log, self.verbose, task)
                 said = line.split(" | ", 1)[-1] if line and log.level >= 30 and not self.verbose else None
                 if line and said not in self.warned:
                     print(line, file=sys.stderr, flush=True)
@@ -162,6 +167,10 @@ class _Logs:
             if len(page) < 200:
                 return
             offset += len(page)
+
+    def _overdue(self, log) -> bool:
+        """Whether a record has waited long enough for its task run's name (shown without it from then on)."""
+        return datetime.now(log.timestamp.tzinfo) - log.timestamp > UNNAMED
 
     def _task_name(self, task_run_id) -> str | None:
         """The name of the task run a record came from (``child lr=0.1``), read once (None until the server has it:

@@ -113,6 +113,9 @@ def _prepare_server(api: str, auth: str) -> None:
     template = ProcessWorker.get_default_base_job_template()
     # relative paths in a config then mean what they mean to `bp train` run where `bp stack up` ran
     template["variables"]["properties"]["working_dir"]["default"] = str(Path.cwd())
+    # the flow run's engine started directly, with the workers' own Python: without a command, Prefect 3.9's process
+    # worker starts a workspace supervisor first, a second interpreter importing Prefect (2-3 s a flow run here)
+    template["variables"]["properties"]["command"]["default"] = f"{shlex.quote(sys.executable)} -m prefect.engine"
     with _client_of(api, auth):
         if pools.ensure_pool(svc.POOL, template, resume=True):
             _progress(f"work pool {svc.POOL} created (flow runs start in {Path.cwd()})")

@@ -17,8 +17,6 @@ from flows.experiments.registry import flow_for
 from flows.tracking import metrics, runs
 from flows.tracking import tags as tag
 
-ON_THE_WORKERS = "read on the workers"  # the parent's data digest until its children agree on one
-
 
 @dataclass
 class Child:
@@ -67,10 +65,10 @@ class ChildFailed(Exception):
         return ChildFailed, (self.child,)
 
 
-def record_skipped(point: GridPoint, digest: str | None, mc: MlflowClient, tags: dict[str, str], reason: str) -> Child:
+def record_skipped(point: GridPoint, digest: str, mc: MlflowClient, tags: dict[str, str], reason: str) -> Child:
     """A point not trained, above a learning rate that diverged: a KILLED child run with its config and reason."""
     config = point.validated()
-    run_id = runs.record_untrained(config, str(config.data.path), digest or ON_THE_WORKERS, mc, point.name,
+    run_id = runs.record_untrained(config, str(config.data.path), digest, mc, point.name,
                                    tags, steering.SKIPPED, reason)
     return Child(point, run_id, steering.SKIPPED, reason)
 

@@ -62,3 +62,34 @@ def test_the_flow_runs_own_end_is_left_to_the_followers_last_line():
     ended = record("Finished in state Failed('Flow run encountered an exception: RunFailed: lost')", task=False,
                    name="prefect.flow_runs")
     assert pool._line(ended, verbose=False) is None and "RunFailed" in pool._line(ended, verbose=True)
+
+
+def test_a_task_runs_record_waits_a_little_for_its_task_runs_name(capsys):
+    """A worker's records can reach the server before the task run they name: the follower shows them at its next
+    poll, named, or unnamed once they have waited UNNAMED, or when the flow run has ended."""
+    from prefect.exceptions import ObjectNotFound
+
+    fresh = record("finished: final_cost 99 (MLflow run abc)")
+    fresh.id, fresh.timestamp = 1, datetime.now(UTC)
+    known: dict = {}
+
+    def read_task_run(task_run_id):
+        if task_run_id not in known:
+            raise ObjectNotFound(http_exc=None)
+        return SimpleNamespace(name=known[task_run_id])
+
+    client = SimpleNamespace(read_logs=lambda **_: [fresh], read_task_run=read_task_run)
+    logs = pool._Logs(client, str(uuid4()))
+    logs.show()
+    assert capsys.readouterr().err == ""  # not yet: its task run is unknown
+    known[fresh.task_run_id] = "child lr=0.1"
+    logs.show()
+    assert "Task run 'child lr=0.1' - finished: final_cost 99" in capsys.readouterr().err
+    stale = record("finished: final_cost 1")  # older than UNNAMED: shown unnamed rather than never
+    stale.id = 2
+    pool._Logs(SimpleNamespace(read_logs=lambda **_: [stale], read_task_run=read_task_run), str(uuid4())).show()
+    assert "prefect.task_runs - finished: final_cost 1" in capsys.readouterr().err
+    ended = pool._Logs(SimpleNamespace(read_logs=lambda **_: [fresh], read_task_run=lambda _: read_task_run(None)),
+                       str(uuid4()))
+    ended.show(final=True)
+    assert "finished: final_cost 99" in capsys.readouterr().err

@@ -114,6 +114,9 @@ def test_up_on_postgres_with_two_workers(stack):
     assert status == 200 and pool["type"] == "process" and not pool["is_paused"]
     # flow runs start where `bp stack up` ran (here the checkout), so a config's relative paths mean the same
     assert pool["base_job_template"]["variables"]["properties"]["working_dir"]["default"] == str(REPO)
+    # the engine started directly (no workspace supervisor: a second interpreter per flow run) with the stack's Python
+    command = pool["base_job_template"]["variables"]["properties"]["command"]["default"]
+    assert command == f"{sys.executable} -m prefect.engine", command
 
     status = bp_stack("status", "--dir", str(stack.dir))
     assert status.returncode == 0, status.stderr

@@ -335,6 +335,19 @@ def sweep_losing_a_worker(servers, args: list[str], victim_of) -> tuple[int, str
     return sweep.returncode, out, err, victim
 
 
+def sweep_task_runs(servers, flow_run: str) -> list:
+    """Every task run of the flow run ``flow_run``, page by page."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with prefect_client(servers) as prefect:
+        task_runs, page = [], None
+        while page is None or len(page) == 200:
+            page = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run])),
+                                          limit=200, offset=len(task_runs))
+            task_runs += page
+    return task_runs
+
+
 def test_32_points_on_two_sweep_workers_lose_none_when_one_is_killed(servers):
     """A sweep worker's process SIGKILLed while it trains a point: Dask trains the point again, the lost attempt's run
     is marked FAILED, and every point ends one FINISHED child with its full cost history, recorded in Prefect as a
@@ -367,17 +380,18 @@ def test_32_points_on_two_sweep_workers_lose_none_when_one_is_killed(servers):
         assert [m.step for m in mc.get_metric_history(child.info.run_id, "cost")] == list(range(1001))
     assert parent.data.metrics["finished"] == 32
 
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     sweep_flow_run = parent.data.tags["bp.flow_run"]
-    with prefect_client(servers) as prefect:  # what the Prefect UI shows under the sweep's flow run
-        task_runs, page = [], None
-        while page is None or len(page) == 200:
-            page = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[sweep_flow_run])),
-                                          limit=200, offset=len(task_runs))
-            task_runs += page
-    points = [t for t in task_runs if t.name.startswith("child ")]
-    assert sorted(t.name for t in points if t.state.is_completed()) == [f"child {n}" for n in names]
+    deadline = time.monotonic() + 30  # Prefect records task runs' states from their events, a little after
+    while True:  # what the Prefect UI shows under the sweep's flow run
+        task_runs = sweep_task_runs(servers, sweep_flow_run)
+        points = [t for t in task_runs if t.name.startswith("child ")]
+        completed = sorted(t.name for t in points if t.state.is_completed())
+        if completed == [f"child {n}" for n in names] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert completed == [f"child {n}" for n in names], [
+        (t.name, t.state.name, t.state.timestamp) for t in points if not t.state.is_completed()]
     # each point's flow code ran in the sweep's flow run, its tasks nested under the task run that trained it
     trainings = [{p.id for p in t.task_inputs.get("__parents__", [])} for t in task_runs
                  if t.task_key.startswith("train-")]
