@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bpcore import sharpness
+from bpcore import checkpoint, sharpness
 from bpcore.config import NetTrainer
 from bpcore.network import SGD, Network
 from bpcore.sharpness import Sharpness
@@ -91,7 +91,9 @@ def _measure(net: Network, X: np.ndarray, y: np.ndarray, trainer: NetTrainer, se
 def fit_network(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
                 trainer: NetTrainer, seed: int = 0,
                 on_epoch: Callable[[EpochStats], tuple[str, str] | None] | None = None,
-                on_start: Callable[[NetFit], None] | None = None) -> NetFit:
+                on_start: Callable[[NetFit], None] | None = None, resume: checkpoint.TrainingState | None = None,
+                on_checkpoint: Callable[[checkpoint.TrainingState], None] | None = None,
+                checkpoint_every: int = 1) -> NetFit:
     """Train a fresh network on X (n, 784) floats in [0, 1] and labels y (n,) in 0..k-1.
 
     Before the first epoch, the sharpness of the starting weights' cost is measured on
@@ -102,38 +104,69 @@ def fit_network(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
     epoch (neither's time, nor the measurement's, counts as training); ``on_epoch`` returning
     ``(status, reason)`` stops training there with that status (a search pruning the trial, say).
     Stops at the first non-finite batch cost with ``diverged at epoch k``.
+
+    ``on_checkpoint`` is handed the training state after every ``checkpoint_every``-th epoch that training goes on
+    from (after ``on_epoch``); ``resume``, such a state, makes training go on from it (no measurement, no
+    ``on_start``): the same config then ends with the same weights and figures as if it had never stopped.
     """
     dtype = np.dtype(trainer.dtype)
     net, rng = _starting_network(X, trainer, seed)
     opt = SGD(trainer.learning_rate, trainer.momentum, trainer.l2)
-    eye = np.eye(CLASSES, dtype=dtype)
     X = X if X.dtype == dtype else X.astype(dtype)
     X_val = X_val if X_val.dtype == dtype else X_val.astype(dtype)
     result = NetFit(net)
-    if len(y):
-        result.sharpness, result.max_stable_lr = _measure(net, X, y, trainer, seed)
-    if on_start is not None:
-        on_start(result)
-    elapsed = 0.0
-    for epoch in range(1, trainer.epochs + 1):
+    if resume is not None:
+        _restore(result, opt, rng, resume)
+    else:
+        if len(y):
+            result.sharpness, result.max_stable_lr = _measure(net, X, y, trainer, seed)
+        if on_start is not None:
+            on_start(result)
+    elapsed = result.epochs[-1].train_seconds if result.epochs else 0.0
+    eye = np.eye(CLASSES, dtype=dtype)
+    for epoch in range(len(result.epochs) + 1, trainer.epochs + 1):
         start = time.perf_counter()
-        total_cost, correct = 0.0, 0
-        order = rng.permutation(len(y))
-        for lo in range(0, len(y), trainer.batch_size):
-            idx = order[lo : lo + trainer.batch_size]
-            Xb = X[idx] if not trainer.augment_shift else shift_batch(X[idx], trainer.augment_shift, rng)
-            yb = y[idx]
-            cost, a_out = opt.step(net, Xb, eye[yb])
-            if not np.isfinite(cost):
-                result.status, result.message = "diverged", f"diverged at epoch {epoch}: cost {cost}"
-                return result
-            total_cost += cost * len(idx)
-            correct += int((a_out.argmax(axis=1) == yb).sum())
+        figures = _epoch(net, opt, X, y, trainer, rng, eye)
+        if isinstance(figures, float):
+            result.status, result.message = "diverged", f"diverged at epoch {epoch}: cost {figures}"
+            return result
         val_acc = accuracy(net, X_val, y_val)
         elapsed += time.perf_counter() - start
-        stats = EpochStats(epoch, total_cost / len(y), correct / len(y), val_acc, elapsed)
+        stats = EpochStats(epoch, *figures, val_acc, elapsed)
         result.epochs.append(stats)
         if on_epoch is not None and (stop := on_epoch(stats)) is not None:
             result.status, result.message = stop
             return result
+        if on_checkpoint is not None and epoch % checkpoint_every == 0 and epoch < trainer.epochs:
+            on_checkpoint(checkpoint.capture(epoch, net.W, net.b, opt.velocity, rng, result.epochs,
+                                             result.sharpness, result.max_stable_lr))
     return result
+
+
+def _epoch(net: Network, opt: SGD, X: np.ndarray, y: np.ndarray, trainer: NetTrainer, rng: np.random.Generator,
+           eye: np.ndarray) -> tuple[float, float] | float:
+    """One pass over the training rows in a fresh order: (mean cost, training accuracy), or the first batch cost
+    that is not finite (training has diverged)."""
+    total_cost, correct = 0.0, 0
+    order = rng.permutation(len(y))
+    for lo in range(0, len(y), trainer.batch_size):
+        idx = order[lo : lo + trainer.batch_size]
+        Xb = X[idx] if not trainer.augment_shift else shift_batch(X[idx], trainer.augment_shift, rng)
+        yb = y[idx]
+        cost, a_out = opt.step(net, Xb, eye[yb])
+        if not np.isfinite(cost):
+            return float(cost)
+        total_cost += cost * len(idx)
+        correct += int((a_out.argmax(axis=1) == yb).sum())
+    return total_cost / len(y), correct / len(y)
+
+
+def _restore(result: NetFit, opt: SGD, rng: np.random.Generator, state: checkpoint.TrainingState) -> None:
+    """Put ``state`` in place: the weights into the fresh network, the velocities, the generator, the epochs' figures
+    and the starting sharpness measured before the run stopped."""
+    for mine, theirs in zip((*result.net.W, *result.net.b), (*state.W, *state.b)):
+        mine[...] = theirs
+    opt.velocity = [v.copy() for v in state.velocity]
+    rng.bit_generator.state = state.rng
+    result.epochs = [EpochStats(**e) for e in state.epochs]
+    result.sharpness, result.max_stable_lr = state.starting_sharpness(), state.max_stable_lr
