@@ -191,14 +191,14 @@ def _tell_skipped(runner, steers: dict[int, Steer | None], member: SweepMember, 
         runner.client.set_metadata(sweep_point.skip_key(member, p), reason)
 
 
-def _wait(futures: list, first: bool = False, timeout: float | None = None) -> None:
-    """Until the first of ``futures`` is done (``first``), or all of them, or ``timeout`` s: Prefect's futures of
-    either runner (the futures they wrap, Dask's or the standard library's, both call back when done)."""
+def _wait(futures: list, timeout: float) -> None:
+    """Until all of ``futures`` are done, or ``timeout`` s: Prefect's futures of either runner (the futures they wrap,
+    Dask's or the standard library's, both call back when done)."""
     wrapped = [f.wrapped_future for f in futures]
     done = threading.Event()
 
     def check(_=None) -> None:
-        if (any if first else all)(w.done() for w in wrapped):
+        if all(w.done() for w in wrapped):
             done.set()
 
     for w in wrapped:
