@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support import blobs
 
 from bpcore import checkpoint
 from bpcore.checkpoint import CheckpointError
 from bpcore.config import NetTrainer
 from bpcore.training import fit_network
-
-
-def blobs(n=400, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = rng.uniform(0, 1, size=(10, 784)).astype(np.float32)
-    y = rng.integers(0, 10, n)
-    return np.clip(centres[y] + 0.1 * rng.standard_normal((n, 784)).astype(np.float32), 0, 1), y
 
 
 def trainer(**kw) -> NetTrainer:
@@ -33,7 +27,7 @@ def figures(fit) -> list[tuple]:
 def test_training_resumed_from_any_epoch_ends_as_one_that_never_stopped(settings):
     settings = dict(settings)
     every = settings.pop("checkpoint", 1)
-    X, y = blobs()
+    X, y = blobs(400)
     config = trainer(**settings)
     states: list[bytes] = []
     whole = fit_network(X[:300], y[:300], X[300:], y[300:], config, seed=7,
@@ -51,7 +45,7 @@ def test_training_resumed_from_any_epoch_ends_as_one_that_never_stopped(settings
 
 
 def test_a_resumed_training_can_stop_and_resume_again():
-    X, y = blobs()
+    X, y = blobs(400)
     config = trainer(momentum=0.9)
     whole = fit_network(X, y, X[:50], y[:50], config, seed=1)
     first: list = []

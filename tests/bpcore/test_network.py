@@ -7,6 +7,7 @@ import zlib
 
 import numpy as np
 import pytest
+from support import blobs
 
 from bpcore.chain import Chain, descend
 from bpcore.config import NetTrainer
@@ -104,15 +105,6 @@ def test_save_and_load_without_pickle(tmp_path):
 def test_float32_by_default_float64_on_request():
     assert Network.create([3, 2], rng=np.random.default_rng(0)).dtype == np.float32
     assert Network.create([3, 2], rng=np.random.default_rng(0), dtype=np.float64).dtype == np.float64
-
-
-def blobs(n=600, seed=0):
-    """Ten separable clusters in 784 dimensions: a quick stand-in for digits."""
-    rng = np.random.default_rng(seed)
-    centres = rng.uniform(0, 1, size=(10, 784)).astype(np.float32)
-    y = rng.integers(0, 10, n)
-    X = np.clip(centres[y] + 0.1 * rng.standard_normal((n, 784)).astype(np.float32), 0, 1)
-    return X, y
 
 
 def trainer(**kw) -> NetTrainer:

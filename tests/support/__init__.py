@@ -19,6 +19,17 @@ SEED_M = 1.4777440851894448
 SEED_COST = 112.61481011613473
 
 
+def blobs(n: int = 600, seed: int = 0):
+    """Ten separable clusters in 784 dimensions, pixels in [0, 1]: a quick stand-in for digits (X float32, y)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 1, size=(10, 784)).astype(np.float32)
+    y = rng.integers(0, 10, n)
+    X = np.clip(centres[y] + 0.1 * rng.standard_normal((n, 784)).astype(np.float32), 0, 1)
+    return X, y
+
+
 def forget_loaded_data() -> None:
     """Empty the per-process load caches, as a new ``bp`` process starts."""
     import bpcore.data
