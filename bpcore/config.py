@@ -374,6 +374,9 @@ class NetTrainer(Strict):
     l2: Number = Field(0.0, ge=0.0, allow_inf_nan=False, description="weight decay on weights (not biases)")
     dtype: Literal["float32", "float64"] = Field("float32", description="float type of weights and data")
     augment_shift: Whole = Field(0, ge=0, le=4, description="random shifts of up to this many pixels per epoch")
+    checkpoint_every: Whole = Field(1, ge=1, le=MAX_EPOCHS, description=(
+        "epochs between the checkpoints kept in the MLflow run (bp resume goes on from the latest); "
+        "results do not depend on it"))
 
 
 class MnistConfig(ExperimentConfig):

@@ -92,8 +92,7 @@ def fit_network(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
                 trainer: NetTrainer, seed: int = 0,
                 on_epoch: Callable[[EpochStats], tuple[str, str] | None] | None = None,
                 on_start: Callable[[NetFit], None] | None = None, resume: checkpoint.TrainingState | None = None,
-                on_checkpoint: Callable[[checkpoint.TrainingState], None] | None = None,
-                checkpoint_every: int = 1) -> NetFit:
+                on_checkpoint: Callable[[checkpoint.TrainingState], None] | None = None) -> NetFit:
     """Train a fresh network on X (n, 784) floats in [0, 1] and labels y (n,) in 0..k-1.
 
     Before the first epoch, the sharpness of the starting weights' cost is measured on
@@ -105,9 +104,10 @@ def fit_network(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
     ``(status, reason)`` stops training there with that status (a search pruning the trial, say).
     Stops at the first non-finite batch cost with ``diverged at epoch k``.
 
-    ``on_checkpoint`` is handed the training state after every ``checkpoint_every``-th epoch that training goes on
-    from (after ``on_epoch``); ``resume``, such a state, makes training go on from it (no measurement, no
-    ``on_start``): the same config then ends with the same weights and figures as if it had never stopped.
+    ``on_checkpoint`` is handed the training state after every epoch that training goes on from (after
+    ``on_epoch``; a copy, cheap beside an epoch: the caller decides which to keep); ``resume``, such a state, makes
+    training go on from it (no measurement, no ``on_start``): the same config then ends with the same weights and
+    figures as if it had never stopped.
     """
     dtype = np.dtype(trainer.dtype)
     net, rng = _starting_network(X, trainer, seed)
@@ -137,7 +137,7 @@ def fit_network(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
         if on_epoch is not None and (stop := on_epoch(stats)) is not None:
             result.status, result.message = stop
             return result
-        if on_checkpoint is not None and epoch % checkpoint_every == 0 and epoch < trainer.epochs:
+        if on_checkpoint is not None and epoch < trainer.epochs:
             on_checkpoint(checkpoint.capture(epoch, net.W, net.b, opt.velocity, rng, result.epochs,
                                              result.sharpness, result.max_stable_lr))
     return result

@@ -252,6 +252,32 @@ def _reproduce(args) -> int:
                    overrides=args.overrides, recorded=recorded)
 
 
+def _resume(args) -> int:
+    uri = _prepare_store(args.tracking_uri)
+    _check_prefect()
+    from flows.experiments import reproduce
+    from flows.experiments.resumption import resumable
+    from flows.tracking import runs
+
+    recorded = resumable(args.run_id, runs.client(uri))  # one line, exit 2, when it cannot be resumed
+    config = recorded.validated()
+    reproduce.check_data(recorded, *fingerprint(config))
+
+    def flow():
+        from flows.experiments.registry import flow_for
+
+        return flow_for(config.kind)
+
+    from contextlib import nullcontext
+
+    from threadpoolctl import threadpool_limits
+
+    blas = recorded.blas_threads  # as it trained: a product split between other threads may round differently
+    with threadpool_limits(limits=blas, user_api="blas") if blas else nullcontext():
+        return _launch(args, flow, None, config=config, tracking_uri=uri, data_digest=recorded.data_digest,
+                       resume=args.run_id)
+
+
 def _runs(args) -> int:
     from flows.tracking.reap import reap
 
@@ -283,5 +309,5 @@ def _launch(args, get_flow, render, beside=None, **params) -> int:
     return launch(get_flow, render, verbose=args.verbose, reap_uri=params["tracking_uri"], beside=beside, **params)
 
 
-COMMANDS = {"train": _train, "sweep": _sweep, "validate": _validate, "reproduce": _reproduce, "runs": _runs,
-            "deploy": _deploy, "serve": _serve, "stack": _stack, "sweep-worker": _sweep_worker}
+COMMANDS = {"train": _train, "sweep": _sweep, "validate": _validate, "reproduce": _reproduce, "resume": _resume,
+            "runs": _runs, "deploy": _deploy, "serve": _serve, "stack": _stack, "sweep-worker": _sweep_worker}

@@ -115,14 +115,21 @@ def guarded(command: Callable[[Any], int], args) -> int:
             print(f"bp: {exc}", file=sys.stderr)
             return BAD_INPUT
         except KeyboardInterrupt:
-            print("bp: interrupted", file=sys.stderr)
+            print(f"bp: interrupted{_resume_hint()}", file=sys.stderr)
             return INTERRUPTED
         except Stopped as exc:
-            print(f"bp: {exc}", file=sys.stderr)
+            print(f"bp: {exc}{_resume_hint()}", file=sys.stderr)
             return exc.code
         except BrokenPipeError:
             _reader_gone()
             return PIPE_CLOSED
+
+
+def _resume_hint() -> str:
+    """``; resume with: bp resume <id>`` when this process stopped a run (MLflow's modules are not imported for it)."""
+    runs = sys.modules.get("flows.tracking.runs")
+    stopped = getattr(runs, "stopped_runs", None)
+    return f"; resume with: bp resume {stopped[-1]}" if stopped else ""
 
 
 def _reader_gone() -> None:

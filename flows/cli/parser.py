@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("run_id", help="the MLflow run id to reproduce")
     _tracking_uri(again)
     _overrides(again, "re-run with this change to the recorded config (differences are then expected)")
+    resume = command("resume", "go on with a stopped or failed run",
+                     "go on with a KILLED or FAILED run in the same MLflow run: a network from its latest "
+                     "checkpoint, anything else from the start; it ends as if it had never stopped")
+    resume.add_argument("run_id", help="the MLflow run id to resume")
+    _tracking_uri(resume)
     runs = command("runs", "look after the runs in the tracking store",
                    "mark FAILED the RUNNING runs whose process on this host is gone (bp train and bp sweep "
                    "do this at start as well)")

@@ -73,8 +73,10 @@ def log_plots(run: Run, history: list[dict[str, float]]) -> None:
 
 @flow(name="chain", log_prints=False)
 def chain(config: ChainConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
-          run_name: str | None = None, data_digest: str | None = None, sweep: SweepMember | None = None) -> RunResult:
+          run_name: str | None = None, data_digest: str | None = None, sweep: SweepMember | None = None,
+          resume: str | None = None) -> RunResult:
     """Descend the chain on one example and track every partial derivative; returns the run's id and outcome.
+    ``resume``: an ended run of this config to reopen and train again from the start (no checkpoint: it is quick).
 
     The model is logged first: MLflow links a model to the run's metrics at the step it was logged at
     by reading back the history of every metric the run has (a score of them here); logged before
@@ -83,7 +85,7 @@ def chain(config: ChainConfig, tracking_uri: str | None = None, tags: dict[str, 
     """
     mc = pipeline.start(tracking_uri, sweep)
     example = pipeline.load(config, data_digest, sweep)
-    with pipeline.tracked(config, example, mc, tags, run_name, sweep) as run:
+    with pipeline.tracked(config, example, mc, tags, run_name, sweep, resume=resume) as run:
         trained, history = train(config)
         model_id = log_model(run, trained, history)
         ts = metrics.now_ms()

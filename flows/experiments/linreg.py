@@ -95,11 +95,12 @@ def log_model(run: Run, table: Table, fit: gd.LineFit) -> str:
 @flow(name="linreg", log_prints=False)
 def linreg(config: LinRegConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
            run_name: str | None = None, data_digest: str | None = None,
-           sweep: SweepMember | None = None) -> RunResult:
+           sweep: SweepMember | None = None, resume: str | None = None) -> RunResult:
     """Fit a line by gradient descent and track it in MLflow; returns the run's id and outcome.
 
     ``data_digest``: when given, the data read must have this sha256 (else the flow fails, naming the
-    file); ``sweep``: the sweep this run is a point of.
+    file); ``sweep``: the sweep this run is a point of; ``resume``: an ended run of this config to reopen and
+    train again from the start (a line fit takes seconds: it keeps no checkpoint).
 
     The curves (two 1000-point batches, mostly the tracking server's time) and the plots are made
     on Prefect's thread pool while this thread logs the model, and then the last step's figures.
@@ -109,7 +110,7 @@ def linreg(config: LinRegConfig, tracking_uri: str | None = None, tags: dict[str
     """
     mc = pipeline.start(tracking_uri, sweep)
     table = pipeline.load(config, data_digest, sweep)
-    with pipeline.tracked(config, table, mc, tags, run_name, sweep, datasets.table_dataset(table)) as run:
+    with pipeline.tracked(config, table, mc, tags, run_name, sweep, datasets.table_dataset(table), resume) as run:
         if stop := pipeline.stopped_before_training():
             run.ended(Trained(status=stop.status, reason=stop.reason))
         else:

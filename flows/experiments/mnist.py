@@ -11,14 +11,16 @@ import math
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from mlflow.entities import Metric
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from bpcore.checkpoint import TrainingState
 from bpcore.config import MnistConfig
 from bpcore.mnist import MnistSplits
-from bpcore.training import EpochStats, NetFit, fit_network
-from flows.experiments import pipeline, steering
+from bpcore.training import CLASSES, EpochStats, NetFit, fit_network
+from flows.experiments import checkpoints, pipeline, steering
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import Run, RunResult, Trained, logging_task
 from flows.experiments.progress import EpochBar, PrefectProgress
@@ -26,9 +28,12 @@ from flows.tracking import datasets, metrics
 
 
 @task(cache_policy=NO_CACHE)
-def train(splits: MnistSplits, config: MnistConfig, run: Run, in_sweep: bool) -> NetFit:
-    """Mini-batch SGD; every epoch's figures go to MLflow as soon as the epoch ends."""
+def train(splits: MnistSplits, config: MnistConfig, run: Run, in_sweep: bool,
+          start: TrainingState | None = None) -> NetFit:
+    """Mini-batch SGD; every epoch's figures go to MLflow as soon as the epoch ends, and its checkpoint as often as
+    ``trainer.checkpoint_every`` says (and on a stop). ``start``: the checkpoint a resumed run goes on from."""
     bar = EpochBar(config.trainer.epochs, quiet=in_sweep)
+    keeper = checkpoints.Keeper(run.client, run.id, config.trainer.checkpoint_every, get_run_logger().warning)
     progress = PrefectProgress(config.trainer.epochs, key="mnist-training",
                                description=f"MLflow run {run.id}: epochs done")
     steer = steering.current()
@@ -52,10 +57,15 @@ def train(splits: MnistSplits, config: MnistConfig, run: Run, in_sweep: bool) ->
             metrics.log_values(run.client, run.id, {"sharpness": fit.sharpness.sharpness, **limit}, step=0)
 
     try:
-        return fit_network(splits.train_X, splits.train_y, splits.val_X, splits.val_y,
-                           config.trainer, config.seed, on_epoch, on_start)
+        fit = fit_network(splits.train_X, splits.train_y, splits.val_X, splits.val_y, config.trainer, config.seed,
+                          on_epoch, on_start, resume=start, on_checkpoint=keeper)
+    except BaseException:  # stopped, or failed: what it trained is kept for bp resume
+        keeper.stopped()
+        raise
     finally:
         bar.close()
+    keeper.close()
+    return fit
 
 
 @logging_task
@@ -94,6 +104,14 @@ def log_model(run: Run, splits: MnistSplits, fit: NetFit) -> None:
                           step=fit.epochs[-1].epoch if fit.epochs else 0)
 
 
+def _checkpoint(run: Run, splits: MnistSplits, config: MnistConfig) -> TrainingState | None:
+    """The checkpoint a resumed run goes on from (None: it trains from the start), said in its log."""
+    sizes = [splits.train_X.shape[1], *config.trainer.hidden, CLASSES]
+    state, said = checkpoints.latest(run.client, run.id, sizes, np.dtype(config.trainer.dtype))
+    get_run_logger().info(said)
+    return state
+
+
 def last_epoch(fit: NetFit) -> dict[str, float]:
     """The last epoch's figures: what a sweep can rank by besides the final ones."""
     if not fit.epochs:
@@ -105,22 +123,25 @@ def last_epoch(fit: NetFit) -> dict[str, float]:
 
 @flow(name="mnist", log_prints=False)
 def mnist(config: MnistConfig, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
-          run_name: str | None = None, data_digest: str | None = None, sweep: SweepMember | None = None) -> RunResult:
+          run_name: str | None = None, data_digest: str | None = None, sweep: SweepMember | None = None,
+          resume: str | None = None) -> RunResult:
     """Train a backpropagation network on MNIST digits and track it in MLflow; returns the run's id and outcome.
 
     Each epoch is logged as it ends; then the final figures, plots and, when it trained to the end, the model
     (a sweep may stop a child early: pruned by its search, or skipped above a rate that diverged).
     ``data_digest``: when given, the digits read must have this sha256 (else the flow fails, naming the
-    file); ``sweep``: the sweep this run is a point of.
+    file); ``sweep``: the sweep this run is a point of; ``resume``: an ended run of this config to reopen and
+    go on with from its checkpoint (``bp resume``).
     """
     mc = pipeline.start(tracking_uri, sweep)
     splits = pipeline.load(config, data_digest, sweep)
     dataset = datasets.array_dataset(splits.train_X, splits.train_y, splits.source, splits.digest)
-    with pipeline.tracked(config, splits, mc, tags, run_name, sweep, dataset) as run:
+    with pipeline.tracked(config, splits, mc, tags, run_name, sweep, dataset, resume) as run:
         if stop := pipeline.stopped_before_training():
             run.ended(Trained(status=stop.status, reason=stop.reason))
         else:
-            fit = train(splits, config, run, in_sweep=sweep is not None)
+            start = _checkpoint(run, splits, config) if resume else None
+            fit = train(splits, config, run, sweep is not None, start)
             final = log_results(run, splits, fit)
             if fit.status == "finished":  # a diverged, pruned or skipped network is no model to use
                 log_model(run, splits, fit)

@@ -198,18 +198,20 @@ def load(config: Config, data_digest: str | None = None, sweep: SweepMember | No
 
 @contextmanager
 def tracked(config: Config, data: Any, mc: MlflowClient, tags: dict[str, str] | None, run_name: str | None,
-            sweep: SweepMember | None = None, dataset: Any = None) -> Iterator[Run]:
+            sweep: SweepMember | None = None, dataset: Any = None, resume: str | None = None) -> Iterator[Run]:
     """Open the MLflow run of ``config`` on ``data`` (logged as ``dataset`` when given) and yield its handle.
 
     As the block closes the run ends FINISHED, or FAILED when the training recorded a divergence (a sweep
     child stopped early: FINISHED when pruned, KILLED when skipped, ``bp.status`` saying which);
     ``run.outcome`` is then the RunResult, or a Failed state carrying the Diverged (with the run id).
+    ``resume``: the id of an ended run to reopen and go on with instead (``bp resume``).
     """
     kind = kinds.get(config.kind)
     name = run_name or default_name(config)
     handle = None
     try:
-        with runs.tracked_run(config, data.source, data.digest, dataset, mc, name, run_tags(tags, sweep)) as run_id:
+        with runs.tracked_run(config, data.source, data.digest, dataset, mc, name, run_tags(tags, sweep),
+                              resume) as run_id:
             handle = Run(run_id, mc)
             yield handle
             trained = handle.trained

@@ -146,11 +146,13 @@ def differences(original_id: str, new_id: str, mc: MlflowClient) -> list[str]:
 # Where the data is read from is not what it is: a relative path recorded from one directory is pinned
 # to the file it read (an absolute path) for the re-run, and the data's sha256 must match (check_data).
 LOCATION_KEYS = {"data.path"}
+UNRESULTING_KEYS = {"trainer.checkpoint_every"}  # how often a run keeps a checkpoint: its results are the same
 
 
 def _config_differences(recorded: dict[str, str], now: dict[str, str]) -> list[str]:
-    """The config keys (the runs' params) whose values differ, where the data lives aside."""
-    keys = sorted((set(recorded) | set(now)) - LOCATION_KEYS)
+    """The config keys (the runs' params) whose values differ, where the data lives and what changes no result
+    aside."""
+    keys = sorted((set(recorded) | set(now)) - LOCATION_KEYS - UNRESULTING_KEYS)
     return [f"config: {key} {recorded.get(key, '(unset)')} recorded, {now.get(key, '(unset)')} now"
             for key in keys if recorded.get(key) != now.get(key)]
 

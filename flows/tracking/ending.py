@@ -37,7 +37,7 @@ def end(mc: MlflowClient, run_id: str, run_status: str, bp_status: str, reason: 
             pass
 
 
-def _forget_reason(mc: MlflowClient, run_id: str) -> None:
+def forget_reason(mc: MlflowClient, run_id: str) -> None:
     """No ``bp.failure_reason`` on a run that ended without one (another process may have written it first)."""
     from mlflow.exceptions import MlflowException
 
@@ -62,7 +62,7 @@ def _agree(mc: MlflowClient, run_id: str, run_status: str, bp_status: str, reaso
             return
         mc.set_tag(run_id, tag.STATUS, bp_status)
         if reason is None:
-            _forget_reason(mc, run_id)
+            forget_reason(mc, run_id)
         else:
             mc.set_tag(run_id, tag.FAILURE_REASON, reason)
 

@@ -28,10 +28,26 @@ def unbroken(mc: MlflowClient):
     return nullcontext() if str(mc.tracking_uri).startswith(("http:", "https:")) else stops.signals_held()
 
 
+_logged: dict[str, dict[str, int]] = {}  # run id -> metric -> last step it has: a resumed run's history so far
+
+
 def log_batch(mc: MlflowClient, run_id: str, **batch) -> None:
-    """``mc.log_batch(run_id, **batch)``, uncut by a stop (``unbroken``)."""
+    """``mc.log_batch(run_id, **batch)``, uncut by a stop (``unbroken``); in a resumed run, without the metric values
+    its history already has (``resumed``)."""
+    if run_id in _logged and batch.get("metrics"):
+        last = _logged[run_id]
+        batch["metrics"] = [m for m in batch["metrics"] if m.step > last.get(m.key, -1)]
+        if not any(batch.values()):
+            return
     with unbroken(mc):
         mc.log_batch(run_id, **batch)
+
+
+def resumed(mc: MlflowClient, run_id: str, keys) -> None:
+    """From now on, this process logs to run ``run_id`` (reopened by ``bp resume``) only the steps after the last
+    one each metric of ``keys`` recorded: a training that goes on from an earlier point, or from the start,
+    computes again steps it had logged (the same values), and a history holds each step once."""
+    _logged[run_id] = {key: max((m.step for m in mc.get_metric_history(run_id, key)), default=-1) for key in keys}
 
 
 def log_params(mc: MlflowClient, run_id: str, params: Mapping[str, object]) -> None:

@@ -44,7 +44,7 @@ def reap(uri: str, experiment_ids: list[str] | None = None, checked: bool = Fals
     try:
         client = MlflowClient(uri)
         orphans = [run for run in _running_here(client, experiment_ids, host)
-                   if _is_orphan(run.data.tags[WORKER_TAG], host, run.info.start_time)]
+                   if _is_orphan(run.data.tags[WORKER_TAG], host, _since(run))]
     except MlflowException:
         return []
     marked = []
@@ -87,6 +87,12 @@ def _all_pages(search) -> list:
         token = page.token
         if not token:
             return results
+
+
+def _since(run) -> int:
+    """When the run's current process took it on (ms): its start, or its latest resumption (``bp resume``)."""
+    resumed = run.data.tags.get(tag.RESUMED_AT, "")
+    return max(run.info.start_time, int(resumed)) if resumed.isdigit() else run.info.start_time
 
 
 def _is_orphan(worker: str, host: str, run_start_ms: int) -> bool:

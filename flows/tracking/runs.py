@@ -54,6 +54,9 @@ class Ended(Exception):
         self.run_status, self.status, self.reason = run_status, status, reason
 
 
+stopped_runs: list[str] = []  # the runs this process ended KILLED on a stop: what bp's last line says to resume
+
+
 def client(uri: str | None = None) -> MlflowClient:
     """The client of a run or a sweep, for ``uri`` (else MLFLOW_TRACKING_URI, else sqlite:///mlflow.db); its URI
     is also made the fluent API's, which opens the run and logs models and datasets into it."""
@@ -64,27 +67,26 @@ def client(uri: str | None = None) -> MlflowClient:
 
 @contextmanager
 def tracked_run(config, source: str, digest: str, dataset: Dataset | None, mc: MlflowClient,
-                run_name: str | None = None, extra_tags: dict[str, str] | None = None) -> Iterator[str]:
+                run_name: str | None = None, extra_tags: dict[str, str] | None = None,
+                resume: str | None = None) -> Iterator[str]:
     """Open an MLflow run through ``mc`` that records config and data; yield its id; always end it.
 
     ``source`` and ``digest`` identify the training data (its path and sha256); ``dataset`` is
     logged as the run's training input; ``extra_tags`` (e.g. ``bp.reproduces``) are added.
+    ``resume``: instead, reopen that run (``reopen``), whose record is already there.
 
     An exception inside the block marks the run FAILED (KILLED for Ctrl-C and signals), tags the reason,
     and is re-raised as RunFailed so the caller still learns the run id; ``Ended`` ends it as it says.
     """
-    experiment_id = experiment_id_of(mc, config.experiment)
-    tags = _run_tags(config, source, digest, extra_tags)
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
-    run_id = run.info.run_id
+    if resume is not None:
+        run_id = reopen(mc, resume, extra_tags or {})
+    else:
+        experiment_id = experiment_id_of(mc, config.experiment)
+        tags = _run_tags(config, source, digest, extra_tags)
+        run_id = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags).info.run_id
     try:
-        log_params(mc, run_id, cfgmod.flatten(cfgmod.to_dict(config)))
-        mc.log_text(run_id, cfgmod.to_yaml(config), "config.yaml")
-        mc.log_dict(run_id, environment(), "environment.json")
-        if dataset is not None:
-            # MLflow checks for the dataset, then inserts it: runs logging the same new dataset at
-            # once (a sweep's children) can hit its UNIQUE constraint; by the retry it exists
-            with_retries(lambda: mlflow.log_input(dataset, context="training"), delay=0.2)
+        if resume is None:
+            _record(config, dataset, mc, run_id)
         yield run_id
     except Ended as ended:  # the run's outcome, not a failure: the block's exception ends here
         ending.end(mc, run_id, ended.run_status, ended.status, ended.reason)
@@ -99,6 +101,8 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None, mc: M
             bp_status, reason = "failed", stopped or f"{type(exc).__name__}: {exc}".splitlines()[0][:5000]
         if stopped:
             stops.leave_soon_after(exc)  # whatever the marking below meets
+            if (extra_tags or {}).get(tag.SWEEP) != "child":  # a sweep's point goes on with its sweep
+                stopped_runs.append(run_id)
         try:
             # on a stop, or with the server gone, one quick attempt: the next bp reaps a run left RUNNING
             ending.end(mc, run_id, "KILLED" if stopped else "FAILED", bp_status, reason, quick=bool(stopped) or lost)
@@ -110,6 +114,39 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None, mc: M
         raise
     else:
         ending.end(mc, run_id, "FINISHED", "finished", None)
+
+
+def _record(config, dataset: Dataset | None, mc: MlflowClient, run_id: str) -> None:
+    """What a new run holds before it trains: the config as params and ``config.yaml``, the environment, the data."""
+    log_params(mc, run_id, cfgmod.flatten(cfgmod.to_dict(config)))
+    mc.log_text(run_id, cfgmod.to_yaml(config), "config.yaml")
+    mc.log_dict(run_id, environment(), "environment.json")
+    if dataset is not None:
+        # MLflow checks for the dataset, then inserts it: runs logging the same new dataset at
+        # once (a sweep's children) can hit its UNIQUE constraint; by the retry it exists
+        with_retries(lambda: mlflow.log_input(dataset, context="training"), delay=0.2)
+
+
+def reopen(mc: MlflowClient, run_id: str, extra_tags: dict[str, str]) -> str:
+    """Make the ended run ``run_id`` this process's RUNNING run again (``bp resume``); returns its id.
+
+    Its record (params, config, data, tags) stays; ``bp.resumed`` counts the reopenings, ``bp.worker`` and
+    ``bp.resumed_at`` name this process (the tags first: a reaper that sees it RUNNING sees a live owner),
+    the old failure reason goes, and metric values its histories already hold are not logged twice.
+    """
+    from mlflow.entities import RunTag
+
+    from flows.tracking.metrics import now_ms, resumed
+
+    run = mc.get_run(run_id)
+    count = int(run.data.tags.get(tag.RESUMED, "0")) + 1
+    tags = {**extra_tags, tag.STATUS: "running", tag.WORKER: worker(), tag.RESUMED: str(count),
+            tag.RESUMED_AT: str(now_ms())}
+    mc.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+    ending.forget_reason(mc, run_id)
+    resumed(mc, run_id, run.data.metrics)
+    mlflow.start_run(run_id=run_id)
+    return run_id
 
 
 def _run_tags(config, source: str, digest: str, extra_tags: dict[str, str] | None) -> dict[str, str]:

@@ -30,8 +30,12 @@ def test_training_resumed_from_any_epoch_ends_as_one_that_never_stopped(settings
     X, y = blobs(400)
     config = trainer(**settings)
     states: list[bytes] = []
-    whole = fit_network(X[:300], y[:300], X[300:], y[300:], config, seed=7,
-                        on_checkpoint=lambda state: states.append(checkpoint.write(state)), checkpoint_every=every)
+
+    def keep(state) -> None:  # what the flow writes to the run: every ``every``-th
+        if state.epoch % every == 0:
+            states.append(checkpoint.write(state))
+
+    whole = fit_network(X[:300], y[:300], X[300:], y[300:], config, seed=7, on_checkpoint=keep)
     assert whole.status == "finished" and len(states) == (config.epochs - 1) // every
     for data in states:
         state = checkpoint.read(data, whole.net.sizes, np.dtype(config.dtype))

@@ -337,8 +337,11 @@ def test_reused_pid_and_zombie_count_as_gone(reap_store):
                                 tags={"bp.worker": f"{HOST}:{newcomer.pid}"}).info.run_id
         dead = client.create_run(exp, tags={"bp.worker": f"{HOST}:{zombie.pid}"}).info.run_id
         current = client.create_run(exp, tags={"bp.worker": f"{HOST}:{newcomer.pid}"}).info.run_id
+        resumed = client.create_run(exp, start_time=int(time.time() * 1000) - 600_000,  # old, reopened just now
+                                    tags={"bp.worker": f"{HOST}:{newcomer.pid}",
+                                          "bp.resumed_at": str(int(time.time() * 1000) - 1000)}).info.run_id
         assert {run_id for run_id, _ in reap(reap_store, [exp])} == {old, dead}
-        assert status(client, current) == "RUNNING"
+        assert status(client, current) == status(client, resumed) == "RUNNING"
     finally:
         newcomer.kill()
         newcomer.wait()
