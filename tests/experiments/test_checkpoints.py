@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from bpcore import checkpoint
 from flows.experiments.checkpoints import ARTIFACT, Keeper
 
