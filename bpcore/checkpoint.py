@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -51,16 +52,17 @@ def capture(epoch: int, W: list[np.ndarray], b: list[np.ndarray], velocity: list
                          asdict(sharpness) if sharpness is not None else None, max_stable_lr)
 
 
-def write(state: TrainingState) -> bytes:
-    """The state as an ``.npz`` archive's bytes (uncompressed: weights hardly compress, and it is written often)."""
+def write(state: TrainingState, file: str | Path | None = None) -> bytes | None:
+    """The state as an ``.npz`` archive (uncompressed: weights hardly compress, and it is written often): written to
+    ``file`` when given (no copy of it in memory), else its bytes returned."""
     meta = {"format": FORMAT, "epoch": state.epoch, "layers": len(state.W), "momentum": bool(state.velocity),
             "rng": state.rng, "epochs": state.epochs, "sharpness": state.sharpness,
             "max_stable_lr": state.max_stable_lr}
     arrays = {f"W{i}": w for i, w in enumerate(state.W)} | {f"b{i}": x for i, x in enumerate(state.b)}
     arrays |= {f"v{i}": v for i, v in enumerate(state.velocity)}
-    buffer = io.BytesIO()
-    np.savez(buffer, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
-    return buffer.getvalue()
+    target = io.BytesIO() if file is None else file
+    np.savez(target, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    return target.getvalue() if file is None else None
 
 
 def read(data: bytes, sizes: tuple[int, ...], dtype: np.dtype) -> TrainingState:

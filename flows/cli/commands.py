@@ -94,7 +94,7 @@ def _sweep(args) -> int:
             fingerprint(point.validated())
     uri = _prepare_store(args.tracking_uri)
     if pool:
-        return _on_pool(args, config, pool, uri)
+        return _on_pool(args, config, pool, uri, Path(args.config).stem, args.parallel)
     _check_prefect()
 
     def flow():
@@ -109,8 +109,9 @@ def _sweep(args) -> int:
                    beside=sweep_cluster(args.parallel, config, points))
 
 
-def _on_pool(args, config, pool: str, uri: str) -> int:
-    """The sweep as a flow run on ``pool``'s workers, followed here (or, with --detach, only submitted)."""
+def _on_pool(args, config, pool: str, uri: str, run_name: str, parallel: int | None, resume: str | None = None) -> int:
+    """The sweep as a flow run on ``pool``'s workers, followed here (or, with --detach, only submitted); ``resume``:
+    the parent run of the sweep it finishes."""
     from flows.server import prefect_api
 
     url, _ = prefect_api.require("a sweep on a work pool needs the Prefect server its workers serve")
@@ -121,7 +122,7 @@ def _on_pool(args, config, pool: str, uri: str) -> int:
         quiet_console()
     from flows.cli import pool as submit
 
-    submitted = submit.submit(to_dict(config), Path(args.config).stem, args.parallel, None, pool)
+    submitted = submit.submit(to_dict(config), run_name, parallel, None, pool, resume)
     print(f"bp: flow run {submitted.name} ({submitted.flow_run_id}) submitted to work pool {pool!r}",
           file=sys.stderr)
     if args.detach:
@@ -254,14 +255,18 @@ def _reproduce(args) -> int:
 
 def _resume(args) -> int:
     uri = _prepare_store(args.tracking_uri)
-    _check_prefect()
     from flows.experiments import reproduce
     from flows.experiments.resumption import resumable
     from flows.tracking import runs
 
-    recorded = resumable(args.run_id, runs.client(uri))  # one line, exit 2, when it cannot be resumed
+    recorded, at_once = resumable(args.run_id, runs.client(uri))  # one line, exit 2, when it cannot be resumed
     config = recorded.validated()
-    reproduce.check_data(recorded, *fingerprint(config))
+    reproduce.check_data(recorded, *fingerprint(config.model_copy(update={"sweep": None})))
+    if config.sweep is not None:
+        return _resume_sweep(args, config, uri, at_once)
+    if args.pool or args.detach:
+        raise InputError(f"--pool, --detach: run {args.run_id} is not a sweep's parent; it resumes here")
+    _check_prefect()
 
     def flow():
         from flows.experiments.registry import flow_for
@@ -276,6 +281,26 @@ def _resume(args) -> int:
     with threadpool_limits(limits=blas, user_api="blas") if blas else nullcontext():
         return _launch(args, flow, None, config=config, tracking_uri=uri, data_digest=recorded.data_digest,
                        resume=args.run_id)
+
+
+def _resume_sweep(args, config, uri: str, at_once: int | None) -> int:
+    """Finish a sweep in its parent run, as many points at a time as it trained (a search then draws the same
+    trials), here or on a pool as ``bp sweep`` would."""
+    pool = args.pool if args.pool is not None else config.sweep.pool
+    points = expand(config) if config.sweep.search == "grid" else []
+    if pool:
+        return _on_pool(args, config, pool, uri, None, at_once, resume=args.run_id)
+    _check_prefect()
+
+    def flow():
+        from flows.sweep.flow import sweep
+
+        return sweep
+
+    from flows.cli.launch import sweep_cluster
+
+    return _launch(args, flow, render.sweep_table, config=to_dict(config), tracking_uri=uri, parallel=at_once,
+                   points=points, resume=args.run_id, beside=sweep_cluster(at_once, config, points))
 
 
 def _runs(args) -> int:

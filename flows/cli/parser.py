@@ -39,9 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--parallel", type=_positive, metavar="N",
                        help="children at once, each in a worker process above 1 (default: cores for a network, 1 "
                        "for a line fit); a search's rounds, on a pool too (default there: its sweep workers)")
-    sweep.add_argument("--pool", type=_pool, help="run the sweep as a flow run on this Prefect work pool, followed "
-                       "here (default: the config's sweep.pool, else here); needs PREFECT_API_URL")
-    sweep.add_argument("--detach", action="store_true", help="with a pool: return once the sweep is submitted")
+    _on_a_pool(sweep)
     deploy = command("deploy", "register each config as a deployment on a work pool, with its schedule",
                      "register one deployment per config on the Prefect server in PREFECT_API_URL, named after "
                      "the config file's stem, with the config's schedule; running it again updates them")
@@ -72,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume = command("resume", "go on with a stopped or failed run",
                      "go on with a KILLED or FAILED run in the same MLflow run: a network from its latest "
                      "checkpoint, anything else from the start; it ends as if it had never stopped")
-    resume.add_argument("run_id", help="the MLflow run id to resume")
+    resume.add_argument("run_id", help="the MLflow run id to resume (a sweep's parent finishes the sweep)")
     _tracking_uri(resume)
+    _on_a_pool(resume)
     runs = command("runs", "look after the runs in the tracking store",
                    "mark FAILED the RUNNING runs whose process on this host is gone (bp train and bp sweep "
                    "do this at start as well)")
@@ -84,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     stack_parser.add_parser(sub)
     return parser
 
+
+
+def _on_a_pool(p: argparse.ArgumentParser) -> None:
+    """A sweep's --pool and --detach (bp sweep, and bp resume of a sweep)."""
+    p.add_argument("--pool", type=_pool, help="run the sweep as a flow run on this Prefect work pool, followed "
+                   "here (default: the config's sweep.pool, else here); needs PREFECT_API_URL")
+    p.add_argument("--detach", action="store_true", help="with a pool: return once the sweep is submitted")
 
 def _overrides(p: argparse.ArgumentParser, help: str | None = None) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

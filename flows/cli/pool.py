@@ -40,8 +40,9 @@ class Submitted:
 
 
 def submit(config: dict[str, Any], run_name: str, parallel: int | None, tags: dict[str, str] | None,
-           pool: str) -> Submitted:
-    """A flow run of the sweep on ``pool``, made from the pool's sweep deployment (registered when missing)."""
+           pool: str, resume: str | None = None) -> Submitted:
+    """A flow run of the sweep on ``pool``, made from the pool's sweep deployment (registered when missing);
+    ``resume``: the parent run of a sweep it finishes."""
     from prefect.client.orchestration import get_client
     from prefect.deployments.runner import EntrypointType
 
@@ -51,7 +52,7 @@ def submit(config: dict[str, Any], run_name: str, parallel: int | None, tags: di
                                      entrypoint_type=EntrypointType.MODULE_PATH,
                                      description=f"bp: the sweeps bp sweep --pool {pool} submits")
     deployment_id = deployment.apply(work_pool_name=pool)
-    parameters = {"config": config, "run_name": run_name, "parallel": parallel, "tags": tags}
+    parameters = {"config": config, "run_name": run_name, "parallel": parallel, "tags": tags, "resume": resume}
     with get_client(sync_client=True) as client:
         run = client.create_flow_run_from_deployment(deployment_id, parameters=parameters, tags=["bp", "sweep"])
     return Submitted(str(run.id), run.name, pool, config["experiment"])

@@ -98,7 +98,7 @@ class Keeper:
     def _write(self, state: TrainingState) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / NAME
-            path.write_bytes(checkpoint.write(state))
+            checkpoint.write(state, path)
             self.mc.log_artifact(self.run_id, str(path), FOLDER)
 
 

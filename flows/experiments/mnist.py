@@ -40,10 +40,7 @@ def train(splits: MnistSplits, config: MnistConfig, run: Run, in_sweep: bool,
 
     def on_epoch(stats: EpochStats) -> tuple[str, str] | None:
         ts = metrics.now_ms()
-        values = {"cost": stats.cost, "train_accuracy": stats.train_accuracy,
-                  "train_seconds": stats.train_seconds}
-        if stats.val_accuracy is not None:
-            values["val_accuracy"] = stats.val_accuracy
+        values = _figures(stats)
         batch = [Metric(k, float(v), ts, stats.epoch) for k, v in values.items()]
         metrics.with_retries(lambda: metrics.log_batch(run.client, run.id, metrics=batch))
         bar.update(stats)
@@ -56,6 +53,9 @@ def train(splits: MnistSplits, config: MnistConfig, run: Run, in_sweep: bool,
             limit = {"max_stable_lr": fit.max_stable_lr} if math.isfinite(fit.max_stable_lr) else {}
             metrics.log_values(run.client, run.id, {"sharpness": fit.sharpness.sharpness, **limit}, step=0)
 
+    if start is not None and steer is not None:  # a resumed trial: its search judges it on every epoch, as before
+        for stats in start.epochs:
+            steer.report(stats["epoch"], _figures(EpochStats(**stats)))
     try:
         fit = fit_network(splits.train_X, splits.train_y, splits.val_X, splits.val_y, config.trainer, config.seed,
                           on_epoch, on_start, resume=start, on_checkpoint=keeper)
@@ -66,6 +66,12 @@ def train(splits: MnistSplits, config: MnistConfig, run: Run, in_sweep: bool,
         bar.close()
     keeper.close()
     return fit
+
+
+def _figures(stats: EpochStats) -> dict[str, float]:
+    """An epoch's metrics as logged, and as a sweep's search judges them."""
+    values = {"cost": stats.cost, "train_accuracy": stats.train_accuracy, "train_seconds": stats.train_seconds}
+    return values | ({"val_accuracy": stats.val_accuracy} if stats.val_accuracy is not None else {})
 
 
 @logging_task

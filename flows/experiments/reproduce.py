@@ -54,8 +54,9 @@ class Recorded(BaseModel):
         return validate(self.config, source=f"run {self.run_id} config.yaml")
 
 
-def read_record(run_id: str, mc: MlflowClient, overrides=()) -> Recorded:
-    """Run ``run_id``'s record, with ``overrides``; InputError when it cannot be read or trained nothing itself."""
+def read_record(run_id: str, mc: MlflowClient, overrides=(), sweeps: bool = False) -> Recorded:
+    """Run ``run_id``'s record, with ``overrides``; InputError when it cannot be read or trained nothing itself
+    (``sweeps``: a sweep's parent is read as any run, its config with its sweep)."""
     try:
         run = mc.get_run(run_id)
         with tempfile.TemporaryDirectory() as tmp:
@@ -63,7 +64,7 @@ def read_record(run_id: str, mc: MlflowClient, overrides=()) -> Recorded:
     except (MlflowException, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"run {run_id}: cannot read its record at {mc.tracking_uri}: {reason}") from None
-    if run.data.tags.get(tag.SWEEP) == "parent":
+    if run.data.tags.get(tag.SWEEP) == "parent" and not sweeps:
         best = run.data.tags.get(tag.BEST_CHILD)
         hint = f" (its best child is {best})" if best else ""
         raise InputError(f"run {run_id} is a sweep's parent: it trained nothing itself; reproduce one of its "

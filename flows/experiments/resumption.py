@@ -18,13 +18,14 @@ from flows.tracking import tags as tag
 RESUMABLE = ("KILLED", "FAILED")
 
 
-def resumable(run_id: str, mc: MlflowClient) -> Recorded:
-    """Run ``run_id``'s record when it can be resumed; else InputError saying why, in one line.
+def resumable(run_id: str, mc: MlflowClient) -> tuple[Recorded, int | None]:
+    """Run ``run_id``'s record when it can be resumed, and for a sweep's parent how many points it trained at a time;
+    else InputError saying why, in one line.
 
     A RUNNING run whose process on this host is gone is marked FAILED first (as ``bp runs --reap`` does), then
     resumed; one whose process lives, or lived on another host, is refused.
     """
-    recorded = reproduce.read_record(run_id, mc)  # refuses a sweep's parent and a skipped child, names a bad id
+    recorded = reproduce.read_record(run_id, mc, sweeps=True)  # refuses a skipped child, names a bad id
     run = mc.get_run(run_id)
     if run.info.status == "RUNNING":
         from flows.tracking.reap import reap
@@ -43,5 +44,6 @@ def resumable(run_id: str, mc: MlflowClient) -> Recorded:
     if status not in RESUMABLE:
         done = "pruned by its search" if outcome == steering.PRUNED else status
         raise InputError(f"run {run_id} is {done}: nothing to resume (bp reproduce {run_id} trains it again)")
-    return recorded
+    at_once = run.data.tags.get(tag.AT_ONCE, "")
+    return recorded, int(at_once) if at_once.isdigit() else None
 

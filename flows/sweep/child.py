@@ -69,20 +69,21 @@ def record_skipped(point: GridPoint, digest: str, mc: MlflowClient, tags: dict[s
     """A point not trained, above a learning rate that diverged: a KILLED child run with its config and reason."""
     config = point.validated()
     run_id = runs.record_untrained(config, str(config.data.path), digest, mc, point.name,
-                                   tags, steering.SKIPPED, reason)
+                                   {**tags, tag.POINT: str(point.index)}, steering.SKIPPED, reason)
     return Child(point, run_id, steering.SKIPPED, reason)
 
 
 def train_point(config: Config, tracking_uri: str | None, tags: dict[str, str] | None, run_name: str,
-                data_digest: str | None, sweep: SweepMember, steer: steering.Steer | None = None) -> RunResult:
+                data_digest: str | None, sweep: SweepMember, steer: steering.Steer | None = None,
+                resume: str | None = None) -> RunResult:
     """Run a point's kind's flow code in the calling task run (the flow's tasks nest under it, not under a
     flow run of its own), under ``steer`` if given: the point's outcome as its flow hands it back (its
     MLflow run id, status, reason and single-valued metrics; ``failed`` with the reason when an error
-    ended the run)."""
+    ended the run). ``resume``: the point's run cut short, which it goes on in."""
     try:
         with steering.steered(steer):
             outcome = flow_for(config.kind).fn(config=config, tracking_uri=tracking_uri, tags=tags,
-                                               run_name=run_name, data_digest=data_digest, sweep=sweep)
+                                               run_name=run_name, data_digest=data_digest, sweep=sweep, resume=resume)
     except runs.RunFailed as failed:  # an error inside the run: the run is FAILED with the reason
         return RunResult(run_id=failed.run_id, status=failed.status, reason=failed.reason)
     if isinstance(outcome, RunResult):

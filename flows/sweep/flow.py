@@ -27,6 +27,7 @@ from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import run_tags
 from flows.sweep import champion, results
 from flows.sweep.child import Child
+from flows.sweep.earlier import children_of
 from flows.sweep.local import Interrupted, Sweeping, at_once, own_cluster, pool_scheduler, run_children, where
 from flows.tracking import metrics, runs
 from flows.tracking import tags as tag
@@ -38,12 +39,11 @@ def load_once(points: list[GridPoint]) -> list[tuple[str, str]]:
     return [fingerprint(p.validated()) for p in points]
 
 
-
-
 @flow(name="sweep", log_prints=False)
 def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[str, str] | None = None,
           run_name: str | None = None, parallel: int | None = None,
-          points: list[GridPoint] | None = None, scheduler: str | None = None) -> results.SweepResult:
+          points: list[GridPoint] | None = None, scheduler: str | None = None,
+          resume: str | None = None) -> results.SweepResult:
     """Train every grid point of the config's ``sweep`` as a nested MLflow run; returns the parent's outcome.
 
     ``config``: the resolved sweep config as plain values; ``parallel``: children trained at once
@@ -51,6 +51,9 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
     already expanded by the caller (else it is expanded here); ``scheduler``: the address of the Dask
     cluster whose workers train them (``bp sweep`` starts one; else the pool's, when this flow run's worker
     names one, ``flows.sweep.tls``; else one is started for the flow when several points train at once).
+    ``resume``: the parent run of this sweep, stopped or failed, to finish (``bp resume``): its children's outcomes
+    stand, those cut short go on in their runs, the rest train; with the ``parallel`` it had (its ``bp.at_once``),
+    a search draws the same trials again.
     """
     model = validate(config, source="sweep config")
     mc = pipeline.start(tracking_uri)
@@ -65,12 +68,14 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
         prints = load_once(points)
         name = f"sweep of {len(points)}"
     parent_tags = {**run_tags(tags), tag.SWEEP: "parent"}  # its flow run (and deployment) as any run's
-    with runs.tracked_run(model, prints[0][0], prints[0][1], None, mc, run_name or name, parent_tags) as parent_id:
+    with runs.tracked_run(model, prints[0][0], prints[0][1], None, mc, run_name or name, parent_tags,
+                          resume) as parent_id:
         sweeping = Sweeping(mc, tags, SweepMember(parent_run_id=parent_id), metric, parallel,
-                            scheduler or pool_scheduler())
+                            scheduler or pool_scheduler(), children_of(mc, parent_id) if resume else None)
         try:
             at_a_time = at_once(parallel, model.sweep.trials if searching else len(points), model.kind,
                                 sweeping.scheduler)
+            mc.set_tag(parent_id, tag.AT_ONCE, str(at_a_time))  # what a resumption trains with
             with own_cluster(sweeping, at_a_time):
                 if searching:
                     children = _search(model, sweeping, at_a_time)

@@ -23,10 +23,11 @@ from bpcore.sweep import GridPoint
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import run_tags
 from flows.experiments.steering import Steer
-from flows.runtime import blas
+from flows.runtime import blas, stops
 from flows.sweep import cluster, skips, tls
 from flows.sweep import point as sweep_point
 from flows.sweep.child import Child, ChildFailed, record_skipped
+from flows.sweep.earlier import Earlier
 from flows.sweep.watch import SchedulerLost, SchedulerWatch, answered
 from flows.tracking import runs
 
@@ -43,7 +44,7 @@ class Interrupted(Exception):
 class Sweeping:
     """What each part of one sweep needs: the MLflow client, the children's tags, what they are told of their sweep
     (``member``), the metric that ranks them, and where they train (the Dask cluster at ``scheduler``, else
-    this process; ``parallel`` at once)."""
+    this process; ``parallel`` at once); when it resumes, what it had done (``earlier``)."""
 
     mc: MlflowClient
     tags: dict[str, str] | None
@@ -51,6 +52,7 @@ class Sweeping:
     metric: str
     parallel: int | None = None
     scheduler: str | None = None
+    earlier: Earlier | None = None  # a resumed sweep's children so far
 
 
 def pool_scheduler() -> str | None:
@@ -70,6 +72,7 @@ def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping
     training already are told to stop). ``prune``: a search round's pruner and the earlier rounds'
     trials it compares with (``{"prune": kind, "earlier": [...]}``), which may stop a point after an epoch.
     A stop (Ctrl-C, SIGTERM) or a lost cluster raises Interrupted with the children that ended.
+    A resumed sweep keeps the outcomes it had (``Earlier``), and its points cut short go on in their runs.
     """
     mc, member, scheduler = sweeping.mc, sweeping.member, sweeping.scheduler
     digest_of = {p.index: d for p, d in zip(points, digests)}
@@ -78,15 +81,17 @@ def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping
     steers = {p.index: None if scheduler else Steer() for p in points}  # in this process: steered from here
     outcomes: dict[int, Child] = {}
     skipped: dict[int, str] = {}  # point index -> why it is not trained
+    resume = _kept(points, sweeping, skip, outcomes, skipped)
     with threadpool_limits(limits=share, user_api="blas"), _runner(scheduler, workers) as runner:
         running: dict[int, Any] = {}
         watch = SchedulerWatch(runner.client, scheduler) if scheduler is not None else None
         try:
-            _drive(points, grid.by_rate(points) if skip else list(points), skip, workers, outcomes, skipped, running,
+            _drive(points, [p for p in (grid.by_rate(points) if skip else points) if p.index not in outcomes], skip,
+                   workers, outcomes, skipped, running,
                    lambda p: runner.submit(sweep_point.train, {
                        "point": p, "tracking_uri": mc.tracking_uri, "tags": sweeping.tags,
                        "data_digest": digest_of[p.index], "member": member, "metric": sweeping.metric, "how": how,
-                       "steer": steers[p.index]}),
+                       "steer": steers[p.index], "resume": resume.get(p.index)}),
                    lambda p, reason: _tell_skipped(runner, steers, member, p, reason), watch)
         except BaseException as exc:  # a stop (Ctrl-C, SIGTERM) or an error: the points on the cluster stop too
             if isinstance(exc, SchedulerLost):  # nothing reaches the points: their runs are marked here
@@ -108,6 +113,23 @@ def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping
     return [outcomes[p.index] for p in points]
 
 
+def _kept(points: list[GridPoint], sweeping: Sweeping, skip: bool, outcomes: dict[int, Child],
+          skipped: dict[int, str]) -> dict[int, str]:
+    """A resumed sweep's outcomes that stand, put in ``outcomes`` (a kept divergence skips the rates above it, as it
+    did); the runs its points cut short go on in, by point index."""
+    earlier = sweeping.earlier
+    if earlier is None:
+        return {}
+    for p in points:
+        if (run := earlier.kept(p)) is not None:
+            outcomes[p.index] = Child.of_run(p, run, sweeping.mc, sweeping.metric)
+    for child in [c for c in outcomes.values() if skip and c.status == "diverged"]:
+        for q in grid.above(child.point, points):
+            if q.index not in outcomes:
+                skipped.setdefault(q.index, grid.skip_reason(child.point))
+    return {p.index: run_id for p in points if p.index not in outcomes and (run_id := earlier.resumed(p))}
+
+
 def _drive(points: list[GridPoint], queue: list[GridPoint], skip: bool, workers: int, outcomes: dict[int, Child],
            skipped: dict[int, str], running: dict[int, Any], submit, tell_skipped,
            watch: SchedulerWatch | None) -> None:
@@ -118,7 +140,8 @@ def _drive(points: list[GridPoint], queue: list[GridPoint], skip: bool, workers:
         while queue and len(running) < workers:
             p = queue.pop(0)
             if p.index not in skipped:
-                running[p.index] = submit(p)
+                with stops.signals_held():  # a stop inside Prefect's submission is taken for its error, not a stop
+                    running[p.index] = submit(p)
                 running[p.index].wrapped_future.add_done_callback(lambda _: ended.set())
         if running and not any(f.wrapped_future.done() for f in running.values()):  # else nothing to wait for
             ended.wait(None if watch is None else 1.0)

@@ -33,6 +33,7 @@ from flows.runtime import outage
 from flows.sweep.child import Child, ChildFailed, train_point
 from flows.sweep.watch import answered
 from flows.tracking import runs
+from flows.tracking import tags as tag
 
 WORD = "bp-sweep"  # the scheduler's metadata a sweep steers its points by: [WORD, parent run] -> its word
 DECIDED = "decided"  # a point's attempt once its sweep has its outcome: any other attempt of it stops
@@ -114,11 +115,13 @@ class ScheduledSteer(Steer):
 
 @task(cache_policy=NO_CACHE, task_run_name="child {point.name}")
 def train(point: GridPoint, tracking_uri: str | None, tags: dict[str, str] | None, data_digest: str | None,
-          member: SweepMember, metric: str, how: Steering, steer: Steer | None = None) -> Child | State:
+          member: SweepMember, metric: str, how: Steering, steer: Steer | None = None,
+          resume: str | None = None) -> Child | State:
     """Train one point with its kind's own flow code; its outcome. A child that did not finish, nor stopped as its
     sweep decided, ends the task Failed, carrying the child all the same.
 
     ``steer``: a steer of this process's (a sweep on threads, which cancels it itself); else one is made here.
+    ``resume``: the point's run cut short (a resumed sweep's), which it goes on in from its checkpoint.
     """
     attempt = None
     if steer is None and how.on_scheduler:
@@ -130,7 +133,8 @@ def train(point: GridPoint, tracking_uri: str | None, tags: dict[str, str] | Non
     steer = steer or _steer(point, member, how, attempt)
     try:
         with threadpool_limits(limits=how.blas_threads, user_api="blas"):
-            result = train_point(point.validated(), tracking_uri, tags, point.name, data_digest, member, steer)
+            result = train_point(point.validated(), tracking_uri, {**(tags or {}), tag.POINT: str(point.index)},
+                                 point.name, data_digest, member, steer, resume)
     except runs.StopRequested as stop:  # its sweep was stopped: the run is KILLED with the reason, nothing more
         return Cancelled(message=stop.reason)
     except Exception as exc:  # a child's crash is that child's outcome, not the sweep's

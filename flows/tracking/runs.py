@@ -132,7 +132,8 @@ def reopen(mc: MlflowClient, run_id: str, extra_tags: dict[str, str]) -> str:
 
     Its record (params, config, data, tags) stays; ``bp.resumed`` counts the reopenings, ``bp.worker`` and
     ``bp.resumed_at`` name this process (the tags first: a reaper that sees it RUNNING sees a live owner),
-    the old failure reason goes, and metric values its histories already hold are not logged twice.
+    the old failure reason goes, and metric values its histories already hold are not logged twice (but for a
+    sweep's parent, whose comparison of the children so far is replaced by the whole one).
     """
     from mlflow.entities import RunTag
 
@@ -144,7 +145,8 @@ def reopen(mc: MlflowClient, run_id: str, extra_tags: dict[str, str]) -> str:
             tag.RESUMED_AT: str(now_ms())}
     mc.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
     ending.forget_reason(mc, run_id)
-    resumed(mc, run_id, run.data.metrics)
+    if extra_tags.get(tag.SWEEP) != "parent":  # a sweep's comparison, logged as it stopped, is logged anew
+        resumed(mc, run_id, run.data.metrics)
     mlflow.start_run(run_id=run_id)
     return run_id
 

@@ -3,9 +3,10 @@
 Every run: STATUS (finished, diverged, failed, killed, running), FAILURE_REASON when it did not
 finish, KIND, CONFIG_DIGEST, DATA_DIGEST, DATA_SOURCE, WORKER (``host:pid``), GIT_DIRTY beside
 MLflow's commit tag; FLOW_RUN (the Prefect flow run that trained it), DEPLOYMENT when a deployment
-started it, REPRODUCES on a run ``bp reproduce`` made. Sweeps: SWEEP (``parent`` or ``child``),
-and on the parent BEST_CHILD, BEST_POINT, the best score
-under ``bp.<metric>`` on the registered version, REGISTERED_MODEL, REGISTRY, CHAMPION_MOVED.
+started it, REPRODUCES on a run ``bp reproduce`` made, RESUMED and RESUMED_AT on a run ``bp resume``
+reopened. Sweeps: SWEEP (``parent`` or ``child``), POINT on a child, AT_ONCE on the parent, and on it
+BEST_CHILD, BEST_POINT, the best score under ``bp.<metric>`` on the registered version, REGISTERED_MODEL,
+REGISTRY, CHAMPION_MOVED.
 """
 
 STATUS = "bp.status"
@@ -22,6 +23,8 @@ REPRODUCES = "bp.reproduces"
 RESUMED = "bp.resumed"  # how many times bp resume reopened the run
 RESUMED_AT = "bp.resumed_at"  # when it last did, in ms since the epoch: the start of its current process's work
 SWEEP = "bp.sweep"
+POINT = "bp.point"  # a sweep child's point: its index in the grid, or its trial number
+AT_ONCE = "bp.at_once"  # on a sweep's parent: how many points trained at a time (a search's round size)
 BEST_CHILD = "bp.best_child"
 BEST_POINT = "bp.best_point"
 REGISTERED_MODEL = "bp.registered_model"
