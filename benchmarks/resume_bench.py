@@ -83,7 +83,7 @@ def part_c(rounds: int, epochs: int, overrides: list[str]) -> None:
     print(f"    an epoch while a checkpoint is written               {written * 1000:7.1f} ms")
     print(f"    the state taken on the training thread               {taken * 1000:7.2f} ms")
     print(f"    an epoch with its checkpoint, over the epoch before  {ratio:.3f}x (median of {len(pairs)} pairs, "
-          f"the copy added)   target <= 1.03x: {'met' if ratio <= 1.03 else 'MISSED'}   ({size / 1e6:.2f} MB a checkpoint)")
+          f"the copy added)   target <= 1.03x: {'met' if ratio <= 1.03 else 'MISSED'}   ({size / 1e6:.2f} MB each)")
 
 
 def bp(work: Path, env: dict[str, str], *args: str, kill_at: int | None = None) -> tuple[float, str]:
