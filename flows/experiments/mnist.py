@@ -39,13 +39,14 @@ def train(splits: MnistSplits, config: MnistConfig, run: Run, in_sweep: bool,
     steer = steering.current()
 
     def on_epoch(stats: EpochStats) -> tuple[str, str] | None:
-        ts = metrics.now_ms()
         values = _figures(stats)
+        # asked first: an attempt its sweep stopped, or that another took over (its worker taken for lost), logs no more
+        stop = steer.report(stats.epoch, values) if steer is not None else None
+        ts = metrics.now_ms()
         batch = [Metric(k, float(v), ts, stats.epoch) for k, v in values.items()]
         metrics.with_retries(lambda: metrics.log_batch(run.client, run.id, metrics=batch))
         bar.update(stats)
         progress.update(stats)
-        stop = steer.report(stats.epoch, values) if steer is not None else None
         return (stop.status, stop.reason) if stop else None
 
     def on_start(fit: NetFit) -> None:  # the stability limit of the starting weights, as the line fit logs its own

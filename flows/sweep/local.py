@@ -178,7 +178,8 @@ def _fence(runner, member: SweepMember, points: list[GridPoint]) -> None:
 def _lost_attempts(mc: MlflowClient, member: SweepMember, outcomes: dict[int, Child], logger,
                    why: str | None = None) -> None:
     """Mark FAILED the runs of attempts whose worker was lost as they trained (killed, out of memory, frozen past
-    the scheduler's timeout): Dask trained those points again elsewhere, and nothing else ends the lost runs.
+    the scheduler's timeout) that no later attempt went on in (a point's next attempt resumes the run its lost one
+    opened; one lost before it logged anything may leave a run of its own): nothing else ends them.
     Every point's last attempt has ended its run, so a child of this sweep still RUNNING is such an attempt.
     ``why``: the sweep lost its scheduler, and with it every point still training (the reason they record)."""
     decided = {child.run_id for child in outcomes.values() if child.run_id}

@@ -125,11 +125,13 @@ def train(point: GridPoint, tracking_uri: str | None, tags: dict[str, str] | Non
     """
     attempt = None
     if steer is None and how.on_scheduler:
-        over, attempt, ended = _begin(member, point)
+        over, attempt, ended, again = _begin(member, point)
         if over:  # its sweep stopped, or decided, before this attempt began: no run opens
             return Cancelled(message=over)
         if ended:  # an earlier attempt ended it, its worker lost before the sweep had the result: that outcome
             return _outcome(Child.read(point, ended, MlflowClient(tracking_uri), metric))
+        if again:  # an earlier attempt's worker was lost as it trained: its run goes on here, from its checkpoint
+            resume = _cut_short(MlflowClient(tracking_uri), member, point) or resume
     steer = steer or _steer(point, member, how, attempt)
     try:
         with threadpool_limits(limits=how.blas_threads, user_api="blas"):
@@ -155,21 +157,34 @@ def _steer(point: GridPoint, member: SweepMember, how: Steering, attempt: str | 
     return Steer(judge)
 
 
-def _begin(member: SweepMember, point: GridPoint) -> tuple[str | None, str, str | None]:
+def _begin(member: SweepMember, point: GridPoint) -> tuple[str | None, str, str | None, bool]:
     """Make a new attempt the point's (the latest started wins): why it must not train (its sweep stopped), or None;
-    the attempt's id; and the run of an earlier attempt that ended the point, if one did (Dask computes a task
-    again when the worker holding its result is lost before the sweep fetched it)."""
+    the attempt's id; the run of an earlier attempt that ended the point, if one did (Dask computes a task
+    again when the worker holding its result is lost before the sweep fetched it); and whether an earlier attempt
+    began (its worker lost as it trained)."""
     from distributed import get_client
 
     client = get_client()
     word = client.get_metadata(word_key(member), None) or {}
     if reason := word.get("stop"):
-        return reason, "", None
+        return reason, "", None, False
     if ended := word.get("ended", {}).get(str(point.index)):
-        return None, "", ended
+        return None, "", ended, False
     attempt = uuid.uuid4().hex
     client.set_metadata(attempt_key(member, point), attempt)
-    return None, attempt, None
+    return None, attempt, None, str(point.index) in word.get("attempt", {})
+
+
+def _cut_short(mc: MlflowClient, member: SweepMember, point: GridPoint) -> str | None:
+    """The run of the point's attempt that was lost as it trained (the latest one opened), or None: it never opened
+    one."""
+    from flows.sweep.earlier import KEPT
+
+    experiment = mc.get_run(member.parent_run_id).info.experiment_id
+    found = mc.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{member.parent_run_id}' and "
+                           f"tags.`{tag.POINT}` = '{point.index}'", order_by=["attributes.start_time DESC"])
+    lost = [run for run in found if run.data.tags.get(tag.STATUS) not in KEPT]
+    return lost[0].info.run_id if lost else None
 
 
 def _ended(member: SweepMember, point: GridPoint, run_id: str) -> None:

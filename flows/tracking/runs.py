@@ -91,6 +91,8 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None, mc: M
     except Ended as ended:  # the run's outcome, not a failure: the block's exception ends here
         ending.end(mc, run_id, ended.run_status, ended.status, ended.reason)
     except BaseException as exc:
+        if isinstance(exc, StopRequested) and _taken_over(mc, run_id):
+            raise  # another attempt of the point goes on in this run (this one's worker was taken for lost)
         stopped = stop_reason(exc)
         lost = stopped is None and not isinstance(exc, RunFailed) and outage.unreachable(exc)
         if isinstance(exc, RunFailed):
@@ -114,6 +116,14 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None, mc: M
         raise
     else:
         ending.end(mc, run_id, "FINISHED", "finished", None)
+
+
+def _taken_over(mc: MlflowClient, run_id: str) -> bool:
+    """Whether run ``run_id`` names another process as its worker now (``reopen``: a point resumed elsewhere)."""
+    try:
+        return mc.get_run(run_id).data.tags.get(tag.WORKER) != worker()
+    except Exception:  # the store away: the run is this process's to mark, as far as it knows
+        return False
 
 
 def _record(config, dataset: Dataset | None, mc: MlflowClient, run_id: str) -> None:
