@@ -148,7 +148,7 @@ def part_r(rounds: int, overrides: list[str]) -> None:
             print(f"  round {r + 1}: scratch {scratch:.1f} s, resume {resumed:.1f} s", flush=True)
     finally:
         server.stop()
-    (base_p, base_r), (res_p, res_r) = ((statistics.median(t[i] for t in v) for i in (0, 1)) for v in times.values())
+    (base_p, base_r), (res_p, res_r) = [[statistics.median(t[i] for t in v) for i in (0, 1)] for v in times.values()]
     print(f"(r) a 30-epoch run, median of {rounds} (one Prefect server for all):")
     print(f"    trained from scratch (baseline)   process {base_p:6.1f} s   run {base_r:6.1f} s")
     print(f"    killed after epoch 20, resumed    process {res_p:6.1f} s   run {res_r:6.1f} s")

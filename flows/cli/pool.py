@@ -75,7 +75,9 @@ def follow(submitted: Submitted, tracking_uri: str, render: exits.Render, verbos
                   file=sys.stderr)
             state = _until_final(client, logs, CANCEL_WAIT)
             if state is not None and state.is_cancelled():
-                print(f"bp: flow run {submitted.name} cancelled", file=sys.stderr)
+                parent = _parent(submitted, tracking_uri)
+                then = f"; resume with: bp resume {parent.info.run_id} --pool {submitted.pool}" if parent else ""
+                print(f"bp: flow run {submitted.name} cancelled{then}", file=sys.stderr)
             return code
         except ServerLost:
             from flows.runtime import outage

@@ -70,7 +70,8 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
     parent_tags = {**run_tags(tags), tag.SWEEP: "parent"}  # its flow run (and deployment) as any run's
     with runs.tracked_run(model, prints[0][0], prints[0][1], None, mc, run_name or name, parent_tags,
                           resume) as parent_id:
-        sweeping = Sweeping(mc, tags, SweepMember(parent_run_id=parent_id), metric, parallel,
+        resumed = int(mc.get_run(parent_id).data.tags.get(tag.RESUMED, "0")) if resume else 0
+        sweeping = Sweeping(mc, tags, SweepMember(parent_run_id=parent_id, resumed=resumed), metric, parallel,
                             scheduler or pool_scheduler(), children_of(mc, parent_id) if resume else None)
         try:
             at_a_time = at_once(parallel, model.sweep.trials if searching else len(points), model.kind,

@@ -35,7 +35,7 @@ from flows.sweep.watch import answered
 from flows.tracking import runs
 from flows.tracking import tags as tag
 
-WORD = "bp-sweep"  # the scheduler's metadata a sweep steers its points by: [WORD, parent run] -> its word
+WORD = "bp-sweep"  # the scheduler's metadata a sweep steers its points by: [WORD, parent run, resumptions] -> word
 DECIDED = "decided"  # a point's attempt once its sweep has its outcome: any other attempt of it stops
 STALLED = 5.0  # s: a scheduler that took longer to answer may have been given up on by its sweep meanwhile
 
@@ -52,8 +52,9 @@ class Steering(BaseModel):
 
 def word_key(member: SweepMember) -> list[str]:
     """Where a sweep's word to its points is kept on the scheduler: ``{"stop": reason, "skip": {index: reason},
-    "attempt": {index: id}, "ended": {index: run id}}`` (one request reads it all)."""
-    return [WORD, member.parent_run_id]
+    "attempt": {index: id}, "ended": {index: run id}}`` (one request reads it all); a resumed sweep's is its own, not
+    the stopped one's, whose stop would hold on a long-lived scheduler (a pool's)."""
+    return [WORD, member.parent_run_id, str(member.resumed)]
 
 
 def skip_key(member: SweepMember, point: GridPoint) -> list[str]:

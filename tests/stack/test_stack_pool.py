@@ -198,7 +198,7 @@ def test_a_prefect_server_gone_for_good_ends_the_following_and_nothing_stays_run
     assert again.returncode == 0, again.stderr[-3000:]
 
 
-def test_sigterm_stops_a_pool_sweep_within_seconds(pool):
+def test_sigterm_stops_a_pool_sweep_within_seconds_and_bp_resume_finishes_it_on_the_pool(pool):
     args = [MNIST_SWEEP, "--pool", "bp", "--set", "experiment=pool-sigterm", "--set", "trainer.epochs=100",
             "--set", "data.limit=500", "--set", "sweep.model_name=null",
             "--set", "sweep.grid.trainer.learning_rate=[0.002, 0.005, 0.01, 0.02, 0.05, 0.1]"]
@@ -223,9 +223,10 @@ def test_sigterm_stops_a_pool_sweep_within_seconds(pool):
         if running.poll() is None:
             running.kill()
     assert running.returncode == 128 + signal.SIGTERM and took < 20, (running.returncode, took, err[-3000:])
-    assert "bp: stopped by SIGTERM: cancelling flow run" in err and err.strip().endswith(" cancelled"), err[-3000:]
     runs = runs_of(pool, "pool-sigterm")
     parent = next(r for r in runs if r.data.tags.get("bp.sweep") == "parent")
+    assert "bp: stopped by SIGTERM: cancelling flow run" in err and err.strip().endswith(
+        f" cancelled; resume with: bp resume {parent.info.run_id} --pool bp"), err[-3000:]
     assert parent.info.status == "KILLED" and parent.data.metrics["finished"] >= 1  # what finished, summarised
     time.sleep(15)  # a worker stops its cancelled flow run; nothing queued may start meanwhile
     children = runs_of(pool, "pool-sigterm", f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
@@ -236,6 +237,23 @@ def test_sigterm_stops_a_pool_sweep_within_seconds(pool):
     states = point_states(pool, parent.data.tags["bp.flow_run"])  # nothing left running in the Prefect UI either
     assert states and set(states.values()) <= {"COMPLETED", "CANCELLED", "FAILED", "CRASHED"}, states
     assert flow_run_states(pool, [parent.data.tags["bp.flow_run"]]) == {parent.data.tags["bp.flow_run"]: "CANCELLED"}
+
+    def bp(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "flows.cli", *argv], env=pool["env"], cwd=pool["cwd"],
+                              capture_output=True, text=True, timeout=900)
+
+    resumed = bp("resume", parent.info.run_id, "--pool", "bp")  # as it ran: its points on the pool's workers
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.strip().splitlines()[-1] == f"run_id: {parent.info.run_id}"
+    children = runs_of(pool, "pool-sigterm", f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted((c.info.run_name, c.info.status) for c in children) == sorted(
+        (f"lr={rate:g}", "FINISHED") for rate in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1))
+    for child in children:
+        assert [m.step for m in mc.get_metric_history(child.info.run_id, "cost")] == list(range(1, 101))
+    assert {c.info.run_id for c in children if c.data.tags.get("bp.resumed") == "1"} == {k.info.run_id
+                                                                                          for k in killed}
+    again = bp("reproduce", killed[0].info.run_id)  # a point resumed on a worker is its uninterrupted training
+    assert again.stdout.strip().splitlines()[0] == "identical", again.stdout + again.stderr[-3000:]
 
 
 def test_data_only_the_workers_have(pool):
