@@ -61,6 +61,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the pool's certificates (bp stack up makes them in DIR/dask)")
     _tracking_uri(points)
     with_config("validate", "check a config and print it resolved")
+    _recorded_runs(command)
+    runs = command("runs", "look after the runs in the tracking store",
+                   "mark FAILED the RUNNING runs whose process on this host is gone (bp train and bp sweep "
+                   "do this at start as well)")
+    runs.add_argument("--reap", action="store_true", required=True, help="mark orphaned runs FAILED")
+    _tracking_uri(runs)
+    from flows.stack import parser as stack_parser
+
+    stack_parser.add_parser(sub)
+    return parser
+
+
+
+
+def _recorded_runs(command) -> None:
+    """bp reproduce and bp resume: what they do with a run MLflow holds, named by its id."""
     again = command("reproduce", "train a recorded run again and compare",
                     "train a recorded run again from its MLflow record and compare metrics and weights; "
                     "exit 0 when identical, 1 when not")
@@ -73,17 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run_id", help="the MLflow run id to resume (a sweep's parent finishes the sweep)")
     _tracking_uri(resume)
     _on_a_pool(resume)
-    runs = command("runs", "look after the runs in the tracking store",
-                   "mark FAILED the RUNNING runs whose process on this host is gone (bp train and bp sweep "
-                   "do this at start as well)")
-    runs.add_argument("--reap", action="store_true", required=True, help="mark orphaned runs FAILED")
-    _tracking_uri(runs)
-    from flows.stack import parser as stack_parser
-
-    stack_parser.add_parser(sub)
-    return parser
-
-
 
 def _on_a_pool(p: argparse.ArgumentParser) -> None:
     """A sweep's --pool and --detach (bp sweep, and bp resume of a sweep)."""
