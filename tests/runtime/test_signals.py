@@ -54,7 +54,7 @@ def test_sigterm_stops_the_temporary_server_and_marks_the_run(tmp_path):
         if bp.poll() is None:
             bp.kill()
     assert bp.returncode == 128 + signal.SIGTERM, err[-2000:]
-    assert err.strip().splitlines()[-1] == "bp: stopped by SIGTERM"
+    assert err.strip().splitlines()[-1] == f"bp: stopped by SIGTERM; resume with: bp resume {run_id}"
     time.sleep(1)
     assert not [pid for pid in started if alive(pid)], "a process bp started outlived it"
     run = MlflowClient(uri).get_run(run_id)

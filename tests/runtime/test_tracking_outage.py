@@ -122,7 +122,7 @@ def test_sigterm_with_the_server_gone_exits_within_seconds(server, tmp_path):
             bp.kill()
     assert bp.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert time.monotonic() - sent < 20, "SIGTERM took more than 20 s to end bp"
-    assert err.strip().splitlines()[-1] == "bp: stopped by SIGTERM"
+    assert err.strip().splitlines()[-1] == f"bp: stopped by SIGTERM; resume with: bp resume {run_id}"
     assert reaped_after_restart(server, run_id, tmp_path).info.status == "FAILED"
 
 

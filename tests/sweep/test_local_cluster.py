@@ -65,7 +65,7 @@ def test_points_train_in_worker_processes_and_stop_with_the_sweep(tmp_path):
         if bp.poll() is None:
             bp.kill()
     assert bp.returncode == 128 + signal.SIGTERM, err[-3000:]
-    assert err.strip().splitlines()[-1] == "bp: stopped by SIGTERM" and took < 20, took
+    assert took < 20, took
     time.sleep(1)
     assert not [pid for pid in started if alive(pid)], "a process bp started outlived it"
     mc = MlflowClient(uri)
@@ -75,6 +75,7 @@ def test_points_train_in_worker_processes_and_stop_with_the_sweep(tmp_path):
         assert run.data.tags["bp.failure_reason"].startswith("stopped by SIGTERM"), run.data.tags
     parent = mc.get_run(training[0].data.tags["mlflow.parentRunId"])
     assert parent.info.status == "KILLED"
+    assert err.strip().splitlines()[-1] == f"bp: stopped by SIGTERM; resume with: bp resume {parent.info.run_id}"
     assert not mc.search_runs([parent.info.experiment_id], "attributes.status = 'RUNNING'")
 
 
