@@ -266,11 +266,15 @@ def _resume(args) -> int:
         return _resume_sweep(args, config, uri, at_once)
     if args.pool or args.detach:
         raise InputError(f"--pool, --detach: run {args.run_id} is not a sweep's parent; it resumes here")
+    import inspect
+
+    from flows.experiments.registry import flow_for
+
+    if "resume" not in inspect.signature(flow_for(config.kind).fn).parameters:
+        raise InputError(f"run {args.run_id} is of kind {config.kind!r}, whose flow takes no resume: train it again")
     _check_prefect()
 
     def flow():
-        from flows.experiments.registry import flow_for
-
         return flow_for(config.kind)
 
     from contextlib import nullcontext

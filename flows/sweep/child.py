@@ -82,8 +82,9 @@ def train_point(config: Config, tracking_uri: str | None, tags: dict[str, str] |
     ended the run). ``resume``: the point's run cut short, which it goes on in."""
     try:
         with steering.steered(steer):
+            again = {"resume": resume} if resume else {}  # a kind's flow takes resume only if it can go on
             outcome = flow_for(config.kind).fn(config=config, tracking_uri=tracking_uri, tags=tags,
-                                               run_name=run_name, data_digest=data_digest, sweep=sweep, resume=resume)
+                                               run_name=run_name, data_digest=data_digest, sweep=sweep, **again)
     except runs.RunFailed as failed:  # an error inside the run: the run is FAILED with the reason
         return RunResult(run_id=failed.run_id, status=failed.status, reason=failed.reason)
     if isinstance(outcome, RunResult):
