@@ -36,22 +36,30 @@ def state(epoch: int) -> checkpoint.TrainingState:
     return checkpoint.TrainingState(epoch, W, b, [], np.random.default_rng(0).bit_generator.state)
 
 
+def writing(keeper: Keeper) -> None:
+    """Until the keeper's writer has taken the state handed in (it is held at the store's gate)."""
+    deadline = time.monotonic() + 10
+    while not keeper.busy and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert keeper.busy
+
+
 def test_a_newer_state_replaces_one_still_waiting_and_the_end_drops_the_rest():
     store = Store()
     keeper = Keeper(store, "run", every=1)
     store.gate.clear()  # the writer holds epoch 1 while training goes on
     keeper(state(1))
-    time.sleep(0.1)
+    writing(keeper)
     keeper(state(2))
     keeper(state(3))  # replaces 2, which was never written
     store.gate.set()
     deadline = time.monotonic() + 5
-    while store.written != [1, 3] and time.monotonic() < deadline:
+    while (store.written != [1, 3] or keeper.busy) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert store.written == [1, 3]
+    assert store.written == [1, 3] and not keeper.busy
     store.gate.clear()
     keeper(state(4))
-    time.sleep(0.1)
+    writing(keeper)
     keeper(state(5))
     store.gate.set()
     keeper.close()  # the one being written is waited for, the one waiting is not needed
@@ -61,8 +69,13 @@ def test_a_newer_state_replaces_one_still_waiting_and_the_end_drops_the_rest():
 def test_a_stop_writes_the_last_finished_epoch_whatever_the_setting():
     store = Store()
     keeper = Keeper(store, "run", every=5)
-    for epoch in range(1, 8):
+    store.gate.clear()  # the writer holds epoch 5 while training goes on (else 7 would replace it, waiting)
+    for epoch in range(1, 6):
         keeper(state(epoch))
+    writing(keeper)
+    keeper(state(6))
+    keeper(state(7))
+    store.gate.set()
     keeper.stopped()
     assert store.written == [5, 7]
 
