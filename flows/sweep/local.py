@@ -72,7 +72,6 @@ def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping
     training already are told to stop). ``prune``: a search round's pruner and the earlier rounds'
     trials it compares with (``{"prune": kind, "earlier": [...]}``), which may stop a point after an epoch.
     A stop (Ctrl-C, SIGTERM) or a lost cluster raises Interrupted with the children that ended.
-    A resumed sweep keeps the outcomes it had (``Earlier``), and its points cut short go on in their runs.
     """
     mc, member, scheduler = sweeping.mc, sweeping.member, sweeping.scheduler
     digest_of = {p.index: d for p, d in zip(points, digests)}
@@ -86,8 +85,7 @@ def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping
         running: dict[int, Any] = {}
         watch = SchedulerWatch(runner.client, scheduler) if scheduler is not None else None
         try:
-            _drive(points, [p for p in (grid.by_rate(points) if skip else points) if p.index not in outcomes], skip,
-                   workers, outcomes, skipped, running,
+            _drive(points, grid.by_rate(points) if skip else list(points), skip, workers, outcomes, skipped, running,
                    lambda p: runner.submit(sweep_point.train, {
                        "point": p, "tracking_uri": mc.tracking_uri, "tags": sweeping.tags,
                        "data_digest": digest_of[p.index], "member": member, "metric": sweeping.metric, "how": how,
@@ -115,8 +113,8 @@ def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping
 
 def _kept(points: list[GridPoint], sweeping: Sweeping, skip: bool, outcomes: dict[int, Child],
           skipped: dict[int, str]) -> dict[int, str]:
-    """A resumed sweep's outcomes that stand, put in ``outcomes`` (a kept divergence skips the rates above it, as it
-    did); the runs its points cut short go on in, by point index."""
+    """A resumed sweep's outcomes that stand (``Earlier``), put in ``outcomes`` (a kept divergence skips the rates above
+    it, as it did); the runs its points cut short go on in, by point index."""
     earlier = sweeping.earlier
     if earlier is None:
         return {}
@@ -139,7 +137,7 @@ def _drive(points: list[GridPoint], queue: list[GridPoint], skip: bool, workers:
     while queue or running:
         while queue and len(running) < workers:
             p = queue.pop(0)
-            if p.index not in skipped:
+            if p.index not in skipped and p.index not in outcomes:  # outcomes: a resumed sweep's that stand
                 with stops.signals_held():  # a stop inside Prefect's submission is taken for its error, not a stop
                     running[p.index] = submit(p)
                 running[p.index].wrapped_future.add_done_callback(lambda _: ended.set())
