@@ -211,7 +211,7 @@ def experiment_id_of(mc: MlflowClient, name: str) -> str:
     found = mc.get_experiment_by_name(name)
     if found is None:
         try:
-            return mc.create_experiment(name)
+            return mc.create_experiment(name, tags={tag.EXPERIMENT_KIND: tag.TRAINING})
         except MlflowException as exc:
             if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
                 raise
@@ -219,6 +219,8 @@ def experiment_id_of(mc: MlflowClient, name: str) -> str:
     if found.lifecycle_stage != "active":
         raise InputError(f"experiment {name!r} is deleted in the tracking store: restore it (mlflow experiments "
                          "restore) or give another name (--experiment)")
+    if tag.EXPERIMENT_KIND not in found.tags:  # made before bp tagged its experiments; a kind chosen stays
+        mc.set_experiment_tag(found.experiment_id, tag.EXPERIMENT_KIND, tag.TRAINING)
     return found.experiment_id
 
 

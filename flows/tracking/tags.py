@@ -6,7 +6,7 @@ MLflow's commit tag; FLOW_RUN (the Prefect flow run that trained it), DEPLOYMENT
 started it, REPRODUCES on a run ``bp reproduce`` made, RESUMED and RESUMED_AT on a run ``bp resume``
 reopened. Sweeps: SWEEP (``parent`` or ``child``), POINT on a child, AT_ONCE on the parent, and on it
 BEST_CHILD, BEST_POINT, the best score under ``bp.<metric>`` on the registered version, REGISTERED_MODEL,
-REGISTRY, CHAMPION_MOVED.
+REGISTRY, CHAMPION_MOVED. Every experiment bp creates: EXPERIMENT_KIND set to TRAINING (MLflow's own tag).
 """
 
 STATUS = "bp.status"
@@ -30,6 +30,8 @@ BEST_POINT = "bp.best_point"
 REGISTERED_MODEL = "bp.registered_model"
 REGISTRY = "bp.registry"
 CHAMPION_MOVED = "bp.champion_moved"
+# MLflow's UI opens an experiment on its GenAI overview or its training runs after this tag
+EXPERIMENT_KIND, TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 
 def score(metric: str) -> str:

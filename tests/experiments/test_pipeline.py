@@ -40,7 +40,10 @@ def test_seed_figures_through_bp_train(capsys, tracking_uri, seed_csv, workdir):
     mc = MlflowClient(tracking_uri)
     run = mc.get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert mc.get_experiment(run.info.experiment_id).name == "seed-figures"
+    experiment = mc.get_experiment(run.info.experiment_id)
+    assert experiment.name == "seed-figures"
+    # MLflow's UI opens it on the training runs, not on an empty GenAI overview
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
     steps, cost = history(mc, run_id, "cost")
     assert steps == list(range(1001))
