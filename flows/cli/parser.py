@@ -15,6 +15,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bp", description="Gradient-descent experiments as tracked Prefect + MLflow runs.")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
@@ -73,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    """``bp 0.1.0 (mlflow 3.17.0, prefect 3.9.0, python 3.11.7)``: read from the installed metadata, nothing imported."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"bp {of('bp-pipeline')} (mlflow {of('mlflow')}, prefect {of('prefect')}, python {platform.python_version()})"
 
 
 def _recorded_runs(command) -> None:

@@ -79,6 +79,17 @@ def test_console_script_is_installed():
     assert done.returncode == 0 and "kind: linreg" in done.stdout
 
 
+def test_version_names_bp_and_the_libraries_it_runs_on_without_importing_them():
+    from importlib.metadata import version
+
+    code = ("import sys\nfrom flows.cli.main import main\ntry:\n    main(['--version'])\nexcept SystemExit as e:\n"
+            "    print(sorted(m for m in ('prefect', 'mlflow') if m in sys.modules), file=sys.stderr)\n    raise\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0 and done.stderr == "[]\n", done.stderr
+    assert done.stdout == (f"bp {version('bp-pipeline')} (mlflow {version('mlflow')}, prefect {version('prefect')}, "
+                           f"python {sys.version.split()[0]})\n")
+
+
 def test_console_script_exits_with_mains_code_after_every_exit_hook(tmp_path):
     """``bp`` skips the interpreter's teardown, not what exit does first: exit hooks run, output is flushed."""
     script = ("import atexit, sys\n"
