@@ -17,6 +17,7 @@ from bpcore.errors import InputError
 from bpcore.loading import fingerprint, readable_here
 from bpcore.sweep import expand
 from flows.cli import exits, render
+from flows.runtime import terminal
 from flows.runtime.settings import resolve_tracking_uri
 
 
@@ -116,10 +117,7 @@ def _on_pool(args, config, pool: str, uri: str, run_name: str, parallel: int | N
 
     url, _ = prefect_api.require("a sweep on a work pool needs the Prefect server its workers serve")
     prefect_api.require_pool(url, pool, "--pool" if args.pool else "sweep.pool")
-    if not args.verbose:
-        from flows.cli.launch import quiet_console
-
-        quiet_console()
+    terminal.quiet()
     from flows.cli import pool as submit
 
     submitted = submit.submit(to_dict(config), run_name, parallel, None, pool, resume)
@@ -180,10 +178,7 @@ def _deploy(args) -> int:
     if not args.create_pool:
         prefect_api.require_pool(url, args.pool, hint="; bp deploy --create-pool makes it")
 
-    if not args.verbose:
-        from flows.cli.launch import quiet_console
-
-        quiet_console()
+    terminal.quiet()
     names = deploy.deploy(named, args.pool, create_pool=args.create_pool)
     for (_, config), name in zip(named, names):
         print(f"{name}: {deploy.describe(config)}, work pool {args.pool!r}")

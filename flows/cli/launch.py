@@ -1,15 +1,12 @@
 """How ``bp`` runs one flow in this process: the temporary Prefect server when none is configured, and the
 flow's final state handed to ``flows.cli.exits`` for the exit code.
 
-Also what makes that quiet on a terminal (Prefect's console output without tracebacks: they stay
-in the Prefect and MLflow records, and come back with ``--verbose``), and the warm-up of logging's
-imports while the temporary server starts.
+Also the warm-up of logging's imports while the temporary server starts.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -17,6 +14,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from flows.cli import exits
+from flows.runtime import terminal
 
 
 def launch(get_flow: Callable[[], Any], render: exits.Render | None = None, verbose: bool = False,
@@ -41,7 +39,7 @@ def launch(get_flow: Callable[[], Any], render: exits.Render | None = None, verb
         companion = beside(server.api_url if server else temporary_server.configured_api()) if beside else None
         flow = get_flow()
         if not verbose:
-            quiet_console()
+            terminal.quiet()
         warm = _start_prewarm(reap_uri)
         if server is not None:
             server.wait_ready(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")))
@@ -97,43 +95,6 @@ def _without_heartbeats():
     if get_current_settings().flows.heartbeat_frequency is None:  # already so: no copy of the settings
         return nullcontext()
     return temporary_settings(updates={"flows.heartbeat_frequency": None})
-
-
-class _NoTraceback(logging.Formatter):
-    """Formats as the handler's own formatter would, minus tracebacks and stacks.
-
-    A failed run's detail stays in the flow run's logs on the Prefect server and in the MLflow
-    run's ``bp.failure_reason``; bp prints one ``bp:`` line for it. The record is copied, not
-    changed: other handlers (Prefect's API log handler) still get the traceback.
-    """
-
-    def __init__(self, inner: logging.Formatter | None):
-        super().__init__()
-        self.inner = inner or logging.Formatter()
-
-    def format(self, record: logging.LogRecord) -> str:
-        if record.exc_info or record.exc_text or record.stack_info:
-            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None,
-                                            "stack_info": None})
-        return self.inner.format(record)
-
-
-def quiet_console() -> None:
-    """Prefect's console handlers without tracebacks, MLflow's INFO lines off, for the rest of this process."""
-    from prefect.logging.handlers import PrefectConsoleHandler
-    from prefect.logging.loggers import get_logger
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Validating input example ..." per model
-    get_logger()  # make sure Prefect's logging config is applied before looking for its handlers
-    for name in [None, *logging.root.manager.loggerDict]:
-        for handler in _handlers(name):
-            if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, _NoTraceback):
-                handler.setFormatter(_NoTraceback(handler.formatter))
-
-
-def _handlers(name: str | None) -> list[logging.Handler]:
-    logger = logging.getLogger(name)
-    return list(getattr(logger, "handlers", []))
 
 
 def _start_prewarm(reap_uri: str | None = None) -> threading.Thread:

@@ -7,7 +7,7 @@ import os
 from flows.cli import exits
 from flows.cli.commands import COMMANDS
 from flows.cli.parser import build_parser
-from flows.runtime import settings, speedups
+from flows.runtime import settings, speedups, terminal
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # before MLflow is imported: its INFO lines (table creation, "Validating input example") are noise here
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if args.verbose else "WARNING")
+    if args.verbose:  # Prefect's whole console log, here and in the worker processes this process starts
+        os.environ[terminal.VERBOSE] = "1"
     return exits.guarded(COMMANDS[args.command], args)
 
 

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    """``bp 0.1.0 (mlflow 3.17.0, prefect 3.9.0, python 3.11.7)``: read from the installed metadata, nothing imported."""
+    """``bp 0.1.0 (mlflow 3.17.0, prefect 3.9.0, python 3.11.7)``, read from the installed metadata (no imports)."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
@@ -85,7 +85,8 @@ def _version() -> str:
         except PackageNotFoundError:
             return "not installed"
 
-    return f"bp {of('bp-pipeline')} (mlflow {of('mlflow')}, prefect {of('prefect')}, python {platform.python_version()})"
+    python = platform.python_version()
+    return f"bp {of('bp-pipeline')} (mlflow {of('mlflow')}, prefect {of('prefect')}, python {python})"
 
 
 def _recorded_runs(command) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from mlflow.entities import Metric
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from bpcore.checkpoint import TrainingState
@@ -24,6 +24,7 @@ from flows.experiments import checkpoints, pipeline, steering
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import Run, RunResult, Trained, logging_task
 from flows.experiments.progress import EpochBar, PrefectProgress
+from flows.runtime import terminal
 from flows.tracking import datasets, metrics
 
 
@@ -33,7 +34,7 @@ def train(splits: MnistSplits, config: MnistConfig, run: Run, in_sweep: bool,
     """Mini-batch SGD; every epoch's figures go to MLflow as soon as the epoch ends, and its checkpoint as often as
     ``trainer.checkpoint_every`` says (and on a stop). ``start``: the checkpoint a resumed run goes on from."""
     bar = EpochBar(config.trainer.epochs, quiet=in_sweep)
-    keeper = checkpoints.Keeper(run.client, run.id, config.trainer.checkpoint_every, get_run_logger().warning)
+    keeper = checkpoints.Keeper(run.client, run.id, config.trainer.checkpoint_every, terminal.logger().warning)
     progress = PrefectProgress(config.trainer.epochs, key="mnist-training",
                                description=f"MLflow run {run.id}: epochs done")
     steer = steering.current()
@@ -115,7 +116,7 @@ def _checkpoint(run: Run, splits: MnistSplits, config: MnistConfig) -> TrainingS
     """The checkpoint a resumed run goes on from (None: it trains from the start), said in its log."""
     sizes = [splits.train_X.shape[1], *config.trainer.hidden, CLASSES]
     state, said = checkpoints.latest(run.client, run.id, sizes, np.dtype(config.trainer.dtype))
-    get_run_logger().info(said)
+    terminal.logger().info(said)
     return state
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlflow.tracking import MlflowClient
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 from pydantic import BaseModel
@@ -31,7 +31,7 @@ from bpcore.config import Config
 from bpcore.errors import DataError, InputError
 from flows.experiments import steering
 from flows.experiments.membership import SweepMember
-from flows.runtime import outage, settings, speedups
+from flows.runtime import outage, settings, speedups, terminal
 from flows.tracking import runs
 from flows.tracking import tags as tag
 
@@ -147,7 +147,7 @@ def prepare_store(tracking_uri: str) -> None:
     store.check_store(tracking_uri)
     store.ensure_store(tracking_uri)
     for run_id, reason in reap(tracking_uri, checked=True):
-        get_run_logger().warning("MLflow run %s marked FAILED: %s", run_id, reason)
+        terminal.logger().warning("MLflow run %s marked FAILED: %s", run_id, reason)
 
 
 @contextmanager
@@ -228,9 +228,9 @@ def tracked(config: Config, data: Any, mc: MlflowClient, tags: dict[str, str] | 
         return
     shown = ", ".join(f"{k} {v:.6g}" for k, v in trained.metrics.items() if k in kind.metrics)
     if trained.status in EARLY:
-        get_run_logger().info("%s: %s (MLflow run %s)", trained.status, trained.reason, handle.id)
+        terminal.logger().info("%s: %s (MLflow run %s)", trained.status, trained.reason, handle.id)
     else:
-        get_run_logger().info("finished: %s (MLflow run %s)", shown, handle.id)
+        terminal.logger().info("finished: %s (MLflow run %s)", shown, handle.id)
 
 
 EARLY = {steering.PRUNED: "FINISHED", steering.SKIPPED: "KILLED"}  # a sweep child's early end: its run's status
@@ -244,5 +244,5 @@ def stopped_before_training() -> steering.Stop | None:
 
 def diverged_state(exc: runs.Diverged) -> State:
     """Log the reason once and end the flow run Failed, carrying the exception (and its run id)."""
-    get_run_logger().warning("%s (MLflow run %s)", exc.reason, exc.run_id)
+    terminal.logger().warning("%s (MLflow run %s)", exc.reason, exc.run_id)
     return Failed(message=exc.reason, data=exc)

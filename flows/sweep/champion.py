@@ -3,13 +3,13 @@ every version trained on the same data."""
 
 from __future__ import annotations
 
-import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from bpcore import sweep as grid
+from flows.runtime import terminal
 from flows.sweep.child import Child
 from flows.tracking import tags as tag
 
@@ -34,7 +34,7 @@ def register_best(mc: MlflowClient, parent_id: str, name: str, best: Child, metr
                 f"{rival.version} ({metric} {previous:.6g}), the best {same}")
     else:
         uri = _model_uri(mc, best.run_id)
-        version = mlflow.register_model(uri, name, tags={tag.SWEEP: parent_id, tag.score(metric): str(best.score),
+        version = _register(mc, name, uri, best.run_id, {tag.SWEEP: parent_id, tag.score(metric): str(best.score),
                                                          tag.DATA_DIGEST: data_digest})
         mc.set_tag(parent_id, tag.REGISTERED_MODEL, f"{name}/{version.version}")
         beaten = (f"beats version {rival.version} ({metric} {previous:.6g}), the best {same}" if rival is not None
@@ -53,7 +53,7 @@ def register_best(mc: MlflowClient, parent_id: str, name: str, best: Child, metr
         if others:
             note += f"; {others} version(s) trained on other data not compared"
     mc.set_tag(parent_id, tag.REGISTRY, note)
-    get_run_logger().info(note)
+    terminal.logger().info(note)
     return note
 
 
@@ -107,6 +107,23 @@ def _best_on_same_data(mc, name: str, metric: str, goal: str, data_digest: str):
         elif best is None:
             best = version
     return best, score, others
+
+
+def _register(mc: MlflowClient, name: str, uri: str, run_id: str, tags: dict[str, str]):
+    """A new version of ``name`` (made first if needed) from the model at ``uri``, through the run's client: what
+    ``mlflow.register_model`` does, without its lines on stderr (bp says what happened in one)."""
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    try:
+        mc.create_registered_model(name)
+    except MlflowException as exc:  # another sweep made it first, or an earlier one
+        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+    if uri.startswith("models:/"):  # a logged model: the version is linked to it
+        return mc.create_model_version(name, uri, run_id=run_id, tags=tags, model_id=uri.removeprefix("models:/"))
+    from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+
+    return mc.create_model_version(name, RunsArtifactRepository.get_underlying_uri(uri), run_id=run_id, tags=tags)
 
 
 def _model_uri(mc, run_id: str) -> str:

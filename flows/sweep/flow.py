@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlflow.tracking import MlflowClient
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from bpcore import sweep as grid
@@ -25,6 +25,7 @@ from bpcore.sweep import GridPoint
 from flows.experiments import pipeline
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import run_tags
+from flows.runtime import terminal
 from flows.sweep import champion, results
 from flows.sweep.child import Child
 from flows.sweep.earlier import children_of
@@ -92,14 +93,14 @@ def sweep(config: dict[str, Any], tracking_uri: str | None = None, tags: dict[st
         if model.sweep.model_name:
             result.registry = champion.register_best(mc, parent_id, model.sweep.model_name, best, metric, goal,
                                                      prints[0][1])
-    get_run_logger().info("best: %s (%s %s, MLflow run %s)", best.point.name, metric, best.score, best.run_id)
+    terminal.logger().info("best: %s (%s %s, MLflow run %s)", best.point.name, metric, best.score, best.run_id)
     return result
 
 
 def _train(points: list[GridPoint], digests: list[str], sweeping: Sweeping, workers: int,
            skip: bool) -> list[Child]:
     """The children, ``workers`` at a time; ``skip``: above a learning rate that diverged, not trained."""
-    get_run_logger().info("%d children, %d at a time %s (MLflow run %s)", len(points), workers,
+    terminal.logger().info("%d children, %d at a time %s (MLflow run %s)", len(points), workers,
                           where(sweeping, workers), sweeping.member.parent_run_id)
     return run_children(points, digests, sweeping, workers, skip=skip)
 
@@ -118,7 +119,7 @@ def _search(model, sweeping: Sweeping, at_a_time: int) -> list[Child]:
     if stable is not None:
         metrics.log_values(mc, parent_id, {"max_stable_lr": stable})
     search = Search(model, stable=stable)
-    get_run_logger().info("%s search: %d trials, %d at a time %s (MLflow run %s)", model.sweep.search,
+    terminal.logger().info("%s search: %d trials, %d at a time %s (MLflow run %s)", model.sweep.search,
                           model.sweep.trials, at_a_time, where(sweeping, at_a_time), parent_id)
     children: list[Child] = []
     while search.remaining:

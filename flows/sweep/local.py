@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlflow.tracking import MlflowClient
-from prefect import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 from threadpoolctl import threadpool_limits
 
@@ -23,7 +22,7 @@ from bpcore.sweep import GridPoint
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import run_tags
 from flows.experiments.steering import Steer
-from flows.runtime import blas, stops
+from flows.runtime import blas, stops, terminal
 from flows.sweep import cluster, skips, tls
 from flows.sweep import point as sweep_point
 from flows.sweep.child import Child, ChildFailed, record_skipped
@@ -93,7 +92,7 @@ def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping
                    lambda p, reason: _tell_skipped(runner, steers, member, p, reason), watch)
         except BaseException as exc:  # a stop (Ctrl-C, SIGTERM) or an error: the points on the cluster stop too
             if isinstance(exc, SchedulerLost):  # nothing reaches the points: their runs are marked here
-                _lost_attempts(mc, member, outcomes, get_run_logger(), f"{exc}, as this point trained")
+                _lost_attempts(mc, member, outcomes, terminal.logger(), f"{exc}, as this point trained")
             elif scheduler is not None:
                 _stop_all(runner, member, list(running.values()), runs.stop_reason(exc) or f"{type(exc).__name__}")
             raise Interrupted([outcomes[p.index] for p in points if p.index in outcomes], exc) from exc
@@ -103,7 +102,7 @@ def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping
         if scheduler is not None:  # an attempt that lingers (its worker frozen, cut off) stops at its next epoch
             _fence(runner, member, points)
     if scheduler is not None:
-        _lost_attempts(mc, member, outcomes, get_run_logger())
+        _lost_attempts(mc, member, outcomes, terminal.logger())
     for p in points:
         if p.index not in outcomes:  # skipped before it started: recorded as a child all the same
             outcomes[p.index] = record_skipped(p, digest_of[p.index], mc, run_tags(sweeping.tags, member),
@@ -133,7 +132,7 @@ def _drive(points: list[GridPoint], queue: list[GridPoint], skip: bool, workers:
            watch: SchedulerWatch | None) -> None:
     """Keep ``workers`` points training until every point has an outcome or is skipped (``run_children``); a
     scheduler that ``watch`` finds gone raises SchedulerLost."""
-    logger, ended = get_run_logger(), threading.Event()
+    logger, ended = terminal.logger(), threading.Event()
     while queue or running:
         while queue and len(running) < workers:
             p = queue.pop(0)

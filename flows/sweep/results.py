@@ -8,14 +8,13 @@ import io
 from typing import Any
 
 from mlflow.tracking import MlflowClient
-from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel
 
 from bpcore import kinds
 from bpcore import sweep as grid
 from flows.experiments.pipeline import logging_task
-from flows.runtime import outage
+from flows.runtime import outage, terminal
 from flows.sweep.child import Child
 from flows.tracking import metrics, runs
 from flows.tracking import tags as tag
@@ -88,7 +87,7 @@ def summarise(mc: MlflowClient, parent_id: str, kind: str, children: list[Child]
         with outage.one_attempt(timeout=10):
             log_comparison.fn(mc, parent_id, kind, children, metric, best_child(children, goal))
     except Exception as exc:  # the store is away too: the stop goes on
-        get_run_logger().warning("could not log the comparison of the %d children that ended: %s", len(children), exc)
+        terminal.logger().warning("could not log the comparison of the %d children that ended: %s", len(children), exc)
 
 
 def _no_winner(children: list[Child]) -> str:

@@ -14,7 +14,9 @@ from flows.sweep.cluster import WARM_DATA
 
 def dask_setup(worker) -> None:
     from flows.experiments import warmup
+    from flows.runtime import terminal
 
+    terminal.quiet()  # a local sweep's workers print to bp's terminal: its lines only, unless BP_VERBOSE=1
     warmup.warm_logging()
     _load_data(os.environ.get(WARM_DATA))
 
