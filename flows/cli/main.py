@@ -16,8 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     speedups.no_notebook_probe()
     args = build_parser().parse_args(argv)
     # before MLflow is imported: its INFO lines (table creation, "Validating input example") are noise here
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if args.verbose else "WARNING")
-    if args.verbose:  # Prefect's whole console log, here and in the worker processes this process starts
+    verbose = getattr(args, "verbose", False)  # bp validate and bp runs have none: they run nothing of Prefect's
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    if verbose:  # Prefect's whole console log, here and in the worker processes this process starts
         os.environ[terminal.VERBOSE] = "1"
     return exits.guarded(COMMANDS[args.command], args)
 

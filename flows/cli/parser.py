@@ -18,25 +18,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+    def command(name: str, help: str, description: str | None = None, prefect: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=description or help)
-        p.add_argument("--verbose", action="store_true", help="show Prefect's full log, tracebacks included")
+        if prefect:  # a command that runs or talks to Prefect
+            p.add_argument("--verbose", action="store_true", help="print Prefect's engine log here too, tracebacks "
+                           "included (it is on the Prefect server either way)")
         return p
 
-    def with_config(name: str, help: str) -> argparse.ArgumentParser:
-        p = command(name, help)
+    def with_config(name: str, help: str, prefect: bool = True) -> argparse.ArgumentParser:
+        p = command(name, help, prefect=prefect)
         p.add_argument("config", help="YAML experiment config, e.g. configs/linreg.yaml")
         _overrides(p)
         return p
 
     def tracked(name: str, help: str) -> argparse.ArgumentParser:
         p = with_config(name, help)
-        p.add_argument("--experiment", help="MLflow experiment name (overrides the config's)")
+        p.add_argument("--experiment", metavar="NAME", help="MLflow experiment name (overrides the config's)")
         _tracking_uri(p)
         return p
 
     tracked("train", "run one training flow (a config's sweep section is ignored)")
-    sweep = tracked("sweep", "train every point of the config's sweep.grid as nested MLflow runs")
+    sweep = tracked("sweep", "train the config's sweep (a grid, or a search of sweep.space) as child runs of one "
+                    "parent MLflow run, then register the best model")
     sweep.add_argument("--parallel", type=_positive, metavar="N",
                        help="children at once, each in a worker process above 1 (default: cores for a network, 1 "
                        "for a line fit); a search's rounds, on a pool too (default there: its sweep workers)")
@@ -61,11 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     points.add_argument("--certs", required=True, type=Path, metavar="DIR",
                         help="the pool's certificates (bp stack up makes them in DIR/dask)")
     _tracking_uri(points)
-    with_config("validate", "check a config and print it resolved")
+    with_config("validate", "check a config and print it resolved", prefect=False)
     _recorded_runs(command)
     runs = command("runs", "look after the runs in the tracking store",
                    "mark FAILED the RUNNING runs whose process on this host is gone (bp train and bp sweep "
-                   "do this at start as well)")
+                   "do this at start as well)", prefect=False)
     runs.add_argument("--reap", action="store_true", required=True, help="mark orphaned runs FAILED")
     _tracking_uri(runs)
     from flows.stack import parser as stack_parser
@@ -116,7 +119,7 @@ def _overrides(p: argparse.ArgumentParser, help: str | None = None) -> None:
 
 
 def _tracking_uri(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tracking-uri", help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+    p.add_argument("--tracking-uri", metavar="URI", help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
                    f"{DEFAULT_TRACKING_URI})")
 
 

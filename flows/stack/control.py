@@ -1,4 +1,4 @@
-"""``bp stack up|down|status``: the servers' topology as local background processes, for one machine without Docker.
+"""``bp stack up|down``: the servers' topology as local background processes, for one machine without Docker.
 
 ``up`` starts the Prefect server, the MLflow server (artifacts proxied into DIR), N Prefect workers
 on the ``process`` pool ``bp`` (the deployments' and the pool sweeps' flow runs), a Dask scheduler (TLS,
@@ -7,7 +7,7 @@ those sweeps), each in its own session with its log in DIR/logs; records their p
 so a reused pid is never taken for ours) in DIR/pids.json; waits until each is healthy; and prints the
 UIs, then the ``export`` lines as its last lines. ``down`` pauses
 the pool, lets the workers' flow runs finish (cancels them after ``--grace`` s), then stops exactly
-the recorded processes, workers first. ``status`` prints one line per service.
+the recorded processes, workers first. ``status`` and ``env``: ``flows.stack.report``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ StackError = procs.StackError  # a service did not start or stop: exit 1, the me
 def run(args: argparse.Namespace) -> bool:
     """Run ``bp stack ACTION``: whether all is well. A stack that cannot start or stop raises StackError, bad input
     InputError; the command line turns each into its exit code."""
-    return {"up": up, "down": down, "status": status}[args.action](args)
+    from flows.stack import report
+
+    return {"up": up, "down": down, "status": report.status, "env": report.env}[args.action](args)
 
 
 def up(args: argparse.Namespace) -> bool:
@@ -80,18 +82,9 @@ def up(args: argparse.Namespace) -> bool:
     if args.workers:
         print(f"sweeps:     {args.workers} sweep worker{'s' * (args.workers > 1)} on the Dask scheduler "
               f"tls://{svc.HOST}:{args.scheduler_port} (certificates in {svc.certs_dir(directory)})")
-    for name, value in exports(api, tracking, keys):
+    for name, value in stack_secrets.exports(api, tracking, keys):
         print(f"export {name}={shlex.quote(value)}")
     return True
-
-
-def exports(api: str, tracking: str, keys) -> list[tuple[str, str]]:
-    """What a client of the stack sets: the two URLs, the Prefect auth string and, with --auth, MLflow's login."""
-    found = [("PREFECT_API_URL", api), ("MLFLOW_TRACKING_URI", tracking),
-             ("PREFECT_API_AUTH_STRING", keys.prefect_auth_string)]
-    if keys.mlflow_password:
-        found += [("MLFLOW_TRACKING_USERNAME", keys.mlflow_user), ("MLFLOW_TRACKING_PASSWORD", keys.mlflow_password)]
-    return found
 
 
 def _sqlite_store(directory: Path) -> None:
@@ -184,7 +177,7 @@ def down(args: argparse.Namespace) -> bool:
     if not records:
         print(f"no stack recorded in {directory}")
         return True
-    _drain(records, args.grace, _auth(directory))
+    _drain(records, args.grace, stack_secrets.prefect_auth(directory))
     left = []
     for batch in _workers_then_servers(records):
         running = [r for r in batch if procs.group(r)]
@@ -199,17 +192,6 @@ def down(args: argparse.Namespace) -> bool:
         raise StackError("still running after SIGKILL: " + ", ".join(f"{r['name']} (pid {r['pid']})" for r in left))
     (directory / procs.PIDS_FILE).unlink(missing_ok=True)
     return True
-
-
-def _auth(directory: Path) -> str | None:
-    """The Prefect API's auth string kept in DIR (none for a stack from before it was)."""
-    return stack_secrets.read(directory).get("prefect_auth_string") or os.environ.get("BP_PREFECT_AUTH_STRING")
-
-
-def _headers(directory: Path) -> dict[str, str]:
-    """The Prefect API's auth header."""
-    auth = _auth(directory)
-    return basic(auth) if auth else {}
 
 
 @contextmanager
@@ -249,37 +231,6 @@ def _drain(records: list[dict], grace: float, auth: str | None) -> None:
 
 def _until_done(api: str, headers: dict, timeout: float) -> list[dict]:
     return waiting.poll(lambda: svc.runs_in_flight(api, headers), lambda runs: not runs, timeout, every=1)
-
-
-def status(args: argparse.Namespace) -> bool:
-    """One line per service, judged by what answers: a server by its health URL, a worker by its process
-    or by the Prefect server counting it online. False (exit 1) when anything is down."""
-    directory = checks.stack_dir(args.dir)
-    records = procs.read_records(directory)
-    if not records:
-        print(f"no stack recorded in {directory}")
-        return False
-    server = next((r for r in records if r["name"] == "prefect-server"), None)
-    online = svc.online_workers(server["url"] + "/api", _headers(directory)) if server else set()
-    up = []
-    for record in records:
-        alive = procs.alive(record)
-        if "worker" in record:
-            answers = record["worker"] in online
-        elif "sweep_worker" in record:  # it says nothing itself: its process (Dask's nanny restarts a lost worker)
-            answers = alive
-        elif "scheduler" in record:
-            answers = alive and procs.port_in_use(int(record["url"].rsplit(":", 1)[1]), svc.HOST)
-        else:
-            answers = request("GET", record["health"])[0] == 200 if "health" in record else alive
-        state = ("up" if alive else "up, not the recorded process") if answers else \
-            ("up, not answering" if alive else "down")
-        up.append(answers)
-        where = record.get("url", "") + (f" (pool {svc.POOL}, as {record['worker']})" if "worker" in record else
-                                         " (sweep worker)" if "sweep_worker" in record else
-                                         " (Dask scheduler of the sweep workers, TLS)" if "scheduler" in record else "")
-        print(f"{record['name']:<15} {record['pid']:>8}  {state:<5} {where}")
-    return all(up)
 
 
 def _progress(message: str) -> None:

@@ -1,4 +1,4 @@
-"""``bp stack up|down|status``: the subcommands' arguments and their checks."""
+"""``bp stack up|down|status|env``: the subcommands' arguments and their checks."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ WORKER_GRACE = 30.0
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``stack`` with ``up``, ``down`` and ``status`` to the ``bp`` command's subparsers."""
+    """Add ``stack`` with ``up``, ``down``, ``status`` and ``env`` to the ``bp`` command's subparsers."""
     stack = subparsers.add_parser("stack", help="start, stop or show the servers and workers as local processes",
                                   description="the Prefect server, the MLflow server and Prefect workers as local "
                                               "background processes (the docker-compose topology without Docker)")
-    actions = stack.add_subparsers(dest="action", required=True, metavar="{up,down,status}", parser_class=type(stack))
+    actions = stack.add_subparsers(dest="action", required=True, metavar="{up,down,status,env}",
+                                   parser_class=type(stack))
     up = actions.add_parser("up", help="start the servers and workers, wait until they answer",
                             description="start the Prefect server, the MLflow server, N workers on pool bp, and a "
                                         "Dask scheduler with N sweep workers; the last lines printed are the "
@@ -42,7 +43,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                       help=f"seconds the running flow runs get to finish before they are cancelled (default: "
                            f"{WORKER_GRACE:g})")
     status = actions.add_parser("status", help="one line per service: name, pid, up/down, URL (exit 1 if any is down)")
-    for p in (up, down, status):
+    env = actions.add_parser("env", help="print the export lines of the running stack: eval \"$(bp stack env)\"",
+                             description="print the export lines bp stack up ended with (PREFECT_API_URL, "
+                                         "MLFLOW_TRACKING_URI, PREFECT_API_AUTH_STRING; MLflow's login with --auth), "
+                                         "for a shell to eval; exit 2 when no stack runs from DIR")
+    for p in (up, down, status, env):
         p.add_argument("--dir", type=Path, default=Path(DEFAULT_DIR),
                        help=f"the stack's directory (default: {DEFAULT_DIR})")
         p.add_argument("--verbose", action="store_true", help="quote more of a failing service's log")

@@ -106,3 +106,17 @@ def write(directory: Path, values: dict[str, str]) -> None:
     with os.fdopen(fd, "w") as out:
         json.dump(values, out, indent=2)
     os.replace(tmp, path)
+
+
+def exports(api: str, tracking: str, keys) -> list[tuple[str, str]]:
+    """What a client of the stack sets: the two URLs, the Prefect auth string and, with --auth, MLflow's login."""
+    found = [("PREFECT_API_URL", api), ("MLFLOW_TRACKING_URI", tracking),
+             ("PREFECT_API_AUTH_STRING", keys.prefect_auth_string)]
+    if keys.mlflow_password:
+        found += [("MLFLOW_TRACKING_USERNAME", keys.mlflow_user), ("MLFLOW_TRACKING_PASSWORD", keys.mlflow_password)]
+    return found
+
+
+def prefect_auth(directory: Path) -> str | None:
+    """The Prefect API's auth string kept in DIR (none for a stack from before it was)."""
+    return read(directory).get("prefect_auth_string") or os.environ.get("BP_PREFECT_AUTH_STRING")
