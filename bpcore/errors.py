@@ -5,6 +5,8 @@ On a worker a message becomes a flow run's state, its logs and an MLflow tag, wh
 read; a whole line of a file (``data.path: /proc/self/environ``) could hand them its secrets.
 """
 
+from collections.abc import Iterator
+
 EXCERPT_CHARS = 40
 
 
@@ -30,3 +32,21 @@ def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
     if len(text) > limit:
         return f"{shown[:-1]}...{shown[-1]} ({len(text)} characters)"
     return shown
+
+
+def one_line(exc: BaseException, limit: int = 500, named: bool = False) -> str:
+    """What ``exc`` says, as one line of at most ``limit`` characters: its message with every run of whitespace
+    (newlines too) as one space; its class's name when the message is empty; ``Type: message`` when ``named``."""
+    text = " ".join(str(exc).split())
+    if named or not text:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text[:limit]
+
+
+def causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from (``__cause__``, else ``__context__``) and so on, each once."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__

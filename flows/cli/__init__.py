@@ -1,1 +1,2 @@
-"""The ``bp`` command: parsing and dispatch (``main``), and launching a flow in this process (``launch``)."""
+"""The ``bp`` command: parsing and dispatch (``main``), the subcommands (``commands``, ``servers``), launching a flow
+in this process (``launch``), exit codes (``exits``), following a pool's flow run (``pool``)."""

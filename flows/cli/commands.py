@@ -6,8 +6,6 @@ start of Prefect's temporary server.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 from pathlib import Path
 
@@ -69,7 +67,7 @@ def _train(args) -> int:
         print(f"bp: {args.config}: training the base config; its sweep.grid runs with bp sweep", file=sys.stderr)
         config = config.model_copy(update={"sweep": None})
     fingerprint(config)  # load the data now (cached for the flow): bad data fails before Prefect starts
-    uri = _prepare_store(args.tracking_uri)
+    uri = prepare_store(args.tracking_uri)
     _check_prefect()
 
     def flow():
@@ -93,7 +91,7 @@ def _sweep(args) -> int:
         points = expand(config, args.config)
         for point in points if here else []:  # every point's data loaded (and cached): bad data fails early
             fingerprint(point.validated())
-    uri = _prepare_store(args.tracking_uri)
+    uri = prepare_store(args.tracking_uri)
     if pool:
         return _on_pool(args, config, pool, uri, Path(args.config).stem, args.parallel)
     _check_prefect()
@@ -140,26 +138,6 @@ def _search_checked(config, source: str, load: bool = True) -> list:
     return []
 
 
-def _configs(args) -> list[tuple[str, object]]:
-    """(deployment name, config) for each CONFIG, every one checked before anything is registered."""
-    from flows.deployments.deploy import deployment_name
-
-    named = [(deployment_name(path), load_config(path, args.overrides)) for path in args.configs]
-    seen = [name for name, _ in named]
-    twice = sorted({name for name in seen if seen.count(name) > 1})
-    if twice:
-        raise InputError(f"two configs would be deployed as {', '.join(twice)}: deployments are named after "
-                         "the config file's stem")
-    for _, config in named:
-        if config.sweep is not None and config.sweep.search != "grid":
-            from bpcore.space import check
-
-            check(config)
-        for point in (expand(config) if config.sweep is not None and config.sweep.search == "grid" else []):
-            point.validated()
-    return named
-
-
 def _check_prefect() -> None:
     """The configured Prefect API, if any, answers and takes our auth string (else Prefect's temporary one runs)."""
     from flows.server import prefect_api
@@ -169,75 +147,8 @@ def _check_prefect() -> None:
         prefect_api.check(url, auth)
 
 
-def _deploy(args) -> int:
-    named = _configs(args)
-    from flows.deployments import deploy
-    from flows.server import prefect_api
-
-    url, _ = prefect_api.require("deployments and work pools live on a Prefect server")
-    if not args.create_pool:
-        prefect_api.require_pool(url, args.pool, hint="; bp deploy --create-pool makes it")
-
-    terminal.quiet()
-    names = deploy.deploy(named, args.pool, create_pool=args.create_pool)
-    for (_, config), name in zip(named, names):
-        print(f"{name}: {deploy.describe(config)}, work pool {args.pool!r}")
-    return exits.FINISHED
-
-
-def _stack(args) -> int:
-    from flows.stack import control
-    from flows.stack.procs import StackError
-
-    try:
-        return exits.FINISHED if control.run(args) else exits.FAILED
-    except StackError as exc:
-        print(f"bp: {exc}", file=sys.stderr)
-        return exits.FAILED
-
-
-def _serve(args) -> int:
-    named = _configs(args)
-    from flows.deployments import deploy
-    from flows.server import prefect_api
-
-    prefect_api.require("bp serve registers its schedules on a Prefect server that outlives it")
-
-    import signal
-
-    def announce(line: str) -> None:
-        print(f"bp: serving {line}", file=sys.stderr)
-
-    # serving ends only when the process is told to stop: say so, with the signal's exit code
-    raise exits.Stopped(getattr(signal, deploy.serve(named, announce)))
-
-
-def _sweep_worker(args) -> int:
-    from urllib.parse import urlsplit
-
-    from flows.sweep import worker
-
-    uri = resolve_tracking_uri(args.tracking_uri)
-    if urlsplit(uri).scheme in ("", "file") and not Path(urlsplit(uri).path if "://" in uri else uri).is_dir():
-        raise InputError(f"tracking URI {uri}: no such directory (a sweep worker logs the points to their sweeps' "
-                         "store: the MLflow server or database the sweeps' flow runs use)")
-    uri = _prepare_store(uri)
-    os.environ["MLFLOW_TRACKING_URI"] = uri  # the points' runs: their flows read it (``runs.client(None)``)
-    from flows.server import prefect_api
-
-    url, _ = prefect_api.require("a sweep worker reports its points' task runs to the Prefect server of the sweeps")
-    if problem := worker.check_reachable(args.scheduler, args.certs):
-        raise InputError(problem)
-    print(f"bp: sweep worker of the scheduler at {args.scheduler}, one point at a time, reporting to {url}, logging "
-          f"to {uri}", file=sys.stderr, flush=True)
-    stopped_by = worker.serve(args.scheduler, args.certs)
-    if stopped_by:
-        raise exits.Stopped(stopped_by) if stopped_by != signal.SIGINT else KeyboardInterrupt
-    return exits.FINISHED
-
-
 def _reproduce(args) -> int:
-    uri = _prepare_store(args.tracking_uri)
+    uri = prepare_store(args.tracking_uri)
     _check_prefect()
     from flows.experiments import reproduce
     from flows.tracking import runs
@@ -249,7 +160,7 @@ def _reproduce(args) -> int:
 
 
 def _resume(args) -> int:
-    uri = _prepare_store(args.tracking_uri)
+    uri = prepare_store(args.tracking_uri)
     from flows.experiments import reproduce
     from flows.experiments.resumption import resumable
     from flows.tracking import runs
@@ -313,7 +224,7 @@ def _runs(args) -> int:
     return exits.FINISHED
 
 
-def _prepare_store(uri: str | None) -> str:
+def prepare_store(uri: str | None) -> str:
     """The tracking URI, checked (exit 2 within seconds if unusable) and, when new, created once.
 
     Its orphaned runs are reaped by ``launch`` while Prefect's server starts: reaping needs MLflow's
@@ -334,4 +245,4 @@ def _launch(args, get_flow, render, beside=None, **params) -> int:
 
 
 COMMANDS = {"train": _train, "sweep": _sweep, "validate": _validate, "reproduce": _reproduce, "resume": _resume,
-            "runs": _runs, "deploy": _deploy, "serve": _serve, "stack": _stack, "sweep-worker": _sweep_worker}
+            "runs": _runs}

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bpcore.errors import InputError
+from bpcore.errors import InputError, causes, one_line
 
 FINISHED, FAILED, BAD_INPUT = 0, 1, 2
 INTERRUPTED = 128 + signal.SIGINT  # Ctrl-C: 130
@@ -56,20 +56,10 @@ def _one_line(exc, message: str | None) -> str:
     from flows.runtime import outage
 
     if isinstance(exc, BaseException) and outage.unreachable(exc):
-        where = re.search(r"https?://[^/\s'\"]+", " ".join(_chain(exc)))
+        where = re.search(r"https?://[^/\s'\"]+", " ".join(str(cause) for cause in causes(exc)))
         server = f"the server at {where[0]}" if where else "a server it needs"
         return f"{server} stopped answering (bp's requests wait about {outage.seconds():g} s, {outage.VARIABLE})"
-    return " ".join(str(message or exc).split())[:500]
-
-
-def _chain(exc: BaseException) -> list[str]:
-    """The messages of ``exc`` and of what it was raised from."""
-    found, seen = [], set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        found.append(str(exc))
-        exc = exc.__cause__ or exc.__context__
-    return found
+    return " ".join(message.split())[:500] if message else one_line(exc)
 
 
 class Stopped(SystemExit):

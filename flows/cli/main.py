@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from flows.cli import exits
-from flows.cli.commands import COMMANDS
+from flows.cli import commands, exits, servers
 from flows.cli.parser import build_parser
 from flows.runtime import settings, speedups, terminal
 
@@ -20,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     if verbose:  # Prefect's whole console log, here and in the worker processes this process starts
         os.environ[terminal.VERBOSE] = "1"
-    return exits.guarded(COMMANDS[args.command], args)
+    return exits.guarded({**commands.COMMANDS, **servers.COMMANDS}[args.command], args)
 
 
 def entry() -> None:

@@ -56,14 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = command("serve", "run the configs' schedules from this process (no work pool), until stopped")
     serve.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML experiment configs")
     _overrides(serve, "override a dotted config key in every config (repeatable)")
-    points = command("sweep-worker", "train the points of a sweep pool's sweeps: a Dask worker, until stopped",
-                     "join a sweep pool's Dask scheduler (TLS, with the pool's certificates) and train its sweeps' "
-                     "points one at a time, logging to MLFLOW_TRACKING_URI and reporting to PREFECT_API_URL; run "
-                     "one per core to use, on any machine that reaches the scheduler and both servers")
-    points.add_argument("--scheduler", required=True, metavar="tls://HOST:PORT", help="the pool's scheduler")
-    points.add_argument("--certs", required=True, type=Path, metavar="DIR",
-                        help="the pool's certificates (bp stack up makes them in DIR/dask)")
-    _tracking_uri(points)
+    _sweep_worker(command)
     with_config("validate", "check a config and print it resolved", prefect=False)
     _recorded_runs(command)
     runs = command("runs", "look after the runs in the tracking store",
@@ -90,6 +83,18 @@ def _version() -> str:
 
     python = platform.python_version()
     return f"bp {of('bp-pipeline')} (mlflow {of('mlflow')}, prefect {of('prefect')}, python {python})"
+
+
+def _sweep_worker(command) -> None:
+    """bp sweep-worker: a long-lived Dask worker of a sweep pool's scheduler."""
+    points = command("sweep-worker", "train the points of a sweep pool's sweeps: a Dask worker, until stopped",
+                     "join a sweep pool's Dask scheduler (TLS, with the pool's certificates) and train its sweeps' "
+                     "points one at a time, logging to MLFLOW_TRACKING_URI and reporting to PREFECT_API_URL; run "
+                     "one per core to use, on any machine that reaches the scheduler and both servers")
+    points.add_argument("--scheduler", required=True, metavar="tls://HOST:PORT", help="the pool's scheduler")
+    points.add_argument("--certs", required=True, type=Path, metavar="DIR",
+                        help="the pool's certificates (bp stack up makes them in DIR/dask)")
+    _tracking_uri(points)
 
 
 def _recorded_runs(command) -> None:

@@ -1,1 +1,2 @@
-"""The experiments: the steps every run takes (pipeline), one flow per kind, the registry of them, reproduce, plots."""
+"""The experiments: the steps every run takes (pipeline), one flow per kind and their registry, checkpoints and
+resumption, reproduce, plots and progress."""

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from bpcore import checkpoint
 from bpcore.checkpoint import CheckpointError, TrainingState
+from bpcore.errors import one_line
 
 FOLDER, NAME = "checkpoint", "state.npz"
 ARTIFACT = f"{FOLDER}/{NAME}"
@@ -86,7 +87,7 @@ class Keeper:
             except Exception as exc:  # a checkpoint is what a resumption saves; the training itself goes on
                 if self.failure is None and self.warn is not None:
                     self.warn(f"checkpoint of epoch {state.epoch} not written to run {self.run_id}: "
-                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                              f"{one_line(exc, named=True)}")
                 self.failure = self.failure or str(exc)
             else:
                 self.written = max(self.written, state.epoch)

@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from bpcore.config import Config
 from bpcore.configfile import apply_override, validate
-from bpcore.errors import DataError, InputError
+from bpcore.errors import DataError, InputError, one_line
 from bpcore.loading import fingerprint
 from flows.experiments import steering
 from flows.experiments.pipeline import RunResult
@@ -62,8 +62,7 @@ def read_record(run_id: str, mc: MlflowClient, overrides=(), sweeps: bool = Fals
         with tempfile.TemporaryDirectory() as tmp:
             raw = yaml.safe_load(Path(mc.download_artifacts(run_id, "config.yaml", tmp)).read_text())
     except (MlflowException, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"run {run_id}: cannot read its record at {mc.tracking_uri}: {reason}") from None
+        raise InputError(f"run {run_id}: cannot read its record at {mc.tracking_uri}: {one_line(exc)}") from None
     if run.data.tags.get(tag.SWEEP) == "parent" and not sweeps:
         best = run.data.tags.get(tag.BEST_CHILD)
         hint = f" (its best child is {best})" if best else ""

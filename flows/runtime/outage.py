@@ -19,6 +19,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from bpcore.errors import causes
+
 VARIABLE = "BP_SERVER_TIMEOUT"
 DEFAULT_SECONDS = 120.0
 REQUEST_TIMEOUT = 30  # s: one request to a server that accepts it and never answers
@@ -100,19 +102,26 @@ def one_attempt(timeout: int = 5):
 
 
 def unreachable(exc: BaseException | None) -> bool:
-    """Whether ``exc`` (or what it was raised from) says the server could not be reached or never answered."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        name = type(exc).__name__
-        if name in ("ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "MaxRetryError",
-                    "NewConnectionError", "ProtocolError", "RemoteDisconnected", "ConnectionRefusedError"):
-            return True
-        text = str(exc)
-        if "Max retries exceeded" in text or "Connection refused" in text:
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    """Whether ``exc`` (or what it was raised from) says the server could not be reached or never answered.
+
+    MLflow's client raises a plain MlflowException quoting requests' error ("Max retries exceeded"), so its
+    text is read too; the rest is known by class, as requests, urllib3 and httpx (Prefect's client) export them.
+    """
+    kinds = _transport_errors()
+    return any(isinstance(cause, kinds) or "Max retries exceeded" in str(cause) or "Connection refused" in str(cause)
+               for cause in causes(exc))
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The errors of a request that found no server, or no answer in time (builtin ConnectionError covers a
+    refused connection and http.client's RemoteDisconnected)."""
+    import httpx
+    import requests
+    import urllib3
+
+    return (ConnectionError, TimeoutError, requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+            urllib3.exceptions.MaxRetryError, urllib3.exceptions.NewConnectionError, urllib3.exceptions.ProtocolError,
+            httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
 
 
 def retry_unless_unreachable(task, task_run, state) -> bool:

@@ -1,1 +1,2 @@
-"""The native stack: ``bp stack up|down|status`` runs Prefect, MLflow and workers as local processes."""
+"""The native stack: ``bp stack up|down|status|env`` runs Prefect, MLflow, workers and the sweep workers' Dask
+scheduler as local processes."""

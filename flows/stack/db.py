@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
-from bpcore.errors import InputError
+from bpcore.errors import InputError, one_line
 from flows.runtime.http import redacted
 
 DATABASES = ("mlflow", "prefect")
@@ -68,7 +68,7 @@ def ensure_databases(pg: Postgres) -> list[str]:
         conn = psycopg.connect(host=pg.host, port=pg.port, user=pg.user, password=pg.password or None,
                                dbname="postgres", connect_timeout=10, autocommit=True)
     except psycopg.Error as exc:
-        reason = " ".join(str(exc).split())
+        reason = one_line(exc, 2000)
         if pg.password:
             reason = reason.replace(pg.password, "***")
         raise InputError(f"--database-url {pg.redacted()}: cannot connect: {reason}") from None
@@ -84,5 +84,5 @@ def ensure_databases(pg: Postgres) -> list[str]:
                 pass
             except psycopg.Error as exc:
                 raise InputError(f"--database-url {pg.redacted()}: cannot create database {name}: "
-                                 f"{' '.join(str(exc).split())}") from None
+                                 f"{one_line(exc, 2000)}") from None
     return created

@@ -18,6 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from threadpoolctl import threadpool_limits
 
 from bpcore import sweep as grid
+from bpcore.errors import one_line
 from bpcore.sweep import GridPoint
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import run_tags
@@ -257,7 +258,7 @@ def _child_of(point: GridPoint, future) -> Child:
 
 def _crashed(point: GridPoint, exc: BaseException) -> Child:
     """A child task that failed without handing back its outcome (an error outside its flow's code)."""
-    return Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+    return Child(point, None, "failed", one_line(exc, named=True))
 
 
 def at_once(parallel: int | None, points: int, kind: str, scheduler: str | None = None) -> int:

@@ -25,6 +25,7 @@ from prefect.states import Cancelled, Failed, State
 from pydantic import BaseModel
 from threadpoolctl import threadpool_limits
 
+from bpcore.errors import one_line
 from bpcore.sweep import GridPoint
 from flows.experiments import steering
 from flows.experiments.membership import SweepMember
@@ -141,7 +142,7 @@ def train(point: GridPoint, tracking_uri: str | None, tags: dict[str, str] | Non
     except runs.StopRequested as stop:  # its sweep was stopped: the run is KILLED with the reason, nothing more
         return Cancelled(message=stop.reason)
     except Exception as exc:  # a child's crash is that child's outcome, not the sweep's
-        return _outcome(Child(point, None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
+        return _outcome(Child(point, None, "failed", one_line(exc, named=True)))
     if attempt and result.run_id:
         _ended(member, point, result.run_id)
     return _outcome(Child.of_result(point, result, MlflowClient(tracking_uri), metric))

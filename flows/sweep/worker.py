@@ -14,6 +14,7 @@ import logging
 import signal
 from pathlib import Path
 
+from bpcore.errors import one_line
 from flows.sweep.cluster import PRELOAD, WORKER_CONFIG
 
 
@@ -62,5 +63,4 @@ def check_reachable(scheduler: str, certs: Path, timeout: float = 10) -> str | N
         with Client(scheduler, security=tls.security(certs), timeout=timeout, set_as_default=False):
             return None
     except Exception as exc:
-        text = " ".join(str(exc).split())[:300]
-        return f"the scheduler at {scheduler} did not take this worker ({type(exc).__name__}: {text})"
+        return f"the scheduler at {scheduler} did not take this worker ({one_line(exc, 300, named=True)})"

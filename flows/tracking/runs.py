@@ -18,6 +18,7 @@ from mlflow.data.dataset import Dataset
 from mlflow.tracking import MlflowClient
 
 from bpcore import config as cfgmod
+from bpcore.errors import one_line
 from flows.runtime import outage, stops
 from flows.runtime.settings import resolve_tracking_uri
 from flows.tracking import ending
@@ -100,7 +101,7 @@ def tracked_run(config, source: str, digest: str, dataset: Dataset | None, mc: M
         elif lost:
             bp_status, reason = "failed", lost_reason(mc)
         else:
-            bp_status, reason = "failed", stopped or f"{type(exc).__name__}: {exc}".splitlines()[0][:5000]
+            bp_status, reason = "failed", stopped or one_line(exc, 5000, named=True)
         if stopped:
             stops.leave_soon_after(exc)  # whatever the marking below meets
             if (extra_tags or {}).get(tag.SWEEP) != "child":  # a sweep's point goes on with its sweep

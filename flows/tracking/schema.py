@@ -10,6 +10,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from bpcore.errors import one_line
+
 
 def problem(path: str, failed: BaseException | None = None) -> str | None:
     """Why MLflow cannot make or migrate its schema in the SQLite file at ``path`` (``failed``: it just tried);
@@ -41,8 +43,7 @@ def problem(path: str, failed: BaseException | None = None) -> str | None:
 
 
 def _first_line(exc: BaseException | None) -> str:
-    text = " ".join(str(getattr(exc, "orig", None) or exc).split())
-    return text[:200] or type(exc).__name__
+    return one_line(getattr(exc, "orig", None) or exc, 200)
 
 
 def has_schema(path: str) -> bool:
