@@ -16,6 +16,7 @@ process ends within seconds.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -81,19 +82,33 @@ def configure() -> None:
             os.environ.setdefault(name, value)
 
 
+_held_lock = threading.Lock()
+_held: dict[str, tuple[int, str | None]] = {}  # variable -> (blocks holding it set, its value before the first)
+
+
 @contextmanager
 def environment(values: dict[str, str]) -> Iterator[None]:
-    """These environment variables set inside the block, as they were after it (unset ones unset again)."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
+    """These environment variables set inside the block; each back to what it was once every block that set it
+    (in any thread) has left. MLflow reads its retry variables at each request: while a block holds them, every
+    thread's requests try once. The blocks are a run's marking on the way out (a stop, or a server known gone),
+    when the other threads' requests are stopping too; MLflow 3.17 takes no retry limit per request."""
+    with _held_lock:
+        for name, value in values.items():
+            count, before = _held.get(name, (0, os.environ.get(name)))
+            _held[name] = (count + 1, before)
+            os.environ[name] = value
     try:
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        with _held_lock:
+            for name in values:
+                count, before = _held.pop(name)
+                if count > 1:
+                    _held[name] = (count - 1, before)
+                elif before is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = before
 
 
 def one_attempt(timeout: int = 5):

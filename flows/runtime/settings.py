@@ -1,8 +1,8 @@
 """The environment defaults bp sets for Prefect and MLflow, and where a run's tracking store is.
 
 ``apply()`` is called explicitly by the ``bp`` command before it imports Prefect or MLflow, and by
-every flow as it starts (so a worker's flow-run process gets them too). Each is a default: a value
-the user set wins.
+every flow as it starts (so a worker's flow-run process gets them too); it acts once per process.
+Each is a default: a value the user set wins.
 """
 
 from __future__ import annotations
@@ -32,11 +32,19 @@ DEFAULTS = {
 }
 
 
+_applied = False
+
+
 def apply() -> None:
-    """Set bp's defaults where the environment has no value, and size the clients' retries to BP_SERVER_TIMEOUT."""
+    """Set bp's defaults where the environment has no value, and size the clients' retries to BP_SERVER_TIMEOUT;
+    once per process (a sweep's in-process children start flows too)."""
+    global _applied
+    if _applied:
+        return
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
     outage.configure()
+    _applied = True
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:

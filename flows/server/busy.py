@@ -5,8 +5,8 @@ routes read the row first in a deferred transaction, and SQLite refuses to turn 
 write once another writer has committed (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out).
 The request did nothing and can simply be sent again. Prefect's client does so after 2, 4, 8 ...
 seconds, which under a sweep's load stalls a worker for seconds at a time on a request that
-would succeed a few milliseconds later. Here a 503 is sent again after PAUSES (jittered), and only
-then handed to Prefect's client with its own back-off.
+would succeed a few milliseconds later. Here a 503 is sent again after PAUSES (jittered, by tenacity),
+and only then handed to Prefect's client with its own back-off.
 """
 
 from __future__ import annotations
@@ -16,35 +16,33 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 import httpx
+import tenacity
 
 PAUSES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.5, 1.0, 1.0)  # seconds, about 3.7 s in all
 BUSY = 503
 T = TypeVar("T")
 
 
-def pauses() -> Iterator[float]:
-    """The pauses before each quick retry of a busy answer, jittered so that two writers do not meet again."""
-    for pause in PAUSES:
-        yield pause * random.uniform(0.5, 1.5)
+def pause(attempt: int) -> float:
+    """The pause after the ``attempt``-th busy answer (from 1), jittered so that two writers do not meet again (tenacity
+    asks for the last attempt's too, before its stop says there is none)."""
+    return PAUSES[min(attempt, len(PAUSES)) - 1] * random.uniform(0.5, 1.5)
 
 
-def resend(send: Callable[[], T], refused: Callable[[T], bool]) -> T:
-    """``send()``, sent again after each of ``pauses()`` while ``refused`` says its answer is a busy one;
-    the last answer."""
-    for pause in pauses():
-        answer = send()
-        if not refused(answer):
-            return answer
-        time.sleep(pause)
-    return send()
+def resend(send: Callable[[], T], refused: Callable[[T], bool], sleep: Callable[[float], None] = time.sleep) -> T:
+    """``send()``, sent again after each of the PAUSES while ``refused`` says its answer is a busy one; the last
+    answer (an exception from ``send`` is raised at once)."""
+    return tenacity.Retrying(stop=tenacity.stop_after_attempt(len(PAUSES) + 1),
+                             wait=lambda state: pause(state.attempt_number), retry=tenacity.retry_if_result(refused),
+                             retry_error_callback=lambda state: state.outcome.result(), sleep=sleep)(send)
 
 
 class BusyRetry(httpx.HTTPTransport):
-    """An httpx transport that sends a request answered 503 again after each of ``pauses()``."""
+    """An httpx transport that sends a request answered 503 again after each of the PAUSES."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         return resend(lambda: super(BusyRetry, self).handle_request(request), _refused)
@@ -62,16 +60,16 @@ class AsyncBusyRetry(httpx.AsyncHTTPTransport):
     """The same, for Prefect's asynchronous client."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        import asyncio
-
-        for pause in pauses():
-            response = await super().handle_async_request(request)
-            if response.status_code != BUSY:
-                return response
+        async def drop(state: tenacity.RetryCallState) -> None:  # a refused answer's connection back to the pool
+            response = state.outcome.result()
             await response.aread()
             await response.aclose()
-            await asyncio.sleep(pause)
-        return await super().handle_async_request(request)
+
+        return await tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(len(PAUSES) + 1), wait=lambda state: pause(state.attempt_number),
+            retry=tenacity.retry_if_result(lambda response: response.status_code == BUSY), before_sleep=drop,
+            retry_error_callback=lambda state: state.outcome.result(),
+        )(super().handle_async_request, request)
 
 
 def client(asynchronous: bool = False):

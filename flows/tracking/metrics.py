@@ -90,19 +90,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def with_retries(fn, attempts: int = 3, delay: float = 1.0):
-    """Call ``fn()``; on an exception try again, up to ``attempts`` calls, ``delay`` s apart.
+def with_retries(fn, attempts: int = 3, delay: float = 1.0, sleep=time.sleep):
+    """Call ``fn()``; on an exception try again, up to ``attempts`` calls, ``delay`` s apart (``sleep`` waits them).
 
     For tracking calls made from inside a long task (per-epoch metrics), where retrying the
-    whole Prefect task would retrain the network.
+    whole Prefect task would retrain the network. A request that already waited for an absent server
+    (``outage.unreachable``) is not tried again, nor is a stop (KeyboardInterrupt, a sweep's stop).
     """
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as exc:
-            if attempt == attempts or outage.unreachable(exc):  # that one already waited for the server
-                raise
-            time.sleep(delay)
+    import tenacity
+
+    again = tenacity.retry_if_exception(lambda exc: isinstance(exc, Exception) and not outage.unreachable(exc))
+    return tenacity.Retrying(stop=tenacity.stop_after_attempt(attempts), wait=tenacity.wait_fixed(delay),
+                             retry=again, reraise=True, sleep=sleep)(fn)
 
 
 def log_values(mc: MlflowClient, run_id: str, values: Mapping[str, float],
