@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blas_peak import MATMUL_SIZES, blas_info, matmul_gflops, part_peak, set_threads, versions  # noqa: E402
 from network_contenders import loop_epoch, sklearn_epoch, torch_epoch  # noqa: E402
 
-from bpcore.config import NetTrainer  # noqa: E402
+from bpcore.config.models import NetTrainer  # noqa: E402
 from bpcore.mnist import load_bundled, scale  # noqa: E402
 from bpcore.training import fit_network  # noqa: E402
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from bpcore.cache import LoadCache
 from bpcore.compressed import DECOMPRESS_ERRORS, compression_of, first_line, unreadable
-from bpcore.config import LineData
+from bpcore.config.models import LineData
 from bpcore.dataroot import confine
 from bpcore.errors import DataError, excerpt
 

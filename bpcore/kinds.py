@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
-from bpcore.config import ChainConfig, LinRegConfig, MnistConfig
+from bpcore.config.models import ChainConfig, LinRegConfig, MnistConfig
 from bpcore.data import load_line_data
 from bpcore.mnist import load_mnist
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bpcore import kinds
-from bpcore.config import Config
+from bpcore.config.models import Config
 
 
 def load(config: Config):

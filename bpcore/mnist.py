@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bpcore.cache import LoadCache
-from bpcore.config import MnistData
+from bpcore.config.models import MnistData
 from bpcore.dataroot import confine
 from bpcore.errors import DataError
 from bpcore.mnist_bundled import BUNDLED_SOURCE, bundled_path, load_bundled

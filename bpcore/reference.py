@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from bpcore import kinds
-from bpcore.config import ExperimentConfig
+from bpcore.config.models import ExperimentConfig
 
 SECTIONS = ("sweep", "schedule")  # optional sections every kind shares: described once, after the kinds
 

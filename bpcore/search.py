@@ -23,7 +23,7 @@ import math
 import warnings
 from typing import Any
 
-from bpcore.config import Config, Range
+from bpcore.config.models import Config, Range
 from bpcore.space import PRUNED_ON, check, choice_key, resolved, significant
 from bpcore.sweep import GridPoint, base_config, make_point, objective, short_names
 

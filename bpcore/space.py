@@ -10,8 +10,8 @@ import json
 import math
 from typing import Any
 
-from bpcore.config import STABLE, Config, Range
-from bpcore.configfile import validate
+from bpcore.config.file import validate
+from bpcore.config.models import STABLE, Config, Range
 from bpcore.errors import ConfigError
 from bpcore.sweep import base_config, set_existing, value_text
 

@@ -16,8 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from bpcore import kinds
-from bpcore.config import Config, to_dict
-from bpcore.configfile import set_key, validate
+from bpcore.config.file import set_key, validate
+from bpcore.config.models import Config, to_dict
 from bpcore.errors import ConfigError
 
 # short names for the keys swept most, as they appear in child run names ("lr=0.0002")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bpcore import checkpoint, sharpness
-from bpcore.config import NetTrainer
+from bpcore.config.models import NetTrainer
 from bpcore.network import SGD, Network
 from bpcore.sharpness import Sharpness
 

@@ -11,8 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
-from bpcore.config import to_dict, to_yaml
-from bpcore.configfile import load_config
+from bpcore.config.file import load_config
+from bpcore.config.models import to_dict, to_yaml
 from bpcore.errors import InputError
 from bpcore.loading import fingerprint, readable_here
 from bpcore.sweep import expand

@@ -15,7 +15,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from bpcore.chain import Chain, descend
-from bpcore.config import ChainConfig
+from bpcore.config.models import ChainConfig
 from bpcore.network import Network
 from flows.experiments import pipeline
 from flows.experiments.membership import SweepMember

@@ -15,7 +15,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from bpcore import linreg as gd
-from bpcore.config import LineTrainer, LinRegConfig
+from bpcore.config.models import LineTrainer, LinRegConfig
 from bpcore.data import Table
 from flows.experiments import pipeline
 from flows.experiments.membership import SweepMember

@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from bpcore.checkpoint import TrainingState
-from bpcore.config import MnistConfig
+from bpcore.config.models import MnistConfig
 from bpcore.mnist import MnistSplits
 from bpcore.training import CLASSES, EpochStats, NetFit, fit_network
 from flows.experiments import checkpoints, pipeline, steering

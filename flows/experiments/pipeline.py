@@ -27,7 +27,7 @@ from prefect.states import Failed, State
 from pydantic import BaseModel
 
 from bpcore import kinds, loading
-from bpcore.config import Config
+from bpcore.config.models import Config
 from bpcore.errors import DataError, InputError
 from flows.experiments import steering
 from flows.experiments.membership import SweepMember

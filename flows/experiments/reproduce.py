@@ -25,8 +25,8 @@ from prefect import flow
 from pydantic import BaseModel
 from threadpoolctl import threadpool_limits
 
-from bpcore.config import Config
-from bpcore.configfile import apply_override, validate
+from bpcore.config.file import apply_override, validate
+from bpcore.config.models import Config
 from bpcore.errors import DataError, InputError
 from bpcore.loading import fingerprint
 from flows.experiments import steering

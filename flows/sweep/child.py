@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from mlflow.tracking import MlflowClient
 
 from bpcore import kinds
-from bpcore.config import Config
+from bpcore.config.models import Config
 from bpcore.sweep import GridPoint
 from flows.experiments import steering
 from flows.experiments.membership import SweepMember

@@ -17,7 +17,7 @@ import mlflow
 from mlflow.data.dataset import Dataset
 from mlflow.tracking import MlflowClient
 
-from bpcore import config as cfgmod
+from bpcore.config import models as cfgmod
 from flows.runtime import outage, stops
 from flows.runtime.settings import resolve_tracking_uri
 from flows.tracking import ending

@@ -9,7 +9,7 @@ from support import blobs
 
 from bpcore import checkpoint
 from bpcore.checkpoint import CheckpointError
-from bpcore.config import NetTrainer
+from bpcore.config.models import NetTrainer
 from bpcore.training import fit_network
 
 

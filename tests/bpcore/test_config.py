@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bpcore.config import digest, flatten, to_dict
-from bpcore.configfile import load_config
+from bpcore.config.file import load_config
+from bpcore.config.models import digest, flatten, to_dict
 from bpcore.errors import ConfigError
 
 LINREG = "configs/linreg.yaml"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from support import REPO
 
-from bpcore.config import LineData
+from bpcore.config.models import LineData
 from bpcore.data import check_path, generated_line, load_line_data
 from bpcore.errors import DataError
 

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from bpcore.config import LineData, MnistData
+from bpcore.config.models import LineData, MnistData
 from bpcore.data import load_line_data
 from bpcore.errors import DataError, excerpt
 from bpcore.mnist import load_mnist

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from support import SEED_B, SEED_COST, SEED_M, SEED_START_COST
 
-from bpcore.config import LineData, LineTrainer
+from bpcore.config.models import LineData, LineTrainer
 from bpcore.data import load_line_data
 from bpcore.linreg import Moments, fit
 

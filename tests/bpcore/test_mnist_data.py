@@ -20,7 +20,7 @@ import pytest
 from support import REPO
 
 from bpcore import mnist, mnist_bundled
-from bpcore.config import MnistData
+from bpcore.config.models import MnistData
 from bpcore.errors import DataError
 from bpcore.mnist import (
     download,

@@ -10,7 +10,7 @@ import pytest
 from support import blobs
 
 from bpcore.chain import Chain, descend
-from bpcore.config import NetTrainer
+from bpcore.config.models import NetTrainer
 from bpcore.gradcheck import check_network, numerical_gradients, relative_error
 from bpcore.network import Network
 from bpcore.training import fit_network, shift_batch

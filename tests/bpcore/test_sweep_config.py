@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from support import REPO, run_bp
 
-from bpcore.config import to_dict
-from bpcore.configfile import load_config
+from bpcore.config.file import load_config
+from bpcore.config.models import to_dict
 from bpcore.errors import ConfigError
 from bpcore.sweep import better, expand, objective
 

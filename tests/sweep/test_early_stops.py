@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from support import REPO, history, run_bp
 
 from bpcore import sweep as grid
-from bpcore.configfile import load_config
+from bpcore.config.file import load_config
 from bpcore.errors import ConfigError
 
 LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")

@@ -6,7 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO, run_bp
 
-from bpcore.configfile import load_config
+from bpcore.config.file import load_config
 from bpcore.errors import ConfigError
 
 LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
-from bpcore.fields import (
+from bpcore.config.fields import (
     MAX_CHAIN_ITERATIONS,
     MAX_EPOCHS,
     MAX_ITERATIONS,

@@ -1,6 +1,6 @@
 """From a YAML file to a validated config: reading, ``--set`` overrides, and validation by kind.
 
-The models live in ``bpcore.config``; the kind a config names is looked up in ``bpcore.kinds``.
+The models live in ``bpcore.config.models``; the kind a config names is looked up in ``bpcore.kinds``.
 Every failure is one ConfigError line naming the file, the dotted key, the bad value and the rule
 it broke.
 """
@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from bpcore import kinds
-from bpcore.config import Config
+from bpcore.config.models import Config
 from bpcore.errors import ConfigError
 
 
