@@ -156,7 +156,7 @@ def part_c(stack: Stack, counts: list[int]) -> None:
 def train_alone(rates: list[float], epochs: int) -> None:
     """A process of the ceiling (``--train``): load the data, say ready, train ``rates`` on "go" (timed by
     ``ceiling``, from the common start to the last process's end)."""
-    from bpcore.config.file import load_config
+    from bpcore.kinds import load_config
     from bpcore.mnist import load_mnist
     from bpcore.training import fit_network
 

@@ -43,7 +43,7 @@ def part_c(rounds: int, epochs: int, overrides: list[str]) -> None:
     from mlflow.tracking import MlflowClient
 
     from bpcore import checkpoint
-    from bpcore.config.file import load_config
+    from bpcore.kinds import load_config
     from bpcore.mnist import load_mnist
     from bpcore.training import fit_network
     from flows.experiments.checkpoints import Keeper

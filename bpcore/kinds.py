@@ -5,6 +5,9 @@ the default metric and goal), and the curve a sweep's comparison plot draws. ``b
 ``bp train``, ``bp sweep`` and ``bp reproduce`` find all of it here. Adding a kind is one
 ``register(Kind(...))`` call, plus its flow in ``flows.experiments.registry``: this module, like
 the rest of bpcore, never imports Prefect or MLflow.
+
+What is looked up by ``kind`` is done here too: a raw config validated by its kind's model
+(``validate``, ``load_config``).
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from bpcore.config.models import ChainConfig, LinRegConfig, MnistConfig
+from bpcore.config.file import apply_override, describe, read_yaml
+from bpcore.config.models import ChainConfig, Config, LinRegConfig, MnistConfig
 from bpcore.data import load_line_data
+from bpcore.errors import ConfigError
 from bpcore.mnist import load_mnist
 
 Goal = Literal["minimize", "maximize"]
@@ -76,6 +82,28 @@ def get(name: str) -> Kind | None:
 def names() -> list[str]:
     """Every declared kind's name, in declaration order."""
     return list(_REGISTRY)
+
+
+def validate(raw: dict[str, Any], source: str = "config") -> Config:
+    """Validate a raw dict into its kind's config model; errors become one ConfigError line."""
+    kind = raw.get("kind")
+    if kind is None:
+        raise ConfigError(f"{source}: kind: required key is missing (one of: {', '.join(names())})")
+    declared = get(kind) if isinstance(kind, str) else None
+    if declared is None:
+        raise ConfigError(f"{source}: kind = {kind!r}: unknown experiment (one of: {', '.join(names())})")
+    try:
+        return declared.config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe(exc)}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config, apply ``KEY=VALUE`` overrides, validate by its kind. Raises ConfigError."""
+    raw = read_yaml(path)
+    for item in overrides:
+        apply_override(raw, item)
+    return validate(raw, source=str(path))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ import math
 import warnings
 from typing import Any
 
-from bpcore.config.models import Config, Range
+from bpcore.config.models import Config
+from bpcore.config.sweep import Range
 from bpcore.space import PRUNED_ON, check, choice_key, resolved, significant
 from bpcore.sweep import GridPoint, base_config, make_point, objective, short_names
 

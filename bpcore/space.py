@@ -10,9 +10,10 @@ import json
 import math
 from typing import Any
 
-from bpcore.config.file import validate
-from bpcore.config.models import STABLE, Config, Range
+from bpcore.config.models import Config
+from bpcore.config.sweep import STABLE, Range
 from bpcore.errors import ConfigError
+from bpcore.kinds import validate
 from bpcore.sweep import base_config, set_existing, value_text
 
 PRUNED_ON = "val_accuracy"  # the per-epoch figure a pruner compares network trials on (higher is better)

@@ -16,9 +16,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from bpcore import kinds
-from bpcore.config.file import set_key, validate
-from bpcore.config.models import Config, to_dict
+from bpcore.config.file import set_key
+from bpcore.config.models import Config
+from bpcore.config.serial import to_dict
 from bpcore.errors import ConfigError
+from bpcore.kinds import validate
 
 # short names for the keys swept most, as they appear in child run names ("lr=0.0002")
 SHORT = {"trainer.learning_rate": "lr"}

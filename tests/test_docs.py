@@ -7,8 +7,8 @@ import re
 from support import REPO
 
 from bpcore import kinds
-from bpcore.config.file import load_config
-from bpcore.config.models import flatten, to_dict
+from bpcore.config.serial import flatten, to_dict
+from bpcore.kinds import load_config
 from bpcore.reference import reference
 
 

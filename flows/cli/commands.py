@@ -11,9 +11,9 @@ import signal
 import sys
 from pathlib import Path
 
-from bpcore.config.file import load_config
-from bpcore.config.models import to_dict, to_yaml
+from bpcore.config.serial import to_dict, to_yaml
 from bpcore.errors import InputError
+from bpcore.kinds import load_config
 from bpcore.loading import fingerprint, readable_here
 from bpcore.sweep import expand
 from flows.cli import exits, render

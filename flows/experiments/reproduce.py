@@ -25,9 +25,10 @@ from prefect import flow
 from pydantic import BaseModel
 from threadpoolctl import threadpool_limits
 
-from bpcore.config.file import apply_override, validate
+from bpcore.config.file import apply_override
 from bpcore.config.models import Config
 from bpcore.errors import DataError, InputError
+from bpcore.kinds import validate
 from bpcore.loading import fingerprint
 from flows.experiments import steering
 from flows.experiments.pipeline import RunResult

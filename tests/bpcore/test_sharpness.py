@@ -56,7 +56,7 @@ def test_relu_kinks_do_not_break_the_products_on_mnist_sized_layers():
     """A step across a relu's kink makes the difference quotient jump; at the step used, H stays symmetric.
 
     (With a step of 1e-4 these two products differed by a factor of 70 on these digits.)"""
-    from bpcore.config.file import load_config
+    from bpcore.kinds import load_config
     from bpcore.loading import load
 
     splits = load(load_config(str(REPO / "configs" / "mnist_lr_sweep.yaml"), []))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from support import REPO, run_bp
 
-from bpcore.config.file import load_config
-from bpcore.config.models import to_dict
+from bpcore.config.serial import to_dict
 from bpcore.errors import ConfigError
+from bpcore.kinds import load_config
 from bpcore.sweep import better, expand, objective
 
 LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")

@@ -69,8 +69,8 @@ def test_mnist_run_logs_epochs_plots_and_tags(mnist_run, tracking_uri):
 def test_mnist_run_logs_the_stability_limit_of_its_starting_weights(mnist_run, tracking_uri):
     """The top Hessian eigenvalue at step 0, and the learning rate it allows with the config's momentum (0.9)."""
     from bpcore import sharpness
-    from bpcore.config.file import load_config
     from bpcore.config.models import MnistConfig
+    from bpcore.kinds import load_config
     from bpcore.network import Network
     from bpcore.training import SHARPNESS_ROWS, SHARPNESS_STREAM
 

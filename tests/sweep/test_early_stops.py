@@ -10,8 +10,8 @@ from mlflow.tracking import MlflowClient
 from support import REPO, history, run_bp
 
 from bpcore import sweep as grid
-from bpcore.config.file import load_config
 from bpcore.errors import ConfigError
+from bpcore.kinds import load_config
 
 LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
 MNIST_SWEEP = str(REPO / "configs" / "mnist_lr_sweep.yaml")

@@ -6,8 +6,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO, run_bp
 
-from bpcore.config.file import load_config
 from bpcore.errors import ConfigError
+from bpcore.kinds import load_config
 
 LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
 MNIST_SEARCH = str(REPO / "configs" / "mnist_lr_search.yaml")

@@ -9,8 +9,8 @@ import re
 import pytest
 from support import REPO, run_bp
 
-from bpcore.config.file import load_config
 from bpcore.errors import ConfigError
+from bpcore.kinds import load_config
 
 LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
 MNIST_SEARCH = str(REPO / "configs" / "mnist_lr_search.yaml")
@@ -169,6 +169,6 @@ def test_validate_prints_a_search_space_as_a_config_writes_it(capsys):
     again = load_config(LINREG_SWEEP, ["sweep.search=tpe", "sweep.grid=null", "sweep.trials=4",
                                        "sweep.space.trainer.learning_rate={int: [1, 3]}",
                                        "sweep.space.trainer.method={choice: [fast, direct]}"])
-    from bpcore.config.models import to_yaml
+    from bpcore.config.serial import to_yaml
 
     assert to_yaml(again) == out  # what validate prints is the config it read
