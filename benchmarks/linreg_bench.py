@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import best_of, peak_bytes  # noqa: E402
 
 from bpcore.config.models import LineData, LineTrainer  # noqa: E402
-from bpcore.data import load_line_data  # noqa: E402
+from bpcore.data.table import load_line_data  # noqa: E402
 from bpcore.linreg import _direct_steps, fit  # noqa: E402
 
 

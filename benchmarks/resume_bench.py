@@ -43,8 +43,8 @@ def part_c(rounds: int, epochs: int, overrides: list[str]) -> None:
     from mlflow.tracking import MlflowClient
 
     from bpcore import checkpoint
+    from bpcore.data.mnist.load import load_mnist
     from bpcore.kinds import load_config
-    from bpcore.mnist import load_mnist
     from bpcore.training import fit_network
     from flows.experiments.checkpoints import Keeper
 

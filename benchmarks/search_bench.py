@@ -101,8 +101,7 @@ def optuna_alone(trials: int, epochs: int) -> tuple[float, float, list[float], i
     """The same study by Optuna alone: (seconds, best val_accuracy, the rates drawn, epochs trained)."""
     import optuna
 
-    from bpcore.kinds import load_config
-    from bpcore.loading import load
+    from bpcore.kinds import load, load_config
     from bpcore.search import _pruner, startup_trials
     from bpcore.training import fit_network
 

@@ -109,7 +109,7 @@ def part_c(rounds: int) -> None:
 TRAIN_ALONE = """
 import sys, time
 from bpcore.kinds import load_config
-from bpcore.mnist import load_mnist
+from bpcore.data.mnist.load import load_mnist
 from bpcore.sweep import expand
 from bpcore.training import fit_network
 

@@ -7,7 +7,8 @@ the default metric and goal), and the curve a sweep's comparison plot draws. ``b
 the rest of bpcore, never imports Prefect or MLflow.
 
 What is looked up by ``kind`` is done here too: a raw config validated by its kind's model
-(``validate``, ``load_config``).
+(``validate``, ``load_config``), and a config's data loaded through its kind's loader and its
+per-process cache (``load``, ``fingerprint``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from pydantic import BaseModel, ValidationError
 
 from bpcore.config.file import apply_override, describe, read_yaml
 from bpcore.config.models import ChainConfig, Config, LinRegConfig, MnistConfig
-from bpcore.data import load_line_data
+from bpcore.data.mnist.load import load_mnist
+from bpcore.data.table import load_line_data
 from bpcore.errors import ConfigError
-from bpcore.mnist import load_mnist
 
 Goal = Literal["minimize", "maximize"]
 
@@ -104,6 +105,17 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     for item in overrides:
         apply_override(raw, item)
     return validate(raw, source=str(path))
+
+
+def load(config: Config):
+    """The data ``config`` trains on, as its kind's loader returns it. Raises DataError naming the file."""
+    return get(config.kind).load(config)
+
+
+def fingerprint(config: Config) -> tuple[str, str]:
+    """Load (or find cached) the data ``config`` trains on; returns its (source, sha256 digest)."""
+    data = load(config)
+    return data.source, data.digest
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ widening it by ``1 + momentum``. A search space may end a learning-rate range th
 
 from __future__ import annotations
 
-from bpcore.cache import LoadCache
 from bpcore.config.models import Config
 from bpcore.config.serial import digest
-from bpcore.loading import fingerprint, load
+from bpcore.data.cache import LoadCache
+from bpcore.kinds import fingerprint, load
 
 _measured: LoadCache[float] = LoadCache(8)  # bp sweep's pre-flight check and its flow share one measurement
 

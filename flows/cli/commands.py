@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 from bpcore.config.serial import to_dict, to_yaml
+from bpcore.data.root import readable_here
 from bpcore.errors import InputError
-from bpcore.kinds import load_config
-from bpcore.loading import fingerprint, readable_here
+from bpcore.kinds import fingerprint, load_config
 from bpcore.sweep import expand
 from flows.cli import exits, render
 from flows.runtime.settings import resolve_tracking_uri
@@ -51,11 +51,11 @@ def _check_data_path(config) -> None:
     if path is None or getattr(config.data, "download", False):
         return
     if config.kind == "linreg":
-        from bpcore.data import check_path
+        from bpcore.data.table import check_path
 
         check_path(path)
     else:
-        from bpcore.dataroot import confine
+        from bpcore.data.root import confine
         from bpcore.errors import DataError
 
         if not confine(path).exists():

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from bpcore import linreg as gd
 from bpcore.config.models import LineTrainer, LinRegConfig
-from bpcore.data import Table
+from bpcore.data.table import Table
 from flows.experiments import pipeline
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import Run, RunResult, Trained, alongside, logging_task

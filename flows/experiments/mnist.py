@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from bpcore.checkpoint import TrainingState
 from bpcore.config.models import MnistConfig
-from bpcore.mnist import MnistSplits
+from bpcore.data.mnist.load import MnistSplits
 from bpcore.training import CLASSES, EpochStats, NetFit, fit_network
 from flows.experiments import checkpoints, pipeline, steering
 from flows.experiments.membership import SweepMember

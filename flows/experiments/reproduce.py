@@ -28,8 +28,7 @@ from threadpoolctl import threadpool_limits
 from bpcore.config.file import apply_override
 from bpcore.config.models import Config
 from bpcore.errors import DataError, InputError
-from bpcore.kinds import validate
-from bpcore.loading import fingerprint
+from bpcore.kinds import fingerprint, validate
 from flows.experiments import steering
 from flows.experiments.pipeline import RunResult
 from flows.experiments.registry import flow_for

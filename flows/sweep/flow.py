@@ -19,8 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from bpcore import sweep as grid
-from bpcore.kinds import validate
-from bpcore.loading import fingerprint
+from bpcore.kinds import fingerprint, validate
 from bpcore.sweep import GridPoint
 from flows.experiments import pipeline
 from flows.experiments.membership import SweepMember

@@ -7,7 +7,7 @@ import pytest
 from support import SEED_B, SEED_COST, SEED_M, SEED_START_COST
 
 from bpcore.config.models import LineData, LineTrainer
-from bpcore.data import load_line_data
+from bpcore.data.table import load_line_data
 from bpcore.linreg import Moments, fit
 
 REL = 1e-9

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from support import REPO, forget_loaded_data, history, python_env, run_bp
 
 from bpcore.chain import Chain, descend
-from bpcore.mnist import load_bundled
+from bpcore.data.mnist.bundled import load_bundled
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "in_workdir")
 
@@ -82,7 +82,7 @@ def test_mnist_run_logs_the_stability_limit_of_its_starting_weights(mnist_run, t
     # the same figure from the same seed, out of the flow: the weights the run started from, the same rows
     config = load_config(MNIST, ["trainer.epochs=2"])
     assert isinstance(config, MnistConfig)
-    from bpcore.loading import load  # the digits as the flow splits them
+    from bpcore.kinds import load  # the digits as the flow splits them
 
     splits = load(config)
     rng = np.random.default_rng(config.seed)

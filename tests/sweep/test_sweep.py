@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO, history, python_env, run_bp
 
-import bpcore.data
+import bpcore.data.table
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "in_workdir")
 
@@ -53,13 +53,13 @@ def own_csv(tmp_path_factory, seed_csv):
 def full_sweep(sweep_db, own_csv):
     """Eight learning rates, all eight at once, on the seed's data; counts the CSV reads."""
     reads = []
-    original = bpcore.data.read_csv
+    original = bpcore.data.table.read_csv
 
     def counting(path, cfg):
         reads.append(path)
         return original(path, cfg)
 
-    bpcore.data.read_csv = counting
+    bpcore.data.table.read_csv = counting
     try:
         from flows.cli.main import main
 
@@ -68,7 +68,7 @@ def full_sweep(sweep_db, own_csv):
             code = main(["sweep", LINREG_SWEEP, "--tracking-uri", sweep_db, "--parallel", "8",
                          "--set", f"data.path={own_csv}", "--set", f"sweep.model_name={MODEL}"])
     finally:
-        bpcore.data.read_csv = original
+        bpcore.data.table.read_csv = original
     last = out.getvalue().strip().splitlines()[-1]
     return code, last.removeprefix("run_id: "), out.getvalue(), err.getvalue(), reads
 
