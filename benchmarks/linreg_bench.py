@@ -34,7 +34,7 @@ from timing import best_of, peak_bytes  # noqa: E402
 
 from bpcore.config.models import LineData, LineTrainer  # noqa: E402
 from bpcore.data.table import load_line_data  # noqa: E402
-from bpcore.linreg import _direct_steps, fit  # noqa: E402
+from bpcore.train.linreg import _direct_steps, fit  # noqa: E402
 
 
 def seed_loop(points, lr: float, iterations: int):

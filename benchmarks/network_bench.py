@@ -15,7 +15,7 @@ SGD with momentum 0.9 and learning rate 0.1, reshuffled every epoch, float32.
     epochs taken in turn so that a drifting machine slows them alike, each after 0.25 s idle so
     that no BLAS thread left spinning by the one before competes), each as a ratio against
     PyTorch eager (the named baseline):
-    - ours: ``bpcore.training.fit_network`` with epochs=1 and an empty validation set; the time
+    - ours: ``bpcore.train.sgd.fit_network`` with epochs=1 and an empty validation set; the time
       is its own per-epoch ``train_seconds`` (shuffle, gather, SGD.step, running cost/accuracy);
     - PyTorch eager: nn.Sequential(Linear, Sigmoid, Linear), CrossEntropyLoss, optim.SGD, a
       fresh permutation per epoch and index_select per batch, the same running cost/accuracy,
@@ -55,7 +55,7 @@ from network_contenders import loop_epoch, sklearn_epoch, torch_epoch  # noqa: E
 from bpcore.config.models import NetTrainer  # noqa: E402
 from bpcore.data.mnist.bundled import load_bundled  # noqa: E402
 from bpcore.data.mnist.split import scale  # noqa: E402
-from bpcore.training import fit_network  # noqa: E402
+from bpcore.train.sgd import fit_network  # noqa: E402
 
 SIZES = (784, 128, 10)
 LR, MOMENTUM = 0.1, 0.9

@@ -158,7 +158,7 @@ def train_alone(rates: list[float], epochs: int) -> None:
     ``ceiling``, from the common start to the last process's end)."""
     from bpcore.data.mnist.load import load_mnist
     from bpcore.kinds import load_config
-    from bpcore.training import fit_network
+    from bpcore.train.sgd import fit_network
 
     configs = [load_config(MNIST_SWEEP, [f"trainer.learning_rate={r}", f"trainer.epochs={epochs}", "sweep=null"])
                for r in rates]

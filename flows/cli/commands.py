@@ -15,7 +15,7 @@ from bpcore.config.serial import to_dict, to_yaml
 from bpcore.data.root import readable_here
 from bpcore.errors import InputError
 from bpcore.kinds import fingerprint, load_config
-from bpcore.sweep import expand
+from bpcore.search.grid import expand
 from flows.cli import exits, render
 from flows.runtime.settings import resolve_tracking_uri
 
@@ -35,7 +35,7 @@ def _validate(args) -> int:
     config = _config(args)
     _check_data_path(config)
     if config.sweep is not None and config.sweep.search != "grid":
-        from bpcore.space import check, describe
+        from bpcore.search.space import check, describe
 
         check(config, args.config)
         print(f"bp: {describe(config)}", file=sys.stderr)
@@ -133,8 +133,8 @@ def _on_pool(args, config, pool: str, uri: str, run_name: str, parallel: int | N
 def _search_checked(config, source: str, load: bool = True) -> list:
     """A random or tpe search's space checked, and (``load``: it is on this machine) its data read, before Prefect
     starts; no points yet (the sweep draws them as it goes)."""
-    from bpcore import stability
-    from bpcore.space import check
+    from bpcore.search.space import check
+    from bpcore.train import stability
 
     if load:
         fingerprint(config.model_copy(update={"sweep": None}))
@@ -154,7 +154,7 @@ def _configs(args) -> list[tuple[str, object]]:
                          "the config file's stem")
     for _, config in named:
         if config.sweep is not None and config.sweep.search != "grid":
-            from bpcore.space import check
+            from bpcore.search.space import check
 
             check(config)
         for point in (expand(config) if config.sweep is not None and config.sweep.search == "grid" else []):

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from bpcore import kinds
 from bpcore.config.models import Config
-from bpcore.sweep import GridPoint
+from bpcore.search.grid import GridPoint
 from flows.experiments import steering
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import RunResult

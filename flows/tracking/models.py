@@ -15,7 +15,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema, TensorSpec
 
 from bpcore.data.table import Table
-from bpcore.network import Network
+from bpcore.train.network import Network
 
 MODEL_CODE = Path(__file__).resolve().parent / "model_code"
 

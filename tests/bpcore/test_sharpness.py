@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from support import REPO
 
-from bpcore import sharpness
-from bpcore.network import Network
+from bpcore.train import sharpness
+from bpcore.train.network import Network
 
 
 def exact_hessian(net: Network, X: np.ndarray, Y: np.ndarray, l2: float, h: float = 1e-5) -> np.ndarray:

@@ -34,7 +34,7 @@ def accuracy(lr: float, epoch: int) -> float:
 
 def pruned_trials(metric: str) -> list[int]:
     """The trials a random median-pruned search stops, in rounds of 3, each told a score on ``metric``."""
-    from bpcore.search import Search
+    from bpcore.search.study import Search
 
     search = Search(mnist_search(f"sweep.metric={metric}"))
     pruned = []
@@ -60,7 +60,7 @@ def test_pruning_stops_the_same_trials_whether_the_sweep_maximises_or_minimises_
 
 def test_a_pruned_trial_is_behind_the_finished_ones_it_was_compared_with():
     """The pruner stops the least accurate trials (the direction of val_accuracy), under a minimised metric too."""
-    from bpcore.search import Search
+    from bpcore.search.study import Search
 
     search = Search(mnist_search("sweep.metric=final_cost"))
     first = search.ask(3)
@@ -74,7 +74,7 @@ def test_a_pruned_trial_is_behind_the_finished_ones_it_was_compared_with():
 
 
 def test_choices_that_print_alike_are_each_drawn_exactly_as_written():
-    from bpcore.search import Search
+    from bpcore.search.study import Search
 
     config = load_config(LINREG_SWEEP, line_search("space.trainer.learning_rate={choice: [0.1, 0.1000001]}"))
     search = Search(config)
@@ -86,7 +86,7 @@ def test_choices_that_print_alike_are_each_drawn_exactly_as_written():
 
 
 def test_a_value_drawn_from_a_float_range_is_the_value_its_name_shows():
-    from bpcore.search import Search
+    from bpcore.search.study import Search
 
     space = "space.trainer.learning_rate={log_uniform: [1.0e-5, 3.0e-4]}"
     search = Search(load_config(LINREG_SWEEP, line_search(space)))
@@ -137,8 +137,8 @@ CASES = [(LINREG_SWEEP, *case) for case in SPACES] + [(MNIST_SEARCH, *case) for 
 def test_bp_validate_and_the_sweep_agree_on_a_search_space(path, space, refused, capsys):
     """``bp validate`` refuses exactly the spaces the sweep would refuse before it starts, with the same line; the
     spaces it accepts draw only trials that validate."""
-    from bpcore import stability
-    from bpcore.search import Search
+    from bpcore.search.study import Search
+    from bpcore.train import stability
 
     overrides = line_search(space) if path == LINREG_SWEEP else [f"sweep.{space}", "sweep.trials=6"]
     code, _, err = run_bp(["validate", path, *[a for o in overrides for a in ("--set", o)]], capsys)

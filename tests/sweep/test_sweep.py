@@ -267,16 +267,16 @@ def test_a_child_whose_training_raises_is_failed_with_its_reason_and_the_others_
                                                                                      monkeypatch, tmp_path):
     """An error inside one child's MLflow run (not a divergence): that child is FAILED with the reason, read
     back from its run, and the sweep goes on."""
-    import bpcore.linreg
+    import bpcore.train.linreg
 
-    real = bpcore.linreg.fit
+    real = bpcore.train.linreg.fit
 
     def broken_at_one_rate(X, y, trainer):
         if trainer.learning_rate == 2e-4:
             raise FloatingPointError("simulated failure inside one child's trainer")
         return real(X, y, trainer)
 
-    monkeypatch.setattr(bpcore.linreg, "fit", broken_at_one_rate)
+    monkeypatch.setattr(bpcore.train.linreg, "fit", broken_at_one_rate)
     code, parent, out, err = sweep(capsys, tracking_uri, "--set", "experiment=sweep-child-error",
                                    "--set", "sweep.grid.trainer.learning_rate=[1.0e-4,2.0e-4]",
                                    "--set", "trainer.iterations=20", "--parallel", "1")  # here: patched

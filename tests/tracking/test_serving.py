@@ -50,7 +50,7 @@ def store(tmp_path_factory):
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     from bpcore.data.table import Table
-    from bpcore.network import Network
+    from bpcore.train.network import Network
     from flows.tracking.models import log_line_model, log_network_model
 
     tmp_path = tmp_path_factory.mktemp("serving")

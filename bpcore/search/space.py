@@ -1,6 +1,6 @@
 """A search's space (``sweep.space``): checked against the config before anything trains, described as ``bp
 validate`` prints it, and what a draw from it becomes (a float range's value to six significant figures, a
-choice's exact text). Pure config work: ``bpcore.search`` draws from it with Optuna.
+choice's exact text). Pure config work: ``bpcore.search.study`` draws from it with Optuna.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from bpcore.config.models import Config
 from bpcore.config.sweep import STABLE, Range
 from bpcore.errors import ConfigError
 from bpcore.kinds import validate
-from bpcore.sweep import base_config, set_existing, value_text
+from bpcore.search.grid import base_config, set_existing, value_text
 
 PRUNED_ON = "val_accuracy"  # the per-epoch figure a pruner compares network trials on (higher is better)
 

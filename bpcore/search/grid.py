@@ -1,7 +1,7 @@
 """Sweeps: a config's ``sweep.grid`` expanded into one validated child config per grid point (a search's
-trials are drawn as it runs: ``bpcore.search``).
+trials are drawn as it runs: ``bpcore.search.study``).
 
-Pure config work (no Prefect, no MLflow): the flow in ``flows/sweep.py`` runs the children.
+Pure config work (no Prefect, no MLflow): the flow in ``flows.sweep`` runs the children.
 Every point is validated before anything runs, so a bad value in the grid is one error naming
 the key and value, not a sweep that fails half-way.
 """
@@ -56,7 +56,7 @@ def expand(config: Config, source: str = "config") -> list[GridPoint]:
         raise ConfigError(f"{source}: sweep.grid: required key is missing (bp sweep needs a grid of values)")
     if config.sweep.search != "grid":
         raise ConfigError(f"{source}: sweep.search = {config.sweep.search!r}: its trials are drawn as the sweep "
-                          "runs (bpcore.search), not expanded")
+                          "runs (bpcore.search.study), not expanded")
     objective(config, source)
     base = base_config(config)
     keys = list(config.sweep.grid)
