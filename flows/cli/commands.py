@@ -133,12 +133,11 @@ def _on_pool(args, config, pool: str, uri: str, run_name: str, parallel: int | N
 def _search_checked(config, source: str, load: bool = True) -> list:
     """A random or tpe search's space checked, and (``load``: it is on this machine) its data read, before Prefect
     starts; no points yet (the sweep draws them as it goes)."""
-    from bpcore.search.space import check
-    from bpcore.train import stability
+    from bpcore.search.space import check, stable_limit
 
     if load:
         fingerprint(config.model_copy(update={"sweep": None}))
-    check(config, source, stability.for_search(config) if load else None)
+    check(config, source, stable_limit(config) if load else None)
     return []
 
 

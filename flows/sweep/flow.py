@@ -109,11 +109,11 @@ def _search(model, sweeping: Sweeping, at_a_time: int) -> list[Child]:
     size, draws the same trials. A pruned search's trials are judged where they train, against the earlier
     rounds' trials (``Judge``, built from the task's arguments), and their epochs told to the study here after
     the round."""
+    from bpcore.search.space import stable_limit
     from bpcore.search.study import Search
-    from bpcore.train import stability
 
     mc, parent_id = sweeping.mc, sweeping.member.parent_run_id
-    stable = stability.for_search(model)
+    stable = stable_limit(model)
     if stable is not None:
         metrics.log_values(mc, parent_id, {"max_stable_lr": stable})
     search = Search(model, stable=stable)

@@ -146,10 +146,12 @@ def test_a_search_trains_its_trials_as_children_and_twice_gives_the_same(capsys,
 
 
 def test_the_shipped_search_caps_the_network_rate_at_its_stability_limit(capsys):
+    from bpcore import kinds
     from bpcore.train import stability
 
     config = load_config(MNIST_SEARCH)
-    limit = stability.limit(config.model_copy(update={"sweep": None}))
+    base = config.model_copy(update={"sweep": None})
+    limit = stability.limit(base, kinds.load(base))
     assert 0.1 < limit < 2.0  # 2 (1 + 0.9) / sharpness of the starting weights
     code, _, err = run_bp(["validate", MNIST_SEARCH], capsys)
     assert code == 0

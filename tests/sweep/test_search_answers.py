@@ -137,15 +137,15 @@ CASES = [(LINREG_SWEEP, *case) for case in SPACES] + [(MNIST_SEARCH, *case) for 
 def test_bp_validate_and_the_sweep_agree_on_a_search_space(path, space, refused, capsys):
     """``bp validate`` refuses exactly the spaces the sweep would refuse before it starts, with the same line; the
     spaces it accepts draw only trials that validate."""
+    from bpcore.search.space import stable_limit
     from bpcore.search.study import Search
-    from bpcore.train import stability
 
     overrides = line_search(space) if path == LINREG_SWEEP else [f"sweep.{space}", "sweep.trials=6"]
     code, _, err = run_bp(["validate", path, *[a for o in overrides for a in ("--set", o)]], capsys)
     config = load_config(path, overrides)
     if refused is None:
         assert code == 0, err
-        search = Search(config, stable=stability.for_search(config))
+        search = Search(config, stable=stable_limit(config))
         while search.remaining:
             for point in search.ask(4):
                 point.validated()
@@ -156,7 +156,7 @@ def test_bp_validate_and_the_sweep_agree_on_a_search_space(path, space, refused,
     swept, out, said = run_bp(["sweep", path, *[a for o in overrides for a in ("--set", o)]], capsys)
     assert (swept, out, said) == (2, "", err)  # refused before anything started, in the same words
     with pytest.raises(ConfigError, match=re.escape(refused)):
-        Search(config, stable=stability.for_search(config))
+        Search(config, stable=stable_limit(config))
 
 
 def test_validate_prints_a_search_space_as_a_config_writes_it(capsys):
