@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from timing import best_of, peak_bytes  # noqa: E402
 
-from bpcore.config import LineData, LineTrainer  # noqa: E402
-from bpcore.data import load_line_data  # noqa: E402
-from bpcore.linreg import _direct_steps, fit  # noqa: E402
+from bpcore.config.models import LineData, LineTrainer  # noqa: E402
+from bpcore.data.table import load_line_data  # noqa: E402
+from bpcore.train.linreg import _direct_steps, fit  # noqa: E402
 
 
 def seed_loop(points, lr: float, iterations: int):

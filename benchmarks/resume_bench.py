@@ -42,10 +42,10 @@ def part_c(rounds: int, epochs: int, overrides: list[str]) -> None:
     import numpy as np
     from mlflow.tracking import MlflowClient
 
-    from bpcore import checkpoint
-    from bpcore.configfile import load_config
-    from bpcore.mnist import load_mnist
-    from bpcore.training import fit_network
+    from bpcore.data.mnist.load import load_mnist
+    from bpcore.kinds import load_config
+    from bpcore.train import checkpoint
+    from bpcore.train.sgd import fit_network
     from flows.experiments.checkpoints import Keeper
 
     config = load_config(MNIST, [*overrides, f"trainer.epochs={epochs}"])

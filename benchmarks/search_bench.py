@@ -11,7 +11,7 @@ the same run, on the bundled MNIST and the line fit.
     the grid's, with at most 40% of the grid's epochs (12 x trainer.epochs). Epochs trained are
     counted from each child's history: its logged epochs, plus the one it diverged in.
 (p) Per-trial overhead. Baseline: the same study run by Optuna alone, its own `optimize` loop calling
-    bp's trainer (`bpcore.training.fit_network`) directly, no Prefect, no MLflow, same sampler,
+    bp's trainer (`bpcore.train.sgd.fit_network`) directly, no Prefect, no MLflow, same sampler,
     seed and pruner. bp's cost over it: (bp's search, its parent MLflow run's start to end, minus
     the loop's time) / trials. It also prints whether the two drew the same trials.
 (d) Divergence-aware grids. Baseline: the full grid (`sweep.skip_above_divergence=false`), against
@@ -101,10 +101,9 @@ def optuna_alone(trials: int, epochs: int) -> tuple[float, float, list[float], i
     """The same study by Optuna alone: (seconds, best val_accuracy, the rates drawn, epochs trained)."""
     import optuna
 
-    from bpcore.configfile import load_config
-    from bpcore.loading import load
-    from bpcore.search import _pruner, startup_trials
-    from bpcore.training import fit_network
+    from bpcore.kinds import load, load_config
+    from bpcore.search.study import _pruner, startup_trials
+    from bpcore.train.sgd import fit_network
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = load_config(MNIST_SWEEP, [f"trainer.epochs={epochs}"]).model_copy(update={"sweep": None})
@@ -125,7 +124,7 @@ def optuna_alone(trials: int, epochs: int) -> tuple[float, float, list[float], i
             raise optuna.TrialPruned()
         if fit.diverged:
             epochs_done[0] += 1
-            raise optuna.TrialPruned()  # as bp tells a diverged trial (bpcore.search.Search.tell)
+            raise optuna.TrialPruned()  # as bp tells a diverged trial (bpcore.search.study.Search.tell)
         return max(e.val_accuracy for e in fit.epochs)
 
     sampler = optuna.samplers.TPESampler(seed=base.seed, n_startup_trials=startup_trials(trials))

@@ -108,10 +108,10 @@ def part_c(rounds: int) -> None:
 
 TRAIN_ALONE = """
 import sys, time
-from bpcore.configfile import load_config
-from bpcore.mnist import load_mnist
-from bpcore.sweep import expand
-from bpcore.training import fit_network
+from bpcore.kinds import load_config
+from bpcore.data.mnist.load import load_mnist
+from bpcore.search.grid import expand
+from bpcore.train.sgd import fit_network
 
 points = expand(load_config(sys.argv[1], sys.argv[4:]))[int(sys.argv[2])::int(sys.argv[3])]
 config = points[0].validated()

@@ -1,6 +1,8 @@
-"""bpcore: the NumPy half of bp-pipeline.
+"""bpcore: the maths and the data of bp-pipeline.
 
-Data loading, the trainers, gradient checking and the config models. Pure NumPy, pandas and
-pydantic: nothing here imports Prefect or MLflow (tests/test_layering.py enforces it), so the
-maths can be read, tested and benchmarked on its own.
+What an experiment is and computes, without running it as a tracked pipeline: its config (``config``),
+the data it trains on (``data``), the trainers (``train``), each experiment kind declared once
+(``kinds``), and the sweeps and searches over a config (``search``). NumPy, pandas, pydantic and
+Optuna: nothing here imports Prefect or MLflow, and each of those imports only the ones named before
+it (tests/test_layering.py enforces both), so the maths can be read, tested and benchmarked on its own.
 """

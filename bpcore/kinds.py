@@ -5,6 +5,10 @@ the default metric and goal), and the curve a sweep's comparison plot draws. ``b
 ``bp train``, ``bp sweep`` and ``bp reproduce`` find all of it here. Adding a kind is one
 ``register(Kind(...))`` call, plus its flow in ``flows.experiments.registry``: this module, like
 the rest of bpcore, never imports Prefect or MLflow.
+
+What is looked up by ``kind`` is done here too: a raw config validated by its kind's model
+(``validate``, ``load_config``), and a config's data loaded through its kind's loader and its
+per-process cache (``load``, ``fingerprint``).
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from bpcore.config import ChainConfig, LinRegConfig, MnistConfig
-from bpcore.data import load_line_data
-from bpcore.mnist import load_mnist
+from bpcore.config.file import apply_override, describe, read_yaml
+from bpcore.config.models import ChainConfig, Config, LinRegConfig, MnistConfig
+from bpcore.data.mnist.load import load_mnist
+from bpcore.data.table import load_line_data
+from bpcore.errors import ConfigError
 
 Goal = Literal["minimize", "maximize"]
 
@@ -76,6 +83,39 @@ def get(name: str) -> Kind | None:
 def names() -> list[str]:
     """Every declared kind's name, in declaration order."""
     return list(_REGISTRY)
+
+
+def validate(raw: dict[str, Any], source: str = "config") -> Config:
+    """Validate a raw dict into its kind's config model; errors become one ConfigError line."""
+    kind = raw.get("kind")
+    if kind is None:
+        raise ConfigError(f"{source}: kind: required key is missing (one of: {', '.join(names())})")
+    declared = get(kind) if isinstance(kind, str) else None
+    if declared is None:
+        raise ConfigError(f"{source}: kind = {kind!r}: unknown experiment (one of: {', '.join(names())})")
+    try:
+        return declared.config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe(exc)}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config, apply ``KEY=VALUE`` overrides, validate by its kind. Raises ConfigError."""
+    raw = read_yaml(path)
+    for item in overrides:
+        apply_override(raw, item)
+    return validate(raw, source=str(path))
+
+
+def load(config: Config):
+    """The data ``config`` trains on, as its kind's loader returns it. Raises DataError naming the file."""
+    return get(config.kind).load(config)
+
+
+def fingerprint(config: Config) -> tuple[str, str]:
+    """Load (or find cached) the data ``config`` trains on; returns its (source, sha256 digest)."""
+    data = load(config)
+    return data.source, data.digest
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""bpcore is the maths: it must never import Prefect or MLflow."""
+"""bpcore is the maths: it must never import Prefect or MLflow. bpcore and flows each stand in layers of packages
+that import only their own and those below, with no import cycle anywhere."""
 
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ def test_bpcore_sources_import_neither_prefect_nor_mlflow():
 
 
 def test_importing_every_bpcore_module_loads_neither():
-    modules = sorted(p.stem for p in (REPO / "bpcore").glob("*.py") if p.stem != "__init__")
+    modules = sorted(name for name in _modules() if name.startswith("bpcore."))  # every sub-package's, rglob'd
+    assert "bpcore.data.mnist.load" in modules and "bpcore.kinds" in modules
     code = (
         "import importlib, sys\n"
-        f"for m in {modules!r}: importlib.import_module('bpcore.' + m)\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
         f"print(sorted(m for m in {sorted(FORBIDDEN)!r} if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
@@ -39,6 +41,8 @@ def test_importing_every_bpcore_module_loads_neither():
 
 # flows' packages from the bottom up: a module may import its own package and those before it, never one after
 LAYERS = ["runtime", "tracking", "server", "experiments", "sweep", "deployments", "stack", "cli"]
+# bpcore's the same way, one concern a layer: a sub-package, or a module that is a layer of its own (errors, kinds)
+BPCORE_LAYERS = ["errors", "config", "data", "train", "kinds", "search"]
 
 
 def _modules() -> dict[str, Path]:
@@ -103,17 +107,55 @@ def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
 
 
+def _upward(graph: dict[str, set[str]], top: str, layers: list[str]) -> list[str]:
+    """Each import by a module of ``top`` of a module in a later layer of ``top`` than its own (``module ->
+    target``), and each module of ``top`` in no layer. A module's layer is the package or module of ``top`` that
+    holds it: ``flows.sweep.flow`` is in ``sweep``."""
+    layer = {f"{top}.{name}": i for i, name in enumerate(layers)}
+
+    def place(module: str) -> int | None:
+        return layer.get(".".join(module.split(".")[:2]))
+
+    found = []
+    for module, targets in graph.items():
+        if not module.startswith(f"{top}."):
+            continue
+        here = place(module)
+        if here is None:
+            found.append(f"{module}: in no layer")
+            continue
+        found += [f"{module} -> {target}" for target in sorted(targets)
+                  if target.startswith(f"{top}.") and (place(target) is None or place(target) > here)]
+    return found
+
+
+def _top_level(top: str) -> set[str]:
+    """The packages of ``top`` and its modules that stand alone (not its ``__init__``)."""
+    return {p.stem if p.is_file() else p.name for p in (REPO / top).iterdir()
+            if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()}
+
+
 def test_flows_packages_import_only_their_own_and_those_below():
-    graph = _imports(_modules())
-    layer = {f"flows.{package}": i for i, package in enumerate(LAYERS)}
     packages = {p.name for p in (REPO / "flows").iterdir() if (p / "__init__.py").is_file()}
     assert packages == set(LAYERS)  # a new package must be given its place
-    upward = []
-    for module, targets in graph.items():
-        if module.count(".") < 2 or not module.startswith("flows."):
-            continue
-        here = layer[".".join(module.split(".")[:2])]
-        for target in targets:
-            if target.startswith("flows.") and layer[".".join(target.split(".")[:2])] > here:
-                upward.append(f"{module} -> {target}")
-    assert not upward
+    assert not _upward(_imports(_modules()), "flows", LAYERS)
+
+
+def test_bpcore_layers_import_only_their_own_and_those_below():
+    assert _top_level("bpcore") == set(BPCORE_LAYERS)  # a new package or module must be given its place
+    assert not _upward(_imports(_modules()), "bpcore", BPCORE_LAYERS)
+
+
+def test_the_layer_check_finds_an_upward_import_and_a_module_with_no_place():
+    graph = {"top.low.a": {"top.high.b"}, "top.high.b": {"top.low.a"}, "top.stray": set()}
+    assert _upward(graph, "top", ["low", "high"]) == ["top.low.a -> top.high.b", "top.stray: in no layer"]
+
+
+def test_bpcore_packages_hold_a_docstring_only():
+    """No package re-exports: a caller imports each name from the module that defines it."""
+    more = []
+    for path in sorted((REPO / "bpcore").rglob("__init__.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        if ast.get_docstring(tree) is None or len(tree.body) != 1:
+            more.append(str(path.relative_to(REPO)))
+    assert not more

@@ -9,11 +9,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bpcore.config import to_dict, to_yaml
-from bpcore.configfile import load_config
+from bpcore.config.serial import to_dict, to_yaml
+from bpcore.data.root import readable_here
 from bpcore.errors import InputError
-from bpcore.loading import fingerprint, readable_here
-from bpcore.sweep import expand
+from bpcore.kinds import fingerprint, load_config
+from bpcore.search.grid import expand
 from flows.cli import exits, render
 from flows.runtime import terminal
 from flows.runtime.settings import resolve_tracking_uri
@@ -34,7 +34,7 @@ def _validate(args) -> int:
     config = _config(args)
     _check_data_path(config)
     if config.sweep is not None and config.sweep.search != "grid":
-        from bpcore.space import check, describe
+        from bpcore.search.space import check, describe
 
         check(config, args.config)
         print(f"bp: {describe(config)}", file=sys.stderr)
@@ -50,11 +50,11 @@ def _check_data_path(config) -> None:
     if path is None or getattr(config.data, "download", False):
         return
     if config.kind == "linreg":
-        from bpcore.data import check_path
+        from bpcore.data.table import check_path
 
         check_path(path)
     else:
-        from bpcore.dataroot import confine
+        from bpcore.data.root import confine
         from bpcore.errors import DataError
 
         if not confine(path).exists():
@@ -129,12 +129,11 @@ def _on_pool(args, config, pool: str, uri: str, run_name: str, parallel: int | N
 def _search_checked(config, source: str, load: bool = True) -> list:
     """A random or tpe search's space checked, and (``load``: it is on this machine) its data read, before Prefect
     starts; no points yet (the sweep draws them as it goes)."""
-    from bpcore import stability
-    from bpcore.space import check
+    from bpcore.search.space import check, stable_limit
 
     if load:
         fingerprint(config.model_copy(update={"sweep": None}))
-    check(config, source, stability.for_search(config) if load else None)
+    check(config, source, stable_limit(config) if load else None)
     return []
 
 

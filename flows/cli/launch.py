@@ -130,7 +130,7 @@ def _reap(uri: str) -> None:
 def sweep_cluster(parallel: int | None, config, points: list):
     """What starts an in-process sweep's Dask cluster beside Prefect's server, when its points train several at a
     time (one at a time, they train in this process: a cluster would only cost its start)."""
-    from bpcore.config import to_dict
+    from bpcore.config.serial import to_dict
     from flows.sweep.cluster import LocalSweepCluster
     from flows.sweep.local import at_once
 

@@ -129,8 +129,8 @@ def _tracking_uri(p: argparse.ArgumentParser) -> None:
 
 
 def _pool(text: str) -> str:
+    from bpcore.config.fields import check_pool_name
     from bpcore.errors import ConfigError
-    from bpcore.fields import check_pool_name
 
     try:
         return check_pool_name(text, "")

@@ -10,9 +10,9 @@ import signal
 import sys
 from pathlib import Path
 
-from bpcore.configfile import load_config
 from bpcore.errors import InputError
-from bpcore.sweep import expand
+from bpcore.kinds import load_config
+from bpcore.search.grid import expand
 from flows.cli import exits
 from flows.cli.commands import prepare_store
 from flows.runtime import terminal
@@ -31,7 +31,7 @@ def _configs(args) -> list[tuple[str, object]]:
                          "the config file's stem")
     for _, config in named:
         if config.sweep is not None and config.sweep.search != "grid":
-            from bpcore.space import check
+            from bpcore.search.space import check
 
             check(config)
         for point in (expand(config) if config.sweep is not None and config.sweep.search == "grid" else []):

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from bpcore.config import Config, to_dict
+from bpcore.config.models import Config
+from bpcore.config.serial import to_dict
 from flows.experiments.registry import FLOWS, flow_for
 from flows.server.automations import ensure_zombie_automation
 from flows.server.pools import ensure_pool

@@ -14,9 +14,9 @@ import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from bpcore.chain import Chain, descend
-from bpcore.config import ChainConfig
-from bpcore.network import Network
+from bpcore.config.models import ChainConfig
+from bpcore.train.chain import Chain, descend
+from bpcore.train.network import Network
 from flows.experiments import pipeline
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import Run, RunResult, Trained, alongside, logging_task

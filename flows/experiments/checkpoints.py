@@ -1,7 +1,7 @@
 """A network run's checkpoint in its MLflow run: the latest training state, one artifact, written off the training
 thread; and reading it back for ``bp resume``.
 
-The artifact is ``checkpoint/state.npz`` (``bpcore.checkpoint``'s format: arrays and JSON, no pickle), replaced as
+The artifact is ``checkpoint/state.npz`` (``bpcore.train.checkpoint``'s format: arrays and JSON, no pickle), replaced as
 training goes on: every ``trainer.checkpoint_every`` epochs, and on a stop (Ctrl-C, a signal, a sweep that ended,
 an error) the state of the last finished epoch, whatever the setting. A process killed outright keeps the
 checkpoint written last; one killed while writing it may leave it cut short, and its run then resumes from the
@@ -18,9 +18,9 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from bpcore import checkpoint
-from bpcore.checkpoint import CheckpointError, TrainingState
 from bpcore.errors import one_line
+from bpcore.train import checkpoint
+from bpcore.train.checkpoint import CheckpointError, TrainingState
 
 FOLDER, NAME = "checkpoint", "state.npz"
 ARTIFACT = f"{FOLDER}/{NAME}"

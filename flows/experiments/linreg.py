@@ -14,9 +14,9 @@ import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from bpcore import linreg as gd
-from bpcore.config import LineTrainer, LinRegConfig
-from bpcore.data import Table
+from bpcore.config.models import LineTrainer, LinRegConfig
+from bpcore.data.table import Table
+from bpcore.train import linreg as gd
 from flows.experiments import pipeline
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import Run, RunResult, Trained, alongside, logging_task

@@ -16,10 +16,10 @@ from mlflow.entities import Metric
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from bpcore.checkpoint import TrainingState
-from bpcore.config import MnistConfig
-from bpcore.mnist import MnistSplits
-from bpcore.training import CLASSES, EpochStats, NetFit, fit_network
+from bpcore.config.models import MnistConfig
+from bpcore.data.mnist.load import MnistSplits
+from bpcore.train.checkpoint import TrainingState
+from bpcore.train.sgd import CLASSES, EpochStats, NetFit, fit_network
 from flows.experiments import checkpoints, pipeline, steering
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import Run, RunResult, Trained, logging_task

@@ -26,8 +26,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 from pydantic import BaseModel
 
-from bpcore import kinds, loading
-from bpcore.config import Config
+from bpcore import kinds
+from bpcore.config.models import Config
 from bpcore.errors import DataError, InputError
 from flows.experiments import steering
 from flows.experiments.membership import SweepMember
@@ -98,7 +98,7 @@ def logging_task(fn):
 @task(cache_policy=NO_CACHE)
 def load_data(config: Config) -> Any:
     """Load the data the config names (through its kind's per-process cache)."""
-    return loading.load(config)
+    return kinds.load(config)
 
 
 def check_digest(data, expected: str | None) -> None:

@@ -7,7 +7,7 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
-from bpcore.training import EpochStats
+from bpcore.train.sgd import EpochStats
 
 
 def _isatty(stream) -> bool:

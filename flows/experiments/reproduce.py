@@ -25,10 +25,10 @@ from prefect import flow
 from pydantic import BaseModel
 from threadpoolctl import threadpool_limits
 
-from bpcore.config import Config
-from bpcore.configfile import apply_override, validate
+from bpcore.config.file import apply_override
+from bpcore.config.models import Config
 from bpcore.errors import DataError, InputError, one_line
-from bpcore.loading import fingerprint
+from bpcore.kinds import fingerprint, validate
 from flows.experiments import steering
 from flows.experiments.pipeline import RunResult
 from flows.experiments.registry import flow_for

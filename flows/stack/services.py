@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from bpcore.dataroot import VARIABLE as DATA_ROOT
+from bpcore.data.root import VARIABLE as DATA_ROOT
 from flows.runtime import blas, processes
 from flows.runtime.http import request
 from flows.stack.db import Postgres

@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from bpcore import sweep as grid
+from bpcore.search import grid
 from flows.runtime import terminal
 from flows.sweep.child import Child
 from flows.tracking import tags as tag

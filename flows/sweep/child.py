@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from mlflow.tracking import MlflowClient
 
 from bpcore import kinds
-from bpcore.config import Config
-from bpcore.sweep import GridPoint
+from bpcore.config.models import Config
+from bpcore.search.grid import GridPoint
 from flows.experiments import steering
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import RunResult

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from bpcore.sweep import GridPoint
+from bpcore.search.grid import GridPoint
 from flows.experiments import steering
 from flows.tracking import tags as tag
 

@@ -18,10 +18,9 @@ from mlflow.tracking import MlflowClient
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from bpcore import sweep as grid
-from bpcore.configfile import validate
-from bpcore.loading import fingerprint
-from bpcore.sweep import GridPoint
+from bpcore.kinds import fingerprint, validate
+from bpcore.search import grid
+from bpcore.search.grid import GridPoint
 from flows.experiments import pipeline
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import run_tags
@@ -111,11 +110,11 @@ def _search(model, sweeping: Sweeping, at_a_time: int) -> list[Child]:
     size, draws the same trials. A pruned search's trials are judged where they train, against the earlier
     rounds' trials (``Judge``, built from the task's arguments), and their epochs told to the study here after
     the round."""
-    from bpcore import stability
-    from bpcore.search import Search
+    from bpcore.search.space import stable_limit
+    from bpcore.search.study import Search
 
     mc, parent_id = sweeping.mc, sweeping.member.parent_run_id
-    stable = stability.for_search(model)
+    stable = stable_limit(model)
     if stable is not None:
         metrics.log_values(mc, parent_id, {"max_stable_lr": stable})
     search = Search(model, stable=stable)
@@ -139,7 +138,7 @@ def _search(model, sweeping: Sweeping, at_a_time: int) -> list[Child]:
 
 def _replay(search, done: list[Child], mc: MlflowClient) -> None:
     """The epochs the round's trials reported where they trained, reported to the study here (up to a pruning)."""
-    from bpcore.search import PRUNED_ON
+    from bpcore.search.space import PRUNED_ON
 
     if search.pruner is None:
         return

@@ -17,9 +17,9 @@ from mlflow.tracking import MlflowClient
 from prefect.task_runners import ThreadPoolTaskRunner
 from threadpoolctl import threadpool_limits
 
-from bpcore import sweep as grid
 from bpcore.errors import one_line
-from bpcore.sweep import GridPoint
+from bpcore.search import grid
+from bpcore.search.grid import GridPoint
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import run_tags
 from flows.experiments.steering import Steer

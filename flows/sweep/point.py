@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from threadpoolctl import threadpool_limits
 
 from bpcore.errors import one_line
-from bpcore.sweep import GridPoint
+from bpcore.search.grid import GridPoint
 from flows.experiments import steering
 from flows.experiments.membership import SweepMember
 from flows.experiments.steering import Steer
@@ -151,7 +151,7 @@ def train(point: GridPoint, tracking_uri: str | None, tags: dict[str, str] | Non
 def _steer(point: GridPoint, member: SweepMember, how: Steering, attempt: str | None) -> Steer:
     judge = None
     if how.prune:
-        from bpcore.search import Judge
+        from bpcore.search.study import Judge
 
         judge = Judge(how.prune["prune"], how.prune["earlier"])
     if how.on_scheduler:

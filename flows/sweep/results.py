@@ -12,7 +12,7 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel
 
 from bpcore import kinds
-from bpcore import sweep as grid
+from bpcore.search import grid
 from flows.experiments.pipeline import logging_task
 from flows.runtime import outage, terminal
 from flows.sweep.child import Child

@@ -4,7 +4,7 @@ rates it does not train are ``skipped``; one already training is only told to st
 
 from __future__ import annotations
 
-from bpcore.sweep import GridPoint
+from bpcore.search.grid import GridPoint
 from flows.experiments import steering
 
 

@@ -23,8 +23,7 @@ def dask_setup(worker) -> None:
 
 def _load_data(configs: str | None) -> None:
     """Each config's data into this process's cache (what the points will check against their digests)."""
-    from bpcore.configfile import validate
-    from bpcore.loading import load
+    from bpcore.kinds import load, validate
 
     for raw in json.loads(configs or "[]"):
         try:

@@ -11,7 +11,7 @@ from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.dataset import Dataset
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 
-from bpcore.data import Table
+from bpcore.data.table import Table
 
 
 def table_dataset(table: Table) -> Dataset:

@@ -14,8 +14,8 @@ import numpy as np
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema, TensorSpec
 
-from bpcore.data import Table
-from bpcore.network import Network
+from bpcore.data.table import Table
+from bpcore.train.network import Network
 
 MODEL_CODE = Path(__file__).resolve().parent / "model_code"
 

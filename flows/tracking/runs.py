@@ -17,7 +17,7 @@ import mlflow
 from mlflow.data.dataset import Dataset
 from mlflow.tracking import MlflowClient
 
-from bpcore import config as cfgmod
+from bpcore.config import serial
 from bpcore.errors import one_line
 from flows.runtime import outage, stops
 from flows.runtime.settings import resolve_tracking_uri
@@ -129,8 +129,8 @@ def _taken_over(mc: MlflowClient, run_id: str) -> bool:
 
 def _record(config, dataset: Dataset | None, mc: MlflowClient, run_id: str) -> None:
     """What a new run holds before it trains: the config as params and ``config.yaml``, the environment, the data."""
-    log_params(mc, run_id, cfgmod.flatten(cfgmod.to_dict(config)))
-    mc.log_text(run_id, cfgmod.to_yaml(config), "config.yaml")
+    log_params(mc, run_id, serial.flatten(serial.to_dict(config)))
+    mc.log_text(run_id, serial.to_yaml(config), "config.yaml")
     mc.log_dict(run_id, environment(), "environment.json")
     if dataset is not None:
         # MLflow checks for the dataset, then inserts it: runs logging the same new dataset at
@@ -166,7 +166,7 @@ def _run_tags(config, source: str, digest: str, extra_tags: dict[str, str] | Non
     """What every run of a config is tagged with as it opens: kind, fingerprints, status, worker, commit."""
     return {
         tag.KIND: config.kind,
-        tag.CONFIG_DIGEST: cfgmod.digest(config),
+        tag.CONFIG_DIGEST: serial.digest(config),
         tag.DATA_DIGEST: digest,
         tag.DATA_SOURCE: source,
         tag.STATUS: "running",
@@ -184,8 +184,8 @@ def record_untrained(config, source: str, digest: str, mc: MlflowClient, run_nam
                         tags=_run_tags(config, source, digest, extra_tags))
     run_id = run.info.run_id
     try:
-        log_params(mc, run_id, cfgmod.flatten(cfgmod.to_dict(config)))
-        mc.log_text(run_id, cfgmod.to_yaml(config), "config.yaml")
+        log_params(mc, run_id, serial.flatten(serial.to_dict(config)))
+        mc.log_text(run_id, serial.to_yaml(config), "config.yaml")
     finally:
         ending.end(mc, run_id, "KILLED", status, reason)
     return run_id

@@ -82,7 +82,7 @@ def _sqlite_problem(path: str | None) -> str | None:
     """Why SQLite could not write the database at ``path``, or None."""
     if path is None:
         return None
-    from bpcore.dataroot import within_limits
+    from bpcore.data.root import within_limits
     from bpcore.errors import DataError
 
     try:

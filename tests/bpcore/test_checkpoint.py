@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from support import blobs
 
-from bpcore import checkpoint
-from bpcore.checkpoint import CheckpointError
-from bpcore.config import NetTrainer
-from bpcore.training import fit_network
+from bpcore.config.models import NetTrainer
+from bpcore.train import checkpoint
+from bpcore.train.checkpoint import CheckpointError
+from bpcore.train.sgd import fit_network
 
 
 def trainer(**kw) -> NetTrainer:

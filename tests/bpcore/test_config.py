@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bpcore.config import digest, flatten, to_dict
-from bpcore.configfile import load_config
+from bpcore.config.serial import digest, flatten, to_dict
 from bpcore.errors import ConfigError
+from bpcore.kinds import load_config
 
 LINREG = "configs/linreg.yaml"
 

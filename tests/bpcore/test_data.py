@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from support import REPO
 
-from bpcore.config import LineData
-from bpcore.data import check_path, generated_line, load_line_data
+from bpcore.config.models import LineData
+from bpcore.data.table import check_path, generated_line, load_line_data
 from bpcore.errors import DataError
 
 
@@ -101,7 +101,7 @@ def test_check_path_reads_nothing_and_imports_no_pandas(tmp_path):
     path = write(tmp_path, "not, even: csv\x00")
     code = (
         "import sys\n"
-        "from bpcore.data import check_path\n"
+        "from bpcore.data.table import check_path\n"
         "from bpcore.errors import DataError\n"
         f"print(check_path({str(path)!r}))\n"
         f"for bad in ({str(tmp_path)!r}, {str(tmp_path / 'nope.csv')!r}):\n"

@@ -11,10 +11,10 @@ import threading
 
 import pytest
 
-from bpcore.config import LineData, MnistData
-from bpcore.data import load_line_data
+from bpcore.config.models import LineData, MnistData
+from bpcore.data.mnist.load import load_mnist
+from bpcore.data.table import load_line_data
 from bpcore.errors import DataError, excerpt
-from bpcore.mnist import load_mnist
 
 SECRET = "s3cret-token-that-must-not-leak-0123456789"
 

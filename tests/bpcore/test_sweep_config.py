@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from support import REPO, run_bp
 
-from bpcore.config import to_dict
-from bpcore.configfile import load_config
+from bpcore.config.serial import to_dict
 from bpcore.errors import ConfigError
-from bpcore.sweep import better, expand, objective
+from bpcore.kinds import load_config
+from bpcore.search.grid import better, expand, objective
 
 LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
 MNIST_SWEEP = str(REPO / "configs" / "mnist_lr_sweep.yaml")

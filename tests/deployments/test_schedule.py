@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from support import REPO
 
-from bpcore.config import to_dict
-from bpcore.configfile import load_config, validate
+from bpcore.config.serial import to_dict
 from bpcore.errors import ConfigError
+from bpcore.kinds import load_config, validate
 
 LINREG = REPO / "configs" / "linreg.yaml"
 

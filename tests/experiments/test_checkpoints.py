@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bpcore import checkpoint
+from bpcore.train import checkpoint
 from flows.experiments.checkpoints import ARTIFACT, Keeper
 
 

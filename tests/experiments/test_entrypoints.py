@@ -13,8 +13,8 @@ from prefect.flows import load_flow_from_entrypoint
 from support import REPO, prefect_api_env, run_bp
 
 from bpcore import kinds
-from bpcore.config import to_dict
-from bpcore.configfile import load_config
+from bpcore.config.serial import to_dict
+from bpcore.kinds import load_config
 from flows.experiments.registry import flow_for
 
 ENTRYPOINTS = [f"{f.fn.__module__.replace('.', '/')}.py:{f.fn.__name__}" for f in map(flow_for, kinds.names())] + [

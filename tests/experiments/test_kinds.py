@@ -18,8 +18,8 @@ from pydantic import Field
 from support import run_bp
 
 from bpcore import kinds
-from bpcore.config import ExperimentConfig
-from bpcore.fields import Number, Strict, Whole
+from bpcore.config.fields import Number, Strict, Whole
+from bpcore.config.models import ExperimentConfig
 from flows.experiments import pipeline, registry
 from flows.experiments.membership import SweepMember
 from flows.experiments.pipeline import RunResult, Trained

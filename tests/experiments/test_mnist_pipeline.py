@@ -17,8 +17,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO, forget_loaded_data, history, python_env, run_bp
 
-from bpcore.chain import Chain, descend
-from bpcore.mnist import load_bundled
+from bpcore.data.mnist.bundled import load_bundled
+from bpcore.train.chain import Chain, descend
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "in_workdir")
 
@@ -68,11 +68,11 @@ def test_mnist_run_logs_epochs_plots_and_tags(mnist_run, tracking_uri):
 
 def test_mnist_run_logs_the_stability_limit_of_its_starting_weights(mnist_run, tracking_uri):
     """The top Hessian eigenvalue at step 0, and the learning rate it allows with the config's momentum (0.9)."""
-    from bpcore import sharpness
-    from bpcore.config import MnistConfig
-    from bpcore.configfile import load_config
-    from bpcore.network import Network
-    from bpcore.training import SHARPNESS_ROWS, SHARPNESS_STREAM
+    from bpcore.config.models import MnistConfig
+    from bpcore.kinds import load_config
+    from bpcore.train import sharpness
+    from bpcore.train.network import Network
+    from bpcore.train.sgd import SHARPNESS_ROWS, SHARPNESS_STREAM
 
     mc = MlflowClient(tracking_uri)
     logged = {key: mc.get_metric_history(mnist_run, key) for key in ("sharpness", "max_stable_lr")}
@@ -82,7 +82,7 @@ def test_mnist_run_logs_the_stability_limit_of_its_starting_weights(mnist_run, t
     # the same figure from the same seed, out of the flow: the weights the run started from, the same rows
     config = load_config(MNIST, ["trainer.epochs=2"])
     assert isinstance(config, MnistConfig)
-    from bpcore.loading import load  # the digits as the flow splits them
+    from bpcore.kinds import load  # the digits as the flow splits them
 
     splits = load(config)
     rng = np.random.default_rng(config.seed)

@@ -143,12 +143,12 @@ def test_divergence_exits_1_with_a_failed_run(capsys, tracking_uri, seed_csv):
 
 
 def test_error_during_training_marks_the_run_failed(capsys, tracking_uri, monkeypatch):
-    import bpcore.linreg
+    import bpcore.train.linreg
 
     def broken(*_args, **_kw):
         raise FloatingPointError("simulated failure inside the trainer")
 
-    monkeypatch.setattr(bpcore.linreg, "fit", broken)
+    monkeypatch.setattr(bpcore.train.linreg, "fit", broken)
     code, run_id, err = train(capsys, tracking_uri, "--set", "trainer.iterations=5")
     assert code == 1 and run_id
     run = MlflowClient(tracking_uri).get_run(run_id)
@@ -244,15 +244,15 @@ def test_reproduce_reports_changed_code_and_config(capsys, tracking_uri, own_csv
     assert any(r.startswith("metric cost: 51 values recorded, 61 now") for r in report)
     assert "config: trainer.iterations 50 recorded, 60 now" in report
 
-    import bpcore.linreg
+    import bpcore.train.linreg
 
-    real = bpcore.linreg._fast_scalar_steps
+    real = bpcore.train.linreg._fast_scalar_steps
 
     def nudged(moments):  # "changed code": the same maths, one rounding different
         step = real(moments)
         return lambda w, b: (lambda c, gw, gb: (c * (1 + 1e-12), gw, gb))(*step(w, b))
 
-    monkeypatch.setattr(bpcore.linreg, "_fast_scalar_steps", nudged)
+    monkeypatch.setattr(bpcore.train.linreg, "_fast_scalar_steps", nudged)
     code, report, _, _ = reproduce(capsys, tracking_uri, run_id)
     assert code == 1
     assert any(r.startswith("metric cost: max |difference|") for r in report), report

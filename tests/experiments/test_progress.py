@@ -8,7 +8,7 @@ import re
 import pytest
 from rich.console import Console
 
-from bpcore.training import EpochStats
+from bpcore.train.sgd import EpochStats
 from flows.experiments.progress import EpochBar
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -9,9 +9,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO, history, run_bp
 
-from bpcore import sweep as grid
-from bpcore.configfile import load_config
 from bpcore.errors import ConfigError
+from bpcore.kinds import load_config
+from bpcore.search import grid
 
 LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
 MNIST_SWEEP = str(REPO / "configs" / "mnist_lr_sweep.yaml")
@@ -219,7 +219,7 @@ def test_a_pruned_child_reproduces_identical_up_to_its_pruned_epoch(capsys, trac
 
 
 def test_successive_halving_sees_only_the_earlier_rounds():
-    from bpcore.search import Search
+    from bpcore.search.study import Search
 
     config = load_config(MNIST_SEARCH, ["sweep.trials=3", "sweep.prune=halving",
                                         "sweep.space.trainer.learning_rate={log_uniform: [1.0e-4, 1.0]}"])
@@ -236,7 +236,7 @@ def test_successive_halving_sees_only_the_earlier_rounds():
 
 @pytest.mark.parametrize("prune", ["median", "halving"])
 def test_a_judge_away_from_the_study_prunes_as_the_study_would(prune):
-    from bpcore.search import Judge, Search
+    from bpcore.search.study import Judge, Search
 
     config = load_config(MNIST_SEARCH, ["sweep.trials=6", f"sweep.prune={prune}",
                                         "sweep.space.trainer.learning_rate={log_uniform: [1.0e-4, 1.0]}"])

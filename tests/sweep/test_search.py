@@ -6,8 +6,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO, run_bp
 
-from bpcore.configfile import load_config
 from bpcore.errors import ConfigError
+from bpcore.kinds import load_config
 
 LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
 MNIST_SEARCH = str(REPO / "configs" / "mnist_lr_search.yaml")
@@ -81,7 +81,7 @@ def test_validate_shows_the_space_and_the_trial_count(capsys):
 
 
 def test_the_same_config_draws_the_same_trials_and_a_different_seed_others():
-    from bpcore.search import Search
+    from bpcore.search.study import Search
 
     def drawn(search: str, *more: str) -> list[list[tuple]]:
         study = Search(as_config(line_search(search, 6, "{log_uniform: [1.0e-5, 3.0e-4]}", "--set",
@@ -108,7 +108,7 @@ def test_tpe_learns_from_the_results_it_is_told():
     import math
     import statistics
 
-    from bpcore.search import Search, startup_trials
+    from bpcore.search.study import Search, startup_trials
 
     def distances(search: str) -> list[float]:
         study = Search(as_config(line_search(search, 40, "{log_uniform: [1.0e-6, 1.0e-2]}")))
@@ -146,10 +146,12 @@ def test_a_search_trains_its_trials_as_children_and_twice_gives_the_same(capsys,
 
 
 def test_the_shipped_search_caps_the_network_rate_at_its_stability_limit(capsys):
-    from bpcore import stability
+    from bpcore import kinds
+    from bpcore.train import stability
 
     config = load_config(MNIST_SEARCH)
-    limit = stability.limit(config.model_copy(update={"sweep": None}))
+    base = config.model_copy(update={"sweep": None})
+    limit = stability.limit(base, kinds.load(base))
     assert 0.1 < limit < 2.0  # 2 (1 + 0.9) / sharpness of the starting weights
     code, _, err = run_bp(["validate", MNIST_SEARCH], capsys)
     assert code == 0

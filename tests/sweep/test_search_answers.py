@@ -9,8 +9,8 @@ import re
 import pytest
 from support import REPO, run_bp
 
-from bpcore.configfile import load_config
 from bpcore.errors import ConfigError
+from bpcore.kinds import load_config
 
 LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
 MNIST_SEARCH = str(REPO / "configs" / "mnist_lr_search.yaml")
@@ -34,7 +34,7 @@ def accuracy(lr: float, epoch: int) -> float:
 
 def pruned_trials(metric: str) -> list[int]:
     """The trials a random median-pruned search stops, in rounds of 3, each told a score on ``metric``."""
-    from bpcore.search import Search
+    from bpcore.search.study import Search
 
     search = Search(mnist_search(f"sweep.metric={metric}"))
     pruned = []
@@ -60,7 +60,7 @@ def test_pruning_stops_the_same_trials_whether_the_sweep_maximises_or_minimises_
 
 def test_a_pruned_trial_is_behind_the_finished_ones_it_was_compared_with():
     """The pruner stops the least accurate trials (the direction of val_accuracy), under a minimised metric too."""
-    from bpcore.search import Search
+    from bpcore.search.study import Search
 
     search = Search(mnist_search("sweep.metric=final_cost"))
     first = search.ask(3)
@@ -74,7 +74,7 @@ def test_a_pruned_trial_is_behind_the_finished_ones_it_was_compared_with():
 
 
 def test_choices_that_print_alike_are_each_drawn_exactly_as_written():
-    from bpcore.search import Search
+    from bpcore.search.study import Search
 
     config = load_config(LINREG_SWEEP, line_search("space.trainer.learning_rate={choice: [0.1, 0.1000001]}"))
     search = Search(config)
@@ -86,7 +86,7 @@ def test_choices_that_print_alike_are_each_drawn_exactly_as_written():
 
 
 def test_a_value_drawn_from_a_float_range_is_the_value_its_name_shows():
-    from bpcore.search import Search
+    from bpcore.search.study import Search
 
     space = "space.trainer.learning_rate={log_uniform: [1.0e-5, 3.0e-4]}"
     search = Search(load_config(LINREG_SWEEP, line_search(space)))
@@ -137,15 +137,15 @@ CASES = [(LINREG_SWEEP, *case) for case in SPACES] + [(MNIST_SEARCH, *case) for 
 def test_bp_validate_and_the_sweep_agree_on_a_search_space(path, space, refused, capsys):
     """``bp validate`` refuses exactly the spaces the sweep would refuse before it starts, with the same line; the
     spaces it accepts draw only trials that validate."""
-    from bpcore import stability
-    from bpcore.search import Search
+    from bpcore.search.space import stable_limit
+    from bpcore.search.study import Search
 
     overrides = line_search(space) if path == LINREG_SWEEP else [f"sweep.{space}", "sweep.trials=6"]
     code, _, err = run_bp(["validate", path, *[a for o in overrides for a in ("--set", o)]], capsys)
     config = load_config(path, overrides)
     if refused is None:
         assert code == 0, err
-        search = Search(config, stable=stability.for_search(config))
+        search = Search(config, stable=stable_limit(config))
         while search.remaining:
             for point in search.ask(4):
                 point.validated()
@@ -156,7 +156,7 @@ def test_bp_validate_and_the_sweep_agree_on_a_search_space(path, space, refused,
     swept, out, said = run_bp(["sweep", path, *[a for o in overrides for a in ("--set", o)]], capsys)
     assert (swept, out, said) == (2, "", err)  # refused before anything started, in the same words
     with pytest.raises(ConfigError, match=re.escape(refused)):
-        Search(config, stable=stability.for_search(config))
+        Search(config, stable=stable_limit(config))
 
 
 def test_validate_prints_a_search_space_as_a_config_writes_it(capsys):
@@ -169,6 +169,6 @@ def test_validate_prints_a_search_space_as_a_config_writes_it(capsys):
     again = load_config(LINREG_SWEEP, ["sweep.search=tpe", "sweep.grid=null", "sweep.trials=4",
                                        "sweep.space.trainer.learning_rate={int: [1, 3]}",
                                        "sweep.space.trainer.method={choice: [fast, direct]}"])
-    from bpcore.config import to_yaml
+    from bpcore.config.serial import to_yaml
 
     assert to_yaml(again) == out  # what validate prints is the config it read

@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO, history, python_env, run_bp
 
-import bpcore.data
+import bpcore.data.table
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "in_workdir")
 
@@ -53,13 +53,13 @@ def own_csv(tmp_path_factory, seed_csv):
 def full_sweep(sweep_db, own_csv):
     """Eight learning rates, all eight at once, on the seed's data; counts the CSV reads."""
     reads = []
-    original = bpcore.data.read_csv
+    original = bpcore.data.table.read_csv
 
     def counting(path, cfg):
         reads.append(path)
         return original(path, cfg)
 
-    bpcore.data.read_csv = counting
+    bpcore.data.table.read_csv = counting
     try:
         from flows.cli.main import main
 
@@ -68,7 +68,7 @@ def full_sweep(sweep_db, own_csv):
             code = main(["sweep", LINREG_SWEEP, "--tracking-uri", sweep_db, "--parallel", "8",
                          "--set", f"data.path={own_csv}", "--set", f"sweep.model_name={MODEL}"])
     finally:
-        bpcore.data.read_csv = original
+        bpcore.data.table.read_csv = original
     last = out.getvalue().strip().splitlines()[-1]
     return code, last.removeprefix("run_id: "), out.getvalue(), err.getvalue(), reads
 
@@ -267,16 +267,16 @@ def test_a_child_whose_training_raises_is_failed_with_its_reason_and_the_others_
                                                                                      monkeypatch, tmp_path):
     """An error inside one child's MLflow run (not a divergence): that child is FAILED with the reason, read
     back from its run, and the sweep goes on."""
-    import bpcore.linreg
+    import bpcore.train.linreg
 
-    real = bpcore.linreg.fit
+    real = bpcore.train.linreg.fit
 
     def broken_at_one_rate(X, y, trainer):
         if trainer.learning_rate == 2e-4:
             raise FloatingPointError("simulated failure inside one child's trainer")
         return real(X, y, trainer)
 
-    monkeypatch.setattr(bpcore.linreg, "fit", broken_at_one_rate)
+    monkeypatch.setattr(bpcore.train.linreg, "fit", broken_at_one_rate)
     code, parent, out, err = sweep(capsys, tracking_uri, "--set", "experiment=sweep-child-error",
                                    "--set", "sweep.grid.trainer.learning_rate=[1.0e-4,2.0e-4]",
                                    "--set", "trainer.iterations=20", "--parallel", "1")  # here: patched

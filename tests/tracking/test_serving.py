@@ -49,8 +49,8 @@ def store(tmp_path_factory):
     import mlflow
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-    from bpcore.data import Table
-    from bpcore.network import Network
+    from bpcore.data.table import Table
+    from bpcore.train.network import Network
     from flows.tracking.models import log_line_model, log_network_model
 
     tmp_path = tmp_path_factory.mktemp("serving")

@@ -1,6 +1,6 @@
 """A trained network as an MLflow pyfunc model (models-from-code: no pickle anywhere).
 
-Artifact ``weights``: the .npz written by ``bpcore.network.Network.save`` plus ``input_scale``
+Artifact ``weights``: the .npz written by ``bpcore.train.network.Network.save`` plus ``input_scale``
 (1/255 for MNIST pixels) and ``output`` ("class": the most active output, i.e. the digit; or
 "activation": the output layer's values). Read with allow_pickle=False.
 

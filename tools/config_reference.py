@@ -1,22 +1,28 @@
 """Every config key of every kind, read from the pydantic models, as the Markdown of docs/config-reference.md.
 
-    python -m bpcore.reference > docs/config-reference.md
+    python tools/config_reference.py > docs/config-reference.md
 
-A test holds the committed page to what this prints, so the reference cannot drift from the models.
+A test holds the committed page to what this prints, so the reference cannot drift from the models. It
+documents the library rather than being part of it, so it lives beside ``bpcore`` and reads this checkout's.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import types
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from bpcore import kinds
-from bpcore.config import ExperimentConfig
+if __name__ == "__main__":  # run as a script: the bpcore of the checkout it stands in, installed or not
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bpcore import kinds  # noqa: E402
+from bpcore.config.models import ExperimentConfig  # noqa: E402
 
 SECTIONS = ("sweep", "schedule")  # optional sections every kind shares: described once, after the kinds
 
@@ -25,7 +31,7 @@ def reference() -> str:
     """The whole page: one table per kind, then the shared ``sweep`` and ``schedule`` sections."""
     out = ["# Config reference", "",
            "Every key a config file takes, by kind, generated from the pydantic models "
-           "(`python -m bpcore.reference > docs/config-reference.md`). Unknown keys are errors. "
+           "(`python tools/config_reference.py > docs/config-reference.md`). Unknown keys are errors. "
            "[Configs](configs.md) explains them with examples.", ""]
     for name in kinds.names():
         model = kinds.get(name).config

@@ -1,7 +1,7 @@
 """Sweeps: a config's ``sweep.grid`` expanded into one validated child config per grid point (a search's
-trials are drawn as it runs: ``bpcore.search``).
+trials are drawn as it runs: ``bpcore.search.study``).
 
-Pure config work (no Prefect, no MLflow): the flow in ``flows/sweep.py`` runs the children.
+Pure config work (no Prefect, no MLflow): the flow in ``flows.sweep`` runs the children.
 Every point is validated before anything runs, so a bad value in the grid is one error naming
 the key and value, not a sweep that fails half-way.
 """
@@ -16,9 +16,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from bpcore import kinds
-from bpcore.config import Config, to_dict
-from bpcore.configfile import set_key, validate
+from bpcore.config.file import set_key
+from bpcore.config.models import Config
+from bpcore.config.serial import to_dict
 from bpcore.errors import ConfigError
+from bpcore.kinds import validate
 
 # short names for the keys swept most, as they appear in child run names ("lr=0.0002")
 SHORT = {"trainer.learning_rate": "lr"}
@@ -54,7 +56,7 @@ def expand(config: Config, source: str = "config") -> list[GridPoint]:
         raise ConfigError(f"{source}: sweep.grid: required key is missing (bp sweep needs a grid of values)")
     if config.sweep.search != "grid":
         raise ConfigError(f"{source}: sweep.search = {config.sweep.search!r}: its trials are drawn as the sweep "
-                          "runs (bpcore.search), not expanded")
+                          "runs (bpcore.search.study), not expanded")
     objective(config, source)
     base = base_config(config)
     keys = list(config.sweep.grid)

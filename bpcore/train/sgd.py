@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bpcore import checkpoint, sharpness
-from bpcore.config import NetTrainer
-from bpcore.network import SGD, Network
-from bpcore.sharpness import Sharpness
+from bpcore.config.models import NetTrainer
+from bpcore.train import checkpoint, sharpness
+from bpcore.train.network import SGD, Network
+from bpcore.train.sharpness import Sharpness
 
 SIDE = 28  # MNIST images are 28 x 28
 CLASSES = 10  # digits
@@ -96,7 +96,7 @@ def fit_network(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
     """Train a fresh network on X (n, 784) floats in [0, 1] and labels y (n,) in 0..k-1.
 
     Before the first epoch, the sharpness of the starting weights' cost is measured on
-    SHARPNESS_ROWS training rows (``bpcore.sharpness``), with random numbers of their own: training
+    SHARPNESS_ROWS training rows (``bpcore.train.sharpness``), with random numbers of their own: training
     draws the same ones with or without it. Its stability limit is ``2 (1 + momentum) / sharpness``
     (2 / sharpness for plain gradient descent; heavy-ball momentum widens it by 1 + momentum).
     ``on_start`` is called with the result before the first epoch, ``on_epoch`` after every finished

@@ -46,6 +46,19 @@ def within_limits(path: Path, key: str) -> None:
                         f"{path_max - 1} a path may have here: {excerpt(str(path))}")
 
 
+def readable_here(config) -> bool:
+    """Whether this machine can read the data ``config`` names (its file or directory exists; no file: always).
+
+    A sweep on a work pool may name data that only its workers have (compose mounts it at /data).
+    """
+    data = getattr(config, "data", None)
+    path = getattr(data, "path", None)
+    if path is None or getattr(data, "download", False):
+        return True
+    within_limits(Path(path).expanduser().absolute(), "data.path")  # a name no system takes: refused here
+    return Path(path).expanduser().exists()
+
+
 def _limit(name: str, default: int) -> int:
     try:
         return os.pathconf("/", name)

@@ -2,7 +2,7 @@
 
 Gradient descent with learning rate ``lr`` on a quadratic with Hessian ``H`` multiplies the error
 along an eigenvector of eigenvalue ``lambda`` by ``1 - lr * lambda`` each step: it shrinks only while
-``lr < 2 / lambda``. The line fit's Hessian is known in closed form (``bpcore.linreg``); a network's
+``lr < 2 / lambda``. The line fit's Hessian is known in closed form (``bpcore.train.linreg``); a network's
 is not, and has as many rows as the network has parameters. Its top eigenvalue is found here by
 power iteration, which needs only products ``H v``, and each of those is a difference of two
 gradients that backpropagation already computes::
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bpcore.network import Network
+from bpcore.train.network import Network
 
 
 @dataclass(frozen=True)

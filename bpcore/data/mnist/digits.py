@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bpcore.data import check_file
+from bpcore.data.table import check_file
 from bpcore.errors import DataError
 
 SIDE = 28

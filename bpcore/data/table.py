@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bpcore.cache import LoadCache
-from bpcore.compressed import DECOMPRESS_ERRORS, compression_of, first_line, unreadable
-from bpcore.config import LineData
-from bpcore.dataroot import confine
+from bpcore.config.models import LineData
+from bpcore.data.cache import LoadCache
+from bpcore.data.compressed import DECOMPRESS_ERRORS, compression_of, first_line, unreadable
+from bpcore.data.root import confine
 from bpcore.errors import DataError, excerpt
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from bpcore.network import Network
+from bpcore.train.network import Network
 
 
 def numerical_gradients(loss: Callable[[], float], params: Sequence[np.ndarray], h: float = 1e-6) -> list[np.ndarray]:

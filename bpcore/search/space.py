@@ -1,6 +1,7 @@
 """A search's space (``sweep.space``): checked against the config before anything trains, described as ``bp
-validate`` prints it, and what a draw from it becomes (a float range's value to six significant figures, a
-choice's exact text). Pure config work: ``bpcore.search`` draws from it with Optuna.
+validate`` prints it, the stability limit its ``stable`` range ends stand for, and what a draw from it becomes
+(a float range's value to six significant figures, a choice's exact text). ``bpcore.search.study`` draws from
+it with Optuna.
 """
 
 from __future__ import annotations
@@ -10,10 +11,15 @@ import json
 import math
 from typing import Any
 
-from bpcore.config import STABLE, Config, Range
-from bpcore.configfile import validate
+from bpcore import kinds
+from bpcore.config.models import Config
+from bpcore.config.serial import digest
+from bpcore.config.sweep import STABLE, Range
+from bpcore.data.cache import LoadCache
 from bpcore.errors import ConfigError
-from bpcore.sweep import base_config, set_existing, value_text
+from bpcore.kinds import validate
+from bpcore.search.grid import base_config, set_existing, value_text
+from bpcore.train import stability
 
 PRUNED_ON = "val_accuracy"  # the per-epoch figure a pruner compares network trials on (higher is better)
 
@@ -22,6 +28,21 @@ def needs_stable(config: Config) -> bool:
     """Whether a range of the config's space ends at the stability limit (``stable``)."""
     space = config.sweep.space if config.sweep is not None else None
     return any(STABLE in (r.bounds() or ()) for r in (space or {}).values())
+
+
+_measured: LoadCache[float] = LoadCache(8)  # bp sweep's pre-flight check and its flow share one measurement
+
+
+def stable_limit(config: Config) -> float | None:
+    """The limit a search's ``stable`` range end stands for, measured on its base config (once a process, for the
+    same config and data); None when no range ends there."""
+    if not needs_stable(config):
+        return None
+    base = config.model_copy(update={"sweep": None})
+    data = kinds.load(base)
+    key = (digest(base), data.digest)
+    found = _measured.get(key)
+    return found if found is not None else _measured.put(key, stability.limit(base, data))
 
 
 def check(config: Config, source: str = "config", stable: float | None = None) -> None:

@@ -12,7 +12,7 @@ The chain rule, from the cost back to the input::
     dC0/db(l)   = dC0/dz(l)
     dC0/da(l-1) = w(l) * dC0/dz(l)
 
-Plain Python floats: this is the readable version of what ``bpcore.network`` does with
+Plain Python floats: this is the readable version of what ``bpcore.train.network`` does with
 matrices (a chain of ``layers`` neurons is the network with sizes [1] * layers).
 """
 

@@ -8,7 +8,7 @@ Rows are samples. With ``a[0] = X`` of shape (n, sizes[0]), each layer l = 1..L 
 and the output layer is a sigmoid under the quadratic cost ``C = mean over samples of
 sum_k (a_k - y_k)^2`` (the derivation's C0 = (a(L) - y)^2, summed over outputs), or a softmax
 under cross-entropy ``C = -mean log a_y``. Backpropagation runs the same rule as the chain in
-``bpcore.chain``, for a whole mini-batch at once::
+``bpcore.train.chain``, for a whole mini-batch at once::
 
     delta[L]   = dC/dz[L]                          (n, sizes[L])
     dC/dW[l]   = a[l-1].T @ delta[l]               dC/db[l] = delta[l] summed over rows

@@ -1,8 +1,9 @@
-"""From a YAML file to a validated config: reading, ``--set`` overrides, and validation by kind.
+"""From a YAML file to the raw dict a config model validates: reading, ``--set`` overrides, and the one-line
+message a validation error becomes.
 
-The models live in ``bpcore.config``; the kind a config names is looked up in ``bpcore.kinds``.
-Every failure is one ConfigError line naming the file, the dotted key, the bad value and the rule
-it broke.
+Which model validates the dict is the kind's: ``bpcore.kinds.validate`` and ``bpcore.kinds.load_config``
+look it up. Every failure is one ConfigError line naming the file, the dotted key, the bad value and the
+rule it broke.
 """
 
 from __future__ import annotations
@@ -13,17 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from bpcore import kinds
-from bpcore.config import Config
 from bpcore.errors import ConfigError
-
-
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML config, apply ``KEY=VALUE`` overrides, validate. Raises ConfigError."""
-    raw = read_yaml(path)
-    for item in overrides:
-        apply_override(raw, item)
-    return validate(raw, source=str(path))
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -88,20 +79,6 @@ def set_key(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
             raise ConfigError(f"{where}: {prefix} is a value ({child!r}), not a section")
         node = child
     node[parts[-1]] = value
-
-
-def validate(raw: dict[str, Any], source: str = "config") -> Config:
-    """Validate a raw dict into a config model; errors become one ConfigError line."""
-    kind = raw.get("kind")
-    if kind is None:
-        raise ConfigError(f"{source}: kind: required key is missing (one of: {', '.join(kinds.names())})")
-    declared = kinds.get(kind) if isinstance(kind, str) else None
-    if declared is None:
-        raise ConfigError(f"{source}: kind = {kind!r}: unknown experiment (one of: {', '.join(kinds.names())})")
-    try:
-        return declared.config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {describe(exc)}") from None
 
 
 def describe(exc: ValidationError) -> str:

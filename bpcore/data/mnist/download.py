@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from bpcore.data.mnist.digits import one_line
 from bpcore.errors import DataError
-from bpcore.mnist_digits import one_line
 
 MNIST_FILES: dict[str, str] = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",

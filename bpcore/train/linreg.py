@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from bpcore.config import LineTrainer
+from bpcore.config.models import LineTrainer
 
 CHUNK_ROWS = 1 << 14  # 128 KiB per column: chunks stay in cache
 

@@ -23,9 +23,10 @@ import math
 import warnings
 from typing import Any
 
-from bpcore.config import Config, Range
-from bpcore.space import PRUNED_ON, check, choice_key, resolved, significant
-from bpcore.sweep import GridPoint, base_config, make_point, objective, short_names
+from bpcore.config.models import Config
+from bpcore.config.sweep import Range
+from bpcore.search.grid import GridPoint, base_config, make_point, objective, short_names
+from bpcore.search.space import PRUNED_ON, check, choice_key, resolved, significant
 
 
 def startup_trials(trials: int) -> int:
