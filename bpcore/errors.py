@@ -44,9 +44,10 @@ def one_line(exc: BaseException, limit: int = 500, named: bool = False) -> str:
 
 
 def causes(exc: BaseException | None) -> Iterator[BaseException]:
-    """``exc``, then what it was raised from (``__cause__``, else ``__context__``) and so on, each once."""
+    """``exc``, then what it was raised from (``__cause__``, else ``__context__``, else an exception it holds among
+    its arguments, as requests' errors hold urllib3's) and so on, each once."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         yield exc
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ or exc.__context__ or next((a for a in exc.args if isinstance(a, BaseException)), None)

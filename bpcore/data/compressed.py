@@ -11,11 +11,12 @@ import contextlib
 import gzip
 import io
 import lzma
+import sys
 import zipfile
 import zlib
 from pathlib import Path
 
-from bpcore.errors import DataError
+from bpcore.errors import DataError, one_line
 
 # leading bytes of the compressed formats pandas reads, and pandas' names for them
 _MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "zip", b"\x28\xb5\x2f\xfd": "zstd"}
@@ -49,8 +50,9 @@ def first_line(path: Path, compression: str | None) -> bytes:
             line = fh.readline()
     except DECOMPRESS_ERRORS as exc:
         raise unreadable(path, compression, exc) from None
-    except Exception as exc:  # zstandard.ZstdError, whose module may not be importable
-        if type(exc).__name__ != "ZstdError":
+    except Exception as exc:  # zstandard.ZstdError: its module is imported (by _zstd_open) only when it is there
+        zstandard = sys.modules.get("zstandard")
+        if zstandard is None or not isinstance(exc, zstandard.ZstdError):
             raise
         raise unreadable(path, compression, exc) from None
     if line[257:262] == b"ustar" and b"\0" in line[:257]:  # a tar archive's first "line" is a header block
@@ -68,7 +70,7 @@ def _zstd_open(path: Path):
 
 
 def unreadable(path: Path, compression: str | None, exc: Exception) -> DataError:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = one_line(exc)
     if compression is None:
         return DataError(f"{path}: cannot read data file: {reason}")
     return DataError(f"{path}: corrupt {compression} data: {reason}")

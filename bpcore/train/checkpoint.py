@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bpcore.errors import one_line
 from bpcore.train.sharpness import Sharpness
 
 FORMAT = 1  # what ``read`` understands; a state written by a later bp names its own
@@ -79,7 +80,7 @@ def read(data: bytes, sizes: tuple[int, ...], dtype: np.dtype) -> TrainingState:
     except CheckpointError:
         raise
     except Exception as exc:  # not an archive of ours: truncated, another file, a key missing
-        raise CheckpointError(f"not a bp training state ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"not a bp training state ({one_line(exc, named=True)})") from None
     found = (W[0].shape[0], *(w.shape[1] for w in W)) if W else ()
     if found != tuple(sizes) or any(x.shape != (w.shape[1],) for w, x in zip(W, b)):
         raise CheckpointError(f"a network of layer sizes {list(found)}, the config builds {list(sizes)}")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bpcore.data.mnist.digits import PIXELS, Digits, frozen, one_line, read_bytes
+from bpcore.data.mnist.digits import PIXELS, Digits, frozen, read_bytes
 from bpcore.data.table import is_number
-from bpcore.errors import DataError, excerpt
+from bpcore.errors import DataError, excerpt, one_line
 
 COLUMNS = PIXELS + 1
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bpcore.data.table import check_file
-from bpcore.errors import DataError
+from bpcore.errors import DataError, one_line
 
 SIDE = 28
 PIXELS = SIDE * SIDE
@@ -51,7 +51,7 @@ def read_bytes(path: Path) -> tuple[bytes, str]:
     try:
         return gzip.decompress(raw), sha
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt gzip data: {one_line(exc) or type(exc).__name__}") from None
+        raise DataError(f"{path}: corrupt gzip data: {one_line(exc)}") from None
 
 
 def combined_digest(*digests: str) -> str:
@@ -64,8 +64,3 @@ def frozen(a: np.ndarray, dtype) -> np.ndarray:
     a = np.ascontiguousarray(a, dtype=dtype)
     a.flags.writeable = False
     return a
-
-
-def one_line(exc) -> str:
-    """An exception's message with its whitespace (newlines included) collapsed, for a one-line DataError."""
-    return " ".join(str(exc).split())

@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from bpcore.data.mnist.digits import one_line
-from bpcore.errors import DataError
+from bpcore.errors import DataError, causes, one_line
 
 MNIST_FILES: dict[str, str] = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -73,7 +72,7 @@ def _retrieve(url: str, target: Path, md5: str, timeout: float) -> None:
             raise DataError(f"{url}: download failed: {_cause(exc)}") from None
         exc.response.close()
         raise DataError(f"{url}: download failed: HTTP {exc.response.status_code} "
-                        f"{one_line(exc.response.reason)}") from None
+                        f"{' '.join(str(exc.response.reason or '').split())}") from None
     except (requests.RequestException, ValueError) as exc:  # ValueError: a bad URL, or pooch's own md5 check
         raise DataError(f"{url}: download failed: {_cause(exc)}") from None
     except OSError as exc:
@@ -82,9 +81,5 @@ def _retrieve(url: str, target: Path, md5: str, timeout: float) -> None:
 
 def _cause(exc: BaseException) -> str:
     """The innermost error under requests' and urllib3's wrappers, e.g. ``[Errno 111] Connection refused``."""
-    for _ in range(10):  # bounded: a cause chain could loop
-        inner = exc.__cause__ or next((a for a in exc.args if isinstance(a, BaseException)), None)
-        if inner is None:
-            break
-        exc = inner
-    return one_line(exc) or type(exc).__name__
+    *_, innermost = causes(exc)
+    return one_line(innermost)
