@@ -1,4 +1,4 @@
-"""What each start-up speed-up of ``flows.runtime.speedups`` buys, measured in fresh processes in one run.
+"""What each start-up speed-up of ``flows.runtime.internals`` buys, measured in fresh processes in one run.
 
     python benchmarks/startup_bench.py [--rounds N]
 
@@ -9,7 +9,7 @@ Each trick is timed against its own baseline, the same process without it, round
 - fewer_collections: importing MLflow, Prefect and pandas with the collector's default thresholds
   (baseline) and with bp's;
 - leave: from the end of ``main`` to the process's exit, after those imports: the interpreter's
-  own exit (baseline) against ``speedups.leave``;
+  own exit (baseline) against ``internals.leave``;
 - warm_package_map: MLflow's scan of the installed packages, which the first logged model needs
   (bp runs it in a thread while Prefect's server starts; baseline: zero, it is what moves off
   the critical path).
@@ -47,16 +47,16 @@ print(time.perf_counter() - t)
 EXIT = """
 import time, sys
 import mlflow, prefect, pandas, mlflow.pyfunc, prefect.flows
-from flows.runtime import speedups
+from flows.runtime import internals
 print(time.time(), flush=True)
 {trick}
 """
 PACKAGE_MAP = """
 import time
-from flows.runtime import speedups
+from flows.runtime import internals
 import mlflow.utils.requirements_utils
 t = time.perf_counter()
-speedups.warm_package_map()
+internals.warm_package_map()
 print(time.perf_counter() - t)
 """
 
@@ -77,11 +77,11 @@ def exit_seconds(trick: str) -> float:
 
 CASES = {
     "no_notebook_probe": (lambda: run(IPYTHON.format(trick="")),
-                          lambda: run(IPYTHON.format(trick="from flows.runtime import speedups; "
-                                                           "speedups.no_notebook_probe()"))),
+                          lambda: run(IPYTHON.format(trick="from flows.runtime import internals; "
+                                                           "internals.no_notebook_probe()"))),
     "fewer_collections": (lambda: run(IMPORTS.format(trick="")),
                           lambda: run(IMPORTS.format(trick="import gc; gc.set_threshold(10_000, 50, 100)"))),
-    "leave": (lambda: exit_seconds(""), lambda: exit_seconds("speedups.leave(0, grace=10)")),
+    "leave": (lambda: exit_seconds(""), lambda: exit_seconds("internals.leave(0, grace=10)")),
     "warm_package_map": (lambda: run(PACKAGE_MAP), lambda: 0.0),
 }
 

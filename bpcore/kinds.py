@@ -75,6 +75,11 @@ def register(kind: Kind) -> Kind:
     return kind
 
 
+def unregister(name: str) -> None:
+    """Forget the kind called ``name`` (a kind a test declared for itself)."""
+    _REGISTRY.pop(name, None)
+
+
 def get(name: str) -> Kind | None:
     """The kind called ``name``, or None."""
     return _REGISTRY.get(name)

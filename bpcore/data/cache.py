@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Generic, TypeVar
@@ -21,6 +22,7 @@ class LoadCache(Generic[V]):
         self.size = size
         self._items: OrderedDict[Hashable, V] = OrderedDict()
         self._lock = threading.Lock()
+        _EVERY.add(self)
 
     def get(self, key: Hashable) -> V | None:
         with self._lock:
@@ -38,6 +40,15 @@ class LoadCache(Generic[V]):
         return value
 
     def clear(self) -> None:
-        """Forget every entry (tests use it to start from a cold cache, as a fresh process does)."""
+        """Forget every entry."""
         with self._lock:
             self._items.clear()
+
+
+_EVERY: weakref.WeakSet[LoadCache] = weakref.WeakSet()
+
+
+def forget_all() -> None:
+    """Empty every load cache of this process, as a new process starts (tests start each from there)."""
+    for cache in list(_EVERY):
+        cache.clear()

@@ -14,7 +14,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from flows.cli import exits
-from flows.runtime import terminal
+from flows.runtime import internals, terminal
 
 
 def launch(get_flow: Callable[[], Any], render: exits.Render | None = None, verbose: bool = False,
@@ -61,25 +61,13 @@ def launch(get_flow: Callable[[], Any], render: exits.Render | None = None, verb
                 return exits.FAILED
             finally:
                 if server is not None:
-                    _drain_to_server()  # while the server, and Prefect's context for it, are there
+                    internals.drain_prefect_queues()  # while the server, and Prefect's context for it, are there
     finally:
         if companion is not None:
             companion.close()
         if server is not None:
             server.stop()  # now, so nothing of its shutdown is printed after the run_id line
     return exits.finish(state, render)
-
-
-def _drain_to_server() -> None:
-    """Send the logs and events still queued for the temporary Prefect server, before it is stopped."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):
-        try:
-            worker.drain_all(timeout=5)
-        except Exception:  # best effort: the run's outcome is already decided and recorded
-            pass
 
 
 def _without_heartbeats():

@@ -6,13 +6,13 @@ import os
 
 from flows.cli import commands, exits, servers
 from flows.cli.parser import build_parser
-from flows.runtime import settings, speedups, terminal
+from flows.runtime import internals, settings, terminal
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``bp ARGV`` in this process; returns the exit code (``flows.cli.exits``)."""
     settings.apply()  # before Prefect or MLflow is imported
-    speedups.no_notebook_probe()
+    internals.no_notebook_probe()
     args = build_parser().parse_args(argv)
     # before MLflow is imported: its INFO lines (table creation, "Validating input example") are noise here
     verbose = getattr(args, "verbose", False)  # bp validate and bp runs have none: they run nothing of Prefect's
@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The ``bp`` console script (and ``python -m flows.cli``): ``main()`` in a process of its own, which
     collects garbage less often while the libraries import and exits without tearing down its heap."""
-    speedups.fewer_collections()
-    speedups.leave(main(), grace=EXIT_GRACE)
+    internals.fewer_collections()
+    internals.leave(main(), grace=EXIT_GRACE)
 
 
 # s: a thread still waiting on a server that went away (a plot upload, retrying for minutes) does not hold the exit

@@ -31,7 +31,7 @@ from bpcore.config.models import Config
 from bpcore.errors import DataError, InputError
 from flows.experiments import steering
 from flows.experiments.membership import SweepMember
-from flows.runtime import outage, settings, speedups, terminal
+from flows.runtime import internals, outage, settings, terminal
 from flows.tracking import runs
 from flows.tracking import tags as tag
 
@@ -181,7 +181,7 @@ def start(tracking_uri: str | None, sweep: SweepMember | None = None) -> MlflowC
     creates a new SQLite store and marks FAILED the runs of dead processes on this host.
     """
     settings.apply()  # a worker's flow-run process starts here, not in bp's command line
-    speedups.no_notebook_probe()
+    internals.no_notebook_probe()
     mc = runs.client(tracking_uri)
     if started_by_deployment() and sweep is None:
         prepare_store(mc.tracking_uri)

@@ -4,7 +4,7 @@ because it warms both."""
 
 from __future__ import annotations
 
-from flows.runtime import speedups
+from flows.runtime import internals
 
 
 def warm_logging(sql_store: bool = True) -> None:
@@ -24,7 +24,7 @@ def warm_logging(sql_store: bool = True) -> None:
 
         import flows.tracking.models  # noqa: F401  (mlflow.pyfunc)
 
-        speedups.warm_package_map()
+        internals.warm_package_map()
         import numpy as np
 
         from flows.experiments import plots

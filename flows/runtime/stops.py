@@ -4,7 +4,6 @@ process's bounded exit. No imports from bp: launch, tracking and the stack all u
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,17 +43,18 @@ STOP_GRACE = 10.0  # s: how long a flow-run process may take to leave once stopp
 def leave_soon_after(stop: BaseException) -> None:
     """In a flow-run process a worker or ``bp serve`` started, make a stop end it within STOP_GRACE s.
 
-    Prefect raises the stop (TerminationSignal) in the main thread wherever it is: inside a
-    library's lock, that lock is never released. A chain run stopped inside its plot upload then
-    hung while marking its MLflow run, for the 30 s its runner grants before SIGKILL, and a runner
-    cancels its runs one after another. A daemon timer ends the process if it is still there after
-    STOP_GRACE s (its run, if it could not be marked, is reaped by the next bp as a gone process's).
+    Prefect raises the stop (TerminationSignal) in the main thread wherever it is: raised inside a
+    library's lock, that lock is never released, and marking the MLflow run can then wait on it until the
+    runner's SIGKILL (its runs are cancelled one after another, 30 s each). A daemon timer ends the process
+    if it is still there after STOP_GRACE s (its run, if it could not be marked, is reaped by the next bp
+    as a gone process's).
     bp's own commands bound their exit themselves (``flows.cli.main``).
     """
     import os
 
-    main = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if getattr(main, "name", None) != "prefect.engine":
+    from flows.runtime import internals
+
+    if not internals.in_prefect_engine_process():
         return
     number = getattr(stop, "signal", None)
     code = 130 if isinstance(stop, KeyboardInterrupt) else 128 + (number if isinstance(number, int) else 15)

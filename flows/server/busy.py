@@ -11,9 +11,7 @@ and only then handed to Prefect's client with its own back-off.
 
 from __future__ import annotations
 
-import functools
 import random
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +19,8 @@ from typing import TypeVar
 
 import httpx
 import tenacity
+
+from flows.runtime import internals
 
 PAUSES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.5, 1.0, 1.0)  # seconds, about 3.7 s in all
 BUSY = 503
@@ -111,26 +111,8 @@ def _new(asynchronous: bool):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_ENABLE_HTTP2
 
-    verify = _tls()
+    verify = internals.prefect_tls_context()
     transport = (AsyncBusyRetry if asynchronous else BusyRetry)(
         verify=verify, http2=bool(PREFECT_API_ENABLE_HTTP2.value()),
         limits=httpx.Limits(max_connections=16, max_keepalive_connections=8, keepalive_expiry=25))
     return get_client(sync_client=not asynchronous, httpx_settings={"transport": transport, "verify": verify})
-
-
-@functools.cache
-def _tls_for(insecure: bool, cafile: str | None) -> ssl.SSLContext:
-    if insecure:
-        context = ssl.create_default_context()
-        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        return context
-    import certifi
-
-    return ssl.create_default_context(cafile=cafile or certifi.where())
-
-
-def _tls() -> ssl.SSLContext:
-    """The TLS context Prefect's client would make, for the current settings."""
-    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY
-
-    return _tls_for(bool(PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value()), PREFECT_API_SSL_CERT_FILE.value() or None)

@@ -76,13 +76,14 @@ TOY = kinds.Kind("toy", ToyConfig, lambda c: Numbers(c.data.values), ("final_cos
 
 @pytest.fixture
 def toy_kind(monkeypatch, tmp_path):
-    monkeypatch.setitem(kinds._REGISTRY, "toy", TOY)  # both undone after the test: no other test sees it
-    monkeypatch.setitem(registry.FLOWS, "toy", toy)
+    kinds.register(TOY)
+    monkeypatch.setitem(registry.FLOWS, "toy", toy)  # both undone after the test: no other test sees it
     path = tmp_path / "toy.yaml"
     path.write_text("kind: toy\nexperiment: toy-kind\ndata:\n  values: [1.0, 2.0, 6.0]\n"
                     "trainer:\n  learning_rate: 0.1\n  iterations: 50\n"
                     "sweep:\n  grid:\n    trainer.learning_rate: [0.05, 0.4, 1.5]\n")
-    return str(path)
+    yield str(path)
+    kinds.unregister("toy")
 
 
 def test_a_kind_declared_in_a_test_validates(toy_kind, capsys):

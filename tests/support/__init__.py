@@ -32,11 +32,9 @@ def blobs(n: int = 600, seed: int = 0):
 
 def forget_loaded_data() -> None:
     """Empty the per-process load caches, as a new ``bp`` process starts."""
-    import bpcore.data.mnist.load
-    import bpcore.data.table
+    from bpcore.data import cache
 
-    bpcore.data.table._CACHE.clear()
-    bpcore.data.mnist.load._CACHE.clear()
+    cache.forget_all()
 
 
 def run_bp(argv: list[str], capsys) -> tuple[int, str, str]:

@@ -1,14 +1,16 @@
-"""Start-up and exit speed-ups, the only place bp leans on a library's internals.
+"""The only place bp leans on a library's internals: start-up and exit speed-ups, and what Prefect does not export.
 
-Each says what it buys, as measured by ``benchmarks/startup_bench.py`` (docs/performance.md has
-the figures), and tests/runtime/test_speedups.py fails loudly, naming the internal, when an upgrade
+Each says what it buys (the speed-ups as measured by ``benchmarks/startup_bench.py``; docs/performance.md
+has the figures), and tests/runtime/test_internals.py fails loudly, naming the internal, when an upgrade
 removes or changes one.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
+import ssl
 import sys
 
 
@@ -69,3 +71,45 @@ def _flush() -> None:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe (bp ... | head): nothing more can reach it
             pass
+
+
+def drain_prefect_queues(timeout: float = 5) -> None:
+    """Send the log records and events Prefect still queues for its server now (internal: ``drain_all`` of
+    ``prefect.logging.handlers.APILogWorker`` and ``prefect.events.worker.EventsWorker``), before bp stops the
+    temporary server they go to; Prefect itself drains them only at the interpreter's exit."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        try:
+            worker.drain_all(timeout=timeout)
+        except Exception:  # best effort: the run's outcome is already decided and recorded
+            pass
+
+
+def in_prefect_engine_process() -> bool:
+    """Whether this process is a flow run's own, as a Prefect worker or ``prefect serve`` starts it: ``python -m
+    prefect.engine`` (the command the stack's work pool sets, and the runner's), read from ``__main__``'s spec."""
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(main, "name", None) == "prefect.engine"
+
+
+def prefect_tls_context() -> ssl.SSLContext:
+    """The TLS context Prefect's client makes for the current settings (``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``,
+    ``PREFECT_API_SSL_CERT_FILE``, else certifi's roots), which a transport of bp's own must carry: Prefect builds
+    it inside its client's constructor and exports no function for it. Made once per setting (it takes
+    milliseconds to load)."""
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY
+
+    return _tls_for(bool(PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value()), PREFECT_API_SSL_CERT_FILE.value() or None)
+
+
+@functools.cache
+def _tls_for(insecure: bool, cafile: str | None) -> ssl.SSLContext:
+    if insecure:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        return context
+    import certifi
+
+    return ssl.create_default_context(cafile=cafile or certifi.where())
