@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support import REPO, run_bp
+from support import REPO, refused, run_bp
 
 from bpcore.config.serial import to_dict
 from bpcore.errors import ConfigError
@@ -92,15 +92,13 @@ def test_a_config_without_sweep_has_no_sweep_in_its_record():
 
 
 def test_bp_sweep_refuses_a_config_without_a_grid(capsys):
-    code, out, err = run_bp(["sweep", LINREG], capsys)
-    assert code == 2 and out == ""
-    assert err.strip() == f"bp: {LINREG}: sweep.grid: required key is missing (bp sweep needs a grid of values)"
+    assert refused(run_bp(["sweep", LINREG], capsys)) == \
+        f"bp: {LINREG}: sweep.grid: required key is missing (bp sweep needs a grid of values)"
 
 
 def test_bp_sweep_refuses_a_bad_grid_point_before_anything_runs(capsys):
-    code, out, err = run_bp(["sweep", LINREG_SWEEP, "--set", "sweep.grid.trainer.iterations=[10, 0]"], capsys)
-    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
-    assert "trainer.iterations = 0: Input should be greater than or equal to 1" in err
+    refused(run_bp(["sweep", LINREG_SWEEP, "--set", "sweep.grid.trainer.iterations=[10, 0]"], capsys),
+            "trainer.iterations = 0: Input should be greater than or equal to 1")
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two"])

@@ -17,7 +17,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from support import REPO, SEED_DATA, python_env
+from support import REPO, SEED_DATA, bp, python_env
 from support.stack import free_port
 from test_compose import COPIED, compose_binary, example_settings, write_env
 
@@ -79,12 +78,7 @@ class Project:
                 "PREFECT_API_AUTH_STRING": self.settings["PREFECT_AUTH_STRING"]}
 
     def bp(self, *argv: str, env: dict | None = None, timeout: float = 900, wait: bool = True):
-        command = [sys.executable, "-m", "flows.cli", *argv]
-        if not wait:
-            return subprocess.Popen(command, env={**self.client, **(env or {})}, cwd=self.dir,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        return subprocess.run(command, env={**self.client, **(env or {})}, cwd=self.dir, capture_output=True,
-                              text=True, timeout=timeout)
+        return bp(*argv, env={**self.client, **(env or {})}, cwd=self.dir, timeout=timeout, wait=wait)
 
     def labelled(self, kind: str) -> list[str]:
         """The project's containers, volumes or networks still on the engine."""

@@ -6,13 +6,12 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from support import REPO, prefect_api_env, run_bp
+from support import BP, REPO, prefect_api_env, run_bp
 
 from flows.experiments.reproduce import differences
 from flows.tracking import runs
@@ -52,7 +51,7 @@ def stopped_at(tracking_uri: str, workdir, sig: int, epoch: int, command: list[s
     logged ``epoch``; (run id, its stderr, its exit code)."""
     mc = MlflowClient(tracking_uri)
     since = int(time.time() * 1000) - 1000
-    bp = subprocess.Popen([sys.executable, "-m", "flows.cli", *command, "--tracking-uri", tracking_uri],
+    bp = subprocess.Popen([*BP, *command, "--tracking-uri", tracking_uri],
                           cwd=workdir, env=prefect_api_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
     try:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
-from support import REPO, prefect_api_env
+from support import BP, REPO, prefect_api_env
 
 
 @pytest.mark.usefixtures("prefect_server")
 def test_four_trains_at_once_on_a_new_sqlite_file(tmp_path):
     uri = f"sqlite:///{tmp_path / 'new.db'}"
-    argv = [sys.executable, "-m", "flows.cli", "train", str(REPO / "configs" / "chain.yaml"), "--tracking-uri", uri,
+    argv = [*BP, "train", str(REPO / "configs" / "chain.yaml"), "--tracking-uri", uri,
             "--set", "trainer.iterations=20"]
     procs = [subprocess.Popen(argv + ["--set", f"seed={i}"], cwd=tmp_path, env=prefect_api_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from support import REPO, prefect_api_env, python_env
+from support import BP, REPO, prefect_api_env, python_env
 from support.procs import alive, children_of, survivors
 
 from flows.tracking.store import ensure_store
@@ -42,7 +42,7 @@ def test_sigterm_stops_the_temporary_server_and_marks_the_run(tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     env = {**python_env(), "PREFECT_HOME": str(Path.home() / ".prefect")}  # the temporary server, not the test's
     env.pop("PREFECT_API_URL", None)
-    bp = subprocess.Popen([sys.executable, "-m", "flows.cli", "train", MNIST, "--tracking-uri", uri, *LONG],
+    bp = subprocess.Popen([*BP, "train", MNIST, "--tracking-uri", uri, *LONG],
                           cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         run_id = wait_for_running(uri)
@@ -67,7 +67,7 @@ def test_sigkill_leaves_no_temporary_server_behind(tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     env = {**python_env(), "PREFECT_HOME": str(Path.home() / ".prefect")}
     env.pop("PREFECT_API_URL", None)
-    bp = subprocess.Popen([sys.executable, "-m", "flows.cli", "train", MNIST, "--tracking-uri", uri, *LONG],
+    bp = subprocess.Popen([*BP, "train", MNIST, "--tracking-uri", uri, *LONG],
                           cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_running(uri)
@@ -82,7 +82,7 @@ def test_sigkill_leaves_no_temporary_server_behind(tmp_path):
 @pytest.mark.usefixtures("prefect_server")
 def test_after_sigkill_the_next_bp_marks_the_run_failed(tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    bp = subprocess.Popen([sys.executable, "-m", "flows.cli", "train", MNIST, "--tracking-uri", uri, *LONG],
+    bp = subprocess.Popen([*BP, "train", MNIST, "--tracking-uri", uri, *LONG],
                           cwd=tmp_path, env=prefect_api_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         run_id = wait_for_running(uri)
@@ -94,7 +94,7 @@ def test_after_sigkill_the_next_bp_marks_the_run_failed(tmp_path):
     assert mc.get_run(run_id).data.tags["bp.worker"].endswith(f":{bp.pid}")
 
     # the next bp run against the store marks it, while Prefect starts
-    chain = [sys.executable, "-m", "flows.cli", "train", str(REPO / "configs" / "chain.yaml"), "--tracking-uri", uri,
+    chain = [*BP, "train", str(REPO / "configs" / "chain.yaml"), "--tracking-uri", uri,
              "--set", "trainer.iterations=5"]
     done = subprocess.run(chain, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=prefect_api_env())
     assert done.returncode == 0, done.stderr[-2000:]
@@ -116,7 +116,7 @@ def test_bp_runs_reap_marks_orphans_and_nothing_else(tmp_path):
     experiment = mc.create_experiment("reap")
     orphan = mc.create_run(experiment, tags={"bp.worker": f"{host}:{gone.stdout.strip()}"}).info.run_id
     live = mc.create_run(experiment, tags={"bp.worker": f"{host}:{os.getpid()}"}).info.run_id
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "runs", "--reap", "--tracking-uri", uri],
+    done = subprocess.run([*BP, "runs", "--reap", "--tracking-uri", uri],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path, env=python_env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{orphan}  FAILED  process {host}:") and live not in done.stdout

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support import REPO, python_env
+from support import BP, REPO, python_env
 
 from flows.runtime import terminal
 
@@ -51,7 +50,7 @@ def test_a_parallel_sweep_prints_bp_lines_from_its_workers_and_no_engine_log(tmp
     env = {**python_env(), "PREFECT_HOME": str(Path.home() / ".prefect")}
     env.pop("PREFECT_API_URL", None)
     env.pop(terminal.VERBOSE, None)
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "sweep", str(REPO / "configs" / "linreg_lr_sweep.yaml"),
+    done = subprocess.run([*BP, "sweep", str(REPO / "configs" / "linreg_lr_sweep.yaml"),
                            "--parallel", "2", "--tracking-uri", f"sqlite:///{tmp_path / 't.db'}"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from support import REPO, prefect_api_env, python_env
+from support import BP, REPO, prefect_api_env, python_env
 from support.stack import free_port
 
 from flows.runtime import outage
@@ -66,7 +66,7 @@ def server(tmp_path):
 
 def start_training(server: MlflowServer, tmp_path, budget: int = 10) -> tuple[subprocess.Popen, str]:
     env = {**prefect_api_env(), "MLFLOW_TRACKING_URI": server.url, outage.VARIABLE: str(budget)}
-    bp = subprocess.Popen([sys.executable, "-m", "flows.cli", "train", MNIST, *LONG], cwd=tmp_path, env=env,
+    bp = subprocess.Popen([*BP, "train", MNIST, *LONG], cwd=tmp_path, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     mc, deadline = MlflowClient(server.url), time.monotonic() + 180
     while time.monotonic() < deadline and bp.poll() is None:
@@ -81,7 +81,7 @@ def start_training(server: MlflowServer, tmp_path, budget: int = 10) -> tuple[su
 
 def reaped_after_restart(server: MlflowServer, run_id: str, tmp_path):
     server.start()
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "runs", "--reap", "--tracking-uri", server.url],
+    done = subprocess.run([*BP, "runs", "--reap", "--tracking-uri", server.url],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path, env=python_env())
     assert done.returncode == 0, done.stderr
     return MlflowClient(server.url).get_run(run_id)

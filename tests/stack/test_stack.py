@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from support import python_env
+from support import BP, python_env
 from support.stack import REPO, STACK, bp_stack, free_port
 
 from flows.stack import procs as stack_procs
@@ -228,7 +228,7 @@ def test_sqlite_with_auth_up_status_down(tmp_path):
             assert get(search)[0] == 401
             assert get(search, f"admin:{MLFLOW_PASSWORD}")[0] == 200
             # bp's store check asks an authenticated endpoint (/health is open): missing or wrong, one line
-            train = [sys.executable, "-m", "flows.cli", "train", str(REPO / "configs" / "linreg.yaml"),
+            train = [*BP, "train", str(REPO / "configs" / "linreg.yaml"),
                      "--tracking-uri", tracking]
             wrong = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "wrong-password"}
             for extra, fragment in (({}, "the server asks for credentials: set MLFLOW_TRACKING_USERNAME"),

@@ -9,14 +9,13 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from support import REPO, python_env
+from support import BP, REPO, bp, python_env
 
 pytestmark = pytest.mark.stack
 
@@ -26,11 +25,6 @@ MNIST_SWEEP = str(REPO / "configs" / "mnist_lr_sweep.yaml")
 MNIST_SEARCH = str(REPO / "configs" / "mnist_lr_search.yaml")
 # the scheduler looks for due runs every 60 s, a worker for work every 10 s: too slow for a test
 FAST_SERVICES = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2", "PREFECT_WORKER_QUERY_SECONDS": "2"}
-
-
-def bp(*argv: str, env: dict, cwd, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *argv], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +165,7 @@ def test_bp_serve_runs_schedules_and_stops_on_sigterm(servers, tmp_path):
     deployed = bp("deploy", str(chain), env=servers["env"], cwd=tmp_path)  # the same config on the pool
     assert deployed.returncode == 0, deployed.stderr[-3000:]
     try:
-        serve = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", str(chain), str(net)], env=servers["env"],
+        serve = subprocess.Popen([*BP, "serve", str(chain), str(net)], env=servers["env"],
                                  cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  start_new_session=True)
         mc, deadline, finished, training, asked = client(servers), time.monotonic() + 240, [], [], False
@@ -280,7 +274,7 @@ def test_the_mlflow_server_restarted_mid_run_loses_no_step(servers):
 
     argv = ["train", str(REPO / "configs" / "mnist.yaml"), "--set", "experiment=restarted", "--set",
             "trainer.epochs=12", "--set", "data.limit=1500"]
-    train = subprocess.Popen([sys.executable, "-m", "flows.cli", *argv], env=servers["env"], cwd=servers["cwd"],
+    train = subprocess.Popen([*BP, *argv], env=servers["env"], cwd=servers["cwd"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     mc, deadline, run = client(servers), time.monotonic() + 240, None
     while run is None and time.monotonic() < deadline:
@@ -309,7 +303,7 @@ def kill_worker_process(victim) -> None:
 def sweep_losing_a_worker(servers, args: list[str], victim_of) -> tuple[int, str, str, object]:
     """``bp sweep ARGS`` on the pool, whose worker training the run ``victim_of()`` returns (polled until it returns
     one) is killed (``kill_worker_process``): exit code, stdout, stderr, the victim."""
-    sweep = subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep", *args], env=servers["env"],
+    sweep = subprocess.Popen([*BP, "sweep", *args], env=servers["env"],
                              cwd=servers["cwd"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline, victim = time.monotonic() + 300, None
     try:
@@ -408,7 +402,7 @@ def test_a_pruned_search_survives_a_killed_worker_and_ends_as_it_does_in_process
     assert returncode == 0, err[-3000:]
     killed = mc.get_run(victim.info.run_id)
     assert (killed.info.status, killed.data.tags["bp.resumed"]) == ("FINISHED", "1"), killed.data.tags
-    here = subprocess.run([sys.executable, "-m", "flows.cli", "sweep", *search, "--parallel", "2", "--set",
+    here = subprocess.run([*BP, "sweep", *search, "--parallel", "2", "--set",
                            "experiment=killed-search-here"], env=servers["env"], cwd=servers["cwd"],
                           capture_output=True, text=True, timeout=900)
     assert here.returncode == 0, here.stderr[-3000:]

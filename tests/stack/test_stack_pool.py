@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from support import REPO, SEED_DATA, python_env
+from support import REPO, SEED_DATA, bp, python_env
 from support.stack import bp_stack, exported, free_port
 
 from flows.runtime import outage
@@ -53,12 +51,7 @@ def pool(tmp_path_factory):
 
 
 def sweep(pool, *argv: str, env: dict | None = None, wait: bool = True):
-    command = [sys.executable, "-m", "flows.cli", "sweep", *argv]
-    if not wait:
-        return subprocess.Popen(command, env={**pool["env"], **(env or {})}, cwd=pool["cwd"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(command, env={**pool["env"], **(env or {})}, cwd=pool["cwd"], capture_output=True,
-                          text=True, timeout=900)
+    return bp("sweep", *argv, env={**pool["env"], **(env or {})}, cwd=pool["cwd"], timeout=900, wait=wait)
 
 
 def runs_of(pool, experiment: str, where: str = "") -> list:
@@ -238,11 +231,8 @@ def test_sigterm_stops_a_pool_sweep_within_seconds_and_bp_resume_finishes_it_on_
     assert states and set(states.values()) <= {"COMPLETED", "CANCELLED", "FAILED", "CRASHED"}, states
     assert flow_run_states(pool, [parent.data.tags["bp.flow_run"]]) == {parent.data.tags["bp.flow_run"]: "CANCELLED"}
 
-    def bp(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "flows.cli", *argv], env=pool["env"], cwd=pool["cwd"],
-                              capture_output=True, text=True, timeout=900)
-
-    resumed = bp("resume", parent.info.run_id, "--pool", "bp")  # as it ran: its points on the pool's workers
+    # as it ran: its points on the pool's workers
+    resumed = bp("resume", parent.info.run_id, "--pool", "bp", env=pool["env"], cwd=pool["cwd"], timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.strip().splitlines()[-1] == f"run_id: {parent.info.run_id}"
     children = runs_of(pool, "pool-sigterm", f"tags.mlflow.parentRunId = '{parent.info.run_id}'")

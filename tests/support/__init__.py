@@ -7,6 +7,7 @@ fixtures are in ``support.fixtures`` and ``support.stack``, which tests/conftest
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,10 +85,38 @@ sys.exit(code)
 """
 
 
-def light_bp(*argv: str, cwd=REPO, timeout: float = 120):
-    """``bp ARGV`` in a subprocess that must not import Prefect or MLflow; the CompletedProcess."""
+BP = [sys.executable, "-m", "flows.cli"]  # the bp command in a process of its own, on this Python and checkout
+
+
+def bp(*argv: str, env: dict | None = None, cwd=REPO, timeout: float = 600, wait: bool = True):
+    """``bp ARGV`` in a process of its own (``env``: its whole environment, default ``python_env()``): the
+    CompletedProcess, or with ``wait=False`` the running Popen (stdout and stderr piped, text)."""
     import subprocess
-    import sys
+
+    env = python_env() if env is None else env
+    if not wait:
+        return subprocess.Popen([*BP, *argv], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    return subprocess.run([*BP, *argv], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def light_bp(*argv: str, cwd=REPO, timeout: float = 120):
+    """``bp ARGV`` in a subprocess that must not import Prefect or MLflow (exit 99 if it did); the CompletedProcess."""
+    import subprocess
 
     return subprocess.run([sys.executable, "-c", LIGHT_BP, *argv], capture_output=True, text=True, cwd=cwd,
                           timeout=timeout, env=python_env())
+
+
+def refused(done, *fragments: str) -> str:
+    """A refusal as bp makes it: exit 2, nothing on stdout, one line on stderr from bp (no traceback) holding every
+    fragment; that line. ``done``: a CompletedProcess, or ``run_bp``'s (code, stdout, stderr)."""
+    code, out, err = (done.returncode, done.stdout, done.stderr) if hasattr(done, "returncode") else done
+    assert code == 2, (code, err[-3000:])
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bp") and "Traceback" not in err, err
+    assert out == "", out
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

@@ -28,7 +28,7 @@ import pytest
 
 SUPERUSER = "postgres"
 REPO = Path(__file__).resolve().parents[2]
-STACK = [sys.executable, "-m", "flows.cli", "stack"]  # `bp stack`, whichever `bp` is on PATH
+STACK = [sys.executable, "-m", "flows.cli", "stack"]  # `bp stack` (support.BP + "stack": support imports this module)
 
 
 def pg_bindir() -> Path | None:

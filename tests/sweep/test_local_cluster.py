@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from support import REPO, python_env
+from support import BP, REPO, python_env
 from support.procs import alive, children_of, survivors
 
 from flows.tracking.store import ensure_store
@@ -44,7 +43,7 @@ def start_sweep(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     env = {**python_env(), "PREFECT_HOME": str(Path.home() / ".prefect")}  # the temporary server, not the test's
     env.pop("PREFECT_API_URL", None)
-    bp = subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep", MNIST_SWEEP, "--tracking-uri", uri, *LONG,
+    bp = subprocess.Popen([*BP, "sweep", MNIST_SWEEP, "--tracking-uri", uri, *LONG,
                            *extra], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return bp, uri
 
@@ -139,6 +138,6 @@ def test_a_point_whose_worker_is_killed_goes_on_from_its_checkpoint_in_its_own_r
     assert steps == list(range(1, 61)), "each epoch logged once"
     env = {**python_env(), "PREFECT_HOME": str(Path.home() / ".prefect")}
     env.pop("PREFECT_API_URL", None)
-    again = subprocess.run([sys.executable, "-m", "flows.cli", "reproduce", victim.info.run_id, "--tracking-uri",
+    again = subprocess.run([*BP, "reproduce", victim.info.run_id, "--tracking-uri",
                             uri], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert again.stdout.strip().splitlines()[0] == "identical", again.stdout + again.stderr[-3000:]

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 from mlflow.tracking import MlflowClient
-from support import REPO, prefect_api_env, run_bp
+from support import BP, REPO, prefect_api_env, run_bp
 
 from flows.experiments.reproduce import differences
 from flows.tracking import runs
@@ -39,7 +38,7 @@ def stopped_sweep(tracking_uri: str, workdir, args: list[str], experiment: str) 
     """``bp sweep ARGS`` in a process of its own, sent SIGINT once two of its children ended and one more has trained
     three epochs; the parent run's id."""
     mc = MlflowClient(tracking_uri)
-    bp = subprocess.Popen([sys.executable, "-m", "flows.cli", "sweep", *args, "--tracking-uri", tracking_uri,
+    bp = subprocess.Popen([*BP, "sweep", *args, "--tracking-uri", tracking_uri,
                            "--set", f"experiment={experiment}"], cwd=workdir, env=prefect_api_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -12,7 +12,7 @@ from contextlib import redirect_stderr, redirect_stdout
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
-from support import REPO, history, python_env, run_bp
+from support import REPO, history, python_env, refused, run_bp
 
 import bpcore.data.table
 
@@ -245,10 +245,9 @@ def test_mnist_sweep_child_reproduces_bit_for_bit(capsys, tracking_uri):
 
 def test_reproducing_a_parent_is_refused_with_a_pointer_to_its_children(full_sweep, capsys, sweep_db):
     _, parent, _, _, _ = full_sweep
-    code, out, err = run_bp(["reproduce", parent, "--tracking-uri", sweep_db], capsys)
+    line = refused(run_bp(["reproduce", parent, "--tracking-uri", sweep_db], capsys))
     best = MlflowClient(sweep_db).get_run(parent).data.tags["bp.best_child"]
-    assert code == 2 and out == ""
-    assert err.strip() == (f"bp: run {parent} is a sweep's parent: it trained nothing itself; reproduce one of its "
+    assert line == (f"bp: run {parent} is a sweep's parent: it trained nothing itself; reproduce one of its "
                            f"children (its best child is {best}), or run the sweep again with bp sweep")
 
 
