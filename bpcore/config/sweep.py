@@ -127,8 +127,9 @@ class Sweep(Strict):
         "alias `champion` to it when it beats the current champion; null = no registry"
     )
     pool: str | None = Field(
-        None, min_length=1, description="the Prefect work pool whose workers run the sweep (its points on their "
-        "Dask scheduler's workers); null = in-process"
+        None, min_length=1, description="the Prefect work pool bp sweep submits the sweep to: one of its workers "
+        "runs the sweep's flow, its points train on the pool's sweep workers (bp sweep-worker); null = where bp sweep "
+        "runs (--pool overrides)"
     )
 
     @field_validator("pool")
