@@ -9,7 +9,7 @@ import numpy as np
 from timing import best_of
 
 MATMUL_SIZES = (512, 1024, 2048)
-SIZES = (784, 128, 10)  # the network's layers, whose shapes shaped_gflops times
+SIZES = (784, 128, 10)  # the network's layers: shaped_gflops times products of their shapes
 
 
 def blas_info() -> dict:

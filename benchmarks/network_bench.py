@@ -198,9 +198,8 @@ def products_epoch(X: np.ndarray, n: int = 128):
 def part_flop_rate(X, y, repeats: int) -> list[float]:
     """(4) Ours' batch-128 epochs, each right after a fresh 2048-square matmul peak measurement.
 
-    This machine's speed drifts by a third within a minute (single peak measurements have come
-    out anywhere from 88 to 167 GFLOP/s; from 88 to 153 within one run), so a ratio of numbers
-    taken a minute apart measures the drift as much as the trainer. Each round pairs one epoch
+    A machine's speed can drift within a minute, so a ratio of numbers taken a minute apart
+    measures the drift as much as the trainer. Each round pairs one epoch
     with the peak measured just before it; the verdict is the median of the rounds' ratios. Each
     round also times ``products_epoch``, the products alone: no trainer that computes them with
     NumPy can do better.

@@ -1,4 +1,4 @@
-"""Sweeps on a pool (issues 16 and 27): ratios against baselines measured in the same run.
+"""Sweeps on a pool: ratios against baselines measured in the same run.
 
     python benchmarks/pool_bench.py [--rounds 3] [--parts adcm] [--points 32] [--growth 8,32,128]
                                     [--children 8] [--epochs 20] [--mnist-rounds 1]

@@ -1,4 +1,4 @@
-"""Resume benchmark (issue 28): what checkpoints cost a training, and what a resumption saves, each against a
+"""Resume benchmark: what checkpoints cost a training, and what a resumption saves, each against a
 baseline measured in the same run.
 
     python benchmarks/resume_bench.py [--rounds 3] [--parts cr] [--set KEY=VALUE ...]
@@ -8,8 +8,8 @@ baseline measured in the same run.
     after every second epoch as `bp train` writes it (`flows.experiments.checkpoints.Keeper`: the state copied on
     the training thread, serialised and logged as an artifact on a thread of its own while the next epoch
     trains). Epochs that train while a checkpoint is written, against the baseline: the epochs in between, of the
-    same trainings: each written epoch over the epoch just before it, the median of those ratios (this machine's
-    speed drifts by 2x between trainings), plus the copy taken on the training thread. Target: at most 1.03x an epoch.
+    same trainings: each written epoch over the epoch just before it, the median of those ratios (a machine's speed
+    drifts between trainings), plus the copy taken on the training thread. Target: at most 1.03x an epoch.
 (r) Resumption: `bp train configs/mnist.yaml --set trainer.epochs=30` from scratch (baseline) against the same
     command SIGKILLed once its run has logged epoch 20, then `bp resume` of that run; both in fresh processes
     against one Prefect server this benchmark starts (a server's start is neither's cost). Timed two ways:

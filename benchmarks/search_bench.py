@@ -1,4 +1,4 @@
-"""Learning-rate search (issue 17): what a search and a divergence-aware grid save, against baselines measured in
+"""Learning-rate search: what a search and a divergence-aware grid save, against baselines measured in
 the same run, on the bundled MNIST and the line fit.
 
     python benchmarks/search_bench.py [--parts spd] [--trials 12] [--epochs 20]

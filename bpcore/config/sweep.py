@@ -123,8 +123,8 @@ class Sweep(Strict):
         None, description="null = maximize for accuracies, minimize otherwise"
     )
     model_name: str | None = Field(
-        None, min_length=1, description="register the best child's model under this name and move the "
-        "alias `champion` to it when it beats the current champion; null = no registry"
+        None, min_length=1, description="register the best child's model under this name, and move the alias "
+        "`champion` to it, only when it beats every version trained on the same data; null = no registry"
     )
     pool: str | None = Field(
         None, min_length=1, description="the Prefect work pool bp sweep submits the sweep to: one of its workers "

@@ -51,7 +51,7 @@ class Search:
         else:
             sampler = optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=startup_trials(sweep.trials))
         self.pruner = _earlier_rounds(_pruner(sweep.prune)) if sweep.prune != "none" else None
-        self.prune, self.direction = sweep.prune, goal
+        self.prune = sweep.prune
         self.study = optuna.create_study(direction=goal, sampler=sampler, pruner=self.pruner)
         self.keys = list(sweep.space)
         self.names = short_names(self.keys)

@@ -64,7 +64,7 @@ def hessian_vector(net: Network, X: np.ndarray, Y: np.ndarray, v: np.ndarray, l2
 
     ``eps`` is small because relu has kinks: a step that moves a unit's input across zero changes
     the gradient by a jump, not a slope, and the difference quotient, no longer linear in ``v``,
-    sends power iteration astray (1e-4 did, on MNIST-sized layers). In float64 a gradient is exact
+    sends power iteration astray, the more so the larger the step. In float64 a gradient is exact
     to about 1e-16 of its size, so 1e-6 still leaves ten digits.
     """
     _move(net, v, eps)

@@ -1,4 +1,5 @@
-"""The ``bp`` subcommands: each checks its input before Prefect is imported, then calls one flow (or the stack).
+"""The ``bp`` subcommands of runs (``flows.cli.servers`` has the servers'): each checks its input before Prefect is
+imported, then calls one flow, or reads the store.
 
 Configs, data and the tracking store are checked first, so a typo costs a second, not the 10-20 s
 start of Prefect's temporary server.
@@ -64,7 +65,7 @@ def _check_data_path(config) -> None:
 def _train(args) -> int:
     config = _config(args)
     if config.sweep is not None:
-        print(f"bp: {args.config}: training the base config; its sweep.grid runs with bp sweep", file=sys.stderr)
+        print(f"bp: {args.config}: training the base config; its sweep runs with bp sweep", file=sys.stderr)
         config = config.model_copy(update={"sweep": None})
     fingerprint(config)  # load the data now (cached for the flow): bad data fails before Prefect starts
     uri = prepare_store(args.tracking_uri)

@@ -77,9 +77,8 @@ class Stopped(SystemExit):
 def signals_as_exit() -> Iterator[None]:
     """SIGTERM and SIGHUP raise Stopped (a SystemExit) in the main thread, as Ctrl-C raises KeyboardInterrupt.
 
-    The default action would end the process at once: the MLflow run left RUNNING and Prefect's
-    temporary server (a child process stopped only at exit) orphaned, listening. Unwinding
-    instead marks the run and runs the exit handlers that stop the server.
+    The default action would end the process at once, its MLflow run left RUNNING. Unwinding instead marks
+    the run and reaches the ``finally`` that stops Prefect's temporary server (``flows.cli.launch``).
     """
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -73,8 +73,8 @@ def launch(get_flow: Callable[[], Any], render: exits.Render | None = None, verb
 def _without_heartbeats():
     """The flow run bp runs in this process sends no heartbeats, whatever the environment says.
 
-    Each flow run's end waits up to a second for its heartbeat thread to stop (a sixth of a line fit against a
-    server). Heartbeats let a server notice a flow run whose process vanished; a temporary server dies with this
+    Each flow run's end waits up to a second for its heartbeat thread to stop, a large share of a short run.
+    Heartbeats let a server notice a flow run whose process vanished; a temporary server dies with this
     process anyway, and a bp process killed outright has its MLflow run reaped by the next bp. Flow runs that
     workers execute (a pool sweep's among them) keep theirs: the worker's environment sets them.
     """

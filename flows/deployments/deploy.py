@@ -5,8 +5,8 @@ installed package, on any machine, with no code to pull. Its parameters are the 
 (the sweep flow's for a config with a ``sweep`` section), and its schedule the config's
 ``schedule``. Registering again updates the deployment (Prefect keys it by flow and name): never
 a duplicate. Registering also makes the zombie automation (``flows.server.automations``) and deletes
-the ``sweep-child-<pool>`` deployments earlier bp versions ran sweep points as (a sweep's points are
-tasks on its pool's Dask cluster now, ``flows.sweep.local``).
+any ``sweep-child-<pool>`` deployment an earlier bp left on the pool (no sweep point runs as a deployment:
+points are tasks, ``flows.sweep.point``).
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def served_name(name: str) -> str:
 def deploy(configs: list[tuple[str, Config]], pool: str, create_pool: bool = False) -> list[str]:
     """Register one deployment per (name, config) on ``pool``, with its schedule; returns their full names.
 
-    Also the pool itself with ``create_pool``, the zombie automation, and the child deployments a
-    sweep config's children will run as.
+    Also the pool itself with ``create_pool`` and the zombie automation; the ``sweep-child-<pool>`` deployments
+    of earlier bp versions are deleted (``retire_child_deployments``).
     """
     if create_pool:
         ensure_pool(pool)

@@ -102,8 +102,8 @@ def load_data(config: Config) -> Any:
 
 
 def check_digest(data, expected: str | None) -> None:
-    """Refuse data whose sha256 differs from the one the caller recorded (a sweep's parent or first child,
-    a reproduction)."""
+    """Refuse data whose sha256 differs from the one the caller recorded (a sweep's, read where its flow runs;
+    ``bp resume``'s, from the run's record)."""
     if expected and data.digest != expected:
         raise DataError(f"{data.source}: data differs from what was recorded: expected sha256 {expected}, "
                         f"read {data.digest} (on {socket.gethostname()})")

@@ -105,8 +105,8 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int = 10) -> Fig
 def misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, limit: int = 36) -> Figure:
     """Up to ``limit`` wrongly read digits (28x28 pixels 0-255), labelled predicted / true.
 
-    One image of all the digits on one axes, labels as text: 36 axes of their own took about
-    1 s to draw.
+    One image of all the digits on one axes, labels as text: an axes per digit would multiply the
+    figure's drawing time.
     """
     wrong = np.flatnonzero(y_true != y_pred)
     shown = wrong[:limit]

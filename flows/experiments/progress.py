@@ -35,7 +35,7 @@ class EpochBar:
             console = None
         elif console is None:
             stream = stream if stream is not None else sys.stderr
-            # the stream's own answer, as before: rich alone would believe FORCE_COLOR in a CI log
+            # the stream's own answer: rich alone would believe FORCE_COLOR in a CI log
             console = Console(file=stream, force_terminal=True) if _isatty(stream) else None
         elif not console.is_terminal:
             console = None

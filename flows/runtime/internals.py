@@ -7,10 +7,8 @@ removes or changes one.
 
 from __future__ import annotations
 
-import functools
 import gc
 import os
-import ssl
 import sys
 
 
@@ -92,24 +90,3 @@ def in_prefect_engine_process() -> bool:
     prefect.engine`` (the command the stack's work pool sets, and the runner's), read from ``__main__``'s spec."""
     main = getattr(sys.modules.get("__main__"), "__spec__", None)
     return getattr(main, "name", None) == "prefect.engine"
-
-
-def prefect_tls_context() -> ssl.SSLContext:
-    """The TLS context Prefect's client makes for the current settings (``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``,
-    ``PREFECT_API_SSL_CERT_FILE``, else certifi's roots), which a transport of bp's own must carry: Prefect builds
-    it inside its client's constructor and exports no function for it. Made once per setting (it takes
-    milliseconds to load)."""
-    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY
-
-    return _tls_for(bool(PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value()), PREFECT_API_SSL_CERT_FILE.value() or None)
-
-
-@functools.cache
-def _tls_for(insecure: bool, cafile: str | None) -> ssl.SSLContext:
-    if insecure:
-        context = ssl.create_default_context()
-        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        return context
-    import certifi
-
-    return ssl.create_default_context(cafile=cafile or certifi.where())

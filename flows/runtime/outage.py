@@ -70,7 +70,7 @@ def client_settings(budget: float | None = None) -> dict[str, str]:
 
 
 def configure() -> None:
-    """Set MLflow's retry variables in this process from the budget.
+    """Set MLflow's and Prefect's client retry variables in this process from the budget.
 
     ``BP_SERVER_TIMEOUT`` given: they follow it. Not given: MLflow's own variables, if set, are kept.
     """

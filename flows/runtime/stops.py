@@ -1,5 +1,5 @@
 """How a process takes a stop: signals held across steps that must not be cut, and a stopped flow-run
-process's bounded exit. No imports from bp: launch, tracking and the stack all use it."""
+process's bounded exit. Of bp it imports only ``flows.runtime.internals``: launch, tracking and the stack use it."""
 
 from __future__ import annotations
 

@@ -107,7 +107,7 @@ def _prepare_server(api: str, auth: str) -> None:
     # relative paths in a config then mean what they mean to `bp train` run where `bp stack up` ran
     template["variables"]["properties"]["working_dir"]["default"] = str(Path.cwd())
     # the flow run's engine started directly, with the workers' own Python: without a command, Prefect 3.9's process
-    # worker starts a workspace supervisor first, a second interpreter importing Prefect (2-3 s a flow run here)
+    # worker starts a workspace supervisor first, a second interpreter importing Prefect (seconds a flow run)
     template["variables"]["properties"]["command"]["default"] = f"{shlex.quote(sys.executable)} -m prefect.engine"
     with _client_of(api, auth):
         if pools.ensure_pool(svc.POOL, template, resume=True):

@@ -16,8 +16,9 @@ WORKER_GRACE = 30.0
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``stack`` with ``up``, ``down``, ``status`` and ``env`` to the ``bp`` command's subparsers."""
     stack = subparsers.add_parser("stack", help="start, stop or show the servers and workers as local processes",
-                                  description="the Prefect server, the MLflow server and Prefect workers as local "
-                                              "background processes (the docker-compose topology without Docker)")
+                                  description="the Prefect and MLflow servers, Prefect workers, and a Dask scheduler "
+                                              "with its sweep workers as local background processes (the "
+                                              "docker-compose topology without Docker)")
     actions = stack.add_subparsers(dest="action", required=True, metavar="{up,down,status,env}",
                                    parser_class=type(stack))
     up = actions.add_parser("up", help="start the servers and workers, wait until they answer",

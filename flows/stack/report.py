@@ -27,7 +27,7 @@ def status(args: argparse.Namespace) -> bool:
         alive = procs.alive(record)
         if "worker" in record:
             answers = record["worker"] in online
-        elif "sweep_worker" in record:  # it says nothing itself: its process (Dask's nanny restarts a lost worker)
+        elif "sweep_worker" in record:  # judged by its process: it answers nothing itself (its nanny restarts it)
             answers = alive
         elif "scheduler" in record:
             answers = alive and procs.port_in_use(int(record["url"].rsplit(":", 1)[1]), svc.HOST)

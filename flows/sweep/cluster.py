@@ -22,7 +22,7 @@ PRELOAD = ("flows.sweep.worker_setup",)  # what each worker runs as it starts: i
 WARM_DATA = "BP_SWEEP_WARM_DATA"  # the workers' environment: JSON list of configs whose data they load at start
 # Dask's statistical profiler samples every thread's stack every 10 ms, taking the GIL from the point that trains;
 # Dask's MALLOC_TRIM_THRESHOLD_ turns off glibc's adaptive mmap threshold, so every array over 128 KiB a batch
-# makes (a layer's weight gradient) is mapped and unmapped anew: page faults took a third of a worker's time.
+# makes (a layer's weight gradient) is mapped and unmapped anew, page-faulting on every batch.
 WORKER_CONFIG = {"distributed.worker.profile.enabled": False,
                  "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 _SECURITY: dict[str, object] = {}  # scheduler address -> the Security its clients connect with (this process's)
@@ -55,7 +55,8 @@ class LocalSweepCluster:
             from distributed.security import Security
 
             logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines: each worker's every step
-            logging.getLogger("prefect.task_runner.dask").setLevel(logging.WARNING)  # and a dashboard it has not
+            # prefect-dask's INFO line links a dashboard the cluster does not run
+            logging.getLogger("prefect.task_runner.dask").setLevel(logging.WARNING)
 
             security = Security.temporary()
             env = {**blas.environment(self.workers), WARM_DATA: json.dumps(self.data),

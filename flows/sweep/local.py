@@ -1,5 +1,5 @@
-"""Where an in-process sweep's points train: one after another in this process (``--parallel 1``), else on a Dask
-cluster of worker processes (``flows.sweep.cluster``), each point a task run of the sweep's flow run whose
+"""Where a sweep's points train: one after another in this process (``--parallel 1``), else on a Dask cluster (its
+own, ``flows.sweep.cluster``, or its pool's scheduler), each point a task run of the sweep's flow run whose
 outcome is the task's return value. Skips and stops reach a point after its epoch (through its steer here, or
 the scheduler's metadata on the cluster); a point whose worker process died is trained again by Dask, and its
 lost attempt's run is marked FAILED."""
@@ -114,7 +114,7 @@ def run_children(points: list[GridPoint], digests: list[str], sweeping: Sweeping
 def _kept(points: list[GridPoint], sweeping: Sweeping, skip: bool, outcomes: dict[int, Child],
           skipped: dict[int, str]) -> dict[int, str]:
     """A resumed sweep's outcomes that stand (``Earlier``), put in ``outcomes`` (a kept divergence skips the rates above
-    it, as it did); the runs its points cut short go on in, by point index."""
+    it, as it did); the run each of its cut-short points goes on in, by point index."""
     earlier = sweeping.earlier
     if earlier is None:
         return {}

@@ -22,8 +22,8 @@ def end(mc: MlflowClient, run_id: str, run_status: str, bp_status: str, reason: 
     request, and then the tags are written again; else it stays RUNNING for the next bp to reap.
     ``quick``: every request tried once (a stop, or a server known to be gone).
 
-    Two processes may end one run at once (a sweep marking a child KILLED as it stops, while the child's
-    own process finishes it): the status is the last one written, and its writer then makes the tags
+    Two processes may end one run at once (a sweep or a reaper marking FAILED a run it took for lost, while the
+    run's own process finishes it): the status is the last one written, and its writer then makes the tags
     its own (``_agree``), so a run's status, ``bp.status`` and ``bp.failure_reason`` always tell one story.
     """
     tags = [RunTag(tag.STATUS, bp_status)] + ([RunTag(tag.FAILURE_REASON, reason)] if reason is not None else [])

@@ -18,7 +18,7 @@ from flows.tracking import tags as tag
 # from different clocks (boot ticks vs wall clock), and marking a live run FAILED cannot be undone.
 _CLOCK_SLACK_S = 60
 WORKER_TAG = tag.WORKER
-_GONE = "that ran it is gone"  # in every reason reap writes: how reaped() knows its runs
+_GONE = "that ran it is gone"  # in every reason reap writes
 
 
 def reap(uri: str, experiment_ids: list[str] | None = None, checked: bool = False) -> list[tuple[str, str]]:
@@ -55,16 +55,6 @@ def reap(uri: str, experiment_ids: list[str] | None = None, checked: bool = Fals
             if mark_failed(client, run.info.run_id, "failed", reason):  # else its process ended it just now
                 marked.append((run.info.run_id, reason))
     return marked
-
-
-def reaped(run) -> bool:
-    """True if ``run`` (an MLflow Run) was marked FAILED by ``reap``: its process died, nothing ended it.
-
-    A pool sweep asks this of a lost point's run: one reaped by a bp on the worker's machine before
-    the point's lease ran out was lost as much as one still RUNNING, and is trained again.
-    """
-    reason = run.data.tags.get(tag.FAILURE_REASON, "")
-    return run.info.status == "FAILED" and reason.startswith("process ") and _GONE in reason
 
 
 def _running_here(client, experiment_ids: list[str] | None, host: str) -> list:

@@ -226,11 +226,11 @@ def experiment_id_of(mc: MlflowClient, name: str) -> str:
 
 
 class StopRequested(BaseException):
-    """Raised in a thread told to stop from another (a sweep point whose sweep ended): ``reason`` says why.
+    """Raised in a sweep point's own thread when its sweep's word says stop (``flows.sweep.point.ScheduledSteer``):
+    ``reason`` says why.
 
-    A BaseException, as Ctrl-C is: the code it interrupts must not take it for an error of its own.
-    Raised by class (``PyThreadState_SetAsyncExc`` takes no instance), so each stop makes a subclass
-    carrying its reason (``stop_request``).
+    A BaseException, as Ctrl-C is: the code it interrupts must not take it for an error of its own. Each stop
+    makes a subclass carrying its reason (``stop_request``).
     """
 
     reason = "stopped"

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 
-import pytest
 from support import REPO
 
 from flows.runtime import internals
@@ -103,16 +102,3 @@ def test_a_flow_runs_own_process_is_still_python_m_prefect_engine(monkeypatch):
     assert not internals.in_prefect_engine_process()  # pytest's own process
     monkeypatch.setattr(sys.modules["__main__"], "__spec__", spec)  # as runpy sets it for python -m prefect.engine
     assert internals.in_prefect_engine_process()
-
-
-@pytest.mark.parametrize("insecure", [False, True])
-def test_bps_tls_context_for_prefect_is_the_one_prefects_client_makes(monkeypatch, insecure):
-    from prefect.client.orchestration import PrefectClient
-    from prefect.settings import PREFECT_API_TLS_INSECURE_SKIP_VERIFY, temporary_settings
-
-    with temporary_settings({PREFECT_API_TLS_INSECURE_SKIP_VERIFY: insecure}):
-        ours = internals.prefect_tls_context()
-        client = PrefectClient("http://127.0.0.1:1/api")
-        theirs = client._client._transport._pool._ssl_context  # internal: Prefect's client's transport and pool
-    assert (ours.verify_mode, ours.check_hostname) == (theirs.verify_mode, theirs.check_hostname)
-    assert len(ours.get_ca_certs()) == len(theirs.get_ca_certs())
