@@ -204,7 +204,7 @@ def test_sqlite_with_auth_up_status_down(tmp_path):
     bystander = unrelated_process()
     started = time.monotonic()
     try:
-        up = bp_stack("up", "--dir", str(directory), "--workers", "1", "--auth",
+        up = bp_stack("up", "--dir", str(directory), "--workers", "1", "--auth", "--scheduler-port", str(free_port()),
                       "--prefect-port", str(prefect_port), "--mlflow-port", str(mlflow_port), env=env)
         up_seconds = time.monotonic() - started
         records = json.loads((directory / stack_procs.PIDS_FILE).read_text())["services"] if up.returncode == 0 else []

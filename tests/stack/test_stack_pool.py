@@ -33,6 +33,7 @@ def pool(tmp_path_factory):
     directory = tmp_path_factory.mktemp("bp-sqlite-stack")
     up = bp_stack("up", "--dir", str(directory), "--workers", "2", "--data-root", str(SEED_DATA.parent),
                   "--prefect-port", str(free_port()), "--mlflow-port", str(free_port()),
+                  "--scheduler-port", str(free_port()),
                   env={**python_env(), WORKER_TTL: "8s"})
     if up.returncode != 0:
         bp_stack("down", "--dir", str(directory))
@@ -435,7 +436,7 @@ def test_bp_stack_down_under_a_pool_sweep_ends_it_and_leaves_nothing_running(tmp
     end KILLED, the follower says so (exit 1), and no process of the stack is left."""
     directory = tmp_path_factory.mktemp("bp-down-stack")
     up = bp_stack("up", "--dir", str(directory), "--workers", "1", "--prefect-port", str(free_port()),
-                  "--mlflow-port", str(free_port()))
+                  "--mlflow-port", str(free_port()), "--scheduler-port", str(free_port()))
     assert up.returncode == 0, up.stderr[-3000:]
     env = exported(up.stdout)
     client = {"env": {**python_env(), **env}, "cwd": tmp_path_factory.mktemp("down-client"), **env}
@@ -488,7 +489,7 @@ def test_a_scheduler_lost_under_a_pool_sweep_fails_it_naming_the_scheduler(tmp_p
     directory = tmp_path_factory.mktemp(f"bp-scheduler-{how}")
     env = {**python_env(), outage.VARIABLE: "15"}
     up = bp_stack("up", "--dir", str(directory), "--workers", "1", "--prefect-port", str(free_port()),
-                  "--mlflow-port", str(free_port()), env=env)
+                  "--mlflow-port", str(free_port()), "--scheduler-port", str(free_port()), env=env)
     assert up.returncode == 0, up.stderr[-3000:]
     client = {"env": {**env, **exported(up.stdout)}, "cwd": tmp_path_factory.mktemp("lost-client"),
               **exported(up.stdout)}

@@ -148,7 +148,8 @@ def stack(postgres, tmp_path_factory) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("bp-stack")
     prefect_port, mlflow_port = free_port(), free_port()
     up = bp_stack("up", "--dir", str(directory), "--workers", "2", "--database-url", postgres,
-                  "--prefect-port", str(prefect_port), "--mlflow-port", str(mlflow_port), env=FAST_SCHEDULER)
+                  "--prefect-port", str(prefect_port), "--mlflow-port", str(mlflow_port),
+                  "--scheduler-port", str(free_port()), env=FAST_SCHEDULER)
     if up.returncode != 0:
         bp_stack("down", "--dir", str(directory))
         pytest.fail(f"bp stack up failed (exit {up.returncode}):\n{up.stderr[-4000:]}")
