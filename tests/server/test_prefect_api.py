@@ -26,8 +26,7 @@ def timed_bp(*argv: str, env: dict, cwd) -> tuple[subprocess.CompletedProcess, f
 def refused_soon(done_and_time, *fragments: str) -> str:
     """A refusal (``support.refused``) from bp itself, within 15 s."""
     done, took = done_and_time
-    line = refused(done, *fragments)
-    assert line.startswith("bp: ")
+    line = refused(done, *fragments, prefix="bp: ")
     assert took < 15, f"{took:.1f} s to refuse"
     return line
 

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from support import BP, python_env
+from support import BP, bp, python_env, refused
 from support.stack import REPO, STACK, bp_stack, free_port
 
 from flows.stack import procs as stack_procs
@@ -233,9 +233,8 @@ def test_sqlite_with_auth_up_status_down(tmp_path):
             wrong = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "wrong-password"}
             for extra, fragment in (({}, "the server asks for credentials: set MLFLOW_TRACKING_USERNAME"),
                                     (wrong, "the server refuses the credentials given (user admin)")):
-                one_line_refusal(subprocess.run(train, capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                                                env={**python_env(), **extra}), f"tracking URI {tracking}: "
-                                 f"{fragment}")
+                done = bp(*train[len(BP):], env={**python_env(), **extra}, cwd=tmp_path, timeout=60)
+                refused(done, f"tracking URI {tracking}: {fragment}", prefix="bp: ")
             assert get(f"{api}/flow_runs/filter", body={})[0] == 401
             # the worker authenticated to register: it got the auth string
             assert {r["worker"] for r in records if "worker" in r} <= workers_of(api, PREFECT_AUTH)
@@ -380,46 +379,37 @@ def processes_of(directory) -> list[int]:
     return found
 
 
-def one_line_refusal(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bp: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
-
-
 def test_refusals_are_one_line_and_exit_2(tmp_path):
     directory = str(tmp_path / "stack")
     ports = ["--prefect-port", str(free_port()), "--mlflow-port", str(free_port())]
     up = ("up", "--dir", directory, *ports)
 
     for password in ("short-pw", " " * 12, "a b c d e f g h i j k"):  # fewer than 12 characters but spaces
-        short = one_line_refusal(bp_stack(*up, "--auth", env={"BP_MLFLOW_ADMIN_PASSWORD": password}),
-                                 "BP_MLFLOW_ADMIN_PASSWORD", "at least 12 characters other than spaces")
+        short = refused(bp_stack(*up, "--auth", env={"BP_MLFLOW_ADMIN_PASSWORD": password}),
+                                 "BP_MLFLOW_ADMIN_PASSWORD", "at least 12 characters other than spaces", prefix="bp: ")
         assert password.strip() not in short or not password.strip()
     for auth in ("x", "bp:short", ":a-long-enough-secret", "bp:" + " " * 20):
-        one_line_refusal(bp_stack(*up, env={"BP_PREFECT_AUTH_STRING": auth}), "BP_PREFECT_AUTH_STRING")
+        refused(bp_stack(*up, env={"BP_PREFECT_AUTH_STRING": auth}), "BP_PREFECT_AUTH_STRING", prefix="bp: ")
     many = bp_stack(*up, "--workers", "1000")
     assert many.returncode == 2 and len(many.stderr.strip().splitlines()) == 1, many.stderr
     assert f"argument --workers: 1000 workers: at most {4 * os.cpu_count()} on this machine" in many.stderr
 
-    one_line_refusal(bp_stack(*up, "--database-url", "mysql://u@127.0.0.1:3306"), "not a PostgreSQL URL")
-    line = one_line_refusal(bp_stack(*up, "--database-url", "postgresql://u:hunter2secret@127.0.0.1:5432/db"),
-                            "no database")
+    refused(bp_stack(*up, "--database-url", "mysql://u@127.0.0.1:3306"), "not a PostgreSQL URL", prefix="bp: ")
+    line = refused(bp_stack(*up, "--database-url", "postgresql://u:hunter2secret@127.0.0.1:5432/db"),
+                            "no database", prefix="bp: ")
     assert "hunter2secret" not in line and "u:***@" in line
-    line = one_line_refusal(bp_stack(*up, "--database-url", f"postgresql://u:hunter2secret@127.0.0.1:{free_port()}"),
-                            "cannot connect")
+    line = refused(bp_stack(*up, "--database-url", f"postgresql://u:hunter2secret@127.0.0.1:{free_port()}"),
+                            "cannot connect", prefix="bp: ")
     assert "hunter2secret" not in line
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        one_line_refusal(bp_stack("up", "--dir", directory, "--prefect-port", str(port), "--mlflow-port",
-                                  str(free_port())), f"--prefect-port {port}", "in use")
-    one_line_refusal(bp_stack("up", "--dir", directory, "--prefect-port", "4711", "--mlflow-port", "4711"),
-                     "both 4711")
+        refused(bp_stack("up", "--dir", directory, "--prefect-port", str(port), "--mlflow-port",
+                                  str(free_port())), f"--prefect-port {port}", "in use", prefix="bp: ")
+    refused(bp_stack("up", "--dir", directory, "--prefect-port", "4711", "--mlflow-port", "4711"),
+                     "both 4711", prefix="bp: ")
     assert not os.path.exists(directory)  # refused before anything was made
 
 
@@ -427,8 +417,9 @@ def test_a_dir_that_is_a_file_or_under_one_is_one_line(tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("not a directory")
     for action in ("up", "status", "down"):
-        one_line_refusal(bp_stack(action, "--dir", str(afile)), f"--dir {afile}: is a file")
-        one_line_refusal(bp_stack(action, "--dir", str(afile / "sub")), f"--dir {afile / 'sub'}: is under {afile}")
+        refused(bp_stack(action, "--dir", str(afile)), f"--dir {afile}: is a file", prefix="bp: ")
+        refused(bp_stack(action, "--dir", str(afile / "sub")), f"--dir {afile / 'sub'}: is under {afile}",
+                prefix="bp: ")
 
 
 @pytest.mark.parametrize(("content", "fault"), [
@@ -444,7 +435,7 @@ def test_a_hand_edited_pids_file_is_one_line(tmp_path, content, fault):
     directory.mkdir()
     (directory / stack_procs.PIDS_FILE).write_text(content)
     for action in ("status", "down", "up"):
-        one_line_refusal(bp_stack(action, "--dir", str(directory)), str(directory / stack_procs.PIDS_FILE), fault)
+        refused(bp_stack(action, "--dir", str(directory)), str(directory / stack_procs.PIDS_FILE), fault, prefix="bp: ")
 
 
 CALLER = """
@@ -483,8 +474,8 @@ def test_running_stack_is_refused_and_a_reused_pid_left_alone(tmp_path):
     try:
         # a live recorded process: a second `up` in the same DIR is refused
         stack_procs.write_records(directory, [record_of(bystander, "prefect-server")])
-        one_line_refusal(bp_stack("up", "--dir", str(directory), "--prefect-port", str(free_port()),
-                                  "--mlflow-port", str(free_port())), "already runs", "bp stack down")
+        refused(bp_stack("up", "--dir", str(directory), "--prefect-port", str(free_port()),
+                                  "--mlflow-port", str(free_port())), "already runs", "bp stack down", prefix="bp: ")
         status = bp_stack("status", "--dir", str(directory))
         assert status.returncode == 0 and " up " in status.stdout
         # the same pid with another start time is another process (the kernel reused the pid): never signalled

@@ -109,13 +109,14 @@ def light_bp(*argv: str, cwd=REPO, timeout: float = 120):
                           timeout=timeout, env=python_env())
 
 
-def refused(done, *fragments: str) -> str:
-    """A refusal as bp makes it: exit 2, nothing on stdout, one line on stderr from bp (no traceback) holding every
-    fragment; that line. ``done``: a CompletedProcess, or ``run_bp``'s (code, stdout, stderr)."""
+def refused(done, *fragments: str, prefix: str = "bp") -> str:
+    """A refusal as bp makes it: exit 2, nothing on stdout, one line on stderr starting with ``prefix`` (``"bp: "``:
+    bp's own, not argparse's), no traceback, holding every fragment; that line. ``done``: a CompletedProcess, or
+    ``run_bp``'s (code, stdout, stderr)."""
     code, out, err = (done.returncode, done.stdout, done.stderr) if hasattr(done, "returncode") else done
     assert code == 2, (code, err[-3000:])
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bp") and "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith(prefix) and "Traceback" not in err, err
     assert out == "", out
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
