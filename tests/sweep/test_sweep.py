@@ -255,7 +255,7 @@ def test_bp_train_on_a_sweep_config_trains_the_base_values_once(capsys, tracking
     code, out, err = run_bp(["train", LINREG_SWEEP, "--tracking-uri", tracking_uri, "--set", "trainer.iterations=5",
                              "--set", "experiment=sweep-config-trained"], capsys)
     assert code == 0, err
-    assert "training the base config; its sweep.grid runs with bp sweep" in err
+    assert "training the base config; its sweep runs with bp sweep" in err
     run = MlflowClient(tracking_uri).get_run(out.strip().splitlines()[-1].removeprefix("run_id: "))
     assert run.data.params["trainer.learning_rate"] == "0.0001"
     assert not any(key.startswith("sweep") for key in run.data.params)
