@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import tenacity
+
 T = TypeVar("T")
 
 
@@ -17,8 +19,6 @@ def poll(ask: Callable[[], T], done: Callable[[T], bool], timeout: float, every:
     state it ended in. An exception from ``ask`` ends the wait (it is how an awaited process that
     died says so).
     """
-    import tenacity
-
     deadline = time.monotonic() + timeout
     return tenacity.Retrying(
         retry=tenacity.retry_if_result(lambda answer: not done(answer)),

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 
 import numpy as np
+import tenacity
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
@@ -97,8 +98,6 @@ def with_retries(fn, attempts: int = 3, delay: float = 1.0, sleep=time.sleep):
     whole Prefect task would retrain the network. A request that already waited for an absent server
     (``outage.unreachable``) is not tried again, nor is a stop (KeyboardInterrupt, a sweep's stop).
     """
-    import tenacity
-
     again = tenacity.retry_if_exception(lambda exc: isinstance(exc, Exception) and not outage.unreachable(exc))
     return tenacity.Retrying(stop=tenacity.stop_after_attempt(attempts), wait=tenacity.wait_fixed(delay),
                              retry=again, reraise=True, sleep=sleep)(fn)

@@ -243,7 +243,8 @@ def test_sigterm_stops_a_pool_sweep_within_seconds_and_bp_resume_finishes_it_on_
         assert [m.step for m in mc.get_metric_history(child.info.run_id, "cost")] == list(range(1, 101))
     assert {c.info.run_id for c in children if c.data.tags.get("bp.resumed") == "1"} == {k.info.run_id
                                                                                           for k in killed}
-    again = bp("reproduce", killed[0].info.run_id)  # a point resumed on a worker is its uninterrupted training
+    # a point resumed on a worker is its uninterrupted training
+    again = bp("reproduce", killed[0].info.run_id, env=pool["env"], cwd=pool["cwd"], timeout=900)
     assert again.stdout.strip().splitlines()[0] == "identical", again.stdout + again.stderr[-3000:]
 
 
