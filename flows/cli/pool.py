@@ -104,6 +104,14 @@ class ServerLost(Exception):
     """The Prefect server failed every request for longer than ``BP_SERVER_TIMEOUT``."""
 
 
+def _log_batch_seconds() -> float:
+    """How long a process's log records may wait before Prefect sends them to the server (its batch interval), and a
+    second more."""
+    from prefect.settings import get_current_settings
+
+    return float(get_current_settings().logging.to_api.batch_interval) + 1.0
+
+
 def _until_final(client, logs: _Logs, timeout: float | None = None):
     """The flow run's final state once it has one, its logs printed meanwhile (None after ``timeout`` s).
     ServerLost once the server has not answered for ``BP_SERVER_TIMEOUT`` s in a row."""
@@ -124,6 +132,7 @@ def _until_final(client, logs: _Logs, timeout: float | None = None):
                 raise ServerLost(str(exc)) from exc
             run = None
         if run is not None and run.state is not None and run.state.is_final():
+            time.sleep(_log_batch_seconds())  # the workers send their last records a batch interval later
             logs.show(final=True)  # what it logged as it ended
             return run.state
         if deadline is not None and time.monotonic() > deadline:
