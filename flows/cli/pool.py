@@ -132,8 +132,13 @@ def _until_final(client, logs: _Logs, timeout: float | None = None):
                 raise ServerLost(str(exc)) from exc
             run = None
         if run is not None and run.state is not None and run.state.is_final():
-            time.sleep(_log_batch_seconds())  # the workers send their last records a batch interval later
-            logs.show(final=True)  # what it logged as it ended
+            if run.state.is_completed():  # its workers send their last records a batch interval later (a stopped
+                time.sleep(_log_batch_seconds())  # one's servers may be going away: its state is what counts)
+            try:
+                logs.show(final=True)  # what it logged as it ended
+            except Exception as exc:  # the server went away meanwhile (bp stack down): the state is what counts
+                if not _away(exc):
+                    raise
             return run.state
         if deadline is not None and time.monotonic() > deadline:
             return None
