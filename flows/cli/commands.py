@@ -241,7 +241,7 @@ def prepare_store(uri: str | None) -> str:
 def _launch(args, get_flow, render, beside=None, **params) -> int:
     from flows.cli.launch import launch
 
-    return launch(get_flow, render, verbose=args.verbose, reap_uri=params["tracking_uri"], beside=beside, **params)
+    return launch(get_flow, render, reap_uri=params["tracking_uri"], beside=beside, **params)
 
 
 COMMANDS = {"train": _train, "sweep": _sweep, "validate": _validate, "reproduce": _reproduce, "resume": _resume,

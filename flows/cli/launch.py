@@ -17,7 +17,7 @@ from flows.cli import exits
 from flows.runtime import internals, terminal
 
 
-def launch(get_flow: Callable[[], Any], render: exits.Render | None = None, verbose: bool = False,
+def launch(get_flow: Callable[[], Any], render: exits.Render | None = None,
            reap_uri: str | None = None, beside: Callable[[str | None], Any] | None = None, **params) -> int:
     """Call the flow ``get_flow()`` returns with ``params`` here; print its outcome, then ``run_id: <id>``
     last; return the exit code.
@@ -38,8 +38,7 @@ def launch(get_flow: Callable[[], Any], render: exits.Render | None = None, verb
     try:
         companion = beside(server.api_url if server else temporary_server.configured_api()) if beside else None
         flow = get_flow()
-        if not verbose:
-            terminal.quiet()
+        terminal.quiet()  # unless --verbose (BP_VERBOSE=1, which main sets for this process and its workers)
         warm = _start_prewarm(reap_uri)
         if server is not None:
             server.wait_ready(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")))
