@@ -1,0 +1,117 @@
+"""The pool stack of the sweep tests (``bp stack up --workers 2`` on SQLite, as a new user starts it, its Dask
+scheduler taking a frozen worker for lost after 8 s) and what its tests do with it: a sweep submitted to it, its
+runs, the Prefect states of its flow runs and points, a service of it stopped and started again as it was.
+
+``pool`` is module-scoped: each module that uses it has a stack of its own, so two such modules can run at once
+(tests/conftest.py keeps each module's tests on one pytest-xdist worker).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.stack import procs as stack_procs
+from support import SEED_DATA, bp, python_env
+from support.stack import bp_stack, exported, free_port
+
+WORKER_TTL = "DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL"  # the scheduler's: a silent worker is lost after this
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    """The default stack, two workers reading data only under the seed's data directory; down after."""
+    directory = tmp_path_factory.mktemp("bp-sqlite-stack")
+    up = bp_stack("up", "--dir", str(directory), "--workers", "2", "--data-root", str(SEED_DATA.parent),
+                  "--prefect-port", str(free_port()), "--mlflow-port", str(free_port()),
+                  "--scheduler-port", str(free_port()),
+                  env={**python_env(), WORKER_TTL: "8s"})
+    if up.returncode != 0:
+        bp_stack("down", "--dir", str(directory))
+        pytest.fail(f"bp stack up failed (exit {up.returncode}):\n{up.stderr[-4000:]}")
+    assert "--database-url (Postgres) suits more than one worker" in up.stderr
+    env = exported(up.stdout)
+    cwd = tmp_path_factory.mktemp("pool-client")  # not the checkout, where the workers start their flow runs
+    try:
+        yield {"dir": directory, "env": {**python_env(), **env}, "cwd": cwd, **env}
+    finally:
+        records = stack_procs.read_records(directory)
+        down = bp_stack("down", "--dir", str(directory), "--grace", "5", timeout=180)
+        left = [r for r in records if stack_procs.group(r)]
+        stack_procs.stop(left, 5)
+        assert down.returncode == 0 and not left, f"bp stack down left {left}: {down.stdout}{down.stderr}"
+
+
+def sweep(pool, *argv: str, env: dict | None = None, wait: bool = True):
+    return bp("sweep", *argv, env={**pool["env"], **(env or {})}, cwd=pool["cwd"], timeout=900, wait=wait)
+
+
+def runs_of(pool, experiment: str, where: str = "") -> list:
+    mc = MlflowClient(pool["MLFLOW_TRACKING_URI"])
+    found = mc.get_experiment_by_name(experiment)
+    return mc.search_runs([found.experiment_id], where, max_results=500) if found else []
+
+
+def prefect_server(pool) -> dict:
+    return next(r for r in stack_procs.read_records(pool["dir"]) if r["name"] == "prefect-server")
+
+
+def stop_service(record: dict) -> tuple[list[bytes], dict, str]:
+    """Stop a stack service (its whole session); what it takes to start it again as it was."""
+    pid = record["pid"]
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    env = dict(item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item)
+    cwd = os.readlink(f"/proc/{pid}/cwd")
+    stack_procs.stop([record], 10)
+    return argv, env, cwd
+
+
+def start_service(pool, record: dict, argv, env, cwd) -> None:
+    """Start a stopped service again and record it, so that bp stack down stops the new process."""
+    records = []
+    stack_procs.spawn(records, record["name"], [a.decode() for a in argv], {k.decode(): v.decode() for k, v in
+                      env.items()}, Path(record["log"]), cwd=Path(cwd), url=record["url"], health=record["health"])
+    write = [records[0] if r["name"] == record["name"] else r for r in stack_procs.read_records(pool["dir"])]
+    stack_procs.write_records(pool["dir"], write)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            import urllib.request
+
+            with urllib.request.urlopen(record["health"], timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{record['name']} did not come back")
+
+
+def flow_run_states(pool, ids) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.settings import temporary_settings
+
+    settings = {"api.url": pool["PREFECT_API_URL"], "api.auth_string": pool["PREFECT_API_AUTH_STRING"]}
+    with temporary_settings(updates=settings), get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(ids))))
+    return {str(r.id): r.state.type.value for r in runs}
+
+
+def point_states(pool, flow_run: str) -> dict[str, str]:
+    """The states of a sweep's point task runs (under its flow run in the Prefect UI), by name."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.settings import temporary_settings
+
+    settings = {"api.url": pool["PREFECT_API_URL"], "api.auth_string": pool["PREFECT_API_AUTH_STRING"]}
+    with temporary_settings(updates=settings), get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run])), limit=200)
+    return {r.name: r.state.type.value for r in runs if r.name.startswith("child ")}
+
+
+def rates(n: int) -> str:
+    return "[" + ", ".join(f"{1.0e-5 * (1 + i):.6g}" for i in range(n)) + "]"
+
