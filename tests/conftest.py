@@ -1,4 +1,5 @@
-"""The test session: bp's settings applied first (as the bp command does), the shared fixtures as plugins."""
+"""The test session: bp's settings applied first (as the bp command does), the shared fixtures as plugins, and how
+the tests share this machine's two cores (pytest-xdist, two workers: ``addopts`` in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,46 @@ from flows.runtime import settings
 
 settings.apply()  # bp's offline Prefect/MLflow defaults, before either is imported
 
-pytest_plugins = ["support.fixtures", "support.stack"]
+pytest_plugins = ["support.fixtures", "support.stack", "support.pool"]
+
+# Fixtures that start servers and are shared by several tests (session- or module-scoped): every test using one
+# runs on the same pytest-xdist worker, so the servers start once. The session stack's group spans two modules
+# (test_stack.py checks the running stack before test_stack_flows.py restarts its parts: file order is kept).
+SHARED_SERVERS = {"stack": "stack", "servers": "stack", "pool": None}
+# modules whose tests share module-scoped state (a sweep trained once, a server, the default ports) keep together
+ONE_WORKER_MODULES = ("tests/stack/test_walkthrough.py", "tests/sweep/test_sweep.py",
+                      "tests/sweep/test_sweep_server.py", "tests/tracking/test_store.py",
+                      "tests/tracking/test_serving.py", "tests/experiments/test_mnist_pipeline.py",
+                      "tests/experiments/test_resume.py", "tests/bpcore/test_linreg.py",
+                      "tests/bpcore/test_mnist_data.py")
 
 
+def _group(item) -> str | None:
+    module = item.nodeid.split("::")[0]
+    if item.get_closest_marker("compose"):
+        return "compose"  # one Docker engine
+    for fixture, group in SHARED_SERVERS.items():
+        if fixture in item.fixturenames:
+            return group or module  # the pool: one stack per module
+    return module if module in ONE_WORKER_MODULES else None
+
+
+def _weight(item) -> int:
+    """Longest first, so the two workers end together: the stacks' groups, then other server tests, then the rest."""
+    if any(fixture in item.fixturenames for fixture in SHARED_SERVERS):
+        return 0
+    return 1 if item.get_closest_marker("slow") else 2
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
-    """Tests that start servers are slow: those on the session's Prefect server, the stack's and compose's."""
+    """Tests that start servers are slow: those on the session's Prefect server, the stack's and compose's. Tests
+    sharing servers keep to one worker (``--dist loadgroup``), and the longest are handed out first."""
     for item in items:
-        if "prefect_server" in getattr(item, "fixturenames", ()) or item.get_closest_marker("stack") \
+        if "prefect_server" in item.fixturenames or item.get_closest_marker("stack") \
                 or item.get_closest_marker("compose"):
             item.add_marker(pytest.mark.slow)
+        group = _group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=_weight)  # stable: each module's and group's own order is kept
