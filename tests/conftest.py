@@ -22,6 +22,11 @@ ONE_WORKER_MODULES = ("tests/stack/test_walkthrough.py", "tests/sweep/test_sweep
                       "tests/experiments/test_resume.py", "tests/bpcore/test_linreg.py",
                       "tests/bpcore/test_mnist_data.py")
 
+# modules whose bp processes start Prefect's temporary server on the user's Prefect home (~/.prefect, one SQLite
+# database) keep to one worker: spread over two, a sweep there waited past 180 s for its first epoch in CI
+USER_PREFECT_HOME = ("tests/runtime/test_signals.py", "tests/runtime/test_terminal.py",
+                     "tests/sweep/test_local_cluster.py")
+
 
 def _group(item) -> str | None:
     module = item.nodeid.split("::")[0]
@@ -30,6 +35,8 @@ def _group(item) -> str | None:
     for fixture, group in SHARED_SERVERS.items():
         if fixture in item.fixturenames:
             return group or module  # the pool: one stack per module
+    if module in USER_PREFECT_HOME:
+        return "prefect-home"
     return module if module in ONE_WORKER_MODULES else None
 
 

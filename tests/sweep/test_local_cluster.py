@@ -22,8 +22,9 @@ LONG = ["--parallel", "2", "--set", "trainer.epochs=500", "--set", "data.limit=2
         "--set", "sweep.grid.trainer.learning_rate=[0.005, 0.01, 0.02]", "--set", "sweep.model_name=null"]
 
 
-def training_children(uri: str, count: int, timeout: float = 180) -> list:
-    """The RUNNING child runs of experiment ``cluster``, once ``count`` of them have logged an epoch."""
+def training_children(bp: subprocess.Popen, uri: str, count: int, timeout: float = 180) -> list:
+    """The RUNNING child runs of experiment ``cluster``, once ``count`` of them have logged an epoch; if they never
+    do, ``bp`` (the sweep) is stopped and what it said is in the failure."""
     deadline, mc = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         if mc is None and Path(uri.removeprefix("sqlite:///")).exists():
@@ -35,8 +36,10 @@ def training_children(uri: str, count: int, timeout: float = 180) -> list:
                                                                                                     "cost")]
             if len(runs) >= count:
                 return runs
+        assert bp.poll() is None, f"the sweep ended (exit {bp.returncode}): {bp.communicate()[1][-3000:]}"
         time.sleep(0.5)
-    raise AssertionError(f"{count} children did not start training in time")
+    bp.kill()
+    raise AssertionError(f"{count} children did not start training in time: {bp.communicate()[1][-3000:]}")
 
 
 def start_sweep(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
@@ -52,7 +55,7 @@ def start_sweep(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
 def test_points_train_in_worker_processes_and_stop_with_the_sweep(tmp_path):
     bp, uri = start_sweep(tmp_path)
     try:
-        training = training_children(uri, 2)
+        training = training_children(bp, uri, 2)
         started = children_of(bp.pid)
         pids = {int(r.data.tags["bp.worker"].rsplit(":", 1)[1]) for r in training}
         assert len(pids) == 2 and pids <= started, (pids, started)  # two processes of bp's, not bp itself
@@ -82,7 +85,7 @@ def test_points_train_in_worker_processes_and_stop_with_the_sweep(tmp_path):
 def test_a_sigkilled_sweep_leaves_no_worker_behind(tmp_path):
     bp, uri = start_sweep(tmp_path)
     try:
-        training_children(uri, 2)
+        training_children(bp, uri, 2)
         started = children_of(bp.pid)
     finally:
         bp.kill()
@@ -118,7 +121,7 @@ def test_a_point_whose_worker_is_killed_goes_on_from_its_checkpoint_in_its_own_r
     bp, uri = start_sweep(tmp_path, "--set", "trainer.epochs=60")  # killed long before its run ends
     mc = MlflowClient(uri)
     try:
-        victim = training_children(uri, 1)[0]
+        victim = training_children(bp, uri, 1)[0]
         while len(mc.get_metric_history(victim.info.run_id, "cost")) < 3:  # a checkpoint or two written
             time.sleep(0.1)
         os.kill(int(victim.data.tags["bp.worker"].rsplit(":", 1)[1]), signal.SIGKILL)
