@@ -21,7 +21,6 @@ ONE_WORKER_MODULES = ("tests/stack/test_walkthrough.py", "tests/sweep/test_sweep
                       "tests/tracking/test_serving.py", "tests/experiments/test_mnist_pipeline.py",
                       "tests/experiments/test_resume.py", "tests/bpcore/test_linreg.py",
                       "tests/bpcore/test_mnist_data.py")
-
 # modules whose bp processes start Prefect's temporary server on the user's Prefect home (~/.prefect, one SQLite
 # database) keep to one worker: spread over two, a sweep there waited past 180 s for its first epoch in CI
 USER_PREFECT_HOME = ("tests/runtime/test_signals.py", "tests/runtime/test_terminal.py",

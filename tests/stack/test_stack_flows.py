@@ -10,12 +10,12 @@ import os
 import signal
 import subprocess
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 from support import BP, REPO, bp, python_env
+from support.stack import prefect_client, prefect_settings
 
 pytestmark = pytest.mark.stack
 
@@ -43,20 +43,6 @@ def last_run_id(done: subprocess.CompletedProcess) -> str:
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("run_id: "), done.stdout[-2000:]
     return last.removeprefix("run_id: ")
-
-
-def prefect_settings(servers) -> dict[str, str]:
-    return {"api.url": servers["PREFECT_API_URL"], "api.auth_string": servers["PREFECT_API_AUTH_STRING"]}
-
-
-@contextmanager
-def prefect_client(servers):
-    """A Prefect client of the stack's server (Prefect read its settings at import: the env var alone won't do)."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import temporary_settings
-
-    with temporary_settings(updates=prefect_settings(servers)), get_client(sync_client=True) as prefect:
-        yield prefect
 
 
 def client(servers) -> MlflowClient:

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.stack import procs as stack_procs
 from support import SEED_DATA, bp, python_env
-from support.stack import bp_stack, exported, free_port
+from support.stack import bp_stack, exported, free_port, prefect_client
 
 WORKER_TTL = "DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL"  # the scheduler's: a silent worker is lost after this
 
@@ -90,24 +90,18 @@ def start_service(pool, record: dict, argv, env, cwd) -> None:
 
 
 def flow_run_states(pool, ids) -> dict[str, str]:
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-    from prefect.settings import temporary_settings
 
-    settings = {"api.url": pool["PREFECT_API_URL"], "api.auth_string": pool["PREFECT_API_AUTH_STRING"]}
-    with temporary_settings(updates=settings), get_client(sync_client=True) as client:
+    with prefect_client(pool) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(ids))))
     return {str(r.id): r.state.type.value for r in runs}
 
 
 def point_states(pool, flow_run: str) -> dict[str, str]:
     """The states of a sweep's point task runs (under its flow run in the Prefect UI), by name."""
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-    from prefect.settings import temporary_settings
 
-    settings = {"api.url": pool["PREFECT_API_URL"], "api.auth_string": pool["PREFECT_API_AUTH_STRING"]}
-    with temporary_settings(updates=settings), get_client(sync_client=True) as client:
+    with prefect_client(pool) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run])), limit=200)
     return {r.name: r.state.type.value for r in runs if r.name.startswith("child ")}
 

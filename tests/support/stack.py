@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +118,21 @@ def exported(stdout: str) -> dict[str, str]:
 
     lines = [line.removeprefix("export ") for line in stdout.splitlines() if line.startswith("export ")]
     return dict(shlex.split(line)[0].split("=", 1) for line in lines)
+
+
+def prefect_settings(client: dict) -> dict[str, str]:
+    """Prefect settings for a client of a stack, from the variables ``bp stack up`` exports (``client``)."""
+    return {"api.url": client["PREFECT_API_URL"], "api.auth_string": client["PREFECT_API_AUTH_STRING"]}
+
+
+@contextmanager
+def prefect_client(client: dict):
+    """A Prefect client of a stack's server (Prefect read its settings at import: the env var alone won't do)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import temporary_settings
+
+    with temporary_settings(updates=prefect_settings(client)), get_client(sync_client=True) as prefect:
+        yield prefect
 
 
 @dataclass(frozen=True)
