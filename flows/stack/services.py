@@ -16,7 +16,7 @@ from flows.runtime import blas, processes
 from flows.runtime.http import request
 from flows.stack.db import Postgres
 from flows.stack.secrets import Secrets
-from flows.sweep import tls
+from flows.sweep import cluster, tls
 
 POOL = "bp"
 HOST = "127.0.0.1"
@@ -89,7 +89,8 @@ def certs_dir(directory: Path) -> Path:
 
 def scheduler(directory: Path, port: int) -> tuple[list[str], dict]:
     """The Dask scheduler the sweep workers join and the sweeps' flow runs submit points to: TLS only."""
-    return tls.scheduler_argv(certs_dir(directory), HOST, port), base_env(directory)
+    return tls.scheduler_argv(certs_dir(directory), HOST, port), {**base_env(directory),
+                                                                   **cluster.environment(cluster.IDLE_CONFIG)}
 
 
 def sweep_worker(directory: Path, api: str, tracking: str, keys: Secrets, scheduler_address: str, workers: int = 1,

@@ -357,6 +357,12 @@ def test_the_sweep_pool_scheduler_takes_tls_clients_on_the_compose_network_only(
     assert urlsplit(SCHEDULER).port == int(flag(command, "--port"))
 
 
+def test_the_sweep_pool_scheduler_keeps_bps_housekeeping_intervals(any_model):
+    from flows.sweep.cluster import IDLE_CONFIG, environment
+
+    assert environment(IDLE_CONFIG).items() <= any_model["services"]["scheduler"]["environment"].items()
+
+
 def test_the_certs_job_makes_the_certificates_every_pool_member_reads_only(any_model):
     services = any_model["services"]
     job = services["certs"]

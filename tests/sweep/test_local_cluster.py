@@ -93,24 +93,57 @@ def test_a_sigkilled_sweep_leaves_no_worker_behind(tmp_path):
     assert not survivors(started, within=10), "a worker (or the server) outlived bp by more than 10 s"
 
 
-def test_the_scheduler_refuses_clients_without_the_sweeps_certificate():
-    from distributed import Client
-    from distributed.security import Security
-
-    from flows.sweep.cluster import LocalSweepCluster, security_for
+@pytest.fixture(scope="module")
+def one_worker():
+    """A sweep's local cluster of one worker process, started as bp sweep starts it; its scheduler's address."""
+    from flows.sweep.cluster import LocalSweepCluster
 
     local = LocalSweepCluster(1, None)
     try:
-        address = local.address()
-        assert address.startswith("tls://127.0.0.1:")
-        with Client(address, security=security_for(address), timeout=30) as client:  # the sweep's own
-            assert client.submit(sum, [1, 2]).result(timeout=30) == 3
-        for security in [None, Security.temporary()]:  # plain tcp; TLS with a certificate of its own
-            target = address.replace("tls://", "tcp://") if security is None else address
-            with pytest.raises((OSError, TimeoutError)):
-                Client(target, security=security, timeout=3)
+        yield local.address()
     finally:
         local.close()
+
+
+def test_the_scheduler_refuses_clients_without_the_sweeps_certificate(one_worker):
+    from distributed import Client
+    from distributed.security import Security
+
+    from flows.sweep.cluster import security_for
+
+    address = one_worker
+    assert address.startswith("tls://127.0.0.1:")
+    with Client(address, security=security_for(address), timeout=30) as client:  # the sweep's own
+        assert client.submit(sum, [1, 2]).result(timeout=30) == 3
+    for security in [None, Security.temporary()]:  # plain tcp; TLS with a certificate of its own
+        target = address.replace("tls://", "tcp://") if security is None else address
+        with pytest.raises((OSError, TimeoutError)):
+            Client(target, security=security, timeout=3)
+
+
+def test_the_cluster_keeps_bps_housekeeping_intervals(one_worker, tmp_path):
+    """The scheduler and the worker process run with IDLE_CONFIG (Dask's 20 ms event-loop check would cost an idle
+    pool several times the CPU), and a stack's scheduler, a command of its own, reads the same from its
+    environment."""
+    import dask
+    from dask.utils import parse_timedelta
+    from distributed import Client
+
+    from flows.stack import services
+    from flows.sweep.cluster import IDLE_CONFIG, security_for
+
+    def intervals(dask_scheduler=None, dask_worker=None):  # each Dask server's health checks, in ms
+        server = dask_scheduler or dask_worker
+        return {name: server.periodic_callbacks[name].callback_time for name in ("tick", "monitor")}
+
+    ms = {"tick": 1000 * parse_timedelta(IDLE_CONFIG["distributed.admin.tick.interval"]),
+          "monitor": 1000 * parse_timedelta(IDLE_CONFIG["distributed.admin.system-monitor.interval"])}
+    with Client(one_worker, security=security_for(one_worker), timeout=30) as client:
+        assert client.run_on_scheduler(intervals) == ms
+        assert list(client.run(intervals).values()) == [ms]
+    _, env = services.scheduler(tmp_path, 8786)
+    read = dask.config.collect_env(env)  # as the scheduler command reads its environment
+    assert {key: dask.config.get(key, config=read) for key in IDLE_CONFIG} == IDLE_CONFIG
 
 
 @pytest.mark.slow
