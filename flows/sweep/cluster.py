@@ -20,15 +20,15 @@ from flows.runtime import blas
 
 PRELOAD = ("flows.sweep.worker_setup",)  # what each worker runs as it starts: imports, warm-ups, the data
 WARM_DATA = "BP_SWEEP_WARM_DATA"  # the workers' environment: JSON list of configs whose data they load at start
+# Dask's housekeeping intervals suit clusters of short tasks: an event-loop health check every 20 ms, a system sample
+# every 500 ms and a memory check every 100 ms in each scheduler, nanny and worker. A point trains for seconds to
+# hours and a pool may wait idle for days, so these run rarely (in every Dask process bp starts: through
+# WORKER_CONFIG in this process and its nannies, through ``environment`` in a stack's scheduler command).
+IDLE_CONFIG = {"distributed.admin.tick.interval": "1s", "distributed.admin.system-monitor.interval": "5s",
+               "distributed.worker.memory.monitor-interval": "1s"}
 # Dask's statistical profiler samples every thread's stack every 10 ms, taking the GIL from the point that trains;
 # Dask's MALLOC_TRIM_THRESHOLD_ turns off glibc's adaptive mmap threshold, so every array over 128 KiB a batch
 # makes (a layer's weight gradient) is mapped and unmapped anew, page-faulting on every batch.
-# Dask's housekeeping intervals suit clusters of short tasks: an event-loop health check every 20 ms, a system sample
-# every 500 ms and a memory check every 100 ms in each scheduler, nanny and worker. A point trains for seconds to
-# hours, and a pool waits idle for days: at these intervals an idle stack's Dask processes take a seventh of the CPU
-# they took (its scheduler's, through ``environment``).
-IDLE_CONFIG = {"distributed.admin.tick.interval": "1s", "distributed.admin.system-monitor.interval": "5s",
-               "distributed.worker.memory.monitor-interval": "1s"}
 WORKER_CONFIG = {"distributed.worker.profile.enabled": False,
                  "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None, **IDLE_CONFIG}
 _SECURITY: dict[str, object] = {}  # scheduler address -> the Security its clients connect with (this process's)
