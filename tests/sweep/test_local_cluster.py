@@ -162,9 +162,9 @@ def test_a_point_whose_worker_is_killed_goes_on_from_its_checkpoint_in_its_own_r
     goes on from the lost attempt's checkpoint in the same MLflow run: every point one FINISHED child, nothing left
     RUNNING, and the resumed point identical to its uninterrupted training (bp reproduce)."""
     bp, uri = start_sweep(tmp_path, "--set", "trainer.epochs=60")  # killed long before its run ends
-    mc = MlflowClient(uri)
     try:
         victim = training_children(bp, uri, 1)[0]
+        mc = MlflowClient(uri)  # only now: building a client builds a new store, beside bp building it
         while len(mc.get_metric_history(victim.info.run_id, "cost")) < 3:  # a checkpoint or two written
             time.sleep(0.1)
         os.kill(int(victim.data.tags["bp.worker"].rsplit(":", 1)[1]), signal.SIGKILL)
