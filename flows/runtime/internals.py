@@ -90,3 +90,28 @@ def in_prefect_engine_process() -> bool:
     prefect.engine`` (the command the stack's work pool sets, and the runner's), read from ``__main__``'s spec."""
     main = getattr(sys.modules.get("__main__"), "__spec__", None)
     return getattr(main, "name", None) == "prefect.engine"
+
+
+def forkserver_workers(preload: list[str]) -> None:
+    """Have Dask's nannies start their worker processes from multiprocessing's forkserver with ``preload`` imported,
+    so that each worker is a fork of one warmed process instead of a fresh interpreter importing it all again.
+
+    Internal: ``distributed.utils.get_mp_context`` sets Dask's own preload list (Dask and its optional packages) the
+    first time it is called in a process and never again; called here first, inside the setting it reads, then
+    replaced, before any nanny starts the forkserver. A forkserver already started keeps the modules it has.
+    """
+    import dask
+    from distributed.utils import get_mp_context
+
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        context = get_mp_context()
+    context.set_forkserver_preload(["distributed", *preload])
+
+
+def refresh_prefect_settings() -> None:
+    """Make Prefect's settings read this process's environment again (internal: the global settings context Prefect
+    builds when it is imported, ``prefect.context.refresh_global_settings_context``): a worker forked from a process
+    that imported Prefect gets its ``PREFECT_API_URL`` after that import."""
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()

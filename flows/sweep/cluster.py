@@ -1,8 +1,8 @@
 """The Dask cluster an in-process sweep's points train on: single-threaded worker processes on this machine.
 
 ``bp sweep --parallel N`` starts a ``LocalCluster`` of N worker processes while Prefect's temporary
-server starts (both take seconds, on other cores), each worker importing the point's modules as it
-starts, so the first point pays no imports; the sweep's flow submits its points to it through
+server starts (both take seconds, on other cores), its workers forked from one process that imported and warmed
+the point's modules, so the first point pays no imports; the sweep's flow submits its points to it through
 ``prefect-dask``'s task runner and ``bp`` closes it after the flow. The workers reach the same Prefect
 API as the flow (their task runs are the sweep's), each with its share of the BLAS threads, and the
 scheduler takes only clients holding its temporary certificate (Dask's mutual TLS): another user of
@@ -16,9 +16,10 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from flows.runtime import blas
+from flows.runtime import blas, internals
 
 PRELOAD = ("flows.sweep.worker_setup",)  # what each worker runs as it starts: imports, warm-ups, the data
+FORK_PRELOAD = ("flows.sweep.forked",)  # what the forkserver a local cluster's workers fork from imports, once
 WARM_DATA = "BP_SWEEP_WARM_DATA"  # the workers' environment: JSON list of configs whose data they load at start
 # Dask's housekeeping intervals suit clusters of short tasks: an event-loop health check every 20 ms, a system sample
 # every 500 ms and a memory check every 100 ms in each scheduler, nanny and worker. A point trains for seconds to
@@ -31,6 +32,9 @@ IDLE_CONFIG = {"distributed.admin.tick.interval": "1s", "distributed.admin.syste
 # makes (a layer's weight gradient) is mapped and unmapped anew, page-faulting on every batch.
 WORKER_CONFIG = {"distributed.worker.profile.enabled": False,
                  "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None, **IDLE_CONFIG}
+# a local cluster's workers are forks of one process that imported and warmed what a point needs (3 s a worker
+# otherwise): see ``internals.forkserver_workers``. A nanny restarting a lost worker later spawns it afresh.
+LOCAL_CONFIG = {"distributed.worker.multiprocessing-method": "forkserver"}
 _SECURITY: dict[str, object] = {}  # scheduler address -> the Security its clients connect with (this process's)
 
 
@@ -72,7 +76,8 @@ class LocalSweepCluster:
             security = Security.temporary()
             env = {**blas.environment(self.workers), WARM_DATA: json.dumps(self.data),
                    **({"PREFECT_API_URL": self.prefect_api} if self.prefect_api else {})}
-            with dask.config.set(WORKER_CONFIG):  # the nannies hand it to their worker processes
+            internals.forkserver_workers(list(FORK_PRELOAD))
+            with dask.config.set({**WORKER_CONFIG, **LOCAL_CONFIG}):  # the nannies hand it to their worker processes
                 cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                        security=security, host="127.0.0.1", dashboard_address=None,
                                        silence_logs=logging.ERROR, env=env, preload=list(PRELOAD),

@@ -14,8 +14,9 @@ from flows.sweep.cluster import WARM_DATA
 
 def dask_setup(worker) -> None:
     from flows.experiments import warmup
-    from flows.runtime import terminal
+    from flows.runtime import internals, terminal
 
+    internals.refresh_prefect_settings()  # forked from a process that imported Prefect: the worker's own API URL
     terminal.quiet()  # a local sweep's workers print to bp's terminal: its lines only, unless BP_VERBOSE=1
     warmup.warm_logging()
     _load_data(os.environ.get(WARM_DATA))

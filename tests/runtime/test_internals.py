@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import os
 import subprocess
 import sys
 import threading
@@ -102,3 +103,44 @@ def test_a_flow_runs_own_process_is_still_python_m_prefect_engine(monkeypatch):
     assert not internals.in_prefect_engine_process()  # pytest's own process
     monkeypatch.setattr(sys.modules["__main__"], "__spec__", spec)  # as runpy sets it for python -m prefect.engine
     assert internals.in_prefect_engine_process()
+
+
+FORKED = """
+import dask
+from distributed.utils import get_mp_context
+from flows.runtime import internals
+
+internals.forkserver_workers(["wave"])
+with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+    context = get_mp_context()  # as each nanny calls it: Dask must not put its own list back
+with context.Pool(1) as pool:
+    print(pool.apply(eval, ("[name in __import__('sys').modules for name in ('wave', 'distributed')]",)))
+"""
+
+
+def test_a_forkservers_workers_start_with_the_modules_bp_preloads():
+    out = subprocess.run([sys.executable, "-c", FORKED], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.stdout.strip() == "[True, True]", "distributed.utils.get_mp_context no longer lets its forkserver " \
+        f"preload list be replaced (internals.forkserver_workers): {out.stdout}{out.stderr[-2000:]}"
+
+
+REFRESHED = """
+import os
+from prefect.settings import get_current_settings
+from flows.runtime import internals
+
+os.environ["PREFECT_API_URL"] = "http://127.0.0.1:9/api"  # after Prefect's import, as in a forked worker
+before = get_current_settings().api.url
+internals.refresh_prefect_settings()
+print(before, get_current_settings().api.url)
+"""
+
+
+def test_prefects_global_settings_read_the_environment_again_when_refreshed():
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    out = subprocess.run([sys.executable, "-c", REFRESHED], capture_output=True, text=True, cwd=REPO, env=env,
+                         timeout=120)
+    before, after = out.stdout.split() or ["", ""]
+    assert before != after == "http://127.0.0.1:9/api", "prefect.context." \
+        f"refresh_global_settings_context no longer rebuilds the settings from the environment: {out.stdout}" \
+        f"{out.stderr[-2000:]}"

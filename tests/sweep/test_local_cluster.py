@@ -17,6 +17,7 @@ from support import BP, REPO, python_env
 from support.procs import alive, children_of, survivors
 
 MNIST_SWEEP = str(REPO / "configs" / "mnist_lr_sweep.yaml")
+API = "http://127.0.0.1:9/api"  # a Prefect API for a cluster no point runs on: nothing calls it
 LONG = ["--parallel", "2", "--set", "trainer.epochs=500", "--set", "data.limit=2000", "--set", "experiment=cluster",
         "--set", "sweep.grid.trainer.learning_rate=[0.005, 0.01, 0.02]", "--set", "sweep.model_name=null"]
 
@@ -108,7 +109,7 @@ def one_worker():
     """A sweep's local cluster of one worker process, started as bp sweep starts it; its scheduler's address."""
     from flows.sweep.cluster import LocalSweepCluster
 
-    local = LocalSweepCluster(1, None)
+    local = LocalSweepCluster(1, API)
     try:
         yield local.address()
     finally:
@@ -129,6 +130,23 @@ def test_the_scheduler_refuses_clients_without_the_sweeps_certificate(one_worker
         target = address.replace("tls://", "tcp://") if security is None else address
         with pytest.raises((OSError, TimeoutError)):
             Client(target, security=security, timeout=3)
+
+
+def test_a_worker_is_a_fork_of_the_warmed_forkserver_and_reads_its_own_prefect_api(one_worker):
+    """Workers start as forks of one process that imported what a point needs (not as fresh interpreters importing
+    it all again), and Prefect in them answers to the API the cluster was given, as in a worker started afresh."""
+    from distributed import Client
+
+    from flows.sweep.cluster import security_for
+
+    def started():
+        from prefect.settings import get_current_settings
+
+        parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().split(b"\0")
+        return any(b"multiprocessing.forkserver" in word for word in parent), str(get_current_settings().api.url)
+
+    with Client(one_worker, security=security_for(one_worker), timeout=30) as client:
+        assert list(client.run(started).values()) == [(True, API)]
 
 
 def test_the_cluster_keeps_bps_housekeeping_intervals(one_worker, tmp_path):

@@ -7,6 +7,7 @@ import io
 import shutil
 import subprocess
 import sys
+import time
 from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
@@ -90,6 +91,28 @@ def test_sweep_has_a_parent_and_eight_complete_children(full_sweep, sweep_db):
         files = {a.path for a in mc.list_artifacts(child.info.run_id)}
         assert {"config.yaml", "environment.json", "plots"} <= files
     assert len(reads) == 1  # the data was read once, for all eight
+
+
+def test_each_point_is_a_task_run_of_the_sweeps_flow_run_on_its_prefect_server(full_sweep, sweep_db):
+    """The points trained in worker processes forked from one that imported Prefect before it knew the sweep's API:
+    each reported its task run to the sweep's server all the same (none to a temporary server of its own)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    _, parent, _, err, _ = full_sweep
+    mc = MlflowClient(sweep_db)
+    flow_run = mc.get_run(parent).data.tags["bp.flow_run"]
+    deadline, points = time.monotonic() + 60, {}
+    while time.monotonic() < deadline:  # the server records task-run states from events, in batches
+        with get_client(sync_client=True) as client:
+            found = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run])))
+        points = {r.name: r.state.type.value for r in found if r.name.startswith("child ")}
+        if len(points) == 8 and "RUNNING" not in points.values():
+            break
+        time.sleep(1)
+    diverged = {f"child {name}" for name, kid in children(mc, parent).items() if kid.info.status == "FAILED"}
+    assert points == {name: "FAILED" if name in diverged else "COMPLETED" for name in points} and len(points) == 8, (
+        points, err[-3000:])
 
 
 def test_every_finished_child_has_its_whole_history_and_no_lost_metric(full_sweep, sweep_db):
