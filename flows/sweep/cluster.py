@@ -32,9 +32,13 @@ IDLE_CONFIG = {"distributed.admin.tick.interval": "1s", "distributed.admin.syste
 # makes (a layer's weight gradient) is mapped and unmapped anew, page-faulting on every batch.
 WORKER_CONFIG = {"distributed.worker.profile.enabled": False,
                  "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None, **IDLE_CONFIG}
-# a local cluster's workers are forks of one process that imported and warmed what a point needs (3 s a worker
-# otherwise): see ``internals.forkserver_workers``. A nanny restarting a lost worker later spawns it afresh.
-LOCAL_CONFIG = {"distributed.worker.multiprocessing-method": "forkserver"}
+# A local cluster's workers are forks of one process that imported and warmed what a point needs (3 s a worker
+# otherwise): see ``internals.forkserver_workers``; a nanny restarting a lost worker later spawns it afresh. Its
+# nannies live in bp's process and write Dask's pre-spawn variables into bp's own environment before each start: the
+# BLAS ones (1 thread) would reach every process bp starts afterwards and every run it trains in itself (its BLAS
+# threads are part of what a run reproduces); the workers get their share through the cluster's ``env`` instead.
+LOCAL_CONFIG = {"distributed.worker.multiprocessing-method": "forkserver",
+                **{f"distributed.nanny.pre-spawn-environ.{name}": None for name in blas.VARIABLES}}
 _SECURITY: dict[str, object] = {}  # scheduler address -> the Security its clients connect with (this process's)
 
 

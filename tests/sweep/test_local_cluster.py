@@ -149,6 +149,21 @@ def test_a_worker_is_a_fork_of_the_warmed_forkserver_and_reads_its_own_prefect_a
         assert list(client.run(started).values()) == [(True, API)]
 
 
+def test_a_local_cluster_leaves_the_blas_threads_of_bps_own_environment_alone():
+    """Dask's nannies, in bp's process, write their pre-spawn variables into its environment; the BLAS ones (1 thread)
+    would then reach what bp starts afterwards: a bp resumed from that process trained on 1 thread, not 2."""
+    from flows.runtime import blas
+    from flows.sweep.cluster import LocalSweepCluster
+
+    before = {name: os.environ.get(name) for name in blas.VARIABLES}
+    local = LocalSweepCluster(1, API)
+    try:
+        local.address()
+        assert {name: os.environ.get(name) for name in blas.VARIABLES} == before
+    finally:
+        local.close()
+
+
 def test_the_cluster_keeps_bps_housekeeping_intervals(one_worker, tmp_path):
     """The scheduler and the worker process run with IDLE_CONFIG (Dask's 20 ms event-loop check would cost an idle
     pool several times the CPU), and a stack's scheduler, a command of its own, reads the same from its

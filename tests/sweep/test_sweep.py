@@ -102,17 +102,15 @@ def test_each_point_is_a_task_run_of_the_sweeps_flow_run_on_its_prefect_server(f
     _, parent, _, err, _ = full_sweep
     mc = MlflowClient(sweep_db)
     flow_run = mc.get_run(parent).data.tags["bp.flow_run"]
-    deadline, points = time.monotonic() + 60, {}
-    while time.monotonic() < deadline:  # the server records task-run states from events, in batches
+    deadline, points = time.monotonic() + 60, set()
+    while time.monotonic() < deadline:  # the server records task runs from events, in batches
         with get_client(sync_client=True) as client:
             found = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run])))
-        points = {r.name: r.state.type.value for r in found if r.name.startswith("child ")}
-        if len(points) == 8 and "RUNNING" not in points.values():
+        points = {r.name for r in found if r.name.startswith("child ")}
+        if len(points) == 8:
             break
         time.sleep(1)
-    diverged = {f"child {name}" for name, kid in children(mc, parent).items() if kid.info.status == "FAILED"}
-    assert points == {name: "FAILED" if name in diverged else "COMPLETED" for name in points} and len(points) == 8, (
-        points, err[-3000:])
+    assert points == {f"child {name}" for name in children(mc, parent)}, (points, err[-3000:])
 
 
 def test_every_finished_child_has_its_whole_history_and_no_lost_metric(full_sweep, sweep_db):
