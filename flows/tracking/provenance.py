@@ -49,16 +49,21 @@ def _thread_pools() -> list[dict] | None:
     return [{k: pool.get(k) for k in keys} for pool in threadpoolctl.threadpool_info()]
 
 
-def git_tags() -> dict[str, str]:
-    """The commit of the bp-pipeline checkout this code runs from, if it runs from one."""
-    here = Path(__file__).resolve().parent
+def git_tags(here: Path | None = None) -> dict[str, str]:
+    """The commit of the bp-pipeline checkout this code runs from (or of ``here``), if it runs from one.
+
+    Read without git's optional locks: a plain ``git status`` rewrites the index under ``.git/index.lock``, which
+    a bp killed meanwhile (or the timeout below) would leave behind, failing the user's next git command; and
+    several bp starting together would hold it against the user's own git.
+    """
+    here = here or Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
             ["git", "-C", str(here), "rev-parse", "HEAD"],
             capture_output=True, text=True, timeout=5, check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "--no-optional-locks", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True, text=True, timeout=5, check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
