@@ -115,11 +115,22 @@ def _log_batch_seconds() -> float:
 def _until_final(client, logs: _Logs, timeout: float | None = None):
     """The flow run's final state once it has one, its logs printed meanwhile (None after ``timeout`` s).
     ServerLost once the server has not answered for ``BP_SERVER_TIMEOUT`` s in a row."""
+    from prefect.settings import temporary_settings
+
+    # the loop keeps the server's budget itself, a poll at a time: calls that first retried on their own (Prefect's
+    # retries span about the budget) made the follower give up after two or three budgets (42 s for 15)
+    with temporary_settings(updates={"client.max_retries": 0}):
+        return _poll(client, logs, timeout)
+
+
+def _poll(client, logs: _Logs, timeout: float | None):
+    """``_until_final``'s loop, each call trying once."""
     from flows.runtime import outage
 
     deadline = None if timeout is None else time.monotonic() + timeout
     failing_since = None
     while True:
+        asked = time.monotonic()
         try:
             run = client.read_flow_run(logs.flow_run_id)
             logs.show()
@@ -127,7 +138,7 @@ def _until_final(client, logs: _Logs, timeout: float | None = None):
         except Exception as exc:
             if not _away(exc):
                 raise
-            failing_since = failing_since or time.monotonic()
+            failing_since = failing_since or asked  # unanswered since it was asked
             if time.monotonic() - failing_since > outage.seconds():
                 raise ServerLost(str(exc)) from exc
             run = None

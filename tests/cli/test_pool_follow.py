@@ -93,3 +93,38 @@ def test_a_task_runs_record_waits_a_little_for_its_task_runs_name(capsys):
                        str(uuid4()))
     ended.show(final=True)
     assert "finished: final_cost 99" in capsys.readouterr().err
+
+
+def test_the_follower_gives_up_on_a_server_gone_after_its_budget_not_a_multiple(monkeypatch, capsys):
+    """Each call tries once (the loop keeps the budget, a poll at a time): with BP_SERVER_TIMEOUT=1.5 the follower
+    gives up after about 1.5 s, with one line naming the server."""
+    import time
+    from contextlib import contextmanager
+
+    from prefect.settings import get_current_settings
+
+    from flows.cli import exits
+    from flows.runtime import outage
+    from flows.server import prefect_api
+
+    retries = []
+
+    class Gone:
+        def read_flow_run(self, flow_run_id):
+            retries.append(get_current_settings().client.max_retries)
+            raise httpx.ConnectError("All connection attempts failed")
+
+    @contextmanager
+    def client(sync_client):
+        yield Gone()
+
+    monkeypatch.setenv(outage.VARIABLE, "1.5")
+    monkeypatch.setattr(pool, "POLL_SECONDS", 0.1)
+    monkeypatch.setattr("prefect.client.orchestration.get_client", client)
+    monkeypatch.setattr(prefect_api, "configured", lambda: ("http://127.0.0.1:9/api", None))
+    began = time.monotonic()
+    code = pool.follow(pool.Submitted(str(uuid4()), "quiet-fox", "bp", "e"), "sqlite:///x.db", None)
+    took = time.monotonic() - began
+    assert code == exits.FAILED and 1.5 <= took < 2.5, took
+    assert set(retries) == {0} and len(retries) > 5, retries
+    assert capsys.readouterr().err.startswith("bp: the Prefect server at http://127.0.0.1:9/api stopped answering")

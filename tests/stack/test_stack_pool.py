@@ -57,8 +57,9 @@ def test_32_points_on_the_default_stack_ride_out_a_prefect_server_restart(pool):
 
 
 def test_a_prefect_server_gone_for_good_ends_the_following_and_nothing_stays_running(pool):
-    """The submitting ``bp sweep`` gives up after BP_SERVER_TIMEOUT with one line naming the server; once the server
-    is back, the sweep's flow run has ended, nothing stays RUNNING in MLflow, and the same sweep works again."""
+    """The submitting ``bp sweep`` gives up after BP_SERVER_TIMEOUT (not a multiple of it) with one line naming the
+    server; once the server is back, the sweep's flow run has ended, nothing stays RUNNING in MLflow, and the same
+    sweep works again."""
     args = [MNIST_SWEEP, "--pool", "bp", "--set", "experiment=pool-gone", "--set", "trainer.epochs=30",
             "--set", "data.limit=500", "--set", "sweep.model_name=null"]
     running = sweep(pool, *args, env={outage.VARIABLE: "15"}, wait=False)
@@ -80,7 +81,7 @@ def test_a_prefect_server_gone_for_good_ends_the_following_and_nothing_stays_run
     assert running.returncode == 1, err[-3000:]
     said = [line for line in err.splitlines() if line.startswith("bp: ")]
     assert said[-1].startswith(f"bp: the Prefect server at {pool['PREFECT_API_URL']} stopped answering"), err[-3000:]
-    assert gave_up < 150 and "Traceback" not in err, (gave_up, err[-3000:])
+    assert gave_up < 35 and "Traceback" not in err, (gave_up, err[-3000:])  # 15 s and a poll (it took 42 s)
 
     parent = next(r for r in runs_of(pool, "pool-gone") if r.data.tags.get("bp.sweep") == "parent")
     flow_run = parent.data.tags["bp.flow_run"]
