@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from filelock import FileLock, Timeout
 from mlflow.tracking import MlflowClient
 from support import BP, REPO, python_env
 from support.procs import alive, children_of, survivors
+
+from flows.tracking.store import ensure_store
 
 MNIST_SWEEP = str(REPO / "configs" / "mnist_lr_sweep.yaml")
 API = "http://127.0.0.1:9/api"  # a Prefect API for a cluster no point runs on: nothing calls it
@@ -22,24 +23,13 @@ LONG = ["--parallel", "2", "--set", "trainer.epochs=500", "--set", "data.limit=2
         "--set", "sweep.grid.trainer.learning_rate=[0.005, 0.01, 0.02]", "--set", "sweep.model_name=null"]
 
 
-def made(path: str) -> bool:
-    """Whether bp has made its new store: the file exists and bp no longer holds the lock it builds it under (this
-    process neither reads the file nor waits on the lock meanwhile, so it cannot slow or race the build)."""
-    if not Path(path).exists():
-        return False
-    try:
-        with FileLock(path + ".lock", timeout=0):
-            return True
-    except Timeout:
-        return False
-
-
 def training_children(bp: subprocess.Popen, uri: str, count: int, timeout: float = 180) -> list:
     """The RUNNING child runs of experiment ``cluster``, once ``count`` of them have logged an epoch; if they never
     do, ``bp`` (the sweep) is stopped and what it said is in the failure."""
     deadline, mc = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
-        if mc is None and made(uri.removeprefix("sqlite:///")):
+        if mc is None and Path(uri.removeprefix("sqlite:///")).exists():
+            ensure_store(uri)  # bp may be creating the tables right now: take its lock, as a second bp would
             mc = MlflowClient(uri)
         if mc is not None and (experiment := mc.get_experiment_by_name("cluster")) is not None:
             runs = [r for r in mc.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING' and "
