@@ -6,7 +6,8 @@ connections over its own unix socket and asks a password (scram-sha-256) over TC
 connects through the URL also checks that the password travels and is never printed. PostgreSQL
 missing is a failure, not a skip: the stack tests are what CI runs them for.
 ``stack``: the MLflow server, the Prefect server and two workers on that cluster, started once
-for the session by ``bp stack up`` and stopped by ``bp stack down`` (which must leave nothing).
+for the session by ``bp stack up`` and stopped by ``bp stack down`` (which must leave nothing) right after the last
+test that uses it, not at the session's end: idle, it costs about 3 CPU s a minute that the other tests need.
 """
 
 from __future__ import annotations
@@ -156,9 +157,14 @@ class Stack:
         return self.env["PREFECT_API_AUTH_STRING"]
 
 
+STOP_STACK = pytest.StashKey()  # the session stack's ``bp stack down`` while it is up, then STOPPED
+STOPPED = object()
+
+
 @pytest.fixture(scope="session")
-def stack(postgres, tmp_path_factory) -> Iterator[Stack]:
-    """``bp stack up --workers 2`` on the session's Postgres, free ports; ``bp stack down`` after, nothing left."""
+def stack(postgres, tmp_path_factory, request) -> Iterator[Stack]:
+    """``bp stack up --workers 2`` on the session's Postgres, free ports; ``bp stack down`` after its last test (or
+    at the session's end), nothing left."""
     from flows.stack import procs as stack_procs
 
     directory = tmp_path_factory.mktemp("bp-stack")
@@ -170,11 +176,36 @@ def stack(postgres, tmp_path_factory) -> Iterator[Stack]:
         bp_stack("down", "--dir", str(directory))
         pytest.fail(f"bp stack up failed (exit {up.returncode}):\n{up.stderr[-4000:]}")
     records = json.loads((directory / stack_procs.PIDS_FILE).read_text())["services"]
+    stopped = []
+
+    def down() -> None:
+        if stopped:
+            return
+        stopped.append(bp_stack("down", "--dir", str(directory), timeout=180))
+        left = [r for r in records if stack_procs.group(r)]
+        stack_procs.stop(left, 5)  # never leave a server behind, even when down failed
+        assert stopped[0].returncode == 0 and not left, f"bp stack down left {left}: {stopped[0].stdout}" \
+                                                        f"{stopped[0].stderr}"
+
+    request.config.stash[STOP_STACK] = down
     try:
         yield Stack(directory, f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{mlflow_port}", postgres,
                     up.stdout, up.stderr, records)
     finally:
-        down = bp_stack("down", "--dir", str(directory), timeout=180)
-        left = [r for r in records if stack_procs.group(r)]
-        stack_procs.stop(left, 5)  # never leave a server behind, even when down failed
-        assert down.returncode == 0 and not left, f"bp stack down left {left}: {down.stdout}{down.stderr}"
+        down()
+
+
+def pytest_runtest_setup(item):
+    if "stack" in item.fixturenames and item.config.stash.get(STOP_STACK, None) is STOPPED:
+        pytest.fail("the session's stack was stopped after its last test: tests using it must run together "
+                    "(tests/conftest.py groups them)")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Stop the session's stack once the test after this one does not use it (its tests run one after another)."""
+    down = item.config.stash.get(STOP_STACK, None)
+    if down not in (None, STOPPED) and "stack" in item.fixturenames and (
+            nextitem is None or "stack" not in nextitem.fixturenames):
+        item.config.stash[STOP_STACK] = STOPPED
+        down()
