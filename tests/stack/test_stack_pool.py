@@ -1,14 +1,15 @@
 """Pool sweeps whose servers fail under them, on the default stack (``pool``, tests/support/pool.py: SQLite, as a
 new user starts it, the Dask scheduler taking a frozen worker for lost after 8 s): 32 points with the Prefect server
 restarted on the way, the Prefect server gone for good, a sweep worker frozen and woken, the MLflow server
-restarted; and, each on a stack of its own, ``bp stack down`` under a sweep and the Dask scheduler frozen or
-killed."""
+restarted; and on stacks of their own, the Dask scheduler frozen (then ``bp stack down`` under a sweep, on the stack
+the frozen scheduler left working) or killed."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+from contextlib import contextmanager
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -98,9 +99,24 @@ def test_a_prefect_server_gone_for_good_ends_the_following_and_nothing_stays_run
     assert again.returncode == 0, again.stderr[-3000:]
 
 
+def scheduler_lost_a_worker(pool, timeout: float = 120) -> None:
+    """Wait until the pool's Dask scheduler has one of its two workers left."""
+    from distributed import Client
+
+    from flows.sweep import tls
+
+    address = next(r for r in stack_procs.read_records(pool["dir"]) if r["name"] == "scheduler")["url"]
+    with Client(address, security=tls.security(pool["dir"] / "dask"), timeout=10, set_as_default=False) as dask:
+        deadline = time.monotonic() + timeout
+        while len(dask.scheduler_info(n_workers=-1)["workers"]) > 1:
+            assert time.monotonic() < deadline, f"the scheduler still counts the frozen worker after {timeout} s"
+            time.sleep(0.5)
+
+
 def test_a_frozen_sweep_worker_woken_after_its_point_moved_never_finishes_it_twice(pool):
     """A sweep worker (its nanny and worker process) SIGSTOPped mid-point past the scheduler's worker TTL (8 s here)
-    is taken for lost: its point goes on in its run on the other worker, from its checkpoint. Woken (SIGCONT), its
+    is taken for lost once its nanny does not answer the restart Dask asks of it (30 s): its point goes on in its
+    run on the other worker, from its checkpoint. Woken (SIGCONT), its
     stale attempt stops at its next epoch without logging it or ending the run: every point ends exactly one
     FINISHED run, each epoch logged once, nothing stays RUNNING, and the woken sweep worker serves again."""
     args = [MNIST_SWEEP, "--pool", "bp", "--set", "experiment=pool-frozen", "--set", "trainer.epochs=60",
@@ -119,8 +135,10 @@ def test_a_frozen_sweep_worker_woken_after_its_point_moved_never_finishes_it_twi
             time.sleep(0.2)
         group = os.getpgid(int(victim.data.tags["bp.worker"].rsplit(":", 1)[1]))  # the sweep worker, nanny and all
         os.killpg(group, signal.SIGSTOP)
-        time.sleep(25)  # past the TTL: the scheduler has moved the point
-        os.killpg(group, signal.SIGCONT)
+        try:  # past the TTL (8 s) and the 30 s Dask gives the frozen nanny to restart it: the point moves
+            scheduler_lost_a_worker(pool)
+        finally:
+            os.killpg(group, signal.SIGCONT)
         out, err = running.communicate(timeout=900)
     finally:
         if running.poll() is None:
@@ -168,56 +186,37 @@ def test_the_mlflow_server_restarted_under_a_pool_sweep_retrains_no_point(pool):
     assert "was trained again" not in err
 
 
-def test_bp_stack_down_under_a_pool_sweep_ends_it_and_leaves_nothing_running(tmp_path_factory):
-    """A stack of its own, stopped as a sweep trains: the sweep's flow run is cancelled, its parent and children
-    end KILLED, the follower says so (exit 1), and no process of the stack is left."""
-    directory = tmp_path_factory.mktemp("bp-down-stack")
-    up = bp_stack("up", "--dir", str(directory), "--workers", "1", "--prefect-port", str(free_port()),
-                  "--mlflow-port", str(free_port()), "--scheduler-port", str(free_port()))
-    assert up.returncode == 0, up.stderr[-3000:]
-    env = exported(up.stdout)
-    # the follower gives up on servers gone for good within 15 s, whether or not it saw the sweep cancelled first
-    client = {"env": {**python_env(), **env, outage.VARIABLE: "15"}, "cwd": tmp_path_factory.mktemp("down-client"),
-              **env}
-    records = stack_procs.read_records(directory)
-    running = sweep(client, MNIST_SWEEP, "--pool", "bp", "--set", "experiment=pool-down", "--set",
-                    "trainer.epochs=200", "--set", "data.limit=500", "--set", "sweep.model_name=null", wait=False)
-    try:
-        deadline = time.monotonic() + 300
-        while not runs_of(client, "pool-down", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'"):
-            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
-            time.sleep(0.5)
-        runs_seen = runs_of(client, "pool-down")
-        down = bp_stack("down", "--dir", str(directory), "--grace", "3", timeout=240)
-        out, err = running.communicate(timeout=300)
-    finally:
-        if running.poll() is None:
-            running.kill()
-        stack_procs.stop([r for r in records if stack_procs.group(r)], 5)
-    assert down.returncode == 0, down.stderr[-3000:]
-    assert running.returncode == 1 and "Traceback" not in err, err[-3000:]
-    assert not [r for r in records if stack_procs.group(r)]
-    import sqlite3
-
-    with sqlite3.connect(directory / "mlflow.db") as db:  # the server is gone: its store, read directly
-        statuses = dict(db.execute("select run_uuid, status from runs").fetchall())
-    assert {statuses[r.info.run_id] for r in runs_seen} <= {"KILLED", "FINISHED", "FAILED"}, statuses
-
-
-@pytest.mark.parametrize("how", ["frozen", "killed"])
-def test_a_scheduler_lost_under_a_pool_sweep_fails_it_naming_the_scheduler(tmp_path_factory, how):
-    """A stack of its own (BP_SERVER_TIMEOUT 15 s), its Dask scheduler SIGSTOPped (then woken) or SIGKILLed as a point
-    trains: within the timeout the sweep ends FAILED naming the scheduler, the follower exits 1 with one line, and
-    no run stays RUNNING or finishes afterwards (the woken scheduler's point stops at its next epoch)."""
-    directory = tmp_path_factory.mktemp(f"bp-scheduler-{how}")
+@contextmanager
+def own_stack(tmp_path_factory, name: str):
+    """A stack of its own (one worker, its services' and its client's BP_SERVER_TIMEOUT 15 s), as a client sees it;
+    down after (if a test did not bring it down itself), nothing left."""
+    directory = tmp_path_factory.mktemp(f"bp-{name}-stack")
     env = {**python_env(), outage.VARIABLE: "15"}
     up = bp_stack("up", "--dir", str(directory), "--workers", "1", "--prefect-port", str(free_port()),
                   "--mlflow-port", str(free_port()), "--scheduler-port", str(free_port()), env=env)
-    assert up.returncode == 0, up.stderr[-3000:]
-    client = {"env": {**env, **exported(up.stdout)}, "cwd": tmp_path_factory.mktemp("lost-client"),
-              **exported(up.stdout)}
-    records = stack_procs.read_records(directory)
-    scheduler = next(r for r in records if r["name"] == "scheduler")
+    records = stack_procs.read_records(directory) if up.returncode == 0 else []
+    try:
+        assert up.returncode == 0, up.stderr[-3000:]
+        yield {"env": {**env, **exported(up.stdout)}, "cwd": tmp_path_factory.mktemp(f"{name}-client"),
+               "dir": directory, "records": records, **exported(up.stdout)}
+    finally:
+        bp_stack("down", "--dir", str(directory), "--grace", "3", timeout=240)
+        stack_procs.stop([r for r in records if stack_procs.group(r)], 5)
+
+
+@pytest.fixture(scope="module")
+def lost_stack(tmp_path_factory):
+    """A stack its frozen scheduler leaves working, then brought down under a sweep: the two tests share it, in
+    this order (tests/conftest.py keeps them on one pytest-xdist worker)."""
+    with own_stack(tmp_path_factory, "lost") as client:
+        yield client
+
+
+def lose_scheduler(client, how: str) -> None:
+    """The stack's Dask scheduler SIGSTOPped (then woken) or SIGKILLed as a point trains: within the timeout the
+    sweep ends FAILED naming the scheduler, the follower exits 1 with one line, and no run stays RUNNING or
+    finishes afterwards (the woken scheduler's point stops at its next epoch)."""
+    scheduler = next(r for r in client["records"] if r["name"] == "scheduler")
     running = sweep(client, MNIST_SWEEP, "--pool", "bp", "--set", f"experiment=lost-{how}", "--set",
                     "trainer.epochs=300", "--set", "data.limit=500", "--set", "sweep.model_name=null", wait=False)
     try:
@@ -236,8 +235,8 @@ def test_a_scheduler_lost_under_a_pool_sweep_fails_it_naming_the_scheduler(tmp_p
     finally:
         if running.poll() is None:
             running.kill()
-        bp_stack("down", "--dir", str(directory), "--grace", "3", timeout=240)
-        stack_procs.stop([r for r in records if stack_procs.group(r)], 5)
+        if how == "frozen":
+            os.killpg(scheduler["pid"], signal.SIGCONT)
     assert running.returncode == 1 and "Traceback" not in err, err[-3000:]
     assert gave_up < (45 if how == "frozen" else 25), (gave_up, err[-3000:])
     said = [line for line in err.splitlines() if line.startswith("bp: ")]
@@ -247,3 +246,40 @@ def test_a_scheduler_lost_under_a_pool_sweep_fails_it_naming_the_scheduler(tmp_p
     children = [r for r in runs if r.data.tags.get("bp.sweep") == "child"]
     assert children and {c.info.status for c in children} <= {"FAILED", "KILLED"}, [
         (c.info.run_name, c.info.status) for c in children]
+
+
+def test_a_scheduler_frozen_under_a_pool_sweep_fails_it_naming_the_scheduler(lost_stack):
+    lose_scheduler(lost_stack, "frozen")
+
+
+def test_a_scheduler_killed_under_a_pool_sweep_fails_it_naming_the_scheduler(tmp_path_factory):
+    with own_stack(tmp_path_factory, "killed") as client:
+        lose_scheduler(client, "killed")
+
+
+def test_bp_stack_down_under_a_pool_sweep_ends_it_and_leaves_nothing_running(lost_stack):
+    """Stopped as a sweep trains (the stack the frozen scheduler left working): the sweep's flow run is cancelled,
+    its parent and children end KILLED, the follower says so (exit 1), and no process of the stack is left."""
+    records = stack_procs.read_records(lost_stack["dir"])
+    running = sweep(lost_stack, MNIST_SWEEP, "--pool", "bp", "--set", "experiment=pool-down", "--set",
+                    "trainer.epochs=200", "--set", "data.limit=500", "--set", "sweep.model_name=null", wait=False)
+    try:
+        deadline = time.monotonic() + 300
+        while not runs_of(lost_stack, "pool-down", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'"):
+            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
+            time.sleep(0.5)
+        runs_seen = runs_of(lost_stack, "pool-down")
+        down = bp_stack("down", "--dir", str(lost_stack["dir"]), "--grace", "3", timeout=240)
+        out, err = running.communicate(timeout=300)
+    finally:
+        if running.poll() is None:
+            running.kill()
+        stack_procs.stop([r for r in records if stack_procs.group(r)], 5)
+    assert down.returncode == 0, down.stderr[-3000:]
+    assert running.returncode == 1 and "Traceback" not in err, err[-3000:]
+    assert not [r for r in records if stack_procs.group(r)]
+    import sqlite3
+
+    with sqlite3.connect(lost_stack["dir"] / "mlflow.db") as db:  # the server is gone: its store, read directly
+        statuses = dict(db.execute("select run_uuid, status from runs").fetchall())
+    assert {statuses[r.info.run_id] for r in runs_seen} <= {"KILLED", "FINISHED", "FAILED"}, statuses
