@@ -63,15 +63,23 @@ def up(args: argparse.Namespace) -> bool:
     api, tracking = f"http://{svc.HOST}:{args.prefect_port}/api", f"http://{svc.HOST}:{args.mlflow_port}"
     headers = basic(keys.prefect_auth_string)
     records: list[dict] = []
-    try:
+    try:  # each service starts as soon as what it needs answers: the servers and the scheduler at once
+        _spawn_server(directory, records, args, pg, keys, "prefect-server")
+        address = workers.spawn_scheduler(directory, records, args.scheduler_port) if args.workers else None
         if pg is None:
-            _sqlite_store(directory)
-        _start_servers(directory, records, args, pg, keys)
+            _sqlite_store(directory)  # as the Prefect server starts
+        _spawn_server(directory, records, args, pg, keys, "mlflow-server")
+        _progress("starting the Prefect and MLflow servers" + (" and the Dask scheduler" if address else ""))
+        _wait(list(records), _answers, args.verbose)
+        started = []
+        if address:  # a sweep worker checks both servers as it starts; the pool is made meanwhile
+            started += workers.spawn_sweep_workers(directory, records, args, api, tracking, keys, address, data_root)
         if keys.mlflow_password:
             _check_mlflow_login(tracking, keys, directory)
         _prepare_server(api, keys.prefect_auth_string)
-        if args.workers:
-            workers.start(directory, records, args, api, tracking, keys, headers, data_root, _wait)
+        if address:
+            started += workers.spawn_workers(directory, records, args, api, tracking, keys, address, data_root)
+            workers.wait_ready(directory, started, api, headers, address, _wait)
     except BaseException:
         _abort(directory, records)
         raise
@@ -116,16 +124,21 @@ def _prepare_server(api: str, auth: str) -> None:
     _progress("automation: flow runs whose heartbeats stop are marked Crashed")
 
 
-def _start_servers(directory: Path, records: list[dict], args, pg, keys) -> None:
-    for name, build, port, health in (("prefect-server", svc.prefect_server, args.prefect_port, "/api/health"),
-                                      ("mlflow-server", svc.mlflow_server, args.mlflow_port, "/health")):
-        argv, env = build(directory, port, pg, keys)
-        url = f"http://{svc.HOST}:{port}"
-        procs.spawn(records, name, argv, env, directory / "logs" / f"{name}.log", url=url, health=url + health,
-                    auth=keys.mlflow_password is not None)
-        procs.write_records(directory, records)
-    _progress("starting the Prefect and MLflow servers")
-    _wait(records, lambda r: request("GET", r["health"])[0] == 200, args.verbose)
+def _answers(record: dict) -> bool:
+    """A server answers its health URL; the scheduler listens on its port."""
+    if "health" in record:
+        return request("GET", record["health"])[0] == 200
+    return workers.scheduler_up(record)
+
+
+def _spawn_server(directory: Path, records: list[dict], args, pg, keys, name: str) -> None:
+    build, port, health = {"prefect-server": (svc.prefect_server, args.prefect_port, "/api/health"),
+                           "mlflow-server": (svc.mlflow_server, args.mlflow_port, "/health")}[name]
+    argv, env = build(directory, port, pg, keys)
+    url = f"http://{svc.HOST}:{port}"
+    procs.spawn(records, name, argv, env, directory / "logs" / f"{name}.log", url=url, health=url + health,
+                auth=keys.mlflow_password is not None)
+    procs.write_records(directory, records)
 
 
 def _wait(records: list[dict], ready: Callable[[dict], bool], verbose: bool) -> None:

@@ -178,9 +178,19 @@ def _problem(record) -> str | None:
     return None
 
 
+# the order DIR/pids.json lists the services in (and ``status`` prints them), whatever order they started in
+ORDER = ("prefect-server", "mlflow-server", "scheduler", "worker-", "sweep-worker-")
+
+
+def _rank(record: dict) -> int:
+    name = record["name"]
+    return next((i for i, kind in enumerate(ORDER) if name == kind or (kind.endswith("-") and name.startswith(kind))),
+                len(ORDER))
+
+
 def write_records(directory: Path, records: list[dict]) -> None:
     """Atomically replace DIR/pids.json (written after every start, so ``down`` finds a half-started stack)."""
     path = directory / PIDS_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"services": records}, indent=2) + "\n")
+    tmp.write_text(json.dumps({"services": sorted(records, key=_rank)}, indent=2) + "\n")
     os.replace(tmp, path)
