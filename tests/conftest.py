@@ -50,12 +50,16 @@ def _weight(item) -> int:
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """Tests that start servers are slow: those on the session's Prefect server, the stack's and compose's. Tests
-    sharing servers keep to one worker (``--dist loadgroup``), and the longest are handed out first."""
-    for item in items:
+    sharing servers keep to one worker (``--dist loadgroup``) and follow one another there (and with ``-n 0``), so
+    their servers stop right after the last of them; the longest are handed out first."""
+    first: dict[str, int] = {}  # each group where its first test was collected: the group's place
+    for index, item in enumerate(items):
         if "prefect_server" in item.fixturenames or item.get_closest_marker("stack") \
                 or item.get_closest_marker("compose"):
             item.add_marker(pytest.mark.slow)
         group = _group(item)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=_weight)  # stable: each module's and group's own order is kept
+        first.setdefault(group or item.nodeid, index)
+    place = {item.nodeid: first[_group(item) or item.nodeid] for item in items}
+    items.sort(key=lambda item: (_weight(item), place[item.nodeid]))  # stable: a group's own order is kept

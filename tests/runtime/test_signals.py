@@ -183,9 +183,9 @@ def test_a_stop_never_cuts_a_write_to_a_sqlite_store(tmp_path):
         for trial in range(200):
             run_id = mc.create_run(experiment).info.run_id
             timer = threading.Timer(random.uniform(0.005, 0.03), os.kill, (os.getpid(), signal.SIGTERM))
-            timer.start()
             step = 0
             try:
+                timer.start()  # on a busy machine its signal may come while start() still waits for the thread
                 while True:
                     metrics.log_batch(mc, run_id, metrics=[Metric("cost", 1.0, 0, step), Metric("acc", 0.5, 0, step)])
                     step += 1

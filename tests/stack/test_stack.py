@@ -88,6 +88,9 @@ def test_up_on_postgres_with_two_workers(stack):
     assert password not in stack.stdout + stack.stderr
     assert password not in (stack.dir / stack_procs.PIDS_FILE).read_text()
     assert "postgresql://postgres:***@127.0.0.1" in stack.stderr  # what it did, redacted
+    # started as soon as each could be (the scheduler beside the servers), listed (and shown by status) by kind
+    assert [r["name"] for r in stack.records] == ["prefect-server", "mlflow-server", "scheduler", "worker-1",
+                                                  "worker-2", "sweep-worker-1", "sweep-worker-2"]
 
     assert get(f"{stack.prefect_api}/health") == (200, True)  # open: the health check needs no credentials
     status, ui = get(f"{stack.prefect_api.removesuffix('/api')}/ui-settings")

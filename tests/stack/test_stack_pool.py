@@ -99,6 +99,36 @@ def test_a_prefect_server_gone_for_good_ends_the_following_and_nothing_stays_run
     assert again.returncode == 0, again.stderr[-3000:]
 
 
+def test_the_mlflow_server_restarted_under_a_pool_sweep_retrains_no_point(pool):
+    """Worker liveness is Dask's, never MLflow's: the MLflow server away 10 s mid-sweep, every point still has one run,
+    FINISHED, and no point was trained twice."""
+    args = [MNIST_SWEEP, "--pool", "bp", "--set", "experiment=pool-mlflow", "--set", "trainer.epochs=40",
+            "--set", "data.limit=500", "--set", "sweep.model_name=null",
+            "--set", "sweep.grid.trainer.learning_rate=[0.005, 0.01, 0.02, 0.05]"]
+    running = sweep(pool, *args, wait=False)
+    record = next(r for r in stack_procs.read_records(pool["dir"]) if r["name"] == "mlflow-server")
+    mc = MlflowClient(pool["MLFLOW_TRACKING_URI"])
+    try:
+        deadline = time.monotonic() + 300
+        while not [r for r in runs_of(pool, "pool-mlflow", "attributes.status = 'RUNNING'")
+                   if r.data.tags.get("bp.sweep") == "child"
+                   and len(mc.get_metric_history(r.info.run_id, "cost")) >= 2]:
+            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
+            time.sleep(0.5)
+        restart = stop_service(record)
+        time.sleep(10)
+        start_service(pool, record, *restart)
+        out, err = running.communicate(timeout=900)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert running.returncode == 0, err[-3000:]
+    children = runs_of(pool, "pool-mlflow", "tags.`bp.sweep` = 'child'")
+    assert sorted(c.info.run_name for c in children) == ["lr=0.005", "lr=0.01", "lr=0.02", "lr=0.05"]
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert "was trained again" not in err
+
+
 def scheduler_lost_a_worker(pool, timeout: float = 120) -> None:
     """Wait until the pool's Dask scheduler has one of its two workers left."""
     from distributed import Client
@@ -118,7 +148,8 @@ def test_a_frozen_sweep_worker_woken_after_its_point_moved_never_finishes_it_twi
     is taken for lost once its nanny does not answer the restart Dask asks of it (30 s): its point goes on in its
     run on the other worker, from its checkpoint. Woken (SIGCONT), its
     stale attempt stops at its next epoch without logging it or ending the run: every point ends exactly one
-    FINISHED run, each epoch logged once, nothing stays RUNNING, and the woken sweep worker serves again."""
+    FINISHED run, each epoch logged once, nothing stays RUNNING. The pool's last test: the scheduler dropped the woken
+    worker, which does not join again, so the pool has one sweep worker left."""
     args = [MNIST_SWEEP, "--pool", "bp", "--set", "experiment=pool-frozen", "--set", "trainer.epochs=60",
             "--set", "data.limit=500", "--set", "sweep.model_name=null",
             "--set", "sweep.grid.trainer.learning_rate=[0.005, 0.01, 0.02, 0.05]"]
@@ -154,36 +185,6 @@ def test_a_frozen_sweep_worker_woken_after_its_point_moved_never_finishes_it_twi
     assert (moved.info.status, moved.data.tags["bp.resumed"]) == ("FINISHED", "1"), moved.data.tags
     assert len(children) == 4 and not [c for c in children if c.info.status == "RUNNING"]
     assert [m.step for m in mc.get_metric_history(moved.info.run_id, "cost")] == list(range(1, 61))
-
-
-def test_the_mlflow_server_restarted_under_a_pool_sweep_retrains_no_point(pool):
-    """Worker liveness is Dask's, never MLflow's: the MLflow server away 10 s mid-sweep, every point still has one run,
-    FINISHED, and no point was trained twice."""
-    args = [MNIST_SWEEP, "--pool", "bp", "--set", "experiment=pool-mlflow", "--set", "trainer.epochs=40",
-            "--set", "data.limit=500", "--set", "sweep.model_name=null",
-            "--set", "sweep.grid.trainer.learning_rate=[0.005, 0.01, 0.02, 0.05]"]
-    running = sweep(pool, *args, wait=False)
-    record = next(r for r in stack_procs.read_records(pool["dir"]) if r["name"] == "mlflow-server")
-    mc = MlflowClient(pool["MLFLOW_TRACKING_URI"])
-    try:
-        deadline = time.monotonic() + 300
-        while not [r for r in runs_of(pool, "pool-mlflow", "attributes.status = 'RUNNING'")
-                   if r.data.tags.get("bp.sweep") == "child"
-                   and len(mc.get_metric_history(r.info.run_id, "cost")) >= 2]:
-            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
-            time.sleep(0.5)
-        restart = stop_service(record)
-        time.sleep(10)
-        start_service(pool, record, *restart)
-        out, err = running.communicate(timeout=900)
-    finally:
-        if running.poll() is None:
-            running.kill()
-    assert running.returncode == 0, err[-3000:]
-    children = runs_of(pool, "pool-mlflow", "tags.`bp.sweep` = 'child'")
-    assert sorted(c.info.run_name for c in children) == ["lr=0.005", "lr=0.01", "lr=0.02", "lr=0.05"]
-    assert {c.info.status for c in children} == {"FINISHED"}
-    assert "was trained again" not in err
 
 
 @contextmanager

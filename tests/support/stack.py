@@ -157,8 +157,32 @@ class Stack:
         return self.env["PREFECT_API_AUTH_STRING"]
 
 
-STOP_STACK = pytest.StashKey()  # the session stack's ``bp stack down`` while it is up, then STOPPED
+STOPS = pytest.StashKey()  # fixture name -> how to stop what it started while it runs, then STOPPED
 STOPPED = object()
+
+
+def stop_after_its_last_test(request, name: str, stop) -> None:
+    """Call ``stop`` (idempotent) right after the last test that uses session fixture ``name``, not at the session's
+    end: an idle stack costs about 3 CPU s a minute that the other tests need. Its tests run one after another
+    (tests/conftest.py groups them and keeps each group together); one asking for it afterwards fails saying so."""
+    request.config.stash.setdefault(STOPS, {})[name] = stop
+
+
+def pytest_runtest_setup(item):
+    for name, stop in item.config.stash.get(STOPS, {}).items():
+        if stop is STOPPED and name in item.fixturenames:
+            pytest.fail(f"the session's {name} was stopped after its last test: tests using it must run together "
+                        "(tests/conftest.py groups them)")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    stops = item.config.stash.get(STOPS, {})
+    for name, stop in list(stops.items()):
+        if stop is not STOPPED and name in item.fixturenames and (
+                nextitem is None or name not in nextitem.fixturenames):
+            stops[name] = STOPPED
+            stop()
 
 
 @pytest.fixture(scope="session")
@@ -187,25 +211,10 @@ def stack(postgres, tmp_path_factory, request) -> Iterator[Stack]:
         assert stopped[0].returncode == 0 and not left, f"bp stack down left {left}: {stopped[0].stdout}" \
                                                         f"{stopped[0].stderr}"
 
-    request.config.stash[STOP_STACK] = down
+    stop_after_its_last_test(request, "stack", down)
     try:
         yield Stack(directory, f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{mlflow_port}", postgres,
                     up.stdout, up.stderr, records)
     finally:
         down()
 
-
-def pytest_runtest_setup(item):
-    if "stack" in item.fixturenames and item.config.stash.get(STOP_STACK, None) is STOPPED:
-        pytest.fail("the session's stack was stopped after its last test: tests using it must run together "
-                    "(tests/conftest.py groups them)")
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_teardown(item, nextitem):
-    """Stop the session's stack once the test after this one does not use it (its tests run one after another)."""
-    down = item.config.stash.get(STOP_STACK, None)
-    if down not in (None, STOPPED) and "stack" in item.fixturenames and (
-            nextitem is None or "stack" not in nextitem.fixturenames):
-        item.config.stash[STOP_STACK] = STOPPED
-        down()
