@@ -159,3 +159,31 @@ def test_bpcore_packages_hold_a_docstring_only():
         if ast.get_docstring(tree) is None or len(tree.body) != 1:
             more.append(str(path.relative_to(REPO)))
     assert not more
+
+
+
+def sizes_over(root: Path, module_limit: int = 300, function_limit: int = 60) -> list[str]:
+    """The modules under ``root`` longer than ``module_limit`` lines and the functions longer than ``function_limit``,
+    named relative to ``root``'s parent."""
+    over = []
+    for path in sorted(root.rglob("*.py")):
+        source, name = path.read_text(), path.relative_to(root.parent)
+        if len(source.splitlines()) > module_limit:
+            over.append(f"{name}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            length = node.end_lineno - node.lineno + 1 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) \
+                else 0
+            if length > function_limit:
+                over.append(f"{name}:{node.lineno} {node.name}: {length} lines")
+    return over
+
+
+def test_no_module_over_300_lines_nor_function_over_60_in_bpcore_flows_and_benchmarks():
+    assert [line for package in ("bpcore", "flows", "benchmarks") for line in sizes_over(REPO / package)] == []
+
+
+def test_the_size_check_finds_a_long_module_and_a_long_function(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(61))
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "long.py").write_text("def long():\n" + body + "\n" + "\n" * 240)
+    assert sizes_over(tmp_path / "pkg") == ["pkg/long.py: 302 lines", "pkg/long.py:1 long: 62 lines"]

@@ -8,7 +8,8 @@ from uuid import uuid4
 
 import httpx
 
-from flows.cli import pool
+from flows.cli import flow_logs, pool
+from flows.cli.flow_logs import FlowRunLogs
 
 
 def record(message: str, level: int = 20, task: bool = True, name: str = "prefect.task_runs"):
@@ -18,19 +19,19 @@ def record(message: str, level: int = 20, task: bool = True, name: str = "prefec
 
 def test_a_task_runs_routine_end_is_left_out_unless_verbose():
     routine = record("Finished in state Completed()")
-    assert pool._line(routine, verbose=False) is None
-    assert pool._line(routine, verbose=True).endswith("prefect.task_runs - Finished in state Completed()")
+    assert flow_logs.rendered(routine, verbose=False) is None
+    assert flow_logs.rendered(routine, verbose=True).endswith("prefect.task_runs - Finished in state Completed()")
     failed = record("Finished in state Failed('lr=2: diverged')", level=40)
-    assert "| ERROR   | " in pool._line(failed, verbose=False)  # not routine: a failure is always shown
+    assert "| ERROR   | " in flow_logs.rendered(failed, verbose=False)  # not routine: a failure is always shown
 
 
 def test_lines_name_their_task_run_and_keep_to_one_line_unless_verbose():
     told = record("diverged at epoch 1: cost inf\nTraceback (most recent call last): ...", level=30)
-    line = pool._line(told, verbose=False, task="child lr=2")
+    line = flow_logs.rendered(told, verbose=False, task="child lr=2")
     assert line.endswith("| WARNING | Task run 'child lr=2' - diverged at epoch 1: cost inf")
-    assert "Traceback" in pool._line(told, verbose=True, task="child lr=2")
+    assert "Traceback" in flow_logs.rendered(told, verbose=True, task="child lr=2")
     flow = record("4 children, 2 at a time", task=False, name="prefect.flow_runs")
-    assert pool._line(flow, verbose=False).endswith("| INFO    | Flow run - 4 children, 2 at a time")
+    assert flow_logs.rendered(flow, verbose=False).endswith("| INFO    | Flow run - 4 children, 2 at a time")
 
 
 def test_the_server_away_is_told_from_other_errors():
@@ -51,17 +52,17 @@ def test_a_warning_told_twice_is_shown_once_unless_verbose(capsys):
     again = record("epoch 1", task=False, name="prefect.flow_runs")  # INFO lines are not merged
     again.id = 2
     ready = SimpleNamespace(read_logs=lambda **_: twice + [again, SimpleNamespace(**{**vars(again), "id": 3})])
-    pool._Logs(ready, str(uuid4())).show()
+    FlowRunLogs(ready, str(uuid4())).show()
     shown = capsys.readouterr().err.splitlines()
     assert len([line for line in shown if "did not answer" in line]) == 1 and len(shown) == 3, shown
-    pool._Logs(ready, str(uuid4()), verbose=True).show()
+    FlowRunLogs(ready, str(uuid4()), verbose=True).show()
     assert len(capsys.readouterr().err.splitlines()) == 4
 
 
 def test_the_flow_runs_own_end_is_left_to_the_followers_last_line():
     ended = record("Finished in state Failed('Flow run encountered an exception: RunFailed: lost')", task=False,
                    name="prefect.flow_runs")
-    assert pool._line(ended, verbose=False) is None and "RunFailed" in pool._line(ended, verbose=True)
+    assert flow_logs.rendered(ended, verbose=False) is None and "RunFailed" in flow_logs.rendered(ended, verbose=True)
 
 
 def test_a_task_runs_record_waits_a_little_for_its_task_runs_name(capsys):
@@ -79,7 +80,7 @@ def test_a_task_runs_record_waits_a_little_for_its_task_runs_name(capsys):
         return SimpleNamespace(name=known[task_run_id])
 
     client = SimpleNamespace(read_logs=lambda **_: [fresh], read_task_run=read_task_run)
-    logs = pool._Logs(client, str(uuid4()))
+    logs = FlowRunLogs(client, str(uuid4()))
     logs.show()
     assert capsys.readouterr().err == ""  # not yet: its task run is unknown
     known[fresh.task_run_id] = "child lr=0.1"
@@ -87,9 +88,9 @@ def test_a_task_runs_record_waits_a_little_for_its_task_runs_name(capsys):
     assert "Task run 'child lr=0.1' - finished: final_cost 99" in capsys.readouterr().err
     stale = record("finished: final_cost 1")  # older than UNNAMED: shown unnamed rather than never
     stale.id = 2
-    pool._Logs(SimpleNamespace(read_logs=lambda **_: [stale], read_task_run=read_task_run), str(uuid4())).show()
+    FlowRunLogs(SimpleNamespace(read_logs=lambda **_: [stale], read_task_run=read_task_run), str(uuid4())).show()
     assert "prefect.task_runs - finished: final_cost 1" in capsys.readouterr().err
-    ended = pool._Logs(SimpleNamespace(read_logs=lambda **_: [fresh], read_task_run=lambda _: read_task_run(None)),
+    ended = FlowRunLogs(SimpleNamespace(read_logs=lambda **_: [fresh], read_task_run=lambda _: read_task_run(None)),
                        str(uuid4()))
     ended.show(final=True)
     assert "finished: final_cost 99" in capsys.readouterr().err
