@@ -53,6 +53,7 @@ def pytest_collection_modifyitems(items):
     sharing servers keep to one worker (``--dist loadgroup``) and follow one another there (and with ``-n 0``), so
     their servers stop right after the last of them; the longest are handed out first."""
     first: dict[str, int] = {}  # each group where its first test was collected: the group's place
+    unit: dict[str, str] = {}  # each test's group, or the test itself
     for index, item in enumerate(items):
         if "prefect_server" in item.fixturenames or item.get_closest_marker("stack") \
                 or item.get_closest_marker("compose"):
@@ -60,6 +61,6 @@ def pytest_collection_modifyitems(items):
         group = _group(item)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
-        first.setdefault(group or item.nodeid, index)
-    place = {item.nodeid: first[_group(item) or item.nodeid] for item in items}
-    items.sort(key=lambda item: (_weight(item), place[item.nodeid]))  # stable: a group's own order is kept
+        unit[item.nodeid] = group or item.nodeid
+        first.setdefault(unit[item.nodeid], index)
+    items.sort(key=lambda item: (_weight(item), first[unit[item.nodeid]]))  # stable: a group's own order is kept

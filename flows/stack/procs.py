@@ -183,9 +183,7 @@ ORDER = ("prefect-server", "mlflow-server", "scheduler", "worker-", "sweep-worke
 
 
 def _rank(record: dict) -> int:
-    name = record["name"]
-    return next((i for i, kind in enumerate(ORDER) if name == kind or (kind.endswith("-") and name.startswith(kind))),
-                len(ORDER))
+    return next((i for i, kind in enumerate(ORDER) if record["name"].startswith(kind)), len(ORDER))
 
 
 def write_records(directory: Path, records: list[dict]) -> None:

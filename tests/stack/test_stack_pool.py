@@ -14,7 +14,8 @@ from contextlib import contextmanager
 import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO, python_env
-from support.pool import flow_run_states, prefect_server, rates, runs_of, start_service, stop_service, sweep
+from support.pool import (away_a_while, flow_run_states, prefect_server, rates, runs_of, start_service,
+                          stop_service, sweep)
 from support.stack import bp_stack, exported, free_port
 
 from flows.runtime import outage
@@ -37,10 +38,7 @@ def test_32_points_on_the_default_stack_ride_out_a_prefect_server_restart(pool):
         while len(runs_of(pool, "pool-32", "attributes.status = 'FINISHED'")) < 6:
             assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
             time.sleep(1)
-        record = prefect_server(pool)
-        restart = stop_service(record)
-        time.sleep(5)  # away a while, as in a restart that takes its time
-        start_service(pool, record, *restart)
+        away_a_while(pool, prefect_server(pool), 5)  # as in a restart that takes its time
         out, err = running.communicate(timeout=900)
     finally:
         if running.poll() is None:
@@ -115,9 +113,7 @@ def test_the_mlflow_server_restarted_under_a_pool_sweep_retrains_no_point(pool):
                    and len(mc.get_metric_history(r.info.run_id, "cost")) >= 2]:
             assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
             time.sleep(0.5)
-        restart = stop_service(record)
-        time.sleep(10)
-        start_service(pool, record, *restart)
+        away_a_while(pool, record, 10)
         out, err = running.communicate(timeout=900)
     finally:
         if running.poll() is None:
@@ -131,12 +127,10 @@ def test_the_mlflow_server_restarted_under_a_pool_sweep_retrains_no_point(pool):
 
 def scheduler_lost_a_worker(pool, timeout: float = 120) -> None:
     """Wait until the pool's Dask scheduler has one of its two workers left."""
-    from distributed import Client
-
-    from flows.sweep import tls
+    from flows.stack.workers import scheduler_client
 
     address = next(r for r in stack_procs.read_records(pool["dir"]) if r["name"] == "scheduler")["url"]
-    with Client(address, security=tls.security(pool["dir"] / "dask"), timeout=10, set_as_default=False) as dask:
+    with scheduler_client(pool["dir"], address) as dask:
         deadline = time.monotonic() + timeout
         while len(dask.scheduler_info(n_workers=-1)["workers"]) > 1:
             assert time.monotonic() < deadline, f"the scheduler still counts the frozen worker after {timeout} s"

@@ -89,6 +89,13 @@ def start_service(pool, record: dict, argv, env, cwd) -> None:
     raise AssertionError(f"{record['name']} did not come back")
 
 
+def away_a_while(pool, record: dict, seconds: float) -> None:
+    """A stack service stopped, then started again as it was after ``seconds``."""
+    restart = stop_service(record)
+    time.sleep(seconds)
+    start_service(pool, record, *restart)
+
+
 def flow_run_states(pool, ids) -> dict[str, str]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 

@@ -162,10 +162,18 @@ STOPPED = object()
 
 
 def stop_after_its_last_test(request, name: str, stop) -> None:
-    """Call ``stop`` (idempotent) right after the last test that uses session fixture ``name``, not at the session's
+    """Call ``stop`` right after the last test that uses session fixture ``name``, not at the session's
     end: an idle stack costs about 3 CPU s a minute that the other tests need. Its tests run one after another
     (tests/conftest.py groups them and keeps each group together); one asking for it afterwards fails saying so."""
     request.config.stash.setdefault(STOPS, {})[name] = stop
+
+
+def _stop(config, name: str) -> None:
+    """Stop what session fixture ``name`` started, once."""
+    stops = config.stash.get(STOPS, {})
+    if stops.get(name) not in (None, STOPPED):
+        stop, stops[name] = stops[name], STOPPED
+        stop()
 
 
 def pytest_runtest_setup(item):
@@ -177,12 +185,9 @@ def pytest_runtest_setup(item):
 
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item, nextitem):
-    stops = item.config.stash.get(STOPS, {})
-    for name, stop in list(stops.items()):
-        if stop is not STOPPED and name in item.fixturenames and (
-                nextitem is None or name not in nextitem.fixturenames):
-            stops[name] = STOPPED
-            stop()
+    for name in list(item.config.stash.get(STOPS, {})):
+        if name in item.fixturenames and (nextitem is None or name not in nextitem.fixturenames):
+            _stop(item.config, name)
 
 
 @pytest.fixture(scope="session")
@@ -200,21 +205,17 @@ def stack(postgres, tmp_path_factory, request) -> Iterator[Stack]:
         bp_stack("down", "--dir", str(directory))
         pytest.fail(f"bp stack up failed (exit {up.returncode}):\n{up.stderr[-4000:]}")
     records = json.loads((directory / stack_procs.PIDS_FILE).read_text())["services"]
-    stopped = []
 
     def down() -> None:
-        if stopped:
-            return
-        stopped.append(bp_stack("down", "--dir", str(directory), timeout=180))
+        done = bp_stack("down", "--dir", str(directory), timeout=180)
         left = [r for r in records if stack_procs.group(r)]
         stack_procs.stop(left, 5)  # never leave a server behind, even when down failed
-        assert stopped[0].returncode == 0 and not left, f"bp stack down left {left}: {stopped[0].stdout}" \
-                                                        f"{stopped[0].stderr}"
+        assert done.returncode == 0 and not left, f"bp stack down left {left}: {done.stdout}{done.stderr}"
 
     stop_after_its_last_test(request, "stack", down)
     try:
         yield Stack(directory, f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{mlflow_port}", postgres,
                     up.stdout, up.stderr, records)
     finally:
-        down()
+        _stop(request.config, "stack")  # unless its last test did
 
