@@ -14,8 +14,16 @@ from contextlib import contextmanager
 import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO, python_env
-from support.pool import (away_a_while, flow_run_states, prefect_server, rates, runs_of, start_service,
-                          stop_service, sweep)
+from support.pool import (
+    away_a_while,
+    flow_run_states,
+    prefect_server,
+    rates,
+    runs_of,
+    start_service,
+    stop_service,
+    sweep,
+)
 from support.stack import bp_stack, exported, free_port
 
 from flows.runtime import outage
