@@ -14,7 +14,7 @@ pytest_plugins = ["support.fixtures", "support.stack", "support.pool"]
 # Fixtures that start servers and are shared by several tests (session- or module-scoped): every test using one
 # runs on the same pytest-xdist worker, so the servers start once. The session stack's group spans two modules
 # (test_stack.py checks the running stack before test_stack_flows.py restarts its parts: file order is kept), and
-# test_stack_pool.py's lost_stack serves its frozen-scheduler test, then the bp stack down test, in file order.
+# test_stack_pool.py's lost_stack serves its frozen-scheduler test, then its killed-scheduler test, in file order.
 SHARED_SERVERS = {"stack": "stack", "servers": "stack", "pool": None, "lost_stack": "lost-stack"}
 # modules whose tests share module-scoped state (a sweep trained once, a server, the default ports) keep together
 ONE_WORKER_MODULES = ("tests/stack/test_walkthrough.py", "tests/sweep/test_sweep.py",

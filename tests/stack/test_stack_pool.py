@@ -1,15 +1,14 @@
 """Pool sweeps whose servers fail under them, on the default stack (``pool``, tests/support/pool.py: SQLite, as a
 new user starts it, the Dask scheduler taking a frozen worker for lost after 8 s): 32 points with the Prefect server
 restarted on the way, the Prefect server gone for good, a sweep worker frozen and woken, the MLflow server
-restarted; and on stacks of their own, the Dask scheduler frozen (then ``bp stack down`` under a sweep, on the stack
-the frozen scheduler left working) or killed."""
+restarted, then ``bp stack down`` under a sweep; and on a stack of their own, the Dask scheduler frozen, then (the
+frozen scheduler leaves the stack working) killed."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
-from contextlib import contextmanager
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -150,8 +149,8 @@ def test_a_frozen_sweep_worker_woken_after_its_point_moved_never_finishes_it_twi
     is taken for lost once its nanny does not answer the restart Dask asks of it (30 s): its point goes on in its
     run on the other worker, from its checkpoint. Woken (SIGCONT), its
     stale attempt stops at its next epoch without logging it or ending the run: every point ends exactly one
-    FINISHED run, each epoch logged once, nothing stays RUNNING. The pool's last test: the scheduler dropped the woken
-    worker, which does not join again, so the pool has one sweep worker left."""
+    FINISHED run, each epoch logged once, nothing stays RUNNING. The scheduler dropped the woken worker, which does
+    not join again: the pool has one sweep worker left, and only the bp stack down test after this one."""
     args = [MNIST_SWEEP, "--pool", "bp", "--set", "experiment=pool-frozen", "--set", "trainer.epochs=60",
             "--set", "data.limit=500", "--set", "sweep.model_name=null",
             "--set", "sweep.grid.trainer.learning_rate=[0.005, 0.01, 0.02, 0.05]"]
@@ -189,30 +188,53 @@ def test_a_frozen_sweep_worker_woken_after_its_point_moved_never_finishes_it_twi
     assert [m.step for m in mc.get_metric_history(moved.info.run_id, "cost")] == list(range(1, 61))
 
 
-@contextmanager
-def own_stack(tmp_path_factory, name: str):
-    """A stack of its own (one worker, its services' and its client's BP_SERVER_TIMEOUT 15 s), as a client sees it;
-    down after (if a test did not bring it down itself), nothing left."""
-    directory = tmp_path_factory.mktemp(f"bp-{name}-stack")
+def test_bp_stack_down_under_a_pool_sweep_ends_it_and_leaves_nothing_running(pool):
+    """Stopped as a sweep trains (the pool's last test: one sweep worker is left after the frozen one): the sweep's
+    flow run is cancelled, its parent and children end KILLED, the follower says so (exit 1), and no process of the
+    stack is left."""
+    records = stack_procs.read_records(pool["dir"])
+    running = sweep(pool, MNIST_SWEEP, "--pool", "bp", "--set", "experiment=pool-down", "--set",
+                    "trainer.epochs=200", "--set", "data.limit=500", "--set", "sweep.model_name=null",
+                    env={outage.VARIABLE: "15"}, wait=False)
+    try:
+        deadline = time.monotonic() + 300
+        while not runs_of(pool, "pool-down", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'"):
+            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
+            time.sleep(0.5)
+        runs_seen = runs_of(pool, "pool-down")
+        down = bp_stack("down", "--dir", str(pool["dir"]), "--grace", "3", timeout=240)
+        out, err = running.communicate(timeout=300)
+    finally:
+        if running.poll() is None:
+            running.kill()
+        stack_procs.stop([r for r in records if stack_procs.group(r)], 5)
+    assert down.returncode == 0, down.stderr[-3000:]
+    assert running.returncode == 1 and "Traceback" not in err, err[-3000:]
+    assert not [r for r in records if stack_procs.group(r)]
+    import sqlite3
+
+    with sqlite3.connect(pool["dir"] / "mlflow.db") as db:  # the server is gone: its store, read directly
+        statuses = dict(db.execute("select run_uuid, status from runs").fetchall())
+    assert {statuses[r.info.run_id] for r in runs_seen} <= {"KILLED", "FINISHED", "FAILED"}, statuses
+
+
+@pytest.fixture(scope="module")
+def lost_stack(tmp_path_factory):
+    """A stack of its own (one worker, its services' and its client's BP_SERVER_TIMEOUT 15 s), as a client sees it:
+    its frozen scheduler leaves it working, then its scheduler is killed (the two tests share it in this order,
+    tests/conftest.py keeping them on one pytest-xdist worker); down after, nothing left."""
+    directory = tmp_path_factory.mktemp("bp-lost-stack")
     env = {**python_env(), outage.VARIABLE: "15"}
     up = bp_stack("up", "--dir", str(directory), "--workers", "1", "--prefect-port", str(free_port()),
                   "--mlflow-port", str(free_port()), "--scheduler-port", str(free_port()), env=env)
     records = stack_procs.read_records(directory) if up.returncode == 0 else []
     try:
         assert up.returncode == 0, up.stderr[-3000:]
-        yield {"env": {**env, **exported(up.stdout)}, "cwd": tmp_path_factory.mktemp(f"{name}-client"),
+        yield {"env": {**env, **exported(up.stdout)}, "cwd": tmp_path_factory.mktemp("lost-client"),
                "dir": directory, "records": records, **exported(up.stdout)}
     finally:
         bp_stack("down", "--dir", str(directory), "--grace", "3", timeout=240)
         stack_procs.stop([r for r in records if stack_procs.group(r)], 5)
-
-
-@pytest.fixture(scope="module")
-def lost_stack(tmp_path_factory):
-    """A stack its frozen scheduler leaves working, then brought down under a sweep: the two tests share it, in
-    this order (tests/conftest.py keeps them on one pytest-xdist worker)."""
-    with own_stack(tmp_path_factory, "lost") as client:
-        yield client
 
 
 def lose_scheduler(client, how: str) -> None:
@@ -255,34 +277,5 @@ def test_a_scheduler_frozen_under_a_pool_sweep_fails_it_naming_the_scheduler(los
     lose_scheduler(lost_stack, "frozen")
 
 
-def test_a_scheduler_killed_under_a_pool_sweep_fails_it_naming_the_scheduler(tmp_path_factory):
-    with own_stack(tmp_path_factory, "killed") as client:
-        lose_scheduler(client, "killed")
-
-
-def test_bp_stack_down_under_a_pool_sweep_ends_it_and_leaves_nothing_running(lost_stack):
-    """Stopped as a sweep trains (the stack the frozen scheduler left working): the sweep's flow run is cancelled,
-    its parent and children end KILLED, the follower says so (exit 1), and no process of the stack is left."""
-    records = stack_procs.read_records(lost_stack["dir"])
-    running = sweep(lost_stack, MNIST_SWEEP, "--pool", "bp", "--set", "experiment=pool-down", "--set",
-                    "trainer.epochs=200", "--set", "data.limit=500", "--set", "sweep.model_name=null", wait=False)
-    try:
-        deadline = time.monotonic() + 300
-        while not runs_of(lost_stack, "pool-down", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'"):
-            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
-            time.sleep(0.5)
-        runs_seen = runs_of(lost_stack, "pool-down")
-        down = bp_stack("down", "--dir", str(lost_stack["dir"]), "--grace", "3", timeout=240)
-        out, err = running.communicate(timeout=300)
-    finally:
-        if running.poll() is None:
-            running.kill()
-        stack_procs.stop([r for r in records if stack_procs.group(r)], 5)
-    assert down.returncode == 0, down.stderr[-3000:]
-    assert running.returncode == 1 and "Traceback" not in err, err[-3000:]
-    assert not [r for r in records if stack_procs.group(r)]
-    import sqlite3
-
-    with sqlite3.connect(lost_stack["dir"] / "mlflow.db") as db:  # the server is gone: its store, read directly
-        statuses = dict(db.execute("select run_uuid, status from runs").fetchall())
-    assert {statuses[r.info.run_id] for r in runs_seen} <= {"KILLED", "FINISHED", "FAILED"}, statuses
+def test_a_scheduler_killed_under_a_pool_sweep_fails_it_naming_the_scheduler(lost_stack):
+    lose_scheduler(lost_stack, "killed")  # the stack's last test: its sweep workers go with the scheduler
