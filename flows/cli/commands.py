@@ -8,6 +8,7 @@ start of Prefect's temporary server.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from bpcore.config.serial import to_dict, to_yaml
@@ -68,8 +69,7 @@ def _train(args) -> int:
         print(f"bp: {args.config}: training the base config; its sweep runs with bp sweep", file=sys.stderr)
         config = config.model_copy(update={"sweep": None})
     fingerprint(config)  # load the data now (cached for the flow): bad data fails before Prefect starts
-    uri = prepare_store(args.tracking_uri)
-    _check_prefect()
+    uri = prepare_store(args.tracking_uri, _check_prefect)
 
     def flow():
         from flows.experiments.registry import flow_for
@@ -92,10 +92,9 @@ def _sweep(args) -> int:
         points = expand(config, args.config)
         for point in points if here else []:  # every point's data loaded (and cached): bad data fails early
             fingerprint(point.validated())
-    uri = prepare_store(args.tracking_uri)
     if pool:
-        return _on_pool(args, config, pool, uri, Path(args.config).stem, args.parallel)
-    _check_prefect()
+        return _on_pool(args, config, pool, args.tracking_uri, Path(args.config).stem, args.parallel)
+    uri = prepare_store(args.tracking_uri, _check_prefect)
 
     def flow():
         from flows.sweep.flow import sweep
@@ -109,13 +108,17 @@ def _sweep(args) -> int:
                    beside=sweep_cluster(args.parallel, config, points))
 
 
-def _on_pool(args, config, pool: str, uri: str, run_name: str, parallel: int | None, resume: str | None = None) -> int:
+def _on_pool(args, config, pool: str, uri: str | None, run_name: str, parallel: int | None,
+             resume: str | None = None) -> int:
     """The sweep as a flow run on ``pool``'s workers, followed here (or, with --detach, only submitted); ``resume``:
-    the parent run of the sweep it finishes."""
+    the parent run of the sweep it finishes. The tracking ``uri`` is prepared once the server and pool are checked."""
     from flows.server import prefect_api
 
-    url, _ = prefect_api.require("a sweep on a work pool needs the Prefect server its workers serve")
-    prefect_api.require_pool(url, pool, "--pool" if args.pool else "sweep.pool")
+    def servers() -> None:
+        url, _ = prefect_api.require("a sweep on a work pool needs the Prefect server its workers serve")
+        prefect_api.require_pool(url, pool, "--pool" if args.pool else "sweep.pool")
+
+    uri = prepare_store(uri, servers)
     terminal.quiet()
     from flows.cli import pool as submit
 
@@ -148,8 +151,7 @@ def _check_prefect() -> None:
 
 
 def _reproduce(args) -> int:
-    uri = prepare_store(args.tracking_uri)
-    _check_prefect()
+    uri = prepare_store(args.tracking_uri, _check_prefect)
     from flows.experiments import reproduce
     from flows.tracking import runs
 
@@ -224,8 +226,10 @@ def _runs(args) -> int:
     return exits.FINISHED
 
 
-def prepare_store(uri: str | None) -> str:
-    """The tracking URI, checked (exit 2 within seconds if unusable) and, when new, created once.
+def prepare_store(uri: str | None, servers: Callable[[], None] | None = None) -> str:
+    """The tracking URI, checked (exit 2 within seconds if unusable), then the ``servers`` it is used with checked,
+    then the store created once if it is new: a refusal of either makes nothing, and neither check imports MLflow
+    (nor, with PREFECT_API_URL and its auth string in the environment, Prefect), which takes seconds.
 
     Its orphaned runs are reaped by ``launch`` while Prefect's server starts: reaping needs MLflow's
     imports, which would otherwise delay that start.
@@ -234,6 +238,8 @@ def prepare_store(uri: str | None) -> str:
 
     uri = resolve_tracking_uri(uri)
     store.check_store(uri)
+    if servers is not None:
+        servers()
     store.ensure_store(uri)
     return uri
 

@@ -21,7 +21,7 @@ from flows.runtime.settings import resolve_tracking_uri
 
 def _configs(args) -> list[tuple[str, object]]:
     """(deployment name, config) for each CONFIG, every one checked before anything is registered."""
-    from flows.deployments.deploy import deployment_name
+    from flows.deployments import deployment_name
 
     named = [(deployment_name(path), load_config(path, args.overrides)) for path in args.configs]
     seen = [name for name, _ in named]
@@ -41,12 +41,12 @@ def _configs(args) -> list[tuple[str, object]]:
 
 def _deploy(args) -> int:
     named = _configs(args)
-    from flows.deployments import deploy
     from flows.server import prefect_api
 
     url, _ = prefect_api.require("deployments and work pools live on a Prefect server")
     if not args.create_pool:
         prefect_api.require_pool(url, args.pool, hint="; bp deploy --create-pool makes it")
+    from flows.deployments import deploy  # the flows, Prefect and MLflow: once the server is known to answer
 
     terminal.quiet()
     names = deploy.deploy(named, args.pool, create_pool=args.create_pool)
@@ -68,12 +68,10 @@ def _stack(args) -> int:
 
 def _serve(args) -> int:
     named = _configs(args)
-    from flows.deployments import deploy
     from flows.server import prefect_api
 
     prefect_api.require("bp serve registers its schedules on a Prefect server that outlives it")
-
-    import signal
+    from flows.deployments import deploy
 
     def announce(line: str) -> None:
         print(f"bp: serving {line}", file=sys.stderr)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 from bpcore.config.models import Config
 from bpcore.config.serial import to_dict
@@ -21,11 +20,6 @@ from flows.experiments.registry import FLOWS, flow_for
 from flows.server.automations import ensure_zombie_automation
 from flows.server.pools import ensure_pool
 from flows.sweep.flow import sweep
-
-
-def deployment_name(path: str | Path) -> str:
-    """A config file's deployment name: its stem (``configs/linreg.yaml`` -> ``linreg``)."""
-    return Path(path).stem
 
 
 def flow_and_parameters(config: Config, name: str):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from bpcore.errors import InputError
-
 
 def ensure_pool(pool: str, base_job_template: dict | None = None, resume: bool = False) -> bool:
     """Create the ``process`` work pool ``pool`` unless it exists (with ``base_job_template``, else the
@@ -21,18 +19,6 @@ def ensure_pool(pool: str, base_job_template: dict | None = None, resume: bool =
             if resume:
                 pause_pool(pool, paused=False)
             return False
-
-
-def names(url: str) -> list[str]:
-    """The names of the work pools on the server at ``url`` (the one this process's settings name)."""
-    import httpx
-    from prefect.client.orchestration import get_client
-
-    try:
-        with get_client(sync_client=True) as client:
-            return sorted(pool.name for pool in client.read_work_pools())
-    except httpx.HTTPError as exc:
-        raise InputError(f"PREFECT_API_URL {url}: could not list its work pools ({exc})") from None
 
 
 def pause_pool(pool: str, paused: bool = True) -> None:

@@ -9,13 +9,20 @@ and that a named work pool exists (listed through Prefect's client).
 
 from __future__ import annotations
 
+import os
+import sys
+
 from bpcore.errors import InputError
 from flows.runtime.http import basic, request
-from flows.server.pools import names
 
 
 def configured() -> tuple[str | None, str | None]:
-    """The Prefect API URL and auth string of this process's settings (environment or profile)."""
+    """The Prefect API URL and auth string of this process's settings (environment or profile). Both in the
+    environment of a process that has not imported Prefect: read from there, as Prefect would (its environment
+    wins over profiles and files), so a refusal does not wait for Prefect's imports."""
+    url, auth = os.environ.get("PREFECT_API_URL"), os.environ.get("PREFECT_API_AUTH_STRING")
+    if url and auth is not None and "prefect" not in sys.modules:
+        return url, auth or None
     from prefect.settings import get_current_settings
 
     settings = get_current_settings().api
@@ -62,9 +69,19 @@ def _mlflow(base: str, timeout: float) -> bool:
     return request("GET", f"{root}/health", timeout=timeout) == (200, "OK")
 
 
+def pool_names(url: str, auth: str | None, timeout: float = 10) -> list[str]:
+    """The names of the work pools on the server at ``url`` (its REST API's filter, which Prefect's client reads
+    too: a refusal needs no Prefect import)."""
+    status, answer = request("POST", f"{url.rstrip('/')}/work_pools/filter", headers(auth), body={}, timeout=timeout)
+    if status != 200 or not isinstance(answer, list):
+        raise InputError(f"PREFECT_API_URL {url}: could not list its work pools (POST /work_pools/filter answered "
+                         f"HTTP {status})")
+    return sorted(pool["name"] for pool in answer)
+
+
 def require_pool(url: str, name: str, option: str = "--pool", hint: str = "") -> None:
     """An InputError naming the pools that exist when ``name`` is not one of them."""
-    existing = names(url)
+    existing = pool_names(url, configured()[1])
     if name not in existing:
         known = ", ".join(repr(p) for p in existing) if existing else "none"
         raise InputError(f"{option} {name!r}: no such work pool on {url} (work pools: {known}){hint}")

@@ -10,6 +10,7 @@ from support import BP, REPO, light_bp, refused, run_bp
 
 LINREG = str(REPO / "configs" / "linreg.yaml")
 MNIST = str(REPO / "configs" / "mnist.yaml")
+LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
 CHAIN = str(REPO / "configs" / "chain.yaml")
 LONG_NAME = "data.path: a name in the path is 304 bytes long, more than the 255 a file name may have here: 'aaaa"
 
@@ -49,6 +50,19 @@ def test_validate_prints_the_resolved_config_without_prefect_or_mlflow():
 )
 def test_bad_input_exits_2_with_one_line_before_prefect(argv, expected):
     refused(light_bp(*argv), expected)
+
+
+@pytest.mark.parametrize("argv", [["train", LINREG], ["sweep", LINREG_SWEEP], ["sweep", LINREG_SWEEP, "--pool", "bp"],
+                                  ["deploy", LINREG], ["serve", LINREG], ["reproduce", "0" * 32]])
+def test_a_prefect_server_that_is_not_there_is_refused_before_prefect_mlflow_or_a_store(tmp_path, argv):
+    """PREFECT_API_URL and its auth string set, nothing answering there: refused without Prefect's or MLflow's
+    imports (they take seconds), and no tracking store made in the working directory."""
+    from support.stack import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/api"
+    done = light_bp(*argv, cwd=tmp_path, env={"PREFECT_API_URL": url, "PREFECT_API_AUTH_STRING": "bp:secret"})
+    refused(done, f"PREFECT_API_URL {url}: no server answers there")
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(

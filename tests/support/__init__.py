@@ -101,12 +101,13 @@ def bp(*argv: str, env: dict | None = None, cwd=REPO, timeout: float = 600, wait
                           stdin=subprocess.DEVNULL)
 
 
-def light_bp(*argv: str, cwd=REPO, timeout: float = 120):
-    """``bp ARGV`` in a subprocess that must not import Prefect or MLflow (exit 99 if it did); the CompletedProcess."""
+def light_bp(*argv: str, cwd=REPO, timeout: float = 120, env: dict | None = None):
+    """``bp ARGV`` in a subprocess that must not import Prefect or MLflow (exit 99 if it did), ``env`` added to its
+    environment; the CompletedProcess."""
     import subprocess
 
     return subprocess.run([sys.executable, "-c", LIGHT_BP, *argv], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env=python_env())
+                          timeout=timeout, env={**python_env(), **(env or {})})
 
 
 def refused(done, *fragments: str, prefix: str = "bp") -> str:
