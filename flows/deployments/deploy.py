@@ -11,6 +11,7 @@ points are tasks, ``flows.sweep.point``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -61,6 +62,9 @@ def concurrency(config: Config):
         return None
     strategy = {"skip": ConcurrencyLimitStrategy.CANCEL_NEW, "queue": ConcurrencyLimitStrategy.ENQUEUE}
     return ConcurrencyLimitConfig(limit=1, collision_strategy=strategy[config.schedule.overlap])
+
+
+RUNNER_QUERY_SECONDS = 2.0  # how often bp serve asks the server for due runs, unless PREFECT_RUNNER_POLL_FREQUENCY
 
 
 def served_name(name: str) -> str:
@@ -133,7 +137,10 @@ def serve(configs: list[tuple[str, Config]], announce: Callable[[str], None] = p
             self.stopped_by = "SIGTERM"
             super().handle_sigterm(*args, **kwargs)
 
-    runner = _Runner(pause_on_shutdown=True)
+    # Prefect's runner asks for due runs every 10 s (PREFECT_RUNNER_POLL_FREQUENCY); bp's pool workers every 2 s
+    # (flows.stack.services): the same here, so a due or requested run starts within about 2 s. A value set wins.
+    query = None if os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY") else RUNNER_QUERY_SECONDS
+    runner = _Runner(pause_on_shutdown=True, query_seconds=query)
     for name, config in configs:
         deployment = to_deployment(config, served_name(name))
         announce(f"{deployment.flow_name}/{deployment.name}: {describe(config)}")

@@ -55,3 +55,31 @@ def test_overlapping_runs_are_skipped_unless_the_config_says_otherwise():
 
 def test_no_schedule_is_not_recorded():
     assert "schedule" not in to_dict(load_config(LINREG))
+
+
+@pytest.mark.parametrize(("set_to", "expected"), [(None, 2.0), ("7", 7.0)])
+def test_bp_serve_asks_for_due_runs_every_2_s_unless_prefect_is_told_otherwise(prefect_server, monkeypatch, set_to,
+                                                                               expected):
+    """Prefect's runner waits 10 s between looks for due runs; bp serve's looks every 2 s, as the stack's workers
+    do, and PREFECT_RUNNER_POLL_FREQUENCY set is kept."""
+    from contextlib import nullcontext
+
+    from prefect.runner import Runner
+    from prefect.settings import temporary_settings
+
+    from flows.deployments import deploy
+
+    if set_to is None:
+        monkeypatch.delenv("PREFECT_RUNNER_POLL_FREQUENCY", raising=False)
+    else:  # as a process started with it: in its environment, and so in Prefect's settings
+        monkeypatch.setenv("PREFECT_RUNNER_POLL_FREQUENCY", set_to)
+    seen = []
+
+    async def start(self, *args, **kwargs):  # instead of serving: what the runner was made with
+        seen.append(self.query_seconds)
+
+    monkeypatch.setattr(Runner, "start", start)
+    config = load_config(LINREG, ["schedule.interval=60"])
+    with temporary_settings(updates={"runner.poll_frequency": int(set_to)}) if set_to else nullcontext():
+        assert deploy.serve([("linreg", config)], announce=lambda line: None) == "SIGINT"
+    assert seen == [expected]
