@@ -13,9 +13,10 @@ pytest_plugins = ["support.fixtures", "support.stack", "support.pool"]
 
 # Fixtures that start servers and are shared by several tests (session- or module-scoped): every test using one
 # runs on the same pytest-xdist worker, so the servers start once. The session stack's group spans two modules
-# (test_stack.py checks the running stack before test_stack_flows.py restarts its parts: file order is kept), and
-# test_stack_pool.py's lost_stack serves its frozen-scheduler test, then its killed-scheduler test, in file order.
-SHARED_SERVERS = {"stack": "stack", "servers": "stack", "pool": None, "lost_stack": "lost-stack"}
+# (test_stack.py checks the running stack before test_stack_flows.py restarts its parts: file order is kept), so
+# does the pool's (test_stack_pool_sweeps.py's sweeps before test_stack_pool_when_servers_fail.py's faults), and
+# the latter's lost_stack serves its frozen-scheduler test, then its killed-scheduler test, in file order.
+SHARED_SERVERS = {"stack": "stack", "servers": "stack", "pool": "pool", "lost_stack": "lost-stack"}
 # modules whose tests share module-scoped state (a sweep trained once, a server, the default ports) keep together
 ONE_WORKER_MODULES = ("tests/stack/test_walkthrough.py", "tests/sweep/test_sweep.py",
                       "tests/sweep/test_sweep_server.py", "tests/tracking/test_store.py",
@@ -34,7 +35,7 @@ def _group(item) -> str | None:
         return "compose"  # one Docker engine
     for fixture, group in SHARED_SERVERS.items():
         if fixture in item.fixturenames:
-            return group or module  # the pool: one stack per module
+            return group
     if module in USER_PREFECT_HOME:
         return "prefect-home"
     return module if module in ONE_WORKER_MODULES else None

@@ -1,7 +1,7 @@
-"""Pool sweeps on the default stack (``pool``, tests/support/pool.py, a stack of this module's own): SIGTERM and
-SIGKILL of the submitting ``bp sweep`` and ``--detach``, data that only the workers have and a data path outside
-their data root, a divergence-aware grid, searches (TPE, pruned) that end as they do in-process, and strangers at
-the scheduler."""
+"""Pool sweeps on the default stack (``pool``, tests/support/pool.py, shared with test_stack_pool_when_servers_fail.py,
+whose tests come after these): SIGTERM and SIGKILL of the submitting ``bp sweep`` and ``--detach``, data that only
+the workers have and a data path outside their data root, a divergence-aware grid, searches (TPE, pruned) that end as
+they do in-process, and strangers at the scheduler."""
 
 from __future__ import annotations
 

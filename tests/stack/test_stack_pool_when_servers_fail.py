@@ -1,8 +1,8 @@
 """Pool sweeps whose servers fail under them, on the default stack (``pool``, tests/support/pool.py: SQLite, as a
-new user starts it, the Dask scheduler taking a frozen worker for lost after 8 s): 32 points with the Prefect server
-restarted on the way, the Prefect server gone for good, a sweep worker frozen and woken, the MLflow server
-restarted, then ``bp stack down`` under a sweep; and on a stack of their own, the Dask scheduler frozen, then (the
-frozen scheduler leaves the stack working) killed."""
+new user starts it, the Dask scheduler taking a frozen worker for lost after 8 s; test_stack_pool_sweeps.py's tests
+use it first): 32 points with the Prefect server restarted on the way, the Prefect server gone for good, a sweep
+worker frozen and woken, the MLflow server restarted, then ``bp stack down`` under a sweep; and on a stack of their
+own, the Dask scheduler frozen, then (the frozen scheduler leaves the stack working) killed."""
 
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 scheduler taking a frozen worker for lost after 8 s) and what its tests do with it: a sweep submitted to it, its
 runs, the Prefect states of its flow runs and points, a service of it stopped and started again as it was.
 
-``pool`` is module-scoped: each module that uses it has a stack of its own, so two such modules can run at once
-(tests/conftest.py keeps each module's tests on one pytest-xdist worker).
+``pool`` is session-scoped: test_stack_pool_sweeps.py and test_stack_pool_when_servers_fail.py share one stack, on one
+pytest-xdist worker, in file order (tests/conftest.py): the sweeps first, then the faults, whose frozen sweep worker
+and ``bp stack down`` under a sweep come last.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from mlflow.tracking import MlflowClient
 
 from flows.stack import procs as stack_procs
 from support import SEED_DATA, bp, python_env
-from support.stack import bp_stack, exported, free_port, prefect_client
+from support.stack import bp_stack, exported, free_port, prefect_client, stop_after_its_last_test, stop_once
 
 WORKER_TTL = "DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL"  # the scheduler's: a silent worker is lost after this
 
 
-@pytest.fixture(scope="module")
-def pool(tmp_path_factory):
-    """The default stack, two workers reading data only under the seed's data directory; down after."""
+@pytest.fixture(scope="session")
+def pool(tmp_path_factory, request):
+    """The default stack, two workers reading data only under the seed's data directory; down after its last test
+    (or at the session's end), nothing left."""
     directory = tmp_path_factory.mktemp("bp-sqlite-stack")
     up = bp_stack("up", "--dir", str(directory), "--workers", "2", "--data-root", str(SEED_DATA.parent),
                   "--prefect-port", str(free_port()), "--mlflow-port", str(free_port()),
@@ -36,14 +38,19 @@ def pool(tmp_path_factory):
     assert "--database-url (Postgres) suits more than one worker" in up.stderr
     env = exported(up.stdout)
     cwd = tmp_path_factory.mktemp("pool-client")  # not the checkout, where the workers start their flow runs
+
+    def down() -> None:
+        records = stack_procs.read_records(directory)  # a service a test restarted included
+        done = bp_stack("down", "--dir", str(directory), "--grace", "5", timeout=180)
+        left = [r for r in records if stack_procs.group(r)]
+        stack_procs.stop(left, 5)
+        assert done.returncode == 0 and not left, f"bp stack down left {left}: {done.stdout}{done.stderr}"
+
+    stop_after_its_last_test(request, "pool", down)
     try:
         yield {"dir": directory, "env": {**python_env(), **env}, "cwd": cwd, **env}
     finally:
-        records = stack_procs.read_records(directory)
-        down = bp_stack("down", "--dir", str(directory), "--grace", "5", timeout=180)
-        left = [r for r in records if stack_procs.group(r)]
-        stack_procs.stop(left, 5)
-        assert down.returncode == 0 and not left, f"bp stack down left {left}: {down.stdout}{down.stderr}"
+        stop_once(request.config, "pool")  # unless its last test did
 
 
 def sweep(pool, *argv: str, env: dict | None = None, wait: bool = True):

@@ -168,7 +168,7 @@ def stop_after_its_last_test(request, name: str, stop) -> None:
     request.config.stash.setdefault(STOPS, {})[name] = stop
 
 
-def _stop(config, name: str) -> None:
+def stop_once(config, name: str) -> None:
     """Stop what session fixture ``name`` started, once."""
     stops = config.stash.get(STOPS, {})
     if stops.get(name) not in (None, STOPPED):
@@ -187,7 +187,7 @@ def pytest_runtest_setup(item):
 def pytest_runtest_teardown(item, nextitem):
     for name in list(item.config.stash.get(STOPS, {})):
         if name in item.fixturenames and (nextitem is None or name not in nextitem.fixturenames):
-            _stop(item.config, name)
+            stop_once(item.config, name)
 
 
 @pytest.fixture(scope="session")
@@ -217,5 +217,5 @@ def stack(postgres, tmp_path_factory, request) -> Iterator[Stack]:
         yield Stack(directory, f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{mlflow_port}", postgres,
                     up.stdout, up.stderr, records)
     finally:
-        _stop(request.config, "stack")  # unless its last test did
+        stop_once(request.config, "stack")  # unless its last test did
 
