@@ -49,8 +49,8 @@ def exchange(method: str, url: str, headers: dict | None = None, body=None, time
     the refused connection, timeout, unknown host, untrusted certificate or broken answer."""
     data = json.dumps(body).encode() if body is not None else None
     headers = {**(headers or {}), **({"Content-Type": "application/json"} if data else {})}
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)  # ValueError: a malformed URL
         with urllib.request.urlopen(req, timeout=timeout, context=context) as response:
             return response.status, response.read().decode(errors="replace"), None
     except urllib.error.HTTPError as exc:

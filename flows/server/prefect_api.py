@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from urllib.parse import urlsplit
 
 from bpcore.errors import InputError
 from flows.runtime.http import basic, request
@@ -47,6 +48,14 @@ def headers(auth: str | None) -> dict[str, str]:
 def check(url: str, auth: str | None, timeout: float = 5) -> None:
     """None if ``url`` is a Prefect API that accepts ``auth``; else an InputError naming what is wrong."""
     where = f"PREFECT_API_URL {url}"
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unclosed [IPv6 address], a port that is not a number
+        valid = False
+    if not valid:
+        raise InputError(f"PREFECT_API_URL {url!r}: not an http(s) URL; the API URL ends in /api, e.g. "
+                         "http://127.0.0.1:4200/api")
     base = url.rstrip("/")
     status, answer = request("GET", f"{base}/health", timeout=timeout)
     if status == 0:

@@ -44,8 +44,10 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
     Cheap: no MLflow import, creates nothing, at most one connection (HTTP GET /health, or a TCP connect to
     a database server) bounded by ``timeout``; name resolution is left to the system's own limits.
     """
-    # as MLflow reads it: these bare words are schemes, not directory names
-    scheme = uri if uri in ("databricks", "databricks-uc", "uc") else urlsplit(uri).scheme.lower()
+    try:  # as MLflow reads it: these bare words are schemes, not directory names
+        scheme = uri if uri in ("databricks", "databricks-uc", "uc") else urlsplit(uri).scheme.lower()
+    except ValueError as exc:  # an unclosed [IPv6 address]
+        raise InputError(f"tracking URI {redacted(uri)}: not a valid URL ({exc})") from None
     if not uri.strip():
         problem = "it is empty"
     elif scheme == "sqlite":

@@ -65,6 +65,17 @@ def test_a_prefect_server_that_is_not_there_is_refused_before_prefect_mlflow_or_
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("url", ["not a url", "   ", "ftp://127.0.0.1:9/api", "http://[::1", "http:///api"])
+def test_a_prefect_api_url_that_is_not_one_is_one_line(tmp_path, url):
+    done = light_bp("train", LINREG, cwd=tmp_path, env={"PREFECT_API_URL": url, "PREFECT_API_AUTH_STRING": "bp:x"})
+    refused(done, f"PREFECT_API_URL {url!r}: not an http(s) URL")
+
+
+def test_a_tracking_uri_that_does_not_parse_is_one_line(tmp_path):
+    refused(light_bp("train", LINREG, "--tracking-uri", "http://[::1", cwd=tmp_path),
+            "tracking URI http://[::1: not a valid URL")
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
