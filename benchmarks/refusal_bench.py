@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from timing import free_port  # benchmarks/, this script's directory
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -40,12 +41,6 @@ from flows.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 TARGET = 0.25
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def timed(argv: list[str], env: dict[str, str], baseline: bool) -> float:

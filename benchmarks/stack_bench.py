@@ -26,15 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from timing import free_port  # noqa: E402  (benchmarks/, this script's directory)
+
 LINREG = str(REPO / "configs" / "linreg.yaml")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(argv: list[str], env: dict, cwd: Path) -> tuple[float, str]:

@@ -1,8 +1,9 @@
-"""Timing helpers shared by the benchmarks."""
+"""Helpers shared by the benchmarks: timings, peak memory, a free port for the servers some of them start."""
 
 from __future__ import annotations
 
 import gc
+import socket
 import time
 import tracemalloc
 
@@ -27,3 +28,10 @@ def peak_bytes(fn) -> int:
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
