@@ -115,8 +115,8 @@ def _on_pool(args, config, pool: str, uri: str | None, run_name: str, parallel: 
     from flows.server import prefect_api
 
     def servers() -> None:
-        url, _ = prefect_api.require("a sweep on a work pool needs the Prefect server its workers serve")
-        prefect_api.require_pool(url, pool, "--pool" if args.pool else "sweep.pool")
+        url, auth = prefect_api.require("a sweep on a work pool needs the Prefect server its workers serve")
+        prefect_api.require_pool(url, auth, pool, "--pool" if args.pool else "sweep.pool")
 
     uri = prepare_store(uri, servers)
     terminal.quiet()

@@ -43,9 +43,9 @@ def _deploy(args) -> int:
     named = _configs(args)
     from flows.server import prefect_api
 
-    url, _ = prefect_api.require("deployments and work pools live on a Prefect server")
+    url, auth = prefect_api.require("deployments and work pools live on a Prefect server")
     if not args.create_pool:
-        prefect_api.require_pool(url, args.pool, hint="; bp deploy --create-pool makes it")
+        prefect_api.require_pool(url, auth, args.pool, hint="; bp deploy --create-pool makes it")
     from flows.deployments import deploy  # the flows, Prefect and MLflow: once the server is known to answer
 
     terminal.quiet()

@@ -4,7 +4,7 @@ Prefect's client would otherwise retry a server that is down, print tracebacks f
 for an auth string, or wait for ever on a work pool nobody serves. Checked here: that the URL
 answers as a Prefect API (``/health`` answers ``true``: not the MLflow server, whose ``/health``
 says ``OK``), that it takes our auth string (``/admin/version`` needs it when the server has one),
-and that a named work pool exists (listed through Prefect's client).
+and that a named work pool exists (listed through the REST API: no Prefect import).
 """
 
 from __future__ import annotations
@@ -88,9 +88,10 @@ def pool_names(url: str, auth: str | None, timeout: float = 10) -> list[str]:
     return sorted(pool["name"] for pool in answer)
 
 
-def require_pool(url: str, name: str, option: str = "--pool", hint: str = "") -> None:
-    """An InputError naming the pools that exist when ``name`` is not one of them."""
-    existing = pool_names(url, configured()[1])
+def require_pool(url: str, auth: str | None, name: str, option: str = "--pool", hint: str = "") -> None:
+    """An InputError naming the pools that exist on the server at ``url`` (``auth``: what ``require`` returned) when
+    ``name`` is not one of them."""
+    existing = pool_names(url, auth)
     if name not in existing:
         known = ", ".join(repr(p) for p in existing) if existing else "none"
         raise InputError(f"{option} {name!r}: no such work pool on {url} (work pools: {known}){hint}")
