@@ -22,6 +22,7 @@ from support.pool import (
     start_service,
     stop_service,
     sweep,
+    until_while_running,
 )
 from support.stack import bp_stack, exported, free_port
 
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.stack
 LINREG_SWEEP = str(REPO / "configs" / "linreg_lr_sweep.yaml")
 MNIST_SWEEP = str(REPO / "configs" / "mnist_lr_sweep.yaml")
 MNIST_SEARCH = str(REPO / "configs" / "mnist_lr_search.yaml")
+RUNNING_CHILD = "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'"
 
 
 def test_32_points_on_the_default_stack_ride_out_a_prefect_server_restart(pool):
@@ -41,10 +43,7 @@ def test_32_points_on_the_default_stack_ride_out_a_prefect_server_restart(pool):
     running = sweep(pool, LINREG_SWEEP, "--pool", "bp", "--set", "experiment=pool-32", "--set", "sweep.model_name=null",
                     "--set", f"sweep.grid.trainer.learning_rate={rates(32)}", wait=False)
     try:
-        deadline = time.monotonic() + 300
-        while len(runs_of(pool, "pool-32", "attributes.status = 'FINISHED'")) < 6:
-            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
-            time.sleep(1)
+        until_while_running(running, lambda: len(runs_of(pool, "pool-32", "attributes.status = 'FINISHED'")) >= 6)
         away_a_while(pool, prefect_server(pool), 5)  # as in a restart that takes its time
         out, err = running.communicate(timeout=900)
     finally:
@@ -71,10 +70,7 @@ def test_a_prefect_server_gone_for_good_ends_the_following_and_nothing_stays_run
     running = sweep(pool, *args, env={outage.VARIABLE: "15"}, wait=False)
     record = prefect_server(pool)
     try:
-        deadline = time.monotonic() + 300
-        while not runs_of(pool, "pool-gone", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'"):
-            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
-            time.sleep(1)
+        until_while_running(running, lambda: runs_of(pool, "pool-gone", RUNNING_CHILD))
         restart = stop_service(record)
         lost = time.monotonic()
         out, err = running.communicate(timeout=300)
@@ -114,12 +110,8 @@ def test_the_mlflow_server_restarted_under_a_pool_sweep_retrains_no_point(pool):
     record = next(r for r in stack_procs.read_records(pool["dir"]) if r["name"] == "mlflow-server")
     mc = MlflowClient(pool["MLFLOW_TRACKING_URI"])
     try:
-        deadline = time.monotonic() + 300
-        while not [r for r in runs_of(pool, "pool-mlflow", "attributes.status = 'RUNNING'")
-                   if r.data.tags.get("bp.sweep") == "child"
-                   and len(mc.get_metric_history(r.info.run_id, "cost")) >= 2]:
-            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
-            time.sleep(0.5)
+        until_while_running(running, lambda: [r for r in runs_of(pool, "pool-mlflow", RUNNING_CHILD)
+                                              if len(mc.get_metric_history(r.info.run_id, "cost")) >= 2], every=0.5)
         away_a_while(pool, record, 10)
         out, err = running.communicate(timeout=900)
     finally:
@@ -157,14 +149,9 @@ def test_a_frozen_sweep_worker_woken_after_its_point_moved_never_finishes_it_twi
     running = sweep(pool, *args, wait=False)
     mc = MlflowClient(pool["MLFLOW_TRACKING_URI"])
     try:
-        deadline, victim = time.monotonic() + 300, None
-        while victim is None:
-            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
-            training = [r for r in runs_of(pool, "pool-frozen", "attributes.status = 'RUNNING' and "
-                                                                "tags.`bp.sweep` = 'child'")
-                        if len(mc.get_metric_history(r.info.run_id, "cost")) >= 2]
-            victim = training[0] if training else None
-            time.sleep(0.2)
+        victim = until_while_running(running, lambda: next((r for r in runs_of(pool, "pool-frozen", RUNNING_CHILD)
+                                                            if len(mc.get_metric_history(r.info.run_id, "cost")) >= 2),
+                                                           None), every=0.2)
         group = os.getpgid(int(victim.data.tags["bp.worker"].rsplit(":", 1)[1]))  # the sweep worker, nanny and all
         os.killpg(group, signal.SIGSTOP)
         try:  # past the TTL (8 s) and the 30 s Dask gives the frozen nanny to restart it: the point moves
@@ -197,10 +184,7 @@ def test_bp_stack_down_under_a_pool_sweep_ends_it_and_leaves_nothing_running(poo
                     "trainer.epochs=200", "--set", "data.limit=500", "--set", "sweep.model_name=null",
                     env={outage.VARIABLE: "15"}, wait=False)
     try:
-        deadline = time.monotonic() + 300
-        while not runs_of(pool, "pool-down", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'"):
-            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
-            time.sleep(0.5)
+        until_while_running(running, lambda: runs_of(pool, "pool-down", RUNNING_CHILD), every=0.5)
         runs_seen = runs_of(pool, "pool-down")
         down = bp_stack("down", "--dir", str(pool["dir"]), "--grace", "3", timeout=240)
         out, err = running.communicate(timeout=300)
@@ -245,10 +229,7 @@ def lose_scheduler(client, how: str) -> None:
     running = sweep(client, MNIST_SWEEP, "--pool", "bp", "--set", f"experiment=lost-{how}", "--set",
                     "trainer.epochs=300", "--set", "data.limit=500", "--set", "sweep.model_name=null", wait=False)
     try:
-        deadline = time.monotonic() + 300
-        while not runs_of(client, f"lost-{how}", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'"):
-            assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
-            time.sleep(0.5)
+        until_while_running(running, lambda: runs_of(client, f"lost-{how}", RUNNING_CHILD), every=0.5)
         os.killpg(scheduler["pid"], signal.SIGSTOP if how == "frozen" else signal.SIGKILL)
         lost = time.monotonic()
         out, err = running.communicate(timeout=300)

@@ -57,6 +57,16 @@ def sweep(pool, *argv: str, env: dict | None = None, wait: bool = True):
     return bp("sweep", *argv, env={**pool["env"], **(env or {})}, cwd=pool["cwd"], timeout=900, wait=wait)
 
 
+def until_while_running(running, found, every: float = 1, timeout: float = 300):
+    """``found()`` polled every ``every`` s until it is true, its value returned; fails with the process's stderr
+    when ``running`` (a ``bp`` Popen) exits first or ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while not (value := found()):
+        assert time.monotonic() < deadline and running.poll() is None, running.communicate()[1][-3000:]
+        time.sleep(every)
+    return value
+
+
 def runs_of(pool, experiment: str, where: str = "") -> list:
     mc = MlflowClient(pool["MLFLOW_TRACKING_URI"])
     found = mc.get_experiment_by_name(experiment)
