@@ -3,11 +3,19 @@ the tests share this machine's two cores (pytest-xdist, two workers: ``addopts``
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from flows.runtime import settings
 
 settings.apply()  # bp's offline Prefect/MLflow defaults, before either is imported
+
+# Tests send SIGINT to the bp processes they start, as Ctrl-C would. A session started in the background by a
+# non-interactive shell (`python -m pytest &`, some CI runners) inherits SIGINT ignored, and so would every process it
+# starts: Ctrl-C's handler, as in a terminal, for the session and (reset to the default action at exec) its children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 pytest_plugins = ["support.fixtures", "support.stack", "support.pool"]
 
