@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from support import BP, REPO, prefect_api_env, python_env
-from support.procs import alive, children_of, survivors
+from support.procs import alive, children_of, killed_if_left, survivors
 
 from flows.tracking.store import ensure_store
 
@@ -44,15 +44,12 @@ def test_sigterm_stops_the_temporary_server_and_marks_the_run(tmp_path):
     env.pop("PREFECT_API_URL", None)
     bp = subprocess.Popen([*BP, "train", MNIST, "--tracking-uri", uri, *LONG],
                           cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with killed_if_left(bp):
         run_id = wait_for_running(uri)
         started = children_of(bp.pid)
         assert started, "the temporary Prefect server runs as a child of bp"
         bp.send_signal(signal.SIGTERM)
         out, err = bp.communicate(timeout=60)
-    finally:
-        if bp.poll() is None:
-            bp.kill()
     assert bp.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert err.strip().splitlines()[-1] == f"bp: stopped by SIGTERM; resume with: bp resume {run_id}"
     time.sleep(1)

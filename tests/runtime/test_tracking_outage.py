@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from support import BP, REPO, prefect_api_env, python_env
+from support.procs import killed_if_left
 from support.stack import free_port
 
 from flows.runtime import outage
@@ -92,11 +93,8 @@ def test_a_server_gone_for_good_fails_the_run_in_bounded_time(server, tmp_path):
     bp, run_id = start_training(server, tmp_path)
     server.kill()
     killed = time.monotonic()
-    try:
+    with killed_if_left(bp):
         out, err = bp.communicate(timeout=180)
-    finally:
-        if bp.poll() is None:
-            bp.kill()
     waited = time.monotonic() - killed
     assert bp.returncode == 1, err[-3000:]
     line = err.strip().splitlines()[-1]
@@ -115,11 +113,8 @@ def test_sigterm_with_the_server_gone_exits_within_seconds(server, tmp_path):
     time.sleep(3)  # bp is now waiting for the server, with minutes of retries ahead
     bp.send_signal(signal.SIGTERM)
     sent = time.monotonic()
-    try:
+    with killed_if_left(bp):
         out, err = bp.communicate(timeout=120)
-    finally:
-        if bp.poll() is None:
-            bp.kill()
     assert bp.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert time.monotonic() - sent < 20, "SIGTERM took more than 20 s to end bp"
     assert err.strip().splitlines()[-1] == f"bp: stopped by SIGTERM; resume with: bp resume {run_id}"

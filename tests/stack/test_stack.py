@@ -21,6 +21,7 @@ import urllib.request
 
 import pytest
 from support import BP, bp, python_env, refused
+from support.procs import killed_if_left
 from support.stack import REPO, STACK, bp_stack, free_port
 
 from flows.stack import procs as stack_procs
@@ -346,7 +347,7 @@ def test_sigterm_during_up_leaves_nothing_behind(tmp_path, when):
                           cwd=REPO, env=python_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    try:
+    with killed_if_left(up):
         while True:
             assert time.monotonic() < deadline and up.poll() is None, up.communicate()[1][-3000:]
             try:
@@ -359,9 +360,6 @@ def test_sigterm_during_up_leaves_nothing_behind(tmp_path, when):
             time.sleep(0.05)
         up.send_signal(signal.SIGTERM)
         out, err = up.communicate(timeout=120)
-    finally:
-        if up.poll() is None:
-            up.kill()
     assert up.returncode == 128 + signal.SIGTERM, err[-3000:]
     time.sleep(1)
     assert not processes_of(directory), f"left running after SIGTERM: {processes_of(directory)}"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from support import BP, REPO, bp, python_env
+from support.procs import killed_if_left
 from support.stack import prefect_client, prefect_settings
 
 pytestmark = pytest.mark.stack
@@ -292,7 +293,7 @@ def sweep_losing_a_worker(servers, args: list[str], victim_of) -> tuple[int, str
     sweep = subprocess.Popen([*BP, "sweep", *args], env=servers["env"],
                              cwd=servers["cwd"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline, victim = time.monotonic() + 300, None
-    try:
+    with killed_if_left(sweep):
         while victim is None:
             if sweep.poll() is not None:
                 raise AssertionError(f"the sweep ended before a point trained: {sweep.stderr.read()[-3000:]}")
@@ -301,9 +302,6 @@ def sweep_losing_a_worker(servers, args: list[str], victim_of) -> tuple[int, str
             time.sleep(0.1)
         kill_worker_process(victim)
         out, err = sweep.communicate(timeout=900)
-    finally:
-        if sweep.poll() is None:
-            sweep.kill()
     return sweep.returncode, out, err, victim
 
 

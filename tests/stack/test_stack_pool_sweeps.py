@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO, SEED_DATA, bp
 from support.pool import flow_run_states, point_states, runs_of, sweep, until_while_running
+from support.procs import killed_if_left
 
 from flows.stack import procs as stack_procs
 
@@ -33,7 +34,7 @@ def test_sigterm_stops_a_pool_sweep_within_seconds_and_bp_resume_finishes_it_on_
     def early(run) -> bool:  # a child far from its end (the first two start, and end, within a second)
         return len(mc.get_metric_history(run.info.run_id, "cost")) < 50
 
-    try:
+    with killed_if_left(running):
         until_while_running(running, lambda: runs_of(pool, "pool-sigterm", "attributes.status = 'FINISHED'") and [
             r for r in runs_of(pool, "pool-sigterm", "attributes.status = 'RUNNING' and tags.`bp.sweep` = 'child'")
             if early(r)])
@@ -41,9 +42,6 @@ def test_sigterm_stops_a_pool_sweep_within_seconds_and_bp_resume_finishes_it_on_
         sent = time.monotonic()
         out, err = running.communicate(timeout=120)
         took = time.monotonic() - sent
-    finally:
-        if running.poll() is None:
-            running.kill()
     assert running.returncode == 128 + signal.SIGTERM and took < 20, (running.returncode, took, err[-3000:])
     runs = runs_of(pool, "pool-sigterm")
     parent = next(r for r in runs if r.data.tags.get("bp.sweep") == "parent")

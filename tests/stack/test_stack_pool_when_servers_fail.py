@@ -24,6 +24,7 @@ from support.pool import (
     sweep,
     until_while_running,
 )
+from support.procs import killed_if_left
 from support.stack import bp_stack, exported, free_port
 
 from flows.runtime import outage
@@ -42,13 +43,10 @@ def test_32_points_on_the_default_stack_ride_out_a_prefect_server_restart(pool):
     mid-sweep it is away for some seconds. The sweep finishes all the same, every point complete."""
     running = sweep(pool, LINREG_SWEEP, "--pool", "bp", "--set", "experiment=pool-32", "--set", "sweep.model_name=null",
                     "--set", f"sweep.grid.trainer.learning_rate={rates(32)}", wait=False)
-    try:
+    with killed_if_left(running):
         until_while_running(running, lambda: len(runs_of(pool, "pool-32", "attributes.status = 'FINISHED'")) >= 6)
         away_a_while(pool, prefect_server(pool), 5)  # as in a restart that takes its time
         out, err = running.communicate(timeout=900)
-    finally:
-        if running.poll() is None:
-            running.kill()
     assert running.returncode == 0, err[-3000:]
     parent = out.strip().splitlines()[-1].removeprefix("run_id: ")
     children = runs_of(pool, "pool-32", f"tags.mlflow.parentRunId = '{parent}'")
@@ -109,14 +107,11 @@ def test_the_mlflow_server_restarted_under_a_pool_sweep_retrains_no_point(pool):
     running = sweep(pool, *args, wait=False)
     record = next(r for r in stack_procs.read_records(pool["dir"]) if r["name"] == "mlflow-server")
     mc = MlflowClient(pool["MLFLOW_TRACKING_URI"])
-    try:
+    with killed_if_left(running):
         until_while_running(running, lambda: [r for r in runs_of(pool, "pool-mlflow", RUNNING_CHILD)
                                               if len(mc.get_metric_history(r.info.run_id, "cost")) >= 2], every=0.5)
         away_a_while(pool, record, 10)
         out, err = running.communicate(timeout=900)
-    finally:
-        if running.poll() is None:
-            running.kill()
     assert running.returncode == 0, err[-3000:]
     children = runs_of(pool, "pool-mlflow", "tags.`bp.sweep` = 'child'")
     assert sorted(c.info.run_name for c in children) == ["lr=0.005", "lr=0.01", "lr=0.02", "lr=0.05"]
@@ -148,7 +143,7 @@ def test_a_frozen_sweep_worker_woken_after_its_point_moved_never_finishes_it_twi
             "--set", "sweep.grid.trainer.learning_rate=[0.005, 0.01, 0.02, 0.05]"]
     running = sweep(pool, *args, wait=False)
     mc = MlflowClient(pool["MLFLOW_TRACKING_URI"])
-    try:
+    with killed_if_left(running):
         victim = until_while_running(running, lambda: next((r for r in runs_of(pool, "pool-frozen", RUNNING_CHILD)
                                                             if len(mc.get_metric_history(r.info.run_id, "cost")) >= 2),
                                                            None), every=0.2)
@@ -159,9 +154,6 @@ def test_a_frozen_sweep_worker_woken_after_its_point_moved_never_finishes_it_twi
         finally:
             os.killpg(group, signal.SIGCONT)
         out, err = running.communicate(timeout=900)
-    finally:
-        if running.poll() is None:
-            running.kill()
     assert running.returncode == 0, err[-3000:]
     parent = out.strip().splitlines()[-1].removeprefix("run_id: ")
     time.sleep(5)  # the woken attempt's next epoch

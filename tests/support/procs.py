@@ -1,7 +1,11 @@
-"""Processes as /proc shows them: a process's live descendants, and whether a pid still runs."""
+"""Processes as /proc shows them: a process's live descendants, and whether a pid still runs; a started process
+killed if a test leaves it running."""
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -38,3 +42,14 @@ def survivors(pids: set[int], within: float, poll: float = 0.1) -> list[int]:
     while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
         time.sleep(poll)
     return left
+
+
+@contextmanager
+def killed_if_left(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """The block runs; ``proc`` still running at its end (the test failed or its wait ran out) is SIGKILLed, so no
+    process a test started outlives it."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from support import BP, REPO, python_env
-from support.procs import alive, children_of, survivors
+from support.procs import alive, children_of, killed_if_left, survivors
 
 from flows.tracking.store import ensure_store
 
@@ -55,7 +55,7 @@ def start_sweep(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
 @pytest.mark.slow  # it starts Prefect's temporary server and a Dask cluster
 def test_points_train_in_worker_processes_and_stop_with_the_sweep(tmp_path):
     bp, uri = start_sweep(tmp_path)
-    try:
+    with killed_if_left(bp):
         training = training_children(bp, uri, 2)
         started = children_of(bp.pid)
         pids = {int(r.data.tags["bp.worker"].rsplit(":", 1)[1]) for r in training}
@@ -64,9 +64,6 @@ def test_points_train_in_worker_processes_and_stop_with_the_sweep(tmp_path):
         bp.send_signal(signal.SIGTERM)
         out, err = bp.communicate(timeout=60)
         took = time.monotonic() - stopped
-    finally:
-        if bp.poll() is None:
-            bp.kill()
     assert bp.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert took < 20, took
     time.sleep(1)
@@ -185,16 +182,13 @@ def test_a_point_whose_worker_is_killed_goes_on_from_its_checkpoint_in_its_own_r
     goes on from the lost attempt's checkpoint in the same MLflow run: every point one FINISHED child, nothing left
     RUNNING, and the resumed point identical to its uninterrupted training (bp reproduce)."""
     bp, uri = start_sweep(tmp_path, "--set", "trainer.epochs=60")  # killed long before its run ends
-    try:
+    with killed_if_left(bp):
         victim = training_children(bp, uri, 1)[0]
         mc = MlflowClient(uri)  # only now: building a client builds a new store, beside bp building it
         while len(mc.get_metric_history(victim.info.run_id, "cost")) < 3:  # a checkpoint or two written
             time.sleep(0.1)
         os.kill(int(victim.data.tags["bp.worker"].rsplit(":", 1)[1]), signal.SIGKILL)
         out, err = bp.communicate(timeout=300)
-    finally:
-        if bp.poll() is None:
-            bp.kill()
     assert bp.returncode == 0, err[-3000:]
     parent = mc.get_run(out.strip().splitlines()[-1].removeprefix("run_id: "))
     kids = mc.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")

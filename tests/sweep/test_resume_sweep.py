@@ -10,6 +10,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 from support import BP, REPO, prefect_api_env, run_bp
+from support.procs import killed_if_left
 
 from flows.experiments.reproduce import differences
 from flows.tracking import runs
@@ -41,13 +42,10 @@ def stopped_sweep(tracking_uri: str, workdir, args: list[str], experiment: str) 
     bp = subprocess.Popen([*BP, "sweep", *args, "--tracking-uri", tracking_uri,
                            "--set", f"experiment={experiment}"], cwd=workdir, env=prefect_api_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with killed_if_left(bp):
         parent_id = _midway(mc, experiment, bp)
         bp.send_signal(signal.SIGINT)
         _, err = bp.communicate(timeout=120)
-    finally:
-        if bp.poll() is None:
-            bp.kill()
     assert bp.returncode == 130, err[-3000:]
     assert [line for line in err.splitlines() if line.startswith("bp: ")][-1] == (
         f"bp: interrupted; resume with: bp resume {parent_id}")
